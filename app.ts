@@ -1,0 +1,78 @@
+import { randomUUID } from 'node:crypto'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import authPlugin from './plugins/auth.js'
+import configPlugin, { embeddedDefaults, type Config } from './plugins/config.js'
+import dbPlugin from './plugins/db.js'
+import docsPlugin from './plugins/docs.js'
+import edgeCachePlugin from './plugins/edge-cache.js'
+import errorsPlugin from './plugins/errors.js'
+import healthPlugin from './plugins/health.js'
+import jobsPlugin from './plugins/jobs.js'
+import metricsPlugin from './plugins/metrics.js'
+import openapiRoutesPlugin from './plugins/openapi-routes.js'
+import queuePlugin from './plugins/queue.js'
+import rateLimitPlugin from './plugins/rate-limit.js'
+import redisPlugin from './plugins/redis.js'
+import securityPlugin from './plugins/security.js'
+import catalogRoutes from './routes/catalog/index.js'
+import systemRoutes from './routes/system/index.js'
+
+export interface BuildOptions {
+  /** Logger options (tests pass `false` or a stream). */
+  logger?: FastifyServerOptions['logger']
+}
+
+const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
+
+function loggerFor (config: Config): FastifyServerOptions['logger'] {
+  return {
+    level: config.logLevel,
+    redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
+    ...(config.env === 'development' && process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {})
+  }
+}
+
+/** Makes the app: infrastructure plugins in dependency order, then one plugin per spec tag. */
+export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? loggerFor(config),
+    // X-Request-Id is accepted when it looks like an id, generated otherwise, and echoed (below).
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID()
+    },
+    trustProxy: config.http.trustProxy.length > 0 ? [...config.http.trustProxy] : false,
+    bodyLimit: config.http.bodyLimit,
+    requestTimeout: config.http.requestTimeoutMs,
+    connectionTimeout: config.http.requestTimeoutMs * 2,
+    routerOptions: { maxParamLength: 200 },
+    return503OnClosing: true,
+    ajv: { customOptions: { strict: false } }
+  })
+  app.addHook('onSend', async (request, reply, payload) => {
+    reply.header('x-request-id', request.id)
+    return payload
+  })
+
+  await app.register(configPlugin, { config })
+  for (const line of embeddedDefaults(config)) app.log.info(`embedded default: ${line}`)
+
+  await app.register(errorsPlugin)
+  await app.register(dbPlugin)
+  await app.register(redisPlugin)
+  await app.register(queuePlugin)
+  await app.register(jobsPlugin)
+  await app.register(securityPlugin)
+  await app.register(authPlugin)
+  await app.register(rateLimitPlugin)
+  await app.register(edgeCachePlugin)
+  await app.register(metricsPlugin)
+  await app.register(healthPlugin)
+  await app.register(openapiRoutesPlugin)
+  await app.register(docsPlugin)
+
+  await app.register(systemRoutes)
+  await app.register(catalogRoutes)
+
+  return app
+}

@@ -1,0 +1,44 @@
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Kysely, PostgresDialect } from 'kysely'
+import pg from 'pg'
+import type { DB } from './types.js'
+
+export type Database = Kysely<DB>
+
+export interface DatabaseOptions {
+  /** postgres:// URL; null selects PGlite in `dataDir/pglite`. */
+  url: string | null
+  dataDir: string
+  poolMax: number
+  /** Keep PGlite in memory instead of on disk (tests of the embedded mode). */
+  inMemory?: boolean
+}
+
+// int8 (counts, sums) as numbers: our counts stay far below 2^53. numeric stays a string.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10))
+
+/** Opens the database: a pg Pool when a URL is given, embedded PGlite otherwise. */
+export async function createDatabase (options: DatabaseOptions): Promise<{ db: Database, kind: 'postgres' | 'pglite' }> {
+  if (options.url) {
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolMax,
+      connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 30000
+    })
+    // An idle client losing its server (PostgreSQL restarting) must not crash the process.
+    pool.on('error', () => {})
+    return { db: new Kysely<DB>({ dialect: new PostgresDialect({ pool }) }), kind: 'postgres' }
+  }
+  const { PGlite } = await import('@electric-sql/pglite')
+  const { PGlitePool } = await import('./pglite-pool.js')
+  let dataDir: string | undefined
+  if (!options.inMemory) {
+    dataDir = join(options.dataDir, 'pglite')
+    await mkdir(dataDir, { recursive: true })
+  }
+  const pglite = await PGlite.create(dataDir)
+  const pool = new PGlitePool(pglite)
+  return { db: new Kysely<DB>({ dialect: new PostgresDialect({ pool: pool as unknown as pg.Pool }) }), kind: 'pglite' }
+}

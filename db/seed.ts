@@ -1,0 +1,36 @@
+import { sql, type Kysely } from 'kysely'
+import type { DB } from './types.js'
+import { apps, regions } from './seed-data.js'
+
+/** Inserts or refreshes the catalog (regions, apps, where each app is offered). Safe to run again. */
+export async function seedCatalog (db: Kysely<DB>): Promise<{ regions: number, apps: number }> {
+  await db.transaction().execute(async (trx) => {
+    await trx.insertInto('region')
+      .values(regions.map((r, i) => ({ ...r, sort_order: i })))
+      .onConflict((oc) => oc.column('code').doUpdateSet((eb) => ({
+        name: eb.ref('excluded.name'), latitude: eb.ref('excluded.latitude'), longitude: eb.ref('excluded.longitude'), sort_order: eb.ref('excluded.sort_order')
+      })))
+      .execute()
+    await trx.insertInto('app')
+      .values(apps.map((a) => ({ id: a.id, name: a.name, description: a.description, category: a.category, icon_url: `https://cdn.fractal.co/icons/${a.id}.svg` })))
+      .onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({
+        name: eb.ref('excluded.name'), description: eb.ref('excluded.description'), category: eb.ref('excluded.category'), icon_url: eb.ref('excluded.icon_url'), updated_at: sql`now()`
+      })))
+      .execute()
+    await trx.insertInto('app_region')
+      .values(apps.flatMap((a) => a.regions.map((region) => ({
+        app_id: a.id, region_code: region, task_definition: `fractal-${a.id}:1`, warm_pool_target: a.warm
+      }))))
+      .onConflict((oc) => oc.columns(['app_id', 'region_code']).doNothing())
+      .execute()
+  })
+  return { regions: regions.length, apps: apps.length }
+}
+
+/** Seeds only an empty catalog: what `npm start` does on a fresh machine. */
+export async function seedIfEmpty (db: Kysely<DB>): Promise<boolean> {
+  const any = await db.selectFrom('region').select('code').limit(1).executeTakeFirst()
+  if (any) return false
+  await seedCatalog(db)
+  return true
+}

@@ -1,0 +1,105 @@
+import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import fastifyJwt from '@fastify/jwt'
+import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
+import type { components } from '../openapi/schema.js'
+import { DomainError } from '../services/errors.js'
+
+export type Role = 'user' | 'developer' | 'admin'
+
+/** Who is calling, once a security handler has accepted the request. */
+export interface Principal {
+  kind: 'user'
+  userId: string
+  role: Role
+  scopes: readonly string[]
+}
+
+export interface AccessTokenClaims { sub: string, role: Role, scopes: string[] }
+
+/** A handler per securitySchemes name: throws unauthorized/forbidden, or sets request.principal. */
+export type SecurityHandler = (request: FastifyRequest, scopes: readonly string[]) => Promise<void>
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    securityHandlers: Record<string, SecurityHandler>
+    jwks: components['schemas']['JwkSet']
+    issueAccessToken (claims: AccessTokenClaims): string
+  }
+  interface FastifyRequest {
+    principal: Principal | null
+  }
+}
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: AccessTokenClaims
+    user: AccessTokenClaims & { iat: number, exp: number }
+  }
+}
+
+const unauthorized = (detail: string) => new DomainError('unauthorized', 'Unauthorized', detail)
+
+/** Loads the ES256 pair from config, or (outside production) from dataDir/jwt, generating it the first time. */
+async function loadKeys (privateKey: string | null, publicKey: string | null, dataDir: string, env: string) {
+  if (privateKey) {
+    return { privateKey, publicKey: publicKey ?? createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString() }
+  }
+  if (env === 'production') throw new Error('auth: JWT_PRIVATE_KEY is required in production')
+  const dir = join(dataDir, 'jwt')
+  try {
+    return { privateKey: await readFile(join(dir, 'private.pem'), 'utf8'), publicKey: await readFile(join(dir, 'public.pem'), 'utf8') }
+  } catch {
+    const pair = generateKeyPairSync('ec', {
+      namedCurve: 'P-256',
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+      publicKeyEncoding: { type: 'spki', format: 'pem' }
+    })
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(dir, 'private.pem'), pair.privateKey, { mode: 0o600 })
+    await writeFile(join(dir, 'public.pem'), pair.publicKey)
+    return pair
+  }
+}
+
+export default fp(async function authPlugin (app) {
+  const { jwt: cfg, dataDir, env } = app.config
+  const keys = await loadKeys(cfg.privateKey, cfg.publicKey, dataDir, env)
+  const jwk = createPublicKey(keys.publicKey).export({ format: 'jwk' })
+  if (jwk.crv !== 'P-256') throw new Error('auth: the JWT key pair must be EC P-256 (ES256)')
+  // RFC 7638 thumbprint as the key id, so a rotated key gets a new kid.
+  const kid = createHash('sha256').update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y })).digest('base64url')
+
+  await app.register(fastifyJwt, {
+    secret: { private: keys.privateKey, public: keys.publicKey },
+    sign: { algorithm: 'ES256', iss: cfg.issuer, aud: cfg.audience, expiresIn: cfg.accessTokenTtl * 1000, kid },
+    verify: { algorithms: ['ES256'], allowedIss: cfg.issuer, allowedAud: cfg.audience }
+  })
+
+  app.decorate('jwks', { keys: [{ kty: 'EC', crv: jwk.crv, x: jwk.x!, y: jwk.y!, kid, alg: 'ES256', use: 'sig' }] })
+  app.decorate('issueAccessToken', (claims: AccessTokenClaims) => app.jwt.sign(claims))
+  app.decorateRequest('principal', null)
+
+  const bearer: SecurityHandler = async (request, scopes) => {
+    const header = request.headers.authorization
+    if (!header) throw unauthorized('A bearer token is required.')
+    if (!/^Bearer\s+\S+$/i.test(header)) throw unauthorized('The Authorization header must be "Bearer <token>".')
+    let claims: AccessTokenClaims
+    try {
+      claims = await request.jwtVerify<AccessTokenClaims>()
+    } catch (err) {
+      const expired = (err as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED'
+      throw unauthorized(expired ? 'The access token has expired.' : 'The access token is not valid.')
+    }
+    const granted = new Set(claims.scopes ?? [])
+    const missing = scopes.filter((s) => !granted.has(s))
+    if (missing.length > 0) {
+      throw new DomainError('forbidden', 'Forbidden', `This operation needs the scope${missing.length > 1 ? 's' : ''} ${missing.join(', ')}.`)
+    }
+    request.principal = { kind: 'user', userId: claims.sub, role: claims.role, scopes: [...granted] }
+  }
+
+  app.decorate('securityHandlers', { bearer })
+}, { fastify: '5.x', name: 'auth', dependencies: ['config', 'errors'] })

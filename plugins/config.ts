@@ -1,0 +1,128 @@
+import { isAbsolute, resolve } from 'node:path'
+import { Type, type Static } from '@sinclair/typebox'
+import envSchema from 'env-schema'
+import fp from 'fastify-plugin'
+
+// The environment, as a schema. The Config type below is derived from it; nothing restates it.
+const Enum = <T extends string>(values: readonly T[], def: T) => Type.Unsafe<T>({ type: 'string', enum: values, default: def })
+
+const EnvSchema = Type.Object({
+  NODE_ENV: Enum(['development', 'production', 'test'], 'development'),
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
+  PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
+  LOG_LEVEL: Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+  PUBLIC_URL: Type.Optional(Type.String({ format: 'uri' })),
+  DATA_DIR: Type.String({ default: './.data' }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_POOL_MAX: Type.Integer({ default: 10, minimum: 1, maximum: 200 }),
+  DATABASE_AUTO_MIGRATE: Type.Optional(Type.Boolean()),
+  DATABASE_SEED: Type.Optional(Type.Boolean()),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  REDIS_PREFIX: Type.String({ default: 'fractal:', pattern: '^[A-Za-z0-9:_-]*$' }),
+  JWT_PRIVATE_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_ISSUER: Type.String({ default: 'https://api.fractal.co' }),
+  JWT_AUDIENCE: Type.String({ default: 'fractal' }),
+  ACCESS_TOKEN_TTL: Type.Integer({ default: 900, minimum: 60, maximum: 86400 }),
+  CORS_ORIGINS: Type.String({ default: '' }),
+  TRUST_PROXY: Type.String({ default: '' }),
+  RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
+  BODY_LIMIT: Type.Integer({ default: 1048576, minimum: 1024 }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 1000 }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ default: 10000, minimum: 0 }),
+  WORKER_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 100 })
+})
+export type Env = Static<typeof EnvSchema>
+
+function toList (value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter(Boolean)
+}
+
+/** Env → the nested, frozen Config every part of the app reads. */
+function toConfig (env: Env) {
+  const dataDir = isAbsolute(env.DATA_DIR) ? env.DATA_DIR : resolve(env.DATA_DIR)
+  const env_ = env.NODE_ENV
+  return {
+    env: env_,
+    host: env.HOST,
+    port: env.PORT,
+    logLevel: env.LOG_LEVEL,
+    publicUrl: env.PUBLIC_URL ?? null,
+    dataDir,
+    db: {
+      url: env.DATABASE_URL ?? null,
+      poolMax: env.DATABASE_POOL_MAX,
+      // Development migrates on start; production runs `npm run db:migrate` as a release step.
+      autoMigrate: env.DATABASE_AUTO_MIGRATE ?? env_ !== 'production',
+      // Development fills an empty catalog so a fresh `npm start` has something to show.
+      seedIfEmpty: env.DATABASE_SEED ?? env_ === 'development'
+    },
+    redis: { url: env.REDIS_URL ?? null, prefix: env.REDIS_PREFIX },
+    jwt: {
+      privateKey: env.JWT_PRIVATE_KEY ?? null,
+      publicKey: env.JWT_PUBLIC_KEY ?? null,
+      issuer: env.JWT_ISSUER,
+      audience: env.JWT_AUDIENCE,
+      accessTokenTtl: env.ACCESS_TOKEN_TTL
+    },
+    http: {
+      corsOrigins: toList(env.CORS_ORIGINS),
+      trustProxy: toList(env.TRUST_PROXY),
+      bodyLimit: env.BODY_LIMIT,
+      requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
+      shutdownGraceMs: env.SHUTDOWN_GRACE_MS
+    },
+    rateLimit: { enabled: env.RATE_LIMIT_ENABLED },
+    worker: { concurrency: env.WORKER_CONCURRENCY },
+    // Test mode validates every response against the spec, not only serialises it.
+    validateResponses: env_ === 'test'
+  }
+}
+
+type DeepReadonly<T> = { readonly [K in keyof T]: T[K] extends object ? DeepReadonly<T[K]> : T[K] }
+export type Config = DeepReadonly<ReturnType<typeof toConfig>>
+
+function deepFreeze<T extends object> (value: T): T {
+  for (const child of Object.values(value)) {
+    if (child !== null && typeof child === 'object') deepFreeze(child)
+  }
+  return Object.freeze(value)
+}
+
+/**
+ * Parses an environment (process.env by default) into a Config. Every bad variable is reported in one
+ * error, e.g. `invalid configuration: PORT must be <= 65535; DATABASE_URL must match pattern "^postgres(ql)?://"`.
+ */
+export function loadConfig (env: Record<string, string | undefined> = process.env): Config {
+  let parsed: Env
+  try {
+    parsed = envSchema<Env>({ schema: EnvSchema, data: env, dotenv: false, ajv: { customOptions: (ajv) => ajv.addFormat('uri', /^https?:\/\/\S+$/) } })
+  } catch (err) {
+    const parts = (err as Error).message.split(', env').map((part) => part.replace(/^(env)?\//, ''))
+    const message = [...new Set(parts)].join('; ')
+    throw new Error(`invalid configuration: ${message}`)
+  }
+  return deepFreeze(toConfig(parsed))
+}
+
+/** What the embedded defaults replace, for the one start-up log line. */
+export function embeddedDefaults (config: Config): string[] {
+  const used: string[] = []
+  if (!config.db.url) used.push(`PGlite in ${config.dataDir}/pglite (no DATABASE_URL)`)
+  if (!config.redis.url) used.push('in-process queue, rate-limit store and cache (no REDIS_URL)')
+  if (!config.jwt.privateKey) used.push(`a generated ES256 key pair in ${config.dataDir}/jwt (no JWT_PRIVATE_KEY)`)
+  return used
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+  }
+}
+
+export default fp<{ config: Config }>(async function configPlugin (app, opts) {
+  if (!opts.config || !Object.isFrozen(opts.config)) {
+    throw new Error('config: options.config must be a Config from loadConfig()')
+  }
+  app.decorate('config', opts.config)
+}, { fastify: '5.x', name: 'config' })

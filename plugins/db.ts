@@ -1,0 +1,21 @@
+import fp from 'fastify-plugin'
+import { createDatabase, type Database } from '../db/database.js'
+import { migrateToLatest } from '../db/migrator.js'
+import { seedIfEmpty } from '../db/seed.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: Database
+  }
+}
+
+export default fp(async function dbPlugin (app) {
+  const { db, kind } = await createDatabase({ ...app.config.db, dataDir: app.config.dataDir })
+  app.decorate('db', db)
+  app.addHook('onClose', async () => { await db.destroy() })
+  if (app.config.db.autoMigrate) {
+    await migrateToLatest(db, (line) => app.log.info(line))
+  }
+  if (app.config.db.seedIfEmpty && await seedIfEmpty(db)) app.log.info('seeded the empty catalog (DATABASE_SEED)')
+  app.log.debug({ kind }, 'database ready')
+}, { fastify: '5.x', name: 'db', dependencies: ['config'] })

@@ -1,0 +1,90 @@
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { DomainError, type ErrorCode } from '../services/errors.js'
+
+export const problemTypeBase = 'https://docs.fractal.co/problems/'
+
+// The one code → status/title table.
+const table: Record<ErrorCode, { status: number, title: string }> = {
+  validation_failed: { status: 400, title: 'Validation failed' },
+  bad_request: { status: 400, title: 'Bad request' },
+  unauthorized: { status: 401, title: 'Unauthorized' },
+  forbidden: { status: 403, title: 'Forbidden' },
+  not_found: { status: 404, title: 'Not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  conflict: { status: 409, title: 'Conflict' },
+  payload_too_large: { status: 413, title: 'Payload too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  unprocessable: { status: 422, title: 'Unprocessable request' },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  maintenance: { status: 503, title: 'Down for maintenance' },
+  unavailable: { status: 503, title: 'Service unavailable' },
+  internal: { status: 500, title: 'Internal server error' }
+}
+
+const byStatus: Record<number, ErrorCode> = {
+  400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed',
+  409: 'conflict', 413: 'payload_too_large', 415: 'unsupported_media_type', 422: 'unprocessable', 429: 'rate_limited', 503: 'unavailable'
+}
+
+// Errors of a dependency that is away (PostgreSQL restarting, Redis down): 503 with Retry-After, not 500.
+const unavailableCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006'])
+function isDependencyDown (err: Error & { code?: string }): boolean {
+  return (err.code !== undefined && unavailableCodes.has(err.code)) ||
+    /Connection terminated|timeout exceeded when trying to connect|enableOfflineQueue|Connection is closed/.test(err.message)
+}
+
+interface FieldError { field: string, message: string }
+interface Problem { type: string, title: string, status: number, code: ErrorCode, detail?: string, instance?: string, requestId?: string, errors?: FieldError[] }
+
+type AjvError = NonNullable<FastifyError['validation']>[number]
+function fieldOf (context: string | undefined, e: AjvError): string {
+  const params = e.params as { missingProperty?: string, additionalProperty?: string }
+  const extra = params.missingProperty ?? params.additionalProperty
+  const base = `/${context === 'querystring' ? 'query' : context ?? 'body'}${e.instancePath}`
+  return extra ? `${base}/${extra}` : base
+}
+
+/** Turns any thrown value into the problem we answer. */
+export function toProblem (err: FastifyError, request: FastifyRequest): { problem: Problem, retryAfter?: number } {
+  const base = { instance: request.url.split('?')[0], requestId: request.id }
+  const make = (code: ErrorCode, detail: string, extra: Partial<Problem> = {}): Problem =>
+    ({ type: problemTypeBase + code, title: table[code].title, status: table[code].status, code, detail, ...base, ...extra })
+
+  if (err instanceof DomainError) {
+    return { problem: make(err.code, err.message, { title: err.title, ...err.extra }), retryAfter: err.extra?.retryAfter as number | undefined }
+  }
+  if (err.validation) {
+    const errors = err.validation.map((e) => ({ field: fieldOf(err.validationContext, e), message: e.message ?? 'is invalid' }))
+    return { problem: make('validation_failed', errors.map((e) => `${e.field.slice(1)} ${e.message}`).join('; '), { errors }) }
+  }
+  const status = err.statusCode ?? 500
+  if (status >= 400 && status < 500) {
+    const code = (err.code && err.code in table ? err.code : byStatus[status]) as ErrorCode | undefined
+    if (code) return { problem: make(code, err.message, { status }) }
+    return { problem: { ...make('bad_request', err.message), status } }
+  }
+  if (isDependencyDown(err) || status === 503) {
+    return { problem: make('unavailable', 'A service this request needs is not reachable. Try again shortly.'), retryAfter: 5 }
+  }
+  return { problem: make('internal', 'Something went wrong on our side. The request id identifies it in our logs.') }
+}
+
+export function sendProblem (reply: FastifyReply, problem: Problem, retryAfter?: number) {
+  if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter))
+  return reply.code(problem.status).type('application/problem+json').send(problem)
+}
+
+export default fp(async function errorsPlugin (app) {
+  app.setErrorHandler(function errorHandler (err: FastifyError, request, reply) {
+    const { problem, retryAfter } = toProblem(err, request)
+    if (problem.status >= 500) request.log.error({ err, reqId: request.id }, 'request failed')
+    else request.log.info({ code: problem.code, detail: problem.detail }, 'request rejected')
+    return sendProblem(reply, problem, retryAfter)
+  })
+
+  app.setNotFoundHandler(function notFound (request, reply) {
+    const detail = `There is no route ${request.method} ${request.url.split('?')[0]}.`
+    return sendProblem(reply, toProblem(Object.assign(new Error(detail), { statusCode: 404 }) as FastifyError, request).problem)
+  })
+}, { fastify: '5.x', name: 'errors' })

@@ -1,0 +1,201 @@
+import { randomUUID } from 'node:crypto'
+import BeeQueue from 'bee-queue'
+import fp from 'fastify-plugin'
+import type { FastifyBaseLogger } from 'fastify'
+import {
+  queueFamilies, type EnqueueOptions, type JobContext, type JobDefinition, type JobQueue, type QueueCounts, type QueueFamily
+} from '../services/queue.js'
+
+// Retry defaults for every job: exponential backoff from 1 s, 3 retries, 5 minutes per attempt.
+const defaults = { retries: 3, backoffMs: 1000, timeoutMs: 5 * 60_000 }
+
+interface Payload { name: string, data: unknown }
+
+export interface QueueRuntime extends JobQueue {
+  readonly kind: 'bee-queue' | 'in-process'
+  define (...definitions: JobDefinition[]): void
+  /** Starts processing every family (the worker role). */
+  startWorker (concurrency: number): void
+  close (): Promise<void>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    queue: QueueRuntime
+  }
+}
+
+function dispatcher (definitions: Map<string, JobDefinition>, family: QueueFamily, log: FastifyBaseLogger) {
+  return async (payload: Payload, ctx: JobContext) => {
+    const definition = definitions.get(`${family}/${payload.name}`)
+    if (!definition) throw new Error(`queue ${family}: no job named ${payload.name}`)
+    const started = performance.now()
+    try {
+      return await definition.handle(payload.data, ctx)
+    } finally {
+      log.debug({ job: ctx.id, family, name: payload.name, ms: Math.round(performance.now() - started) }, 'job done')
+    }
+  }
+}
+
+function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger): QueueRuntime {
+  const definitions = new Map<string, JobDefinition>()
+  const make = (family: QueueFamily, isWorker: boolean) => new BeeQueue<Payload>(family, {
+    prefix: `${prefix}bq`,
+    redis: { url } as never,
+    isWorker,
+    getEvents: false,
+    sendEvents: false,
+    activateDelayedJobs: isWorker,
+    removeOnSuccess: true,
+    removeOnFailure: false,
+    // A worker that dies leaves its jobs stalled; another worker takes them back after this long.
+    stallInterval: 10_000
+  })
+  const producers = new Map(queueFamilies.map((f) => [f, make(f, false)]))
+  const workers: BeeQueue[] = []
+  const get = (family: QueueFamily) => producers.get(family)!
+
+  return {
+    kind: 'bee-queue',
+    define (...defs) { for (const d of defs) definitions.set(`${d.family}/${d.name}`, d) },
+    async enqueue (job, data, options: EnqueueOptions = {}) {
+      const created = get(job.family).createJob({ name: job.name, data })
+        .retries(options.retries ?? defaults.retries)
+        .backoff('exponential', defaults.backoffMs)
+        .timeout(options.timeoutMs ?? defaults.timeoutMs)
+      created.setId(options.jobId ?? randomUUID())
+      if (options.delayMs) created.delayUntil(Date.now() + options.delayMs)
+      const saved = await created.save()
+      return String(saved.id)
+    },
+    async counts (family) {
+      const h = await get(family).checkHealth()
+      return { waiting: h.waiting, active: h.active, delayed: h.delayed, failed: h.failed, succeeded: h.succeeded }
+    },
+    startWorker (concurrency) {
+      for (const family of queueFamilies) {
+        const queue = make(family, true)
+        const run = dispatcher(definitions, family, log)
+        queue.process(concurrency, (job) => run(job.data, { id: String(job.id), reportProgress: async (p) => { job.reportProgress(p) } }))
+        queue.on('failed', (job, err) => log.warn({ err, job: job.id, family }, 'job attempt failed'))
+        queue.on('error', (err) => log.error({ err, family }, 'queue error'))
+        workers.push(queue)
+      }
+    },
+    async close () {
+      // Workers first: active jobs get the grace period to finish, the rest stay in Redis for the next worker.
+      await Promise.allSettled(workers.map((q) => q.close(10_000)))
+      await Promise.allSettled([...producers.values()].map((q) => q.close(1000)))
+    }
+  }
+}
+
+interface MemoryJob { id: string, family: QueueFamily, payload: Payload, attemptsLeft: number, attempt: number, timeoutMs: number }
+
+/** The same interface without Redis, for the embedded default: jobs live in this process only. */
+function createMemoryQueues (log: FastifyBaseLogger): QueueRuntime {
+  const definitions = new Map<string, JobDefinition>()
+  const counts = new Map(queueFamilies.map((f) => [f, { waiting: 0, active: 0, delayed: 0, failed: 0, succeeded: 0 }]))
+  const waiting = new Map<QueueFamily, MemoryJob[]>(queueFamilies.map((f) => [f, []]))
+  const known = new Set<string>()
+  const timers = new Set<NodeJS.Timeout>()
+  const active = new Set<Promise<void>>()
+  let concurrency = 0
+  let closed = false
+  const running = new Map<QueueFamily, number>(queueFamilies.map((f) => [f, 0]))
+
+  const later = (ms: number, fn: () => void) => {
+    const t = setTimeout(() => { timers.delete(t); fn() }, ms)
+    timers.add(t)
+  }
+  const push = (job: MemoryJob) => {
+    waiting.get(job.family)!.push(job)
+    counts.get(job.family)!.waiting++
+    pump(job.family)
+  }
+  const attempt = async (job: MemoryJob, c: QueueCounts) => {
+    const run = dispatcher(definitions, job.family, log)
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        run(job.payload, { id: job.id, reportProgress: async () => {} }),
+        new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('job timed out')), job.timeoutMs) })
+      ])
+      c.succeeded++
+    } catch (err) {
+      log.warn({ err, job: job.id, family: job.family }, 'job attempt failed')
+      if (job.attemptsLeft > 0 && !closed) {
+        c.delayed++
+        later(defaults.backoffMs * 2 ** job.attempt, () => { c.delayed--; push({ ...job, attemptsLeft: job.attemptsLeft - 1, attempt: job.attempt + 1 }) })
+      } else {
+        c.failed++
+      }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+  const pump = (family: QueueFamily) => {
+    const list = waiting.get(family)!
+    while (!closed && concurrency > 0 && running.get(family)! < concurrency && list.length > 0) {
+      const job = list.shift()!
+      const c = counts.get(family)!
+      c.waiting--
+      c.active++
+      running.set(family, running.get(family)! + 1)
+      const p = attempt(job, c).finally(() => {
+        c.active--
+        running.set(family, running.get(family)! - 1)
+        active.delete(p)
+        pump(family)
+      })
+      active.add(p)
+    }
+  }
+
+  return {
+    kind: 'in-process',
+    define (...defs) { for (const d of defs) definitions.set(`${d.family}/${d.name}`, d) },
+    async enqueue (job, data, options = {}) {
+      const id = options.jobId ?? randomUUID()
+      if (known.has(id)) return id
+      known.add(id)
+      const entry: MemoryJob = {
+        id,
+        family: job.family,
+        payload: { name: job.name, data },
+        attemptsLeft: options.retries ?? defaults.retries,
+        attempt: 0,
+        timeoutMs: options.timeoutMs ?? defaults.timeoutMs
+      }
+      if (options.delayMs) {
+        const c = counts.get(job.family)!
+        c.delayed++
+        later(options.delayMs, () => { c.delayed--; push(entry) })
+      } else {
+        push(entry)
+      }
+      return id
+    },
+    async counts (family) { return { ...counts.get(family)! } },
+    startWorker (n) {
+      concurrency = n
+      for (const family of queueFamilies) pump(family)
+    },
+    async close () {
+      closed = true
+      for (const t of timers) clearTimeout(t)
+      await Promise.allSettled([...active])
+    }
+  }
+}
+
+export default fp(async function queuePlugin (app) {
+  const { url, prefix } = app.config.redis
+  if (url !== null && !/^rediss?:\/\//.test(url)) throw new Error('queue: config.redis.url is not a redis:// URL')
+  const queue = url ? createBeeQueues(url, prefix, app.log) : createMemoryQueues(app.log)
+  app.decorate('queue', queue)
+  app.addHook('onClose', async () => { await queue.close() })
+}, { fastify: '5.x', name: 'queue', dependencies: ['config'] })
+
+export type { QueueCounts }

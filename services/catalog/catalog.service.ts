@@ -1,0 +1,43 @@
+import type { Kysely } from 'kysely'
+import type { DB, Region } from '../../db/types.js'
+import { invalidate } from '../cache/cache.jobs.js'
+import type { JobQueue } from '../queue.js'
+import { AppNotFound, InvalidCursor, RegionNotFound } from './catalog.errors.js'
+import * as repo from './catalog.repository.js'
+
+export type { AppWithRegions } from './catalog.repository.js'
+
+export function listRegions (db: Kysely<DB>): Promise<Region[]> {
+  return repo.listRegions(db)
+}
+
+const encodeCursor = (id: string) => Buffer.from(id, 'utf8').toString('base64url')
+function decodeCursor (cursor: string): string {
+  const id = Buffer.from(cursor, 'base64url').toString('utf8')
+  if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(id)) throw new InvalidCursor()
+  return id
+}
+
+/** One page of the catalog, by id; `nextCursor` is null on the last page. */
+export async function listApps (db: Kysely<DB>, query: { limit: number, cursor?: string, region?: string }) {
+  const region = query.region ?? null
+  if (region !== null && !(await repo.findRegion(db, region))) throw new RegionNotFound(region)
+  // One row more than asked tells whether a next page exists.
+  const rows = await repo.listApps(db, { limit: query.limit + 1, afterId: query.cursor ? decodeCursor(query.cursor) : null, region })
+  const items = rows.slice(0, query.limit)
+  return { items, nextCursor: rows.length > query.limit ? encodeCursor(items.at(-1)!.id) : null }
+}
+
+export async function getApp (db: Kysely<DB>, id: string) {
+  const app = await repo.findApp(db, id)
+  if (!app) throw new AppNotFound(id)
+  return app
+}
+
+/** Changes a region and asks the edge to forget region and app reads once the change is committed. */
+export async function updateRegion (db: Kysely<DB>, deps: { queue: JobQueue }, code: string, changes: { enabled?: boolean, name?: string }) {
+  const region = await repo.updateRegion(db, code, changes)
+  if (!region) throw new RegionNotFound(code)
+  await invalidate(deps.queue, ['regions', 'apps'])
+  return region
+}

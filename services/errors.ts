@@ -1,0 +1,26 @@
+// Domain errors: a stable code and a title, no HTTP. plugins/errors.ts maps each code to a status.
+export const errorCodes = [
+  'validation_failed', 'bad_request', 'unauthorized', 'forbidden', 'not_found', 'method_not_allowed', 'conflict',
+  'payload_too_large', 'unsupported_media_type', 'unprocessable', 'rate_limited', 'maintenance', 'unavailable',
+  'internal'
+] as const
+export type ErrorCode = (typeof errorCodes)[number]
+
+export class DomainError extends Error {
+  constructor (readonly code: ErrorCode, readonly title: string, detail: string, readonly extra?: Record<string, unknown>) {
+    super(detail)
+    this.name = 'DomainError'
+  }
+}
+
+/**
+ * One error class per failure, declared once per domain:
+ * `export const AppNotFound = defineError('not_found', 'App not found', (id: string) => \`App ${id} does not exist.\`)`
+ */
+export function defineError<A extends unknown[]> (code: ErrorCode, title: string, detail: (...args: A) => string) {
+  return class extends DomainError {
+    constructor (...args: A) {
+      super(code, title, detail(...args))
+    }
+  }
+}

@@ -1,0 +1,29 @@
+// The queue as the domain sees it. plugins/queue.ts implements it on bee-queue (Redis) or in process.
+export const queueFamilies = ['containers', 'fleet', 'logs', 'mail', 'cache-purge'] as const
+export type QueueFamily = (typeof queueFamilies)[number]
+
+export interface EnqueueOptions {
+  /** Same id, same job: a second enqueue with an id that exists is a no-op. */
+  jobId?: string
+  delayMs?: number
+  retries?: number
+  timeoutMs?: number
+}
+
+export interface JobContext {
+  id: string
+  reportProgress (progress: number): Promise<void>
+}
+
+export interface JobDefinition<D = any> {
+  family: QueueFamily
+  name: string
+  handle (data: D, ctx: JobContext): Promise<unknown>
+}
+
+export interface QueueCounts { waiting: number, active: number, delayed: number, failed: number, succeeded: number }
+
+export interface JobQueue {
+  enqueue<D>(job: Pick<JobDefinition<D>, 'family' | 'name'>, data: D, options?: EnqueueOptions): Promise<string>
+  counts (family: QueueFamily): Promise<QueueCounts>
+}

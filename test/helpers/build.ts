@@ -1,0 +1,68 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import { buildApp } from '../../app.js'
+import { loadConfig, type Config, type Env } from '../../plugins/config.js'
+import { createTestDatabase } from './database.js'
+import { redisUrl } from './env.js'
+
+type Test = { teardown (fn: () => unknown): void }
+export type Overrides = Partial<Record<keyof Env, string>>
+
+// One key pair per test process: generating it per app would cost more than the app.
+const keys = generateKeyPairSync('ec', {
+  namedCurve: 'P-256',
+  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  publicKeyEncoding: { type: 'spki', format: 'pem' }
+})
+
+/** Deletes this file's keys only (never FLUSHALL: other files run beside us). */
+export async function deleteRedisPrefix (prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+    let cursor = '0'
+    do {
+      const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      cursor = next
+      if (found.length > 0) await redis.del(...found)
+    } while (cursor !== '0')
+  } finally {
+    redis.disconnect()
+  }
+}
+
+/** The config of a test app: its own database and Redis prefix, silent logs, responses checked against the spec. */
+export async function testConfig (t: Test, overrides: Overrides = {}): Promise<Config> {
+  const prefix = `test:${randomBytes(6).toString('hex')}:`
+  let database: Awaited<ReturnType<typeof createTestDatabase>> | undefined
+  if (!('DATABASE_URL' in overrides)) {
+    database = await createTestDatabase()
+    t.teardown(() => database!.drop())
+  }
+  t.teardown(() => deleteRedisPrefix(prefix))
+  const env: Record<string, string | undefined> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    DATABASE_URL: database?.url,
+    DATABASE_AUTO_MIGRATE: 'false',
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    JWT_PRIVATE_KEY: keys.privateKey,
+    JWT_PUBLIC_KEY: keys.publicKey,
+    ...overrides
+  }
+  for (const [key, value] of Object.entries(env)) if (value === '') delete env[key]
+  return loadConfig(env)
+}
+
+/** A whole app on its own database and Redis prefix, closed when the test ends. */
+export async function build (t: Test, overrides: Overrides = {}): Promise<FastifyInstance> {
+  const config = await testConfig(t, overrides)
+  const app = await buildApp(config, { logger: false })
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+export { keys as testKeys }
