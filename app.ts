@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import authPlugin from './plugins/auth.js'
 import configPlugin, { embeddedDefaults, type Config } from './plugins/config.js'
 import dbPlugin from './plugins/db.js'
@@ -17,9 +17,14 @@ import securityPlugin from './plugins/security.js'
 import catalogRoutes from './routes/catalog/index.js'
 import systemRoutes from './routes/system/index.js'
 
+/** One plugin per spec tag, in the order they register. */
+export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes]
+
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */
   logger?: FastifyServerOptions['logger']
+  /** The feature plugins to register; all of them unless a contract test says otherwise. */
+  features?: FastifyPluginAsync[]
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -54,25 +59,29 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     return payload
   })
 
-  await app.register(configPlugin, { config })
-  for (const line of embeddedDefaults(config)) app.log.info(`embedded default: ${line}`)
+  try {
+    await app.register(configPlugin, { config })
+    for (const line of embeddedDefaults(config)) app.log.info(`embedded default: ${line}`)
 
-  await app.register(errorsPlugin)
-  await app.register(dbPlugin)
-  await app.register(redisPlugin)
-  await app.register(queuePlugin)
-  await app.register(jobsPlugin)
-  await app.register(securityPlugin)
-  await app.register(authPlugin)
-  await app.register(rateLimitPlugin)
-  await app.register(edgeCachePlugin)
-  await app.register(metricsPlugin)
-  await app.register(healthPlugin)
-  await app.register(openapiRoutesPlugin)
-  await app.register(docsPlugin)
+    await app.register(errorsPlugin)
+    await app.register(dbPlugin)
+    await app.register(redisPlugin)
+    await app.register(queuePlugin)
+    await app.register(jobsPlugin)
+    await app.register(securityPlugin)
+    await app.register(authPlugin)
+    await app.register(rateLimitPlugin)
+    await app.register(edgeCachePlugin)
+    await app.register(metricsPlugin)
+    await app.register(healthPlugin)
+    await app.register(openapiRoutesPlugin)
+    await app.register(docsPlugin)
 
-  await app.register(systemRoutes)
-  await app.register(catalogRoutes)
-
+    for (const feature of options.features ?? features) await app.register(feature)
+  } catch (err) {
+    // A plugin that failed to load must not leave pools and sockets open behind it.
+    await app.close().catch(() => {})
+    throw err
+  }
   return app
 }

@@ -64,10 +64,12 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger): 
         .retries(options.retries ?? defaults.retries)
         .backoff('exponential', defaults.backoffMs)
         .timeout(options.timeoutMs ?? defaults.timeoutMs)
-      created.setId(options.jobId ?? randomUUID())
+      const id = options.jobId ?? randomUUID()
+      created.setId(id)
       if (options.delayMs) created.delayUntil(Date.now() + options.delayMs)
-      const saved = await created.save()
-      return String(saved.id)
+      // bee-queue answers a null id when a job with this id exists: the enqueue was a no-op.
+      await created.save()
+      return id
     },
     async counts (family) {
       const h = await get(family).checkHealth()

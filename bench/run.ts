@@ -1,0 +1,512 @@
+// `npm run bench`: ours (server.ts on a fresh PostgreSQL database, with Redis) against bench/bare.ts, in the
+// same run on the same machine. Measures ours' startup to ready and idle RSS, then req/s and p99 of every
+// scenario of bench/scenarios.ts on both servers, alternating. Prints a markdown table and writes it, with the
+// machine, to bench/results.md. Exits 1 when a row fails.
+//
+// Environment:
+//   BENCH_DURATION       seconds per measured run (10)
+//   BENCH_CONNECTIONS    concurrent connections (100)
+//   BENCH_WARMUP         seconds of load per scenario and server before measuring (2); 0 skips the warm-up
+//   BENCH_READY_TIMEOUT  seconds a server has to answer 200 on its ready path (60)
+//   BENCH_RATE_LIMIT     spread (default) | off | on, see below
+//   DATABASE_URL         where to create (and drop) the bench database (postgres://postgres@127.0.0.1:5432/postgres)
+//   REDIS_URL            the Redis ours uses, under a random REDIS_PREFIX deleted at the end (redis://127.0.0.1:6379)
+//
+// Rate limits: the catalog reads allow 600 requests a minute per client address, so a load generator on one
+// address would measure 429s. `spread` keeps the limiter (and its Redis round trip) and sends each request
+// as another client, in X-Forwarded-For from a trusted proxy (TRUST_PROXY=127.0.0.1), as behind the load
+// balancer. `off` starts ours with RATE_LIMIT_ENABLED=false; `on` sends everything as one client (429s).
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer, type AddressInfo } from 'node:net'
+import os from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import { idleRssTargetMb, scenarios, startupTargetMs, type Headers, type Scenario } from './scenarios.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const resultsPath = fileURLToPath(new URL('results.md', import.meta.url))
+
+function envNumber (name: string, fallback: number, min: number): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value < min) throw new Error(`${name} must be a number >= ${min}, not ${raw}`)
+  return value
+}
+
+const rateLimitModes = ['spread', 'off', 'on'] as const
+type RateLimitMode = typeof rateLimitModes[number]
+
+function envRateLimit (): RateLimitMode {
+  const raw = process.env.BENCH_RATE_LIMIT || 'spread'
+  if (!(rateLimitModes as readonly string[]).includes(raw)) throw new Error(`BENCH_RATE_LIMIT must be one of ${rateLimitModes.join(', ')}, not ${raw}`)
+  return raw as RateLimitMode
+}
+
+const settings = {
+  duration: envNumber('BENCH_DURATION', 10, 1),
+  connections: Math.round(envNumber('BENCH_CONNECTIONS', 100, 1)),
+  warmup: envNumber('BENCH_WARMUP', 2, 0),
+  readyTimeoutMs: envNumber('BENCH_READY_TIMEOUT', 60, 1) * 1000,
+  rateLimit: envRateLimit(),
+  databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
+  redisUrl: process.env.REDIS_URL || 'redis://127.0.0.1:6379'
+}
+
+const readyPollMs = 20
+const settleMs = 2000
+// Above ours' default SHUTDOWN_GRACE_MS (10 s).
+const stopTimeoutMs = 15_000
+const maxOutputBytes = 1 << 20
+
+const log = (line: string) => console.error(line)
+
+// ---------------------------------------------------------------------------------------------------------
+// Clean-up: everything created registers how to undo it; undone in reverse order, on success, error or signal.
+
+const cleanups: Array<{ what: string, run: () => Promise<unknown> }> = []
+
+function onCleanup (what: string, run: () => Promise<unknown>): void {
+  cleanups.push({ what, run })
+}
+
+async function cleanUp (): Promise<void> {
+  for (let step = cleanups.pop(); step; step = cleanups.pop()) {
+    try {
+      await step.run()
+    } catch (err) {
+      log(`clean-up: ${step.what} failed: ${(err as Error).message}`)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Child servers
+
+interface Child {
+  name: string
+  process: ChildProcess
+  baseUrl: string
+  /** How it ended (`exited with code 1`), null while running. */
+  ended: string | null
+  /** What it wrote to stdout and stderr, interleaved (the first MiB). */
+  output (): string
+}
+
+class StartError extends Error {
+  constructor (message: string, readonly output: string) {
+    super(message)
+  }
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+function describe (err: unknown): string {
+  const cause = (err as { cause?: { code?: string, message?: string } }).cause
+  return cause?.code ?? cause?.message ?? (err as Error).message
+}
+
+/**
+ * Spawns `node --import tsx <args>` (node itself, so the pid is the server's) on a free port and polls
+ * `readyPath` every 20 ms; resolves with the time from spawn to its first 200.
+ */
+async function startServer (name: string, args: string[], env: NodeJS.ProcessEnv, readyPath: string): Promise<{ child: Child, readyMs: number }> {
+  const port = await freePort()
+  const chunks: Buffer[] = []
+  let kept = 0
+  const keep = (chunk: Buffer) => {
+    if (kept >= maxOutputBytes) return
+    chunks.push(chunk)
+    kept += chunk.length
+  }
+  const started = performance.now()
+  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: root,
+    env: { ...env, HOST: '127.0.0.1', PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const child: Child = {
+    name,
+    process: proc,
+    baseUrl: `http://127.0.0.1:${port}`,
+    ended: null,
+    output: () => Buffer.concat(chunks).toString('utf8')
+  }
+  proc.stdout?.on('data', keep)
+  proc.stderr?.on('data', keep)
+  proc.on('error', (err) => { child.ended ??= `could not be spawned: ${err.message}` })
+  proc.on('exit', (code, signal) => { child.ended = signal ? `was killed by ${signal}` : `exited with code ${code}` })
+  onCleanup(`stopping ${name}`, () => stop(child))
+
+  let last = 'no answer yet'
+  for (;;) {
+    if (child.ended) throw new StartError(`${name} ${child.ended} before answering 200 on ${readyPath} (last poll: ${last})`, child.output())
+    if (performance.now() - started > settings.readyTimeoutMs) {
+      throw new StartError(`${name} did not answer 200 on ${readyPath} within ${settings.readyTimeoutMs / 1000} s (last poll: ${last})`, child.output())
+    }
+    try {
+      const res = await fetch(child.baseUrl + readyPath, { signal: AbortSignal.timeout(2000) })
+      const body = await res.text()
+      if (res.status === 200) return { child, readyMs: performance.now() - started }
+      last = `${res.status} ${body.slice(0, 500)}`
+    } catch (err) {
+      last = describe(err)
+    }
+    await sleep(readyPollMs)
+  }
+}
+
+/** SIGTERM, then wait; SIGKILL when it is still there after 15 s. */
+async function stop (child: Child): Promise<void> {
+  const proc = child.process
+  if (proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return
+  const exited = once(proc, 'exit').then(() => 'exited' as const)
+  proc.kill('SIGTERM')
+  const outcome = await Promise.race([exited, sleep(stopTimeoutMs, 'timeout' as const, { ref: false })])
+  if (outcome === 'timeout') {
+    log(`${child.name} still running ${stopTimeoutMs / 1000} s after SIGTERM: SIGKILL`)
+    proc.kill('SIGKILL')
+    await exited
+  }
+}
+
+/** VmRSS of a process in MB (MiB), null off Linux or once it is gone. */
+async function rssMb (child: Child): Promise<number | null> {
+  try {
+    const status = await readFile(`/proc/${child.process.pid}/status`, 'utf8')
+    const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1]
+    return kb === undefined ? null : Number(kb) / 1024
+  } catch {
+    return null
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Load
+
+let clientCount = 0
+
+/** The next of 2^20 client addresses (10.0.0.0/12): each stays far below 600 requests a minute. */
+function nextClientAddress (): string {
+  const i = clientCount++ % 0x100000
+  return `10.${i >>> 16}.${(i >>> 8) & 255}.${i & 255}`
+}
+
+async function load (child: Child, scenario: Scenario, prepared: Headers, duration: number): Promise<autocannon.Result> {
+  const json = scenario.body !== undefined && typeof scenario.body !== 'string'
+  const body = json ? JSON.stringify(scenario.body) : scenario.body as string | undefined
+  const headers = { ...(json ? { 'content-type': 'application/json' } : {}), ...scenario.headers, ...prepared }
+  return await autocannon({
+    url: child.baseUrl + scenario.path,
+    method: scenario.method ?? 'GET',
+    headers,
+    ...(body !== undefined ? { body } : {}),
+    connections: settings.connections,
+    duration,
+    ...(settings.rateLimit === 'spread'
+      ? { requests: [{ setupRequest: (request) => ({ ...request, headers: { ...request.headers, 'x-forwarded-for': nextClientAddress() } }) }] }
+      : {})
+  })
+}
+
+interface Measured {
+  reqPerSec: number
+  p99: number
+  /** Responses by status. */
+  statuses: Record<string, number>
+  expected: number
+  unexpected: number
+  errors: number
+  timeouts: number
+}
+
+function summarize (result: autocannon.Result, expectStatus: number): Measured {
+  const statuses = Object.fromEntries(Object.entries(result.statusCodeStats).map(([status, { count }]) => [status, count]))
+  const total = Object.values(statuses).reduce((sum, count) => sum + count, 0)
+  const expected = statuses[String(expectStatus)] ?? 0
+  return {
+    reqPerSec: result.requests.average,
+    p99: result.latency.p99,
+    statuses,
+    expected,
+    unexpected: total - expected,
+    errors: result.errors,
+    timeouts: result.timeouts
+  }
+}
+
+/** What is wrong with a run: statuses other than the expected one, errors, timeouts, no answer at all. */
+function problemsOf (server: string, m: Measured, expectStatus: number): string[] {
+  const problems: string[] = []
+  const others = Object.entries(m.statuses).filter(([status]) => status !== String(expectStatus))
+  if (others.length > 0) problems.push(`${server}: ${others.map(([status, count]) => `${status}×${count}`).join(', ')} (expected only ${expectStatus})`)
+  if (m.expected === 0) problems.push(`${server}: no ${expectStatus} at all`)
+  if (m.errors > 0) problems.push(`${server}: ${m.errors} errors`)
+  if (m.timeouts > 0) problems.push(`${server}: ${m.timeouts} timeouts`)
+  return problems
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Database and Redis
+
+async function dropStaleDatabases (admin: pg.Client): Promise<void> {
+  // Left by runs killed before their clean-up, more than an hour ago.
+  const { rows } = await admin.query<{ datname: string }>(
+    "select datname from pg_database where datname ~ '^fractal_bench_[0-9]+$' and substring(datname from 15)::bigint < $1",
+    [Date.now() - 3600_000])
+  for (const { datname } of rows) {
+    await admin.query(`drop database if exists "${datname}" with (force)`)
+    log(`dropped stale database ${datname}`)
+  }
+}
+
+async function deleteRedisKeys (prefix: string): Promise<number> {
+  // One attempt: Redis away must not hold the clean-up (or the exit) forever.
+  const redis = new Redis(settings.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 5000, retryStrategy: () => null })
+  redis.on('error', () => {})
+  let deleted = 0
+  try {
+    await redis.connect()
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      cursor = next
+      if (keys.length > 0) deleted += await redis.unlink(...keys)
+    } while (cursor !== '0')
+  } finally {
+    redis.disconnect()
+  }
+  return deleted
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Report
+
+const formatInt = (n: number) => Math.round(n).toLocaleString('en-US')
+const formatMs = (n: number) => String(Math.round(n * 10) / 10)
+const formatMb = (n: number | null) => n === null ? 'n/a' : n.toFixed(1)
+
+function markdownTable (header: string[], rows: string[][]): string {
+  const widths = header.map((cell, i) => Math.max(cell.length, ...rows.map((row) => row[i]?.length ?? 0)))
+  const line = (cells: string[]) => `| ${cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ')} |`
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
+}
+
+function machine (loadAtStart: number[]): string[] {
+  const cpus = os.cpus()
+  return [
+    `- Date: ${new Date().toISOString()}`,
+    `- CPU: ${cpus[0]?.model ?? 'unknown'}, ${cpus.length} cores; ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM`,
+    `- OS: ${os.type()} ${os.release()} ${os.arch()}; load average at start ${loadAtStart.map((n) => n.toFixed(2)).join(' / ')}`,
+    `- Node: ${process.version}`
+  ]
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+interface Row {
+  scenario: Scenario
+  ours: Measured
+  bare: Measured | null
+  ratio: number | null
+  problems: string[]
+  pass: boolean
+}
+
+async function main (): Promise<boolean> {
+  const loadAtStart = os.loadavg()
+  log(`bench: ${settings.duration} s per run, ${settings.connections} connections, warm-up ${settings.warmup} s, rate limit ${settings.rateLimit}`)
+
+  const admin = new pg.Client({ connectionString: settings.databaseUrl })
+  admin.on('error', (err) => log(`admin connection: ${err.message}`))
+  await admin.connect()
+  onCleanup('closing the admin connection', () => admin.end())
+  await dropStaleDatabases(admin)
+  const database = `fractal_bench_${Date.now()}`
+  await admin.query(`create database "${database}"`)
+  onCleanup(`dropping database ${database}`, () => admin.query(`drop database if exists "${database}" with (force)`))
+  const databaseUrl = new URL(settings.databaseUrl)
+  databaseUrl.pathname = `/${database}`
+
+  const dataDir = await mkdtemp(join(os.tmpdir(), 'fractal-bench-'))
+  onCleanup(`removing ${dataDir}`, () => rm(dataDir, { recursive: true, force: true }))
+  const redisPrefix = `bench:${randomBytes(4).toString('hex')}:`
+  onCleanup(`deleting the Redis keys ${redisPrefix}*`, () => deleteRedisKeys(redisPrefix))
+
+  const oursEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_ENV: 'development',
+    DATABASE_URL: databaseUrl.href,
+    DATABASE_AUTO_MIGRATE: 'true',
+    DATABASE_SEED: 'true',
+    REDIS_URL: settings.redisUrl,
+    REDIS_PREFIX: redisPrefix,
+    LOG_LEVEL: 'warn',
+    DATA_DIR: dataDir,
+    RATE_LIMIT_ENABLED: settings.rateLimit === 'off' ? 'false' : 'true',
+    TRUST_PROXY: settings.rateLimit === 'spread' ? '127.0.0.1' : ''
+  }
+  log(`starting ours (database ${database}, Redis prefix ${redisPrefix})`)
+  const ours = await startServer('ours', ['server.ts'], oursEnv, '/readyz')
+  const oursRssAtReady = await rssMb(ours.child)
+  log(`ours ready in ${Math.round(ours.readyMs)} ms`)
+  const bare = await startServer('bare', ['bench/bare.ts'], { ...process.env, NODE_ENV: 'production' }, '/healthz')
+  const bareRssAtReady = await rssMb(bare.child)
+  log(`bare ready in ${Math.round(bare.readyMs)} ms`)
+
+  // Headers each scenario needs, per server (an ETag is the server's own).
+  const prepared = new Map<Scenario, { ours: Headers, bare: Headers }>()
+  for (const scenario of scenarios) {
+    const withBare = scenario.bare !== false
+    prepared.set(scenario, {
+      ours: await scenario.prepare?.(ours.child.baseUrl) ?? {},
+      bare: withBare ? await scenario.prepare?.(bare.child.baseUrl) ?? {} : {}
+    })
+  }
+
+  if (settings.warmup > 0) {
+    log(`warm-up: ${settings.warmup} s per scenario and server`)
+    for (const scenario of scenarios) {
+      const headers = prepared.get(scenario)!
+      if (scenario.bare !== false) await load(bare.child, scenario, headers.bare, settings.warmup)
+      await load(ours.child, scenario, headers.ours, settings.warmup)
+    }
+  }
+  await sleep(settleMs)
+  const oursIdleRss = await rssMb(ours.child)
+  const bareIdleRss = await rssMb(bare.child)
+
+  const rows: Row[] = []
+  for (const [index, scenario] of scenarios.entries()) {
+    const headers = prepared.get(scenario)!
+    const withBare = scenario.bare !== false
+    // Bare first on even rows, ours first on odd ones: drift of a noisy machine hits both sides.
+    const order: Array<'ours' | 'bare'> = !withBare ? ['ours'] : index % 2 === 0 ? ['bare', 'ours'] : ['ours', 'bare']
+    const measured: { ours?: Measured, bare?: Measured } = {}
+    for (const side of order) {
+      const child = side === 'ours' ? ours.child : bare.child
+      const m = summarize(await load(child, scenario, headers[side], settings.duration), scenario.expectStatus)
+      measured[side] = m
+      log(`${scenario.name} · ${side}: ${formatInt(m.reqPerSec)} req/s, p99 ${formatMs(m.p99)} ms, ${JSON.stringify(m.statuses)}, ${m.errors} errors, ${m.timeouts} timeouts`)
+    }
+    const oursM = measured.ours!
+    const bareM = measured.bare ?? null
+    const problems = [...problemsOf('ours', oursM, scenario.expectStatus), ...(bareM ? problemsOf('bare', bareM, scenario.expectStatus) : [])]
+    const ratio = bareM && bareM.reqPerSec > 0 ? oursM.reqPerSec / bareM.reqPerSec : null
+    const pass = problems.length === 0 && (scenario.target === null || (ratio !== null && ratio >= scenario.target))
+    rows.push({ scenario, ours: oursM, bare: bareM, ratio, problems, pass })
+  }
+  await sleep(settleMs)
+  const oursRssAfter = await rssMb(ours.child)
+  const bareRssAfter = await rssMb(bare.child)
+
+  const throughput = markdownTable(
+    ['scenario', 'ours req/s', 'ours p99 ms', 'bare req/s', 'bare p99 ms', 'ratio', 'target', 'result'],
+    rows.map((r) => [
+      r.scenario.name,
+      formatInt(r.ours.reqPerSec),
+      formatMs(r.ours.p99),
+      r.bare ? formatInt(r.bare.reqPerSec) : '–',
+      r.bare ? formatMs(r.bare.p99) : '–',
+      r.ratio === null ? '–' : r.ratio.toFixed(2),
+      r.scenario.target === null ? '–' : `≥ ${r.scenario.target}`,
+      !r.pass ? 'FAIL' : r.scenario.target === null ? 'ok (no target)' : 'pass'
+    ]))
+
+  const startupPass = ours.readyMs < startupTargetMs
+  const rssPass = oursIdleRss !== null && oursIdleRss < idleRssTargetMb
+  const resources = markdownTable(
+    ['metric', 'ours', 'bare', 'target', 'result'],
+    [
+      ['startup to ready (ms)', formatInt(ours.readyMs), formatInt(bare.readyMs), `< ${startupTargetMs}`, startupPass ? 'pass' : 'FAIL'],
+      ['RSS at ready (MB)', formatMb(oursRssAtReady), formatMb(bareRssAtReady), '–', '–'],
+      ['idle RSS after warm-up (MB)', formatMb(oursIdleRss), formatMb(bareIdleRss), `< ${idleRssTargetMb}`, rssPass ? 'pass' : 'FAIL'],
+      ['RSS after the load (MB)', formatMb(oursRssAfter), formatMb(bareRssAfter), '–', '–']
+    ])
+
+  const checks = rows.map((r) => {
+    const counts = (side: string, m: Measured | null) => m
+      ? `${side} ${Object.entries(m.statuses).map(([status, count]) => `${status}×${formatInt(count)}`).join(', ') || 'no responses'}, ${m.errors} errors, ${m.timeouts} timeouts`
+      : `${side} not measured`
+    const verdict = r.problems.length > 0 ? ` — **${r.problems.join('; ')}**` : ''
+    return `- ${r.scenario.name} (${r.scenario.method ?? 'GET'} ${r.scenario.path}, expect ${r.scenario.expectStatus}): ${counts('ours', r.ours)}; ${counts('bare', r.bare)}${verdict}`
+  })
+
+  const rateLimitNote = {
+    spread: 'on, each request from another client address (X-Forwarded-For, TRUST_PROXY=127.0.0.1)',
+    off: 'off (RATE_LIMIT_ENABLED=false)',
+    on: 'on, every request from one client address'
+  }[settings.rateLimit]
+  const report = [
+    '# Benchmark: ours vs bare Fastify',
+    '',
+    ...machine(loadAtStart),
+    `- Load: autocannon, ${settings.connections} connections, ${settings.duration} s per measured run after ${settings.warmup} s of warm-up per scenario and server; bare and ours alternate`,
+    `- Ours: \`node --import tsx server.ts\`, NODE_ENV=development, PostgreSQL (fresh database, migrated and seeded at start), Redis; rate limiting ${rateLimitNote}`,
+    '- Bare: `node --import tsx bench/bare.ts`, Fastify with no plugins, constant bodies of the same shape',
+    '',
+    '## Throughput',
+    '',
+    throughput,
+    '',
+    '## Startup and memory',
+    '',
+    resources,
+    '',
+    'Startup: from spawn to the first 200 on /readyz (ours) or /healthz (bare), polled every 20 ms. RSS: VmRSS of the server process.',
+    '',
+    '## Status checks',
+    '',
+    ...checks,
+    '',
+    'The load generator runs on the same cores as the servers: absolute req/s are lower bounds, the ratios are what compare.',
+    ''
+  ].join('\n')
+
+  console.log(`\n${report}`)
+  await writeFile(resultsPath, report)
+  log(`written to ${resultsPath}`)
+
+  return rows.every((r) => r.pass) && startupPass && rssPass
+}
+
+// Ctrl-C reaches this process twice (from the terminal and relayed by the tsx CLI): clean up once, ignore the rest.
+let interrupted = false
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) return
+    interrupted = true
+    log(`${signal}: stopping the servers and cleaning up`)
+    cleanUp().finally(() => process.exit(130))
+  })
+}
+
+try {
+  const pass = await main()
+  process.exitCode = pass ? 0 : 1
+} catch (err) {
+  process.exitCode = 1
+  if (err instanceof StartError) {
+    log(`\n${err.message}. Its output:\n${'-'.repeat(72)}\n${err.output}${'-'.repeat(72)}`)
+  } else {
+    log(`\nbench failed: ${(err as Error).stack ?? String(err)}`)
+  }
+} finally {
+  await cleanUp()
+}

@@ -1,0 +1,48 @@
+// What `npm run bench` measures. A feature adds its scenario here: bench/run.ts runs every entry against
+// ours and (unless `bare: false`) against bench/bare.ts, in the same run, and judges it.
+
+export type Headers = Record<string, string>
+
+export interface Scenario {
+  /** Row label of the table. */
+  name: string
+  /** GET by default. */
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
+  path: string
+  headers?: Headers
+  /** Request body; an object is sent as JSON (with content-type application/json). */
+  body?: string | Record<string, unknown>
+  /**
+   * Runs once per server before any load, against its base URL (`http://127.0.0.1:<port>`), and returns
+   * headers to add to every request: an ETag read from a first answer, a token, ...
+   */
+  prepare?: (baseUrl: string) => Promise<Headers>
+  /** The status every response must have: any other status (or a socket error or timeout) fails the row. */
+  expectStatus: number
+  /** Minimum ours/bare ratio of req/s; null measures and prints only. */
+  target: number | null
+  /** bench/bare.ts serves an equivalent route (default true); false measures ours alone. */
+  bare?: boolean
+}
+
+/** `prepare` for conditional requests: If-None-Match set to the ETag of a first GET of `path`. */
+export function ifNoneMatch (path: string): (baseUrl: string) => Promise<Headers> {
+  return async (baseUrl) => {
+    const res = await fetch(new URL(path, baseUrl))
+    await res.arrayBuffer()
+    const etag = res.headers.get('etag')
+    if (res.status !== 200 || !etag) throw new Error(`GET ${path} on ${baseUrl} answered ${res.status}${etag ? '' : ' without an ETag'}`)
+    return { 'if-none-match': etag }
+  }
+}
+
+export const scenarios: Scenario[] = [
+  { name: 'healthz', path: '/healthz', expectStatus: 200, target: null },
+  { name: 'regions 200', path: '/v1/regions', expectStatus: 200, target: 0.6 },
+  { name: 'regions 304', path: '/v1/regions', prepare: ifNoneMatch('/v1/regions'), expectStatus: 304, target: 0.7 }
+]
+
+/** Ours only: from spawn to the first 200 on /readyz (fresh PostgreSQL database: migrations and seed included). */
+export const startupTargetMs = 1500
+/** Ours only: VmRSS after the warm-up load, once idle. */
+export const idleRssTargetMb = 150

@@ -1,0 +1,57 @@
+// Start-up refuses a spec and handlers that disagree, naming the operation.
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../app.js'
+import catalogRoutes from '../../routes/catalog/index.js'
+import systemRoutes from '../../routes/system/index.js'
+import { handlers as catalogHandlers } from '../../routes/catalog/handlers.js'
+import { testConfig } from '../helpers/build.js'
+
+async function start (t: Parameters<typeof testConfig>[0], features: Array<(app: FastifyInstance) => Promise<void>>) {
+  const app = await buildApp(await testConfig(t), { logger: false, features })
+  t.teardown(() => app.close())
+  return app.ready()
+}
+
+t.test('start-up › fails naming the operations whose tag no feature plugin registered', async (t) => {
+  await t.rejects(start(t, [systemRoutes]), /operations getApp, listApps, listRegions, updateRegion have no handler/)
+})
+
+t.test('start-up › fails naming an operation without a handler', async (t) => {
+  const { getApp, ...partial } = catalogHandlers
+  void getApp
+  await t.rejects(start(t, [systemRoutes, async (app) => { app.registerOperations('catalog', partial) }]), /operation getApp has no handler in routes\/catalog/)
+})
+
+t.test('start-up › fails naming a handler without an operation', async (t) => {
+  await t.rejects(start(t, [systemRoutes, async (app) => {
+    app.registerOperations('catalog', { ...catalogHandlers, deleteEverything: async () => ({}) })
+  }]), /handler deleteEverything \(routes\/catalog\) has no operation in the spec/)
+})
+
+t.test('start-up › fails when a handler is registered under another tag', async (t) => {
+  await t.rejects(start(t, [catalogRoutes, async (app) => {
+    app.registerOperations('system', { getApp: catalogHandlers.getApp } as never)
+  }]), /handler getApp is in routes\/system but its operation is tagged catalog/)
+})
+
+t.test('start-up › every operation bound: the full app starts', async (t) => {
+  await t.resolves(start(t, [systemRoutes, catalogRoutes]))
+})
+
+t.test('test mode › a response that does not match the spec is a 500 naming the mismatch', async (t) => {
+  const app = await buildApp(await testConfig(t), {
+    logger: false,
+    features: [systemRoutes, async (app) => {
+      app.registerOperations('catalog', {
+        ...catalogHandlers,
+        // A row leaking into the API: extra properties the schema forbids.
+        listRegions: async () => ({ items: [{ code: 'us-east-1', name: 'x', enabled: true, location: { latitude: 1, longitude: 2 }, current_ami: 'ami-1' }] }) as never
+      })
+    }]
+  })
+  t.teardown(() => app.close())
+  const res = await app.inject({ method: 'GET', url: '/v1/regions' })
+  t.equal(res.statusCode, 500)
+  t.match(res.json().detail, /response 200 of listRegions does not match the spec: .*must NOT have additional properties/)
+})

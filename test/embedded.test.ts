@@ -1,0 +1,47 @@
+// `npm start` on a fresh machine: no DATABASE_URL, no REDIS_URL, no keys.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { buildApp } from '../app.js'
+import { loadConfig } from '../plugins/config.js'
+
+t.test('embedded defaults › PGlite, in-process queue and generated keys serve the seeded catalog', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fractal-embedded-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const app = await buildApp(loadConfig({ NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent' }), { logger: false })
+  t.teardown(() => app.close())
+  await app.ready()
+
+  t.equal(app.queue.kind, 'in-process')
+  t.ok(existsSync(join(dataDir, 'jwt', 'private.pem')), 'a key pair was generated')
+  t.ok(existsSync(join(dataDir, 'pglite')), 'the database lives in DATA_DIR')
+
+  const regions = await app.inject({ method: 'GET', url: '/v1/regions' })
+  t.equal(regions.statusCode, 200)
+  t.ok(regions.json().items.length >= 10, 'the seeded regions')
+  t.match(regions.json().items[0], { code: 'us-east-1', name: 'US East (N. Virginia)' })
+
+  const apps = await app.inject({ method: 'GET', url: '/v1/apps', query: { limit: '100' } })
+  t.ok(apps.json().items.some((a: { id: string }) => a.id === 'chrome'))
+
+  const ready = await app.inject({ method: 'GET', url: '/readyz' })
+  t.same(ready.json(), { status: 'ready', checks: { database: 'ok', redis: 'skipped' } })
+
+  // PGlite has one session: concurrent transactions take turns instead of interleaving or hanging.
+  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => app.db.transaction().execute(async (trx) => {
+    await trx.updateTable('region').set({ sort_order: i }).where('code', '=', 'us-east-1').execute()
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    const row = await trx.selectFrom('region').select('sort_order').where('code', '=', 'us-east-1').executeTakeFirstOrThrow()
+    return row.sort_order === i
+  })))
+  t.same(results, Array(8).fill(true), 'each transaction saw only its own write')
+
+  const token = app.issueAccessToken({ sub: 'op-1', role: 'admin', scopes: ['catalog:write'] })
+  const patched = await app.inject({ method: 'PATCH', url: '/v1/regions/sa-east-1', payload: { enabled: true }, headers: { authorization: `Bearer ${token}` } })
+  t.equal(patched.statusCode, 200)
+  app.queue.startWorker(1)
+  const deadline = Date.now() + 5000
+  while ((await app.queue.counts('cache-purge')).succeeded < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal((await app.queue.counts('cache-purge')).succeeded, 1, 'the in-process worker ran the purge job')
+})

@@ -1,0 +1,34 @@
+import t from 'tap'
+import { embeddedDefaults, loadConfig } from '../../plugins/config.js'
+import { buildApp } from '../../app.js'
+
+t.test('config › every bad variable is named in one message', async (t) => {
+  t.throws(() => loadConfig({ PORT: '70000', DATABASE_URL: 'mysql://db', LOG_LEVEL: 'loud', REDIS_URL: 'localhost' }), {
+    message: /^invalid configuration: .*PORT must be <= 65535.*LOG_LEVEL must be equal to one of the allowed values.*DATABASE_URL must match pattern.*REDIS_URL must match pattern/
+  })
+})
+
+t.test('config › the result is nested, typed and frozen', async (t) => {
+  const config = loadConfig({ PORT: '8080', CORS_ORIGINS: 'https://a.test, https://b.test', NODE_ENV: 'production', JWT_PRIVATE_KEY: 'x' })
+  t.equal(config.port, 8080)
+  t.same(config.http.corsOrigins, ['https://a.test', 'https://b.test'])
+  t.equal(config.db.autoMigrate, false, 'production migrates as a release step')
+  t.equal(config.db.seedIfEmpty, false)
+  t.ok(Object.isFrozen(config.http))
+  t.throws(() => { (config.http as { bodyLimit: number }).bodyLimit = 1 })
+})
+
+t.test('config › an empty environment selects the embedded defaults and says which', async (t) => {
+  const config = loadConfig({})
+  t.equal(config.db.url, null)
+  t.equal(config.redis.url, null)
+  t.equal(config.db.autoMigrate, true)
+  const used = embeddedDefaults(config)
+  t.equal(used.length, 3)
+  t.match(used.join('\n'), /PGlite.*in-process queue.*generated ES256 key pair/s)
+})
+
+t.test('config › production without a signing key stops start-up', async (t) => {
+  const config = loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', LOG_LEVEL: 'silent' })
+  await t.rejects(buildApp(config, { logger: false }), /auth: JWT_PRIVATE_KEY is required in production/)
+})

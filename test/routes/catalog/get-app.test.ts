@@ -1,0 +1,30 @@
+import t from 'tap'
+import { build } from '../../helpers/build.js'
+import { given } from '../../helpers/given.js'
+
+t.test('getApp › valid › returns the app with its regions', async (t) => {
+  const app = await build(t)
+  const region = await given(app).region({ code: 'ap-south-9' })
+  await given(app).app({ id: 'figma', name: 'Figma', category: 'design', regions: [region.code] })
+
+  const res = await app.inject({ method: 'GET', url: '/v1/apps/figma' })
+
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { id: 'figma', name: 'Figma', description: 'The figma app', iconUrl: 'https://cdn.example.test/figma.svg', category: 'design', regions: ['ap-south-9'] })
+  t.ok(res.headers.etag)
+})
+
+t.test('getApp › invalid input › an id that cannot be an app id is a 400', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ method: 'GET', url: '/v1/apps/NOT_AN_ID' })
+  t.equal(res.statusCode, 400)
+  t.equal(res.json().errors[0].field, '/params/appId')
+})
+
+t.test('getApp › non-existing › 404 not_found problem', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ method: 'GET', url: '/v1/apps/figma2' })
+  t.equal(res.statusCode, 404)
+  t.match(res.headers['content-type'], /^application\/problem\+json/)
+  t.match(res.json(), { code: 'not_found', status: 404, title: 'App not found', detail: 'App figma2 does not exist.', instance: '/v1/apps/figma2' })
+})

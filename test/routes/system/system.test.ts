@@ -1,0 +1,65 @@
+import { createPublicKey, verify } from 'node:crypto'
+import t from 'tap'
+import { build } from '../../helpers/build.js'
+import { given } from '../../helpers/given.js'
+
+t.test('getHealth › valid › answers ok and is never cached', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ method: 'GET', url: '/healthz' })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { status: 'ok' })
+  t.equal(res.headers['cache-control'], 'no-store')
+})
+
+t.test('getReadiness › valid › reports the database and Redis as ok', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { status: 'ready', checks: { database: 'ok', redis: 'ok' } })
+})
+
+t.test('getReadiness › dependency down › 503 problem with Retry-After naming the database', async (t) => {
+  // Nothing listens on port 1: the pool fails to connect, as when PostgreSQL is restarting.
+  const app = await build(t, { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' })
+  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(res.statusCode, 503)
+  t.match(res.headers['content-type'], /^application\/problem\+json/)
+  t.match(res.json(), { code: 'unavailable', detail: 'Not ready: database not reachable.' })
+  t.equal(res.headers['retry-after'], '5')
+
+  const read = await app.inject({ method: 'GET', url: '/v1/regions' })
+  t.equal(read.statusCode, 503, 'a read needing the database is a 503, not a 500')
+  t.equal(read.json().code, 'unavailable')
+  t.equal(read.headers['cache-control'], 'no-store')
+})
+
+t.test('getMetrics › valid › counts requests by route pattern and status and shows queue depth', async (t) => {
+  const app = await build(t)
+  await app.inject({ method: 'GET', url: '/v1/apps/none-such' })
+  await app.inject({ method: 'GET', url: '/v1/regions' })
+
+  const res = await app.inject({ method: 'GET', url: '/metrics' })
+
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], /^text\/plain/)
+  t.match(res.body, /http_requests_total\{method="GET",route="\/v1\/apps\/:appId",status_code="404"\} 1/)
+  t.match(res.body, /http_request_duration_seconds_bucket\{le="[0-9.]+",method="GET",route="\/v1\/regions",status_code="200"\}/)
+  t.match(res.body, /queue_jobs\{queue="cache-purge",state="waiting"\} 0/)
+  t.notMatch(res.body, /none-such/, 'ids never become labels')
+})
+
+t.test('getJwks › valid › publishes the ES256 key that verifies our access tokens', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['cache-control'], /^public, max-age=300/)
+  const [jwk] = res.json().keys
+  t.match(jwk, { kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' })
+  t.notOk('d' in jwk, 'no private part')
+
+  const token = given(app).token({ sub: 'user-1', role: 'admin', scopes: ['catalog:write'] })
+  const [header, payload, signature] = token.split('.')
+  t.equal(JSON.parse(Buffer.from(header!, 'base64url').toString()).kid, jwk.kid, 'tokens name the key')
+  const ok = verify('sha256', Buffer.from(`${header}.${payload}`), { key: createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' }, Buffer.from(signature!, 'base64url'))
+  t.ok(ok, 'a third party verifies our token with the published key')
+})
