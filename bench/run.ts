@@ -16,8 +16,8 @@
 // address would measure 429s. `spread` keeps the limiter (and its Redis round trip) and sends each request
 // as another client, in X-Forwarded-For from a trusted proxy (TRUST_PROXY=127.0.0.1), as behind the load
 // balancer. `off` starts ours with RATE_LIMIT_ENABLED=false; `on` sends everything as one client (429s).
-import { spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
@@ -123,7 +123,7 @@ function describe (err: unknown): string {
 }
 
 /**
- * Spawns `node --import tsx <args>` (node itself, so the pid is the server's) on a free port and polls
+ * Spawns `node <args>` (node itself, so the pid is the server's) on a free port and polls
  * `readyPath` every 20 ms; resolves with the time from spawn to its first 200.
  */
 async function startServer (name: string, args: string[], env: NodeJS.ProcessEnv, readyPath: string): Promise<{ child: Child, readyMs: number }> {
@@ -136,7 +136,7 @@ async function startServer (name: string, args: string[], env: NodeJS.ProcessEnv
     kept += chunk.length
   }
   const started = performance.now()
-  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
+  const proc = spawn(process.execPath, args, {
     cwd: root,
     env: { ...env, HOST: '127.0.0.1', PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe']
@@ -349,9 +349,14 @@ async function main (): Promise<boolean> {
   const redisPrefix = `bench:${randomBytes(4).toString('hex')}:`
   onCleanup(`deleting the Redis keys ${redisPrefix}*`, () => deleteRedisKeys(redisPrefix))
 
+  // Ours runs as in production: compiled JavaScript, a configured key pair, migrations at start.
+  log('building dist/ (npm run build)')
+  execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' })
+  const keys = generateKeyPairSync('ec', { namedCurve: 'P-256', privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } })
   const oursEnv: NodeJS.ProcessEnv = {
     ...process.env,
-    NODE_ENV: 'development',
+    NODE_ENV: 'production',
+    JWT_PRIVATE_KEY: keys.privateKey,
     DATABASE_URL: databaseUrl.href,
     DATABASE_AUTO_MIGRATE: 'true',
     DATABASE_SEED: 'true',
@@ -363,10 +368,10 @@ async function main (): Promise<boolean> {
     TRUST_PROXY: settings.rateLimit === 'spread' ? '127.0.0.1' : ''
   }
   log(`starting ours (database ${database}, Redis prefix ${redisPrefix})`)
-  const ours = await startServer('ours', ['server.ts'], oursEnv, '/readyz')
+  const ours = await startServer('ours', ['dist/server.js'], oursEnv, '/readyz')
   const oursRssAtReady = await rssMb(ours.child)
   log(`ours ready in ${Math.round(ours.readyMs)} ms`)
-  const bare = await startServer('bare', ['bench/bare.ts'], { ...process.env, NODE_ENV: 'production' }, '/healthz')
+  const bare = await startServer('bare', ['--import', 'tsx', 'bench/bare.ts'], { ...process.env, NODE_ENV: 'production' }, '/healthz')
   const bareRssAtReady = await rssMb(bare.child)
   log(`bare ready in ${Math.round(bare.readyMs)} ms`)
 
@@ -458,7 +463,7 @@ async function main (): Promise<boolean> {
     '',
     ...machine(loadAtStart),
     `- Load: autocannon, ${settings.connections} connections, ${settings.duration} s per measured run after ${settings.warmup} s of warm-up per scenario and server; bare and ours alternate`,
-    `- Ours: \`node --import tsx server.ts\`, NODE_ENV=development, PostgreSQL (fresh database, migrated and seeded at start), Redis; rate limiting ${rateLimitNote}`,
+    `- Ours: \`node dist/server.js\` (npm run build), NODE_ENV=production, PostgreSQL (fresh database, migrated and seeded at start), Redis; rate limiting ${rateLimitNote}`,
     '- Bare: `node --import tsx bench/bare.ts`, Fastify with no plugins, constant bodies of the same shape',
     '',
     '## Throughput',

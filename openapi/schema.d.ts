@@ -183,7 +183,7 @@ export interface components {
             requestId?: string;
             /** @description For `validation_failed`, each offending field. */
             errors?: {
-                /** @description JSON pointer into the request */
+                /** @description JSON pointer into the request, e.g. `/body/region`. */
                 field: string;
                 message: string;
             }[];
@@ -382,8 +382,7 @@ export interface components {
                  *       "title": "Too many requests",
                  *       "status": 429,
                  *       "code": "rate_limited",
-                 *       "detail": "Rate limit exceeded",
-                 *       "retry in 42 seconds.": null
+                 *       "detail": "Rate limit exceeded, retry in 42 seconds."
                  *     }
                  */
                 "application/problem+json": components["schemas"]["Problem"];

@@ -27,6 +27,7 @@ const EnvSchema = Type.Object({
   CORS_ORIGINS: Type.String({ default: '' }),
   TRUST_PROXY: Type.String({ default: '' }),
   RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
+  ORIGIN_CACHE_TTL_MS: Type.Integer({ default: 5000, minimum: 0, maximum: 300000 }),
   BODY_LIMIT: Type.Integer({ default: 1048576, minimum: 1024 }),
   REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10000, minimum: 0 }),
@@ -73,6 +74,7 @@ function toConfig (env: Env) {
       shutdownGraceMs: env.SHUTDOWN_GRACE_MS
     },
     rateLimit: { enabled: env.RATE_LIMIT_ENABLED },
+    cache: { originTtlMs: env.ORIGIN_CACHE_TTL_MS },
     worker: { concurrency: env.WORKER_CONCURRENCY },
     // Test mode validates every response against the spec, not only serialises it.
     validateResponses: env_ === 'test'

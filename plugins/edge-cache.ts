@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { purgeTagsJob, type PurgeTagsPayload } from '../services/cache/cache.jobs.js'
+import type { CacheInvalidator } from '../services/cache/cache.js'
 
 /** The `x-cache` extension of an operation. */
 export interface CachePolicy {
@@ -9,6 +11,7 @@ export interface CachePolicy {
   staleWhileRevalidate?: number
   staleIfError?: number
   vary?: string[]
+  /** Surrogate keys; `{field}` is filled from the response body, e.g. `app:{id}`. */
   tags?: string[]
 }
 
@@ -18,7 +21,20 @@ declare module 'fastify' {
     /** The operation declares `security`: its answers are private. */
     secured?: boolean
   }
+  interface FastifyInstance {
+    /** Drops cached representations by tag, here, in the other processes and at the edge. */
+    cache: CacheInvalidator
+  }
 }
+
+/** A representation kept at the origin: the exact bytes, their validator and their tags. */
+interface Representation { body: string, etag: string, contentType: string, tags: string[], expires: number }
+
+const kState = Symbol('edge-cache')
+interface RequestState { served?: Representation, pending?: { resolve (r: Representation | null): void }, generation: number, payload?: unknown }
+type WithState = FastifyRequest & { [kState]?: RequestState }
+
+const maxEntries = 1000
 
 function cacheControl (p: CachePolicy): string {
   const parts = ['public', `max-age=${p.maxAge}`]
@@ -38,51 +54,169 @@ function matches (ifNoneMatch: string, etag: string): boolean {
   return ifNoneMatch.split(',').some((candidate) => candidate.trim().replace(/^W\//, '') === etag)
 }
 
+function tagsFor (templates: readonly string[], body: unknown): string[] {
+  return templates.flatMap((template) => {
+    if (!template.includes('{')) return [template]
+    let complete = true
+    const tag = template.replace(/\{(\w+)\}/g, (_m, field: string) => {
+      const value = (body as Record<string, unknown> | null)?.[field]
+      if (typeof value !== 'string' && typeof value !== 'number') complete = false
+      return String(value)
+    })
+    return complete ? [tag] : []
+  })
+}
+
 /**
  * Applies the policy an operation declares in `x-cache`: Cache-Control (and CDN-Cache-Control), a strong
- * ETag with 304 on If-None-Match, Vary. Everything else is `no-store` (and `private` behind auth).
+ * ETag with 304 on If-None-Match, Vary, Surrogate-Key/xkey. Everything else is `no-store` (and `private`
+ * behind auth).
+ *
+ * Public reads are also kept at the origin for a short time (ORIGIN_CACHE_TTL_MS): concurrent identical
+ * requests compute once, the ETag is computed once per representation, and a 304 costs no query.
+ * `app.cache.invalidate(tags)` drops them here and, through Redis, in every other process.
  */
 export default fp(async function edgeCachePlugin (app) {
+  const ttlMs = app.config.cache.originTtlMs
+  const store = new Map<string, Representation>()
+  const pending = new Map<string, Promise<Representation | null>>()
+  // Bumped by every invalidation: a read that started before it does not store what it computed.
+  let generation = 0
+
+  const dropLocal = (tags: readonly string[]) => {
+    generation++
+    const wanted = new Set(tags)
+    for (const [key, rep] of store) if (rep.tags.some((t) => wanted.has(t))) store.delete(key)
+  }
+
+  const channel = `${app.config.redis.prefix}cache:invalidate`
+  if (app.hasDecorator('redis') && ttlMs > 0) {
+    const subscriber = app.redis.duplicate({ enableOfflineQueue: true, keyPrefix: '' })
+    subscriber.on('message', (_channel, message) => {
+      try { dropLocal(JSON.parse(message) as string[]) } catch { /* not ours */ }
+    })
+    subscriber.on('error', (err) => app.log.warn({ err }, 'cache invalidation subscriber'))
+    await subscriber.subscribe(channel)
+    app.addHook('onClose', async () => { subscriber.disconnect() })
+  }
+
+  app.decorate('cache', {
+    async invalidate (tags: readonly string[]) {
+      if (tags.length === 0) return
+      dropLocal(tags)
+      if (app.hasDecorator('redis') && ttlMs > 0) {
+        await app.redis.publish(channel, JSON.stringify(tags)).catch((err) => app.log.warn({ err }, 'cache invalidation not published'))
+      }
+      await app.queue.enqueue<PurgeTagsPayload>(purgeTagsJob, { tags: [...tags] }, { retries: 5 })
+    }
+  })
+
+  const serve = (request: FastifyRequest, reply: FastifyReply, rep: Representation) => {
+    (request as WithState)[kState]!.served = rep
+    const ifNoneMatch = request.headers['if-none-match']
+    if (ifNoneMatch && matches(ifNoneMatch, rep.etag)) return reply.code(304).send()
+    return reply.code(200).type(rep.contentType).send(rep.body)
+  }
+
   app.addHook('onRoute', (route) => {
     const policy = route.config?.cache
-    const store = route.config?.secured ? 'private, no-store' : 'no-store'
+    const append = <K extends 'onRequest' | 'preSerialization' | 'onSend' | 'onResponse'>(name: K, hook: unknown) => {
+      const existing = route[name] ? [route[name]].flat() : []
+      route[name] = [...existing, hook] as never
+    }
     if (!policy) {
-      const hooks = route.onSend ? [route.onSend].flat() : []
-      route.onSend = [...hooks, async (_request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+      const store = route.config?.secured ? 'private, no-store' : 'no-store'
+      append('onSend', async (_request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
         if (!reply.hasHeader('cache-control')) reply.header('cache-control', store)
         return payload
-      }]
+      })
       return
     }
     const value = cacheControl(policy)
     const cdnValue = policy.sMaxAge !== undefined ? `max-age=${policy.sMaxAge}` : null
     const vary = (policy.vary ?? ['Accept-Encoding']).join(', ')
-    const hooks = route.onSend ? [route.onSend].flat() : []
-    route.onSend = [...hooks, async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
-      const status = reply.statusCode
-      if (status >= 500 || status === 429) {
-        reply.header('cache-control', 'no-store')
-        return payload
+    const templates = policy.tags ?? []
+    const routeTtl = Math.min(ttlMs, policy.maxAge * 1000)
+    const keep = routeTtl > 0 && route.method === 'GET'
+
+    append('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+      const state: RequestState = { generation };
+      (request as WithState)[kState] = state
+      if (!keep) return
+      const key = request.url
+      const cached = store.get(key)
+      if (cached && cached.expires > Date.now()) return serve(request, reply, cached)
+      const inFlight = pending.get(key)
+      if (inFlight) {
+        const rep = await inFlight
+        if (rep) return serve(request, reply, rep)
+        return
       }
-      if (status >= 400) {
-        // A short edge life for misses, so a burst of requests for a missing id does not reach us.
-        reply.header('cache-control', 'public, max-age=0, s-maxage=10')
+      let resolve!: (r: Representation | null) => void
+      const promise = new Promise<Representation | null>((r) => { resolve = r })
+      pending.set(key, promise)
+      state.pending = {
+        resolve: (rep) => {
+          if (pending.get(key) === promise) pending.delete(key)
+          resolve(rep)
+        }
+      }
+    })
+
+    append('preSerialization', async (request: FastifyRequest, _reply: FastifyReply, payload: unknown) => {
+      const state = (request as WithState)[kState]
+      if (state) state.payload = payload
+      return payload
+    })
+
+    append('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+      const state = (request as WithState)[kState]
+      const status = reply.statusCode
+      if (status >= 400 || (status !== 200 && status !== 304)) {
+        state?.pending?.resolve(null)
+        // Misses get a short edge life, so a burst for a missing id does not reach us; failures none.
+        reply.header('cache-control', status >= 500 || status === 429 ? 'no-store' : 'public, max-age=0, s-maxage=10')
         return payload
       }
       reply.header('cache-control', value)
       if (cdnValue) reply.header('cdn-cache-control', cdnValue)
       reply.header('vary', vary)
-      if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return payload
-      const etag = etagOf(payload)
-      reply.header('etag', etag)
+
+      let rep = state?.served
+      if (!rep) {
+        if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return payload
+        const body = payload.toString()
+        rep = {
+          body,
+          etag: etagOf(body),
+          contentType: String(reply.getHeader('content-type') ?? 'application/json; charset=utf-8'),
+          tags: tagsFor(templates, state?.payload),
+          expires: Date.now() + routeTtl
+        }
+        if (keep && state && state.generation === generation) {
+          if (store.size >= maxEntries) store.delete(store.keys().next().value!)
+          store.set(request.url, rep)
+        }
+        state?.pending?.resolve(rep)
+      }
+      reply.header('etag', rep.etag)
+      if (rep.tags.length > 0) {
+        reply.header('surrogate-key', rep.tags.join(' '))
+        reply.header('xkey', rep.tags.join(' '))
+      }
       const ifNoneMatch = request.headers['if-none-match']
-      if (status === 200 && ifNoneMatch && matches(ifNoneMatch, etag)) {
+      if (status === 200 && ifNoneMatch && matches(ifNoneMatch, rep.etag)) {
         reply.code(304)
         reply.removeHeader('content-type')
         reply.removeHeader('content-length')
         return ''
       }
       return payload
-    }]
+    })
+
+    // A request that ends without onSend (aborted) must not leave others waiting on it.
+    append('onResponse', async (request: FastifyRequest) => {
+      (request as WithState)[kState]?.pending?.resolve(null)
+    })
   })
-}, { fastify: '5.x', name: 'edge-cache' })
+}, { fastify: '5.x', name: 'edge-cache', dependencies: ['config', 'queue', 'redis'] })

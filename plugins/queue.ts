@@ -138,8 +138,9 @@ function createMemoryQueues (log: FastifyBaseLogger): QueueRuntime {
     }
   }
   const pump = (family: QueueFamily) => {
+    if (closed || concurrency <= 0) return
     const list = waiting.get(family)!
-    while (!closed && concurrency > 0 && running.get(family)! < concurrency && list.length > 0) {
+    while (running.get(family)! < concurrency && list.length > 0) {
       const job = list.shift()!
       const c = counts.get(family)!
       c.waiting--

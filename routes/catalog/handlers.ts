@@ -19,7 +19,7 @@ export const handlers = {
   },
 
   async updateRegion (request) {
-    const region = await catalog.updateRegion(this.db, { queue: this.queue }, request.params.regionCode, request.body)
+    const region = await catalog.updateRegion(this.db, { cache: this.cache }, request.params.regionCode, request.body)
     return presentRegion(region)
   }
 } satisfies Handlers<'catalog'>

@@ -1,4 +1,4 @@
-import type { JobDefinition, JobQueue } from '../queue.js'
+import type { JobDefinition } from '../queue.js'
 import type { Purger } from './cache.purger.js'
 
 export interface PurgeTagsPayload { tags: string[] }
@@ -13,9 +13,4 @@ export function createCacheJobs (deps: { purger: Purger }): JobDefinition[] {
       return { purged: data.tags }
     }
   }]
-}
-
-/** Asks the edge to drop everything tagged with one of `tags`, after the change is committed. */
-export async function invalidate (queue: JobQueue, tags: string[]): Promise<string> {
-  return queue.enqueue<PurgeTagsPayload>(purgeTagsJob, { tags }, { retries: 5 })
 }

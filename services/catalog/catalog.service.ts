@@ -1,7 +1,6 @@
 import type { Kysely } from 'kysely'
 import type { DB, Region } from '../../db/types.js'
-import { invalidate } from '../cache/cache.jobs.js'
-import type { JobQueue } from '../queue.js'
+import type { CacheInvalidator } from '../cache/cache.js'
 import { AppNotFound, InvalidCursor, RegionNotFound } from './catalog.errors.js'
 import * as repo from './catalog.repository.js'
 
@@ -35,9 +34,10 @@ export async function getApp (db: Kysely<DB>, id: string) {
 }
 
 /** Changes a region and asks the edge to forget region and app reads once the change is committed. */
-export async function updateRegion (db: Kysely<DB>, deps: { queue: JobQueue }, code: string, changes: { enabled?: boolean, name?: string }) {
+export async function updateRegion (db: Kysely<DB>, deps: { cache: CacheInvalidator }, code: string, changes: { enabled?: boolean, name?: string }) {
   const region = await repo.updateRegion(db, code, changes)
   if (!region) throw new RegionNotFound(code)
-  await invalidate(deps.queue, ['regions', 'apps'])
+  // Region names and which apps are offered where both change with a region.
+  await deps.cache.invalidate(['regions', 'apps'])
   return region
 }

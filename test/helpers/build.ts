@@ -50,6 +50,8 @@ export async function testConfig (t: Test, overrides: Overrides = {}): Promise<C
     REDIS_PREFIX: prefix,
     JWT_PRIVATE_KEY: keys.privateKey,
     JWT_PUBLIC_KEY: keys.publicKey,
+    // Tests write rows directly; the origin cache has its own tests (test/plugins/edge-cache.test.ts).
+    ORIGIN_CACHE_TTL_MS: '0',
     ...overrides
   }
   for (const [key, value] of Object.entries(env)) if (value === '') delete env[key]

@@ -1,0 +1,66 @@
+// Checks over the whole contract: lint, generated files fresh, types compile, house rules of the spec.
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { parse } from 'yaml'
+
+const run = promisify(execFile)
+const root = new URL('../..', import.meta.url).pathname
+const spec = parse(readFileSync(join(root, 'openapi/openapi.yaml'), 'utf8'))
+const methods = ['get', 'put', 'post', 'patch', 'delete']
+const operations = Object.entries<Record<string, any>>(spec.paths).flatMap(([path, item]) =>
+  methods.filter((m) => item[m]).map((m) => ({ path, method: m, op: item[m] })))
+const deref = (node: any) => node?.$ref ? node.$ref.split('/').slice(1).reduce((o: any, k: string) => o[k], spec) : node
+
+t.test('spec › redocly lint finds no errors', async (t) => {
+  const { stdout, stderr } = await run(join(root, 'node_modules/.bin/redocly'), ['lint', 'openapi/openapi.yaml', '--format=stylish'], { cwd: root, env: { ...process.env, REDOCLY_TELEMETRY: 'off' } })
+    .catch((err) => { t.fail(`redocly lint failed:\n${err.stdout}\n${err.stderr}`); return { stdout: '', stderr: '' } })
+  t.notMatch(stdout + stderr, /\berror\b.*\d+ error/i)
+})
+
+t.test('spec › generated types and the operation map are fresh (npm run generate)', async (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'fractal-gen-'))
+  t.teardown(() => rmSync(out, { recursive: true, force: true }))
+  await run(process.execPath, ['--import', 'tsx', 'openapi/generate.ts', '--out', out], { cwd: root })
+  for (const file of ['schema.d.ts', 'operations.ts']) {
+    t.equal(readFileSync(join(out, file), 'utf8'), readFileSync(join(root, 'openapi', file), 'utf8'), `openapi/${file} is up to date`)
+  }
+})
+
+t.test('spec › the code type-checks against the generated types (Handler<> included)', async (t) => {
+  const result = await run(join(root, 'node_modules/.bin/tsc'), ['--noEmit', '-p', 'tsconfig.json'], { cwd: root }).then(() => '', (err) => err.stdout as string)
+  t.equal(result, '', 'tsc --noEmit is clean')
+})
+
+t.test('spec › every operation has an operationId, one tag, a summary, and problem+json errors', async (t) => {
+  for (const { path, method, op } of operations) {
+    const name = `${method.toUpperCase()} ${path}`
+    t.match(op.operationId, /^[a-z][A-Za-z]+$/, `${name} operationId is lowerCamel`)
+    t.equal(op.tags?.length, 1, `${name} has one tag`)
+    t.ok(op.summary, `${name} has a summary`)
+    for (const [status, response] of Object.entries(op.responses)) {
+      if (Number(status) >= 400) t.ok(deref(response).content?.['application/problem+json'], `${name} ${status} is problem+json`)
+    }
+  }
+})
+
+t.test('spec › secured operations declare 401 and 403, and are never edge-cached', async (t) => {
+  for (const { path, method, op } of operations) {
+    const secured = (op.security ?? spec.security ?? []).some((r: object) => Object.keys(r).length > 0)
+    if (!secured) continue
+    const name = `${method.toUpperCase()} ${path}`
+    t.ok(op.responses['401'] && op.responses['403'], `${name} documents 401 and 403`)
+    t.notOk(op['x-cache'], `${name} has no x-cache`)
+    for (const [scheme] of Object.entries(op.security[0])) t.ok(spec.components.securitySchemes[scheme], `${name} uses a declared scheme`)
+  }
+})
+
+t.test('spec › inputs refuse unknown properties (no mass assignment)', async (t) => {
+  for (const { path, method, op } of operations) {
+    const schema = deref(op.requestBody)?.content?.['application/json']?.schema
+    if (schema) t.equal(deref(schema).additionalProperties, false, `${method.toUpperCase()} ${path} body`)
+  }
+})

@@ -1,0 +1,77 @@
+import t from 'tap'
+import { buildApp } from '../../app.js'
+import { build, testConfig } from '../helpers/build.js'
+import { bearer, given } from '../helpers/given.js'
+
+t.test('edge cache › surrogate keys name what a representation depends on, templated from the body', async (t) => {
+  const app = await build(t)
+  await given(app).app({ id: 'notion' })
+  const one = await app.inject({ method: 'GET', url: '/v1/apps/notion' })
+  t.equal(one.headers['surrogate-key'], 'apps app:notion')
+  t.equal(one.headers.xkey, 'apps app:notion')
+  const list = await app.inject({ method: 'GET', url: '/v1/regions' })
+  t.equal(list.headers['surrogate-key'], 'regions')
+})
+
+t.test('edge cache › the origin keeps a public read: a second read and a 304 cost no query', async (t) => {
+  const app = await build(t, { ORIGIN_CACHE_TTL_MS: '60000' })
+  await given(app).region({ code: 'eu-south-9' })
+  const first = await app.inject({ method: 'GET', url: '/v1/regions' })
+  // A row written behind the API's back is not seen while the representation is kept.
+  await given(app).region({ code: 'eu-south-8' })
+  const second = await app.inject({ method: 'GET', url: '/v1/regions' })
+  t.equal(second.body, first.body, 'served from the origin cache')
+  t.equal(second.headers.etag, first.headers.etag)
+  t.equal(second.headers['cache-control'], first.headers['cache-control'])
+  const notModified = await app.inject({ method: 'GET', url: '/v1/regions', headers: { 'if-none-match': first.headers.etag as string } })
+  t.equal(notModified.statusCode, 304)
+  t.equal(notModified.headers.etag, first.headers.etag)
+})
+
+t.test('edge cache › concurrent identical reads compute once', async (t) => {
+  const app = await build(t, { ORIGIN_CACHE_TTL_MS: '60000' })
+  await given(app).region()
+  let queries = 0
+  const original = app.db.selectFrom.bind(app.db)
+  app.db.selectFrom = ((...args: Parameters<typeof original>) => { queries++; return original(...args) }) as typeof original
+  const answers = await Promise.all(Array.from({ length: 20 }, () => app.inject({ method: 'GET', url: '/v1/regions' })))
+  t.ok(answers.every((a) => a.statusCode === 200 && a.body === answers[0]!.body))
+  t.equal(queries, 1, 'one query for twenty readers')
+})
+
+t.test('edge cache › an update invalidates its tags here and in another process sharing Redis, and queues an edge purge', async (t) => {
+  const config = await testConfig(t, { ORIGIN_CACHE_TTL_MS: '60000' })
+  const a = await buildApp(config, { logger: false })
+  const b = await buildApp(config, { logger: false })
+  t.teardown(() => Promise.all([a.close(), b.close()]))
+  await Promise.all([a.ready(), b.ready()])
+  await given(a).region({ code: 'eu-east-9', name: 'Before' })
+
+  const beforeA = await a.inject({ method: 'GET', url: '/v1/regions' })
+  const beforeB = await b.inject({ method: 'GET', url: '/v1/regions' })
+  t.match(beforeB.body, /Before/)
+
+  const res = await a.inject({ method: 'PATCH', url: '/v1/regions/eu-east-9', payload: { name: 'After' }, headers: bearer(given(a).token({ scopes: ['catalog:write'] })) })
+  t.equal(res.statusCode, 200)
+
+  const afterA = await a.inject({ method: 'GET', url: '/v1/regions' })
+  t.match(afterA.body, /After/, 'this process dropped its copy')
+  t.not(afterA.headers.etag, beforeA.headers.etag)
+  let afterB = await b.inject({ method: 'GET', url: '/v1/regions' })
+  for (let i = 0; i < 40 && !/After/.test(afterB.body); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 25))
+    afterB = await b.inject({ method: 'GET', url: '/v1/regions' })
+  }
+  t.match(afterB.body, /After/, 'the other process dropped its copy through Redis')
+  t.equal((await a.queue.counts('cache-purge')).waiting, 1, 'one purge job for the edge')
+})
+
+t.test('edge cache › errors are not kept: a 404 is briefly cacheable at the edge only', async (t) => {
+  const app = await build(t, { ORIGIN_CACHE_TTL_MS: '60000' })
+  const miss = await app.inject({ method: 'GET', url: '/v1/apps/later' })
+  t.equal(miss.statusCode, 404)
+  t.equal(miss.headers['cache-control'], 'public, max-age=0, s-maxage=10')
+  await given(app).app({ id: 'later' })
+  const hit = await app.inject({ method: 'GET', url: '/v1/apps/later' })
+  t.equal(hit.statusCode, 200, 'the origin did not keep the 404')
+})
