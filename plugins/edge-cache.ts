@@ -153,7 +153,7 @@ export default fp(async function edgeCachePlugin (app) {
         return
       }
       let resolve!: (r: Representation | null) => void
-      const promise = new Promise<Representation | null>((r) => { resolve = r })
+      const promise = new Promise<Representation | null>((_resolve) => { resolve = _resolve })
       pending.set(key, promise)
       state.pending = {
         resolve: (rep) => {

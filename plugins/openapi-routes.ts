@@ -2,8 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { Ajv, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
-import fastifyOpenapiGlue from 'fastify-openapi-glue'
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RouteOptions } from 'fastify'
 import { parse as parseYaml } from 'yaml'
 import { specPath } from '../openapi/spec.js'
 import { DomainError } from '../services/errors.js'
@@ -13,19 +12,27 @@ import { problemTypeBase } from './errors.js'
 const addFormats = addFormatsModule.default
 
 const methods = ['get', 'put', 'post', 'patch', 'delete', 'head', 'options'] as const
+// Response bodies Fastify serialises (fast-json-stringify): other types (text/plain) are sent as they are.
+const jsonTypes = ['application/json', 'application/problem+json']
 
-interface Operation {
+interface RateLimitExtension { max: number, timeWindow: string | number, key?: 'ip' | 'user' }
+
+/** One operation of the spec, resolved ($refs inlined) and turned into what Fastify needs. */
+export interface Operation {
   operationId: string
   method: string
   path: string
+  url: string
   tag: string
-  responses: Record<string, unknown>
+  /** Status codes the spec declares. */
+  statuses: ReadonlySet<string>
+  schema: FastifySchema
+  bodyTypes: string[] | null
+  bodyRequired: boolean
   security: Array<Record<string, string[]>>
   cache?: CachePolicy
   rateLimit?: RateLimitExtension
 }
-
-interface RateLimitExtension { max: number, timeWindow: string | number, key?: 'ip' | 'user' }
 
 export interface OpenApiRegistry {
   /** The document as written (refs intact), for the docs plugin. */
@@ -44,6 +51,81 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     operationId?: string
   }
+}
+
+/** Inlines every local `$ref` (siblings such as `description` are kept); a cycle stops start-up. */
+function dereference (document: Record<string, any>) {
+  const resolve = (pointer: string) => pointer.slice(2).split('/')
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce<any>((node, key) => node?.[key], document)
+  const walk = (node: unknown, seen: readonly string[]): any => {
+    if (Array.isArray(node)) return node.map((n) => walk(n, seen))
+    if (node === null || typeof node !== 'object') return node
+    const { $ref, ...rest } = node as Record<string, unknown>
+    if (typeof $ref === 'string') {
+      if (!$ref.startsWith('#/')) throw new Error(`openapi: only local $refs are supported (${$ref})`)
+      if (seen.includes($ref)) throw new Error(`openapi: recursive $ref ${$ref}`)
+      const target = resolve($ref)
+      if (target === undefined) throw new Error(`openapi: $ref ${$ref} points nowhere`)
+      return { ...walk(target, [...seen, $ref]), ...walk(rest, seen) }
+    }
+    return Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, walk(v, seen)]))
+  }
+  return (node: unknown) => walk(node, [])
+}
+
+function objectSchema (parameters: any[], lowerCase = false) {
+  if (parameters.length === 0) return undefined
+  const required = parameters.filter((p) => p.required).map((p) => lowerCase ? p.name.toLowerCase() : p.name)
+  return {
+    type: 'object',
+    properties: Object.fromEntries(parameters.map((p) => [lowerCase ? p.name.toLowerCase() : p.name, { ...p.schema, ...(p.description ? { description: p.description } : {}) }])),
+    ...(required.length > 0 ? { required } : {})
+  }
+}
+
+function indexOperations (document: Record<string, any>): Map<string, Operation> {
+  const deref = dereference(document)
+  const operations = new Map<string, Operation>()
+  for (const [path, rawItem] of Object.entries<any>(document.paths ?? {})) {
+    const item = deref(rawItem)
+    for (const method of methods) {
+      const op = item[method]
+      if (!op) continue
+      if (!op.operationId || op.tags?.length !== 1) throw new Error(`openapi: ${method.toUpperCase()} ${path} needs an operationId and exactly one tag`)
+      const parameters: any[] = [...(item.parameters ?? []), ...(op.parameters ?? [])]
+      const byPlace = (place: string) => parameters.filter((p) => p.in === place)
+      const content = op.requestBody?.content as Record<string, { schema?: unknown }> | undefined
+      const response: Record<string, unknown> = {}
+      for (const [status, r] of Object.entries<any>(op.responses ?? {})) {
+        const json = Object.entries<any>(r.content ?? {}).filter(([type, c]) => jsonTypes.includes(type) && c.schema)
+        if (json.length > 0) response[status] = { content: Object.fromEntries(json.map(([type, c]) => [type, { schema: c.schema }])) }
+      }
+      const schema: FastifySchema = {
+        params: objectSchema(byPlace('path')),
+        querystring: objectSchema(byPlace('query')),
+        headers: objectSchema(byPlace('header'), true),
+        body: content ? { content: Object.fromEntries(Object.entries(content).map(([type, c]) => [type, { schema: c.schema ?? {} }])) } : undefined,
+        response: Object.keys(response).length > 0 ? response : undefined
+      }
+      for (const key of Object.keys(schema) as Array<keyof FastifySchema>) if (schema[key] === undefined) delete schema[key]
+      operations.set(op.operationId, {
+        operationId: op.operationId,
+        method: method.toUpperCase(),
+        path,
+        url: path.replace(/\{(\w+)\}/g, ':$1'),
+        tag: op.tags[0],
+        statuses: new Set(Object.keys(op.responses ?? {})),
+        schema,
+        bodyTypes: content ? Object.keys(content) : null,
+        bodyRequired: Boolean(op.requestBody?.required),
+        security: op.security ?? document.security ?? [],
+        cache: op['x-cache'],
+        rateLimit: op['x-rate-limit']
+      })
+    }
+  }
+  return operations
 }
 
 function securityHook (app: FastifyInstance, requirements: Array<Record<string, string[]>>) {
@@ -68,6 +150,27 @@ function securityHook (app: FastifyInstance, requirements: Array<Record<string, 
   }
 }
 
+/**
+ * Fastify validates a body only when its content type has a schema: other types are refused outright (a
+ * text/plain body never reaches a JSON handler unvalidated), and a required body must be there.
+ */
+function bodyGuard (operation: Operation) {
+  const accepted = new Set(operation.bodyTypes)
+  return async function checkBody (request: FastifyRequest) {
+    const type = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase()
+    if (type && !accepted.has(type)) {
+      throw Object.assign(new Error(`Send the body as ${[...accepted].join(' or ')}, not ${type}.`), { statusCode: 415 })
+    }
+    if (!type && operation.bodyRequired) {
+      throw Object.assign(new Error('body is required'), {
+        statusCode: 400,
+        validation: [{ instancePath: '', message: 'is required', params: {} }],
+        validationContext: 'body'
+      })
+    }
+  }
+}
+
 function rateLimitConfig (ext: RateLimitExtension) {
   return {
     max: ext.max,
@@ -79,11 +182,11 @@ function rateLimitConfig (ext: RateLimitExtension) {
 }
 
 /** Test mode: every response body is checked against the schema the spec declares for its status. */
-function responseValidator (ajv: Ajv, operation: Operation, responseSchemas: Record<string, any>) {
+function responseValidator (ajv: Ajv, operation: Operation) {
   const validators = new Map<string, ValidateFunction>()
-  for (const [status, response] of Object.entries<any>(responseSchemas)) {
+  for (const [status, response] of Object.entries<any>(operation.schema.response ?? {})) {
     for (const [type, content] of Object.entries<any>(response.content ?? {})) {
-      if (content.schema) validators.set(`${status} ${type}`, ajv.compile(content.schema))
+      validators.set(`${status} ${type}`, ajv.compile(content.schema))
     }
   }
   // A mismatch becomes a 500 problem naming it (test mode only), so the test that caused it fails.
@@ -95,7 +198,7 @@ function responseValidator (ajv: Ajv, operation: Operation, responseSchemas: Rec
   return async function validateResponse (request: FastifyRequest, reply: FastifyReply, payload: unknown) {
     const status = reply.statusCode
     if (status >= 500) return payload
-    if (!(String(status) in operation.responses)) {
+    if (!operation.statuses.has(String(status))) {
       return mismatch(request, reply, `response ${status} of ${operation.operationId} is not declared in the spec`)
     }
     const type = String(reply.getHeader('content-type') ?? 'application/json').split(';')[0]!
@@ -107,39 +210,15 @@ function responseValidator (ajv: Ajv, operation: Operation, responseSchemas: Rec
   }
 }
 
-function indexOperations (document: Record<string, any>): Map<string, Operation> {
-  const operations = new Map<string, Operation>()
-  for (const [path, item] of Object.entries<any>(document.paths ?? {})) {
-    for (const method of methods) {
-      const op = item[method]
-      if (!op) continue
-      if (!op.operationId || op.tags?.length !== 1) throw new Error(`openapi: ${method.toUpperCase()} ${path} needs an operationId and exactly one tag`)
-      operations.set(op.operationId, {
-        operationId: op.operationId,
-        method,
-        path,
-        tag: op.tags[0],
-        responses: op.responses ?? {},
-        security: op.security ?? document.security ?? [],
-        cache: op['x-cache'],
-        rateLimit: op['x-rate-limit']
-      })
-    }
-  }
-  return operations
-}
-
-/** The document with only the paths of one tag, for glue to register inside that tag's plugin. */
-function documentForTag (document: Record<string, any>, tag: string): Record<string, any> {
-  const paths: Record<string, any> = {}
-  for (const [path, item] of Object.entries<any>(document.paths ?? {})) {
-    const kept = Object.fromEntries(Object.entries<any>(item).filter(([key, op]) =>
-      !(methods as readonly string[]).includes(key) || op.tags?.[0] === tag))
-    if (methods.some((m) => m in kept)) paths[path] = kept
-  }
-  return { ...document, paths }
-}
-
+/**
+ * The contract pipeline at start-up: reads openapi.yaml once, resolves it, and lets each feature plugin
+ * register its tag's operations (`app.registerOperations(tag, handlers)`) inside its own encapsulated
+ * context, with the schemas, security, rate limit and cache policy the spec declares. An operation without
+ * a handler, or a handler without an operation, stops start-up.
+ *
+ * fastify-openapi-glue does the same conversion but validates the whole document again (compiling the
+ * OpenAPI meta-schema) on every registration: about 150 ms per tag. The spec is linted in CI instead.
+ */
 export default fp(async function openapiRoutesPlugin (app) {
   const document = parseYaml(await readFile(specPath, 'utf8'))
   const operations = indexOperations(document)
@@ -154,37 +233,7 @@ export default fp(async function openapiRoutesPlugin (app) {
   const bodyAjv = makeAjv(false)
   const paramsAjv = makeAjv('array')
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : paramsAjv).compile(schema))
-
-  // Clients never send problem documents; glue warns about every response type it cannot parse.
-  app.addContentTypeParser('application/problem+json', (_request, _payload, done) => {
-    done(Object.assign(new Error('Problem documents are not accepted as request bodies.'), { statusCode: 415 }), undefined)
-  })
-
-  // Fastify validates a body only when its content type has a schema: refuse the other types outright,
-  // so a text/plain body never reaches a JSON handler unvalidated.
-  app.addHook('onRoute', (route) => {
-    const content = (route.schema?.body as { content?: Record<string, unknown> } | undefined)?.content
-    if (!content) return
-    const accepted = new Set(Object.keys(content))
-    const hooks = route.preValidation ? [route.preValidation].flat() : []
-    route.preValidation = [...hooks, async (request: FastifyRequest) => {
-      const type = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase()
-      if (type && !accepted.has(type)) {
-        throw Object.assign(new Error(`Send the body as ${[...accepted].join(' or ')}, not ${type}.`), { statusCode: 415 })
-      }
-    }]
-  })
-
-  if (app.config.validateResponses) {
-    const responseAjv = makeAjv(false)
-    // glue hands Fastify the resolved response schemas; compile them once per route as it is added.
-    app.addHook('onRoute', (route) => {
-      const operation = route.config?.operationId ? operations.get(route.config.operationId) : undefined
-      if (!operation || route.method === 'HEAD') return
-      const hooks = route.preSerialization ? [route.preSerialization].flat() : []
-      route.preSerialization = [...hooks, responseValidator(responseAjv, operation, (route.schema as any)?.response ?? {})]
-    })
-  }
+  const responseAjv = app.config.validateResponses ? makeAjv(false) : null
 
   const registered = new Set<string>()
   app.decorate('registerOperations', function registerOperations (this: FastifyInstance, tag: string, handlers: Record<string, AnyHandler>) {
@@ -193,27 +242,29 @@ export default fp(async function openapiRoutesPlugin (app) {
       if (!operation) throw new Error(`handler ${operationId} (routes/${tag}) has no operation in the spec`)
       if (operation.tag !== tag) throw new Error(`handler ${operationId} is in routes/${tag} but its operation is tagged ${operation.tag}`)
     }
-    const security = (operation: Operation) => operation.security.some((r) => Object.keys(r).length > 0)
-    this.register(fastifyOpenapiGlue, {
-      specification: documentForTag(document, tag),
-      operationResolver: (operationId: string) => {
-        const operation = operations.get(operationId)!
-        const handler = handlers[operationId]
-        if (!handler) throw new Error(`operation ${operationId} has no handler in routes/${tag}`)
-        registered.add(operationId)
-        const secured = security(operation)
-        return {
-          handler,
-          config: {
-            operationId,
-            secured,
-            ...(operation.cache ? { cache: operation.cache } : {}),
-            ...(operation.rateLimit ? { rateLimit: rateLimitConfig(operation.rateLimit) } : {})
-          },
-          ...(secured ? { preHandler: securityHook(app, operation.security) } : {})
-        } as unknown as RouteOptions
+    for (const operation of operations.values()) {
+      if (operation.tag !== tag) continue
+      const handler = handlers[operation.operationId]
+      if (!handler) throw new Error(`operation ${operation.operationId} has no handler in routes/${tag}`)
+      const secured = operation.security.some((r) => Object.keys(r).length > 0)
+      const route: RouteOptions = {
+        method: operation.method as RouteOptions['method'],
+        url: operation.url,
+        schema: operation.schema,
+        handler,
+        config: {
+          operationId: operation.operationId,
+          secured,
+          ...(operation.cache ? { cache: operation.cache } : {}),
+          ...(operation.rateLimit ? { rateLimit: rateLimitConfig(operation.rateLimit) } : {})
+        }
       }
-    })
+      if (secured) route.preHandler = securityHook(app, operation.security)
+      if (operation.bodyTypes) route.preValidation = bodyGuard(operation)
+      if (responseAjv) route.preSerialization = responseValidator(responseAjv, operation)
+      this.route(route)
+      registered.add(operation.operationId)
+    }
   })
 
   app.addHook('onReady', async () => {

@@ -20,7 +20,8 @@ t.test('security headers › helmet sets the usual headers', async (t) => {
   const res = await app.inject({ method: 'GET', url: '/v1/regions' })
   t.equal(res.headers['x-content-type-options'], 'nosniff')
   t.match(res.headers['strict-transport-security'], /max-age=/)
-  t.equal(res.headers['x-frame-options'], 'SAMEORIGIN')
+  t.equal(res.headers['x-frame-options'], 'DENY')
+  t.equal(res.headers['content-security-policy'], "default-src 'none';frame-ancestors 'none'")
   t.notOk(res.headers['x-powered-by'])
 })
 
