@@ -35,6 +35,11 @@ t.test('spec › the code type-checks against the generated types (Handler<> inc
   t.equal(result, '', 'tsc --noEmit is clean')
 })
 
+t.test('code › eslint (neostandard and the import rules between folders) is clean', async (t) => {
+  const result = await run(join(root, 'node_modules/.bin/eslint'), ['.'], { cwd: root }).then(() => '', (err) => `${err.stdout}${err.stderr}`)
+  t.equal(result, '', 'eslint . reports nothing')
+})
+
 t.test('spec › every operation has an operationId, one tag, a summary, and problem+json errors', async (t) => {
   for (const { path, method, op } of operations) {
     const name = `${method.toUpperCase()} ${path}`
