@@ -98,7 +98,7 @@ function deepFreeze<T extends object> (value: T): T {
 export function loadConfig (env: Record<string, string | undefined> = process.env): Config {
   let parsed: Env
   try {
-    parsed = envSchema<Env>({ schema: EnvSchema, data: env, dotenv: false, ajv: { customOptions: (ajv) => ajv.addFormat('uri', /^https?:\/\/\S+$/) } })
+    parsed = envSchema<Env>({ schema: EnvSchema, data: env, env: false, dotenv: false, ajv: { customOptions: (ajv) => ajv.addFormat('uri', /^https?:\/\/\S+$/) } })
   } catch (err) {
     const parts = (err as Error).message.split(', env').map((part) => part.replace(/^(env)?\//, ''))
     const message = [...new Set(parts)].join('; ')
