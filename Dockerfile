@@ -24,7 +24,8 @@ COPY . .
 # FileMigrationProvider from dist/db/migrations at run time): fail the build if either is missing.
 RUN npm run build \
   && test -f dist/openapi/openapi.yaml \
-  && ls dist/db/migrations/*.js > /dev/null
+  && ls dist/db/migrations/*.js > /dev/null \
+  && test -f dist/services/mail/templates/layout.html.eta
 
 # ---- runtime: production dependencies and dist/ only ----
 FROM ${NODE_IMAGE} AS runtime

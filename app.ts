@@ -14,11 +14,17 @@ import queuePlugin from './plugins/queue.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
 import redisPlugin from './plugins/redis.js'
 import securityPlugin from './plugins/security.js'
+import accountsPlugin from './plugins/accounts.js'
+import mailPlugin from './plugins/mail.js'
+import accountsRoutes from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
+import hasuraRoutes from './routes/hasura/index.js'
+import sessionsRoutes from './routes/sessions/index.js'
 import systemRoutes from './routes/system/index.js'
+import usersRoutes from './routes/users/index.js'
 
 /** One plugin per spec tag, in the order they register. */
-export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes]
+export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, hasuraRoutes]
 
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */
@@ -52,6 +58,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     connectionTimeout: config.http.requestTimeoutMs * 2,
     routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
+    // PGlite (embedded) starts and migrates in seconds, not the default 10 s budget on a busy machine.
+    pluginTimeout: 60_000,
     ajv: { customOptions: { strict: false } }
   })
   app.addHook('onSend', async (request, reply, payload) => {
@@ -70,6 +78,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(jobsPlugin)
     await app.register(securityPlugin)
     await app.register(authPlugin)
+    await app.register(mailPlugin)
+    await app.register(accountsPlugin)
     // edge-cache before rate-limit: a public read kept at the origin is answered before the limiter
     // spends a Redis round trip on it (both read route config in onRoute, so both precede every route).
     await app.register(edgeCachePlugin)

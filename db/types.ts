@@ -36,6 +36,12 @@ export interface DB {
   region: RegionTable
   app: AppTable
   app_region: AppRegionTable
+  account: AccountTable
+  session: SessionTable
+  refresh_token: RefreshTokenTable
+  email_token: EmailTokenTable
+  audit_event: AuditEventTable
+  newsletter_subscription: NewsletterSubscriptionTable
 }
 
 export type Region = Selectable<RegionTable>
@@ -44,3 +50,77 @@ export type RegionUpdate = Updateable<RegionTable>
 export type App = Selectable<AppTable>
 export type NewApp = Insertable<AppTable>
 export type AppRegion = Selectable<AppRegionTable>
+
+export type Role = 'user' | 'developer' | 'admin'
+
+export interface AccountTable {
+  id: Generated<string>
+  email: string
+  name: string
+  password_hash: string | null
+  role: Generated<Role>
+  email_verified_at: Date | null
+  pending_email: string | null
+  google_subject: string | null
+  disabled_at: Date | null
+  deleted_at: Date | null
+  last_sign_in_at: Date | null
+  created_at: Timestamp
+  updated_at: Timestamp
+}
+
+export interface SessionTable {
+  id: Generated<string>
+  account_id: string
+  ip: string | null
+  user_agent: string | null
+  created_at: Timestamp
+  last_used_at: Timestamp
+  expires_at: Date
+  revoked_at: Date | null
+  revoked_reason: string | null
+}
+
+export interface RefreshTokenTable {
+  token_hash: string
+  session_id: string
+  created_at: Timestamp
+  expires_at: Date
+  used_at: Date | null
+}
+
+export type EmailTokenPurpose = 'verify_email' | 'change_email' | 'reset_password' | 'newsletter'
+
+export interface EmailTokenTable {
+  token_hash: string
+  purpose: EmailTokenPurpose
+  account_id: string | null
+  email: string
+  created_at: Timestamp
+  expires_at: Date
+  used_at: Date | null
+}
+
+export interface AuditEventTable {
+  id: Generated<string>
+  at: Timestamp
+  action: string
+  actor_id: string | null
+  target_type: string | null
+  target_id: string | null
+  ip: string | null
+  user_agent: string | null
+  details: ColumnType<Record<string, unknown>, string | undefined, never>
+}
+
+export interface NewsletterSubscriptionTable {
+  email: string
+  status: Generated<'pending' | 'subscribed' | 'unsubscribed'>
+  unsubscribe_token_hash: string
+  created_at: Timestamp
+  confirmed_at: Date | null
+  unsubscribed_at: Date | null
+}
+
+export type Account = Selectable<AccountTable>
+export type Session = Selectable<SessionTable>

@@ -7,17 +7,21 @@ import type { FastifyRequest } from 'fastify'
 import type { components } from '../openapi/schema.js'
 import { DomainError } from '../services/errors.js'
 
-export type Role = 'user' | 'developer' | 'admin'
+import type { Role } from '../db/types.js'
+
+export type { Role }
 
 /** Who is calling, once a security handler has accepted the request. */
 export interface Principal {
   kind: 'user'
   userId: string
+  sessionId: string
   role: Role
   scopes: readonly string[]
 }
 
-export interface AccessTokenClaims { sub: string, role: Role, scopes: string[] }
+/** `sid` names the session: revoking it stops its access tokens at once. */
+export interface AccessTokenClaims { sub: string, role: Role, scopes: string[], sid: string }
 
 /** A handler per securitySchemes name: throws unauthorized/forbidden, or sets request.principal. */
 export type SecurityHandler = (request: FastifyRequest, scopes: readonly string[]) => Promise<void>
@@ -27,6 +31,10 @@ declare module 'fastify' {
     securityHandlers: Record<string, SecurityHandler>
     jwks: components['schemas']['JwkSet']
     issueAccessToken (claims: AccessTokenClaims): string
+    /** Revoked sessions, checked on every bearer request (Redis, or this process when embedded). */
+    revokedSessions: { add (ids: readonly string[]): Promise<void>, has (id: string): Promise<boolean> }
+    /** Verifies a bearer token (signature, issuer, audience, expiry, revocation) without scopes. */
+    verifyBearer (header: string | undefined): Promise<AccessTokenClaims | null>
   }
   interface FastifyRequest {
     principal: Principal | null
@@ -82,24 +90,53 @@ export default fp(async function authPlugin (app) {
   app.decorate('issueAccessToken', (claims: AccessTokenClaims) => app.jwt.sign(claims))
   app.decorateRequest('principal', null)
 
-  const bearer: SecurityHandler = async (request, scopes) => {
-    const header = request.headers.authorization
+  // A revoked session's id is kept as long as an access token of it could still be valid.
+  const ttl = cfg.accessTokenTtl
+  const memory = new Map<string, number>()
+  app.decorate('revokedSessions', {
+    async add (ids: readonly string[]) {
+      if (ids.length === 0) return
+      if (app.hasDecorator('redis')) {
+        const multi = app.redis.multi()
+        for (const id of ids) multi.set(`revoked-session:${id}`, '1', 'EX', ttl)
+        await multi.exec()
+      } else {
+        for (const id of ids) memory.set(id, Date.now() + ttl * 1000)
+      }
+    },
+    async has (id: string) {
+      if (app.hasDecorator('redis')) return (await app.redis.exists(`revoked-session:${id}`)) === 1
+      const until = memory.get(id)
+      if (until !== undefined && until < Date.now()) memory.delete(id)
+      return until !== undefined && until >= Date.now()
+    }
+  })
+
+  async function verify (header: string | undefined): Promise<AccessTokenClaims> {
     if (!header) throw unauthorized('A bearer token is required.')
-    if (!/^Bearer\s+\S+$/i.test(header)) throw unauthorized('The Authorization header must be "Bearer <token>".')
+    const match = /^Bearer\s+(\S+)$/i.exec(header)
+    if (!match) throw unauthorized('The Authorization header must be "Bearer <token>".')
     let claims: AccessTokenClaims
     try {
-      claims = await request.jwtVerify<AccessTokenClaims>()
+      claims = app.jwt.verify<AccessTokenClaims>(match[1]!)
     } catch (err) {
       const expired = (err as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED'
       throw unauthorized(expired ? 'The access token has expired.' : 'The access token is not valid.')
     }
+    if (typeof claims.sid !== 'string' || await app.revokedSessions.has(claims.sid)) throw unauthorized('The session of this access token has ended.')
+    return claims
+  }
+  app.decorate('verifyBearer', (header: string | undefined) => verify(header).catch(() => null))
+
+  const bearer: SecurityHandler = async (request, scopes) => {
+    const claims = await verify(request.headers.authorization)
     const granted = new Set(claims.scopes ?? [])
     const missing = scopes.filter((s) => !granted.has(s))
     if (missing.length > 0) {
       throw new DomainError('forbidden', 'Forbidden', `This operation needs the scope${missing.length > 1 ? 's' : ''} ${missing.join(', ')}.`)
     }
-    request.principal = { kind: 'user', userId: claims.sub, role: claims.role, scopes: [...granted] }
+    request.principal = { kind: 'user', userId: claims.sub, sessionId: claims.sid, role: claims.role, scopes: [...granted] }
   }
 
   app.decorate('securityHandlers', { bearer })
-}, { fastify: '5.x', name: 'auth', dependencies: ['config', 'errors'] })
+}, { fastify: '5.x', name: 'auth', dependencies: ['config', 'errors', 'redis'] })

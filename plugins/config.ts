@@ -31,7 +31,19 @@ const EnvSchema = Type.Object({
   BODY_LIMIT: Type.Integer({ default: 1048576, minimum: 1024 }),
   REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10000, minimum: 0 }),
-  WORKER_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 100 })
+  WORKER_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 100 }),
+  APP_URL: Type.String({ default: 'http://127.0.0.1:3000', format: 'uri' }),
+  SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
+  MAIL_FROM: Type.String({ default: 'Fractal <no-reply@fractal.co>', minLength: 3 }),
+  REFRESH_TOKEN_TTL_DAYS: Type.Integer({ default: 30, minimum: 1, maximum: 365 }),
+  PASSWORD_MIN_LENGTH: Type.Integer({ default: 10, minimum: 8, maximum: 128 }),
+  SIGN_IN_MAX_FAILURES: Type.Integer({ default: 10, minimum: 1 }),
+  GOOGLE_CLIENT_ID: Type.Optional(Type.String({ minLength: 1 })),
+  GOOGLE_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
+  GOOGLE_ISSUER: Type.String({ default: 'https://accounts.google.com', format: 'uri' }),
+  GOOGLE_TOKEN_URL: Type.String({ default: 'https://oauth2.googleapis.com/token', format: 'uri' }),
+  GOOGLE_JWKS_URL: Type.String({ default: 'https://www.googleapis.com/oauth2/v3/certs', format: 'uri' }),
+  GOOGLE_REDIRECT_URIS: Type.String({ default: '' })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -76,6 +88,21 @@ function toConfig (env: Env) {
     rateLimit: { enabled: env.RATE_LIMIT_ENABLED },
     cache: { originTtlMs: env.ORIGIN_CACHE_TTL_MS },
     worker: { concurrency: env.WORKER_CONCURRENCY },
+    appUrl: env.APP_URL.replace(/\/$/, ''),
+    mail: { smtpUrl: env.SMTP_URL ?? null, from: env.MAIL_FROM },
+    accounts: {
+      refreshTokenTtlDays: env.REFRESH_TOKEN_TTL_DAYS,
+      passwordMinLength: env.PASSWORD_MIN_LENGTH,
+      signInMaxFailures: env.SIGN_IN_MAX_FAILURES
+    },
+    google: {
+      clientId: env.GOOGLE_CLIENT_ID ?? null,
+      clientSecret: env.GOOGLE_CLIENT_SECRET ?? null,
+      issuer: env.GOOGLE_ISSUER,
+      tokenUrl: env.GOOGLE_TOKEN_URL,
+      jwksUrl: env.GOOGLE_JWKS_URL,
+      redirectUris: toList(env.GOOGLE_REDIRECT_URIS)
+    },
     // Test mode validates every response against the spec, not only serialises it.
     validateResponses: env_ === 'test'
   }
@@ -112,6 +139,7 @@ export function embeddedDefaults (config: Config): string[] {
   const used: string[] = []
   if (!config.db.url) used.push(`PGlite in ${config.dataDir}/pglite (no DATABASE_URL)`)
   if (!config.redis.url) used.push('in-process queue, rate-limit store and cache (no REDIS_URL)')
+  if (!config.mail.smtpUrl) used.push('mail written to the log (no SMTP_URL)')
   if (!config.jwt.privateKey) used.push(`a generated ES256 key pair in ${config.dataDir}/jwt (no JWT_PRIVATE_KEY)`)
   return used
 }

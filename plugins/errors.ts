@@ -19,7 +19,10 @@ const table: Record<ErrorCode, { status: number, title: string }> = {
   rate_limited: { status: 429, title: 'Too many requests' },
   maintenance: { status: 503, title: 'Down for maintenance' },
   unavailable: { status: 503, title: 'Service unavailable' },
-  internal: { status: 500, title: 'Internal server error' }
+  internal: { status: 500, title: 'Internal server error' },
+  token_invalid: { status: 400, title: 'Invalid token' },
+  token_expired: { status: 400, title: 'Token expired' },
+  token_used: { status: 400, title: 'Token already used' }
 }
 
 const byStatus: Record<number, ErrorCode> = {

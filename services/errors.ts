@@ -2,7 +2,7 @@
 export const errorCodes = [
   'validation_failed', 'bad_request', 'unauthorized', 'forbidden', 'not_found', 'method_not_allowed', 'conflict',
   'payload_too_large', 'unsupported_media_type', 'unprocessable', 'rate_limited', 'maintenance', 'unavailable',
-  'internal'
+  'internal', 'token_invalid', 'token_expired', 'token_used'
 ] as const
 export type ErrorCode = (typeof errorCodes)[number]
 
@@ -17,10 +17,15 @@ export class DomainError extends Error {
  * One error class per failure, declared once per domain:
  * `export const AppNotFound = defineError('not_found', 'App not found', (id: string) => \`App ${id} does not exist.\`)`
  */
-export function defineError<A extends unknown[]> (code: ErrorCode, title: string, detail: (...args: A) => string) {
+export function defineError<A extends unknown[]> (code: ErrorCode, title: string, detail: (...args: A) => string, extra?: (...args: A) => Record<string, unknown>) {
   return class extends DomainError {
     constructor (...args: A) {
-      super(code, title, detail(...args))
+      super(code, title, detail(...args), extra?.(...args))
     }
   }
+}
+
+/** A 422 naming the field a business rule refuses, e.g. `fieldError('/body/password', 'is too common')`. */
+export function fieldErrors (field: string, message: string) {
+  return { errors: [{ field, message }] }
 }

@@ -1,5 +1,5 @@
 // The queue as the domain sees it. plugins/queue.ts implements it on bee-queue (Redis) or in process.
-export const queueFamilies = ['containers', 'fleet', 'logs', 'mail', 'cache-purge'] as const
+export const queueFamilies = ['accounts', 'containers', 'fleet', 'logs', 'mail', 'cache-purge'] as const
 export type QueueFamily = (typeof queueFamilies)[number]
 
 export interface EnqueueOptions {

@@ -37,7 +37,7 @@ t.test('embedded defaults › PGlite, in-process queue and generated keys serve 
   })))
   t.same(results, Array(8).fill(true), 'each transaction saw only its own write')
 
-  const token = app.issueAccessToken({ sub: 'op-1', role: 'admin', scopes: ['catalog:write'] })
+  const token = app.issueAccessToken({ sub: 'op-1', role: 'admin', scopes: ['catalog:write'], sid: 'embedded-test-session' })
   const patched = await app.inject({ method: 'PATCH', url: '/v1/regions/sa-east-1', payload: { enabled: true }, headers: { authorization: `Bearer ${token}` } })
   t.equal(patched.statusCode, 200)
   app.queue.startWorker(1)

@@ -1,9 +1,14 @@
 // Factories: arrange rows and tokens in one line each, with unique ids so tests never collide.
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Role } from '../../plugins/auth.js'
+import { openSession } from '../../services/accounts/accounts.service.js'
+import { scopesFor } from '../../services/accounts/roles.js'
+import { hashPassword } from '../../services/accounts/secrets.js'
 
 const suffix = () => randomBytes(3).toString('hex')
+
+type UserFields = Partial<{ email: string, name: string, role: Role, password: string, verified: boolean, disabled: boolean }>
 
 export function given (app: FastifyInstance) {
   return {
@@ -36,9 +41,30 @@ export function given (app: FastifyInstance) {
       return row
     },
 
-    /** A signed access token, as accounts will issue them. */
-    token (claims: Partial<{ sub: string, role: Role, scopes: string[] }> = {}) {
-      return app.issueAccessToken({ sub: claims.sub ?? `user-${suffix()}`, role: claims.role ?? 'user', scopes: claims.scopes ?? [] })
+    /** A signed access token for a made-up session (no rows): for routes that only check scopes. */
+    token (claims: Partial<{ sub: string, role: Role, scopes: string[], sid: string }> = {}) {
+      return app.issueAccessToken({ sub: claims.sub ?? randomUUID(), role: claims.role ?? 'user', scopes: claims.scopes ?? [], sid: claims.sid ?? randomUUID() })
+    },
+
+    /** An account with a password (`password`), verified unless said otherwise. */
+    async user (fields: UserFields = {}) {
+      const password = fields.password ?? 'a-long-unusual-passphrase'
+      const account = await app.db.insertInto('account').values({
+        email: fields.email ?? `user-${suffix()}@example.test`,
+        name: fields.name ?? 'Test User',
+        role: fields.role ?? 'user',
+        password_hash: await hashPassword(password),
+        email_verified_at: fields.verified === false ? null : new Date(),
+        disabled_at: fields.disabled ? new Date() : null
+      }).returningAll().executeTakeFirstOrThrow()
+      return { ...account, password }
+    },
+
+    /** A signed-in user: a real session, its access and refresh tokens. */
+    async signedIn (fields: UserFields = {}) {
+      const account = await this.user(fields)
+      const pair = await openSession(app.db, app.accountDeps, account, { ip: '127.0.0.1', userAgent: 'tap' })
+      return { account, accessToken: pair.accessToken, refreshToken: pair.refreshToken, headers: bearer(pair.accessToken), scopes: scopesFor(account.role) }
     }
   }
 }

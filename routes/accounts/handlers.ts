@@ -1,0 +1,49 @@
+import type { Handlers } from '../../openapi/handler-types.js'
+import * as accounts from '../../services/accounts/accounts.service.js'
+import { contextOf, principalOf } from '../request-context.js'
+import { presentSession, presentUser } from './present.js'
+
+export const handlers = {
+  async signUp (request, reply) {
+    reply.code(201)
+    return accounts.signUp(this.db, this.accountDeps, request.body, contextOf(request))
+  },
+
+  async verifyEmail (request) {
+    return presentUser(await accounts.verifyEmail(this.db, this.accountDeps, request.body.token, contextOf(request)))
+  },
+
+  async requestPasswordReset (request, reply) {
+    reply.code(202)
+    return accounts.requestPasswordReset(this.db, this.accountDeps, request.body.email, contextOf(request))
+  },
+
+  async confirmPasswordReset (request, reply) {
+    await accounts.confirmPasswordReset(this.db, this.accountDeps, request.body, contextOf(request))
+    return reply.code(204).send()
+  },
+
+  async getMe (request) {
+    return presentUser(await accounts.getAccount(this.db, principalOf(request).userId))
+  },
+
+  async updateMe (request) {
+    return presentUser(await accounts.updateMe(this.db, this.accountDeps, principalOf(request), request.body, contextOf(request)))
+  },
+
+  async deleteMe (request, reply) {
+    await accounts.deleteMe(this.db, this.accountDeps, principalOf(request), contextOf(request))
+    return reply.code(204).send()
+  },
+
+  async listMySessions (request) {
+    const principal = principalOf(request)
+    const sessions = await accounts.listMySessions(this.db, principal.userId)
+    return { items: sessions.map((s) => presentSession(s, principal.sessionId)) }
+  },
+
+  async revokeMySession (request, reply) {
+    await accounts.revokeMySession(this.db, this.accountDeps, principalOf(request).userId, request.params.sessionId, contextOf(request))
+    return reply.code(204).send()
+  }
+} satisfies Handlers<'accounts'>

@@ -1,0 +1,25 @@
+import type { Kysely } from 'kysely'
+import type { DB } from '../../db/types.js'
+import type { JobDefinition } from '../queue.js'
+import { deleteAccountRow } from './accounts.repository.js'
+import { purgeAccountJob } from './accounts.service.js'
+
+export interface PurgeAccountPayload { accountId: string }
+
+/**
+ * What deleting an account removes, in order, before the row itself. Each step must be idempotent (a
+ * retried job runs them again). Containers (stop every running one) and billing (cancel the
+ * subscription) add their steps here when those features land.
+ */
+export type AccountDeletionStep = (accountId: string) => Promise<void>
+
+export function createAccountJobs (deps: { db: Kysely<DB>, steps: AccountDeletionStep[] }): JobDefinition[] {
+  return [{
+    ...purgeAccountJob,
+    async handle (data: PurgeAccountPayload) {
+      for (const step of deps.steps) await step(data.accountId)
+      await deleteAccountRow(deps.db, data.accountId)
+      return { purged: data.accountId }
+    }
+  }]
+}

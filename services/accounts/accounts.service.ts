@@ -1,0 +1,365 @@
+import type { Kysely } from 'kysely'
+import type { Account, DB, EmailTokenPurpose, Role, Session } from '../../db/types.js'
+import { sendMail } from '../mail/mail.service.js'
+import type { JobQueue } from '../queue.js'
+import {
+  CannotDemoteSelf, CurrentPasswordRequired, EmailTaken, InvalidCredentials, InvalidCursor, InvalidRefreshToken,
+  NameNotAllowed, RefreshTokenReused, SessionNotFound, TokenExpired, TokenInvalid, TokenUsed, TooManyFailures,
+  UserNotFound, WeakPassword, WrongCurrentPassword
+} from './accounts.errors.js'
+import * as repo from './accounts.repository.js'
+import { isProfane } from './names.js'
+import { scopesFor } from './roles.js'
+import { hashPassword, hashToken, newToken, passwordProblem, verifyPassword } from './secrets.js'
+
+/** Access tokens of revoked sessions stop working at once, not when they expire. */
+export interface SessionRevocations {
+  revoke (sessionIds: readonly string[]): Promise<void>
+}
+
+/** Counts failures per key in a window (sign-in failures per address). */
+export interface FailureThrottle {
+  /** Seconds to wait when `key` already failed `max` times in the window, else 0. */
+  blockedFor (key: string, max: number): Promise<number>
+  fail (key: string, windowSeconds: number): Promise<void>
+  clear (key: string): Promise<void>
+}
+
+export interface AccountDeps {
+  queue: JobQueue
+  signAccessToken (claims: { sub: string, role: Role, scopes: string[], sid: string }): string
+  revocations: SessionRevocations
+  throttle: FailureThrottle
+  settings: {
+    appUrl: string
+    accessTokenTtl: number
+    refreshTokenTtlDays: number
+    passwordMinLength: number
+    signInMaxFailures: number
+  }
+  log: { info (obj: object, msg: string): void, warn (obj: object, msg: string): void }
+}
+
+export interface RequestContext { ip: string | null, userAgent: string | null }
+
+const hour = 3600_000
+const failureWindowSeconds = 15 * 60
+
+function checkPassword (deps: AccountDeps, password: string, field: string, email?: string) {
+  const problem = passwordProblem(password, deps.settings.passwordMinLength, email)
+  if (problem) throw new WeakPassword(field, problem)
+}
+
+function checkName (name: string, field = '/body/name') {
+  if (isProfane(name)) throw new NameNotAllowed(field)
+}
+
+function audit (db: Kysely<DB>, ctx: RequestContext, action: string, actorId: string | null, target?: { type: string, id: string }, details?: Record<string, unknown>) {
+  return repo.insertAuditEvent(db, {
+    action, actor_id: actorId, target_type: target?.type, target_id: target?.id, ip: ctx.ip, user_agent: ctx.userAgent, details
+  })
+}
+
+async function mailToken (db: Kysely<DB>, deps: AccountDeps, purpose: EmailTokenPurpose, account: { id: string | null, email: string }, ttlMs: number) {
+  const token = newToken()
+  await repo.insertEmailToken(db, { token_hash: hashToken(token), purpose, account_id: account.id, email: account.email, expires_at: new Date(Date.now() + ttlMs) })
+  return token
+}
+
+const link = (deps: AccountDeps, path: string, token: string) => `${deps.settings.appUrl}${path}?token=${encodeURIComponent(token)}`
+
+/**
+ * Sign-up. The answer never says whether the address had an account: an existing owner is mailed instead.
+ * The password is hashed either way so both paths take the same time.
+ */
+export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string, name: string }, ctx: RequestContext) {
+  checkName(input.name)
+  checkPassword(deps, input.password, '/body/password', input.email)
+  const passwordHash = await hashPassword(input.password)
+  const existing = await repo.findAccountByEmail(db, input.email)
+  if (existing) {
+    await sendMail(deps.queue, { to: existing.email, template: 'account-exists', data: { name: existing.name, signInLink: `${deps.settings.appUrl}/sign-in`, resetLink: `${deps.settings.appUrl}/password-reset` } })
+    await audit(db, ctx, 'account.sign_up_existing', null, { type: 'account', id: existing.id })
+  } else {
+    const token = await db.transaction().execute(async (trx) => {
+      const account = await repo.insertAccount(trx, { email: input.email, name: input.name, password_hash: passwordHash })
+      await audit(trx, ctx, 'account.sign_up', account.id, { type: 'account', id: account.id })
+      return { account, token: await mailToken(trx, deps, 'verify_email', account, 24 * hour) }
+    })
+    await sendMail(deps.queue, { to: input.email, template: 'verify-email', data: { name: input.name, link: link(deps, '/verify-email', token.token) } })
+  }
+  return { email: input.email, message: `We sent a verification link to ${input.email}.` }
+}
+
+/** Spends a single-use mailed token of one of `purposes`, inside `trx`. */
+async function spendToken (trx: Parameters<typeof repo.lockEmailToken>[0], token: string, purposes: EmailTokenPurpose[]) {
+  const row = await repo.lockEmailToken(trx, hashToken(token))
+  if (!row || !purposes.includes(row.purpose)) throw new TokenInvalid()
+  if (row.used_at) throw new TokenUsed()
+  if (row.expires_at.getTime() < Date.now()) throw new TokenExpired()
+  await repo.markEmailTokenUsed(trx, row.token_hash)
+  return row
+}
+
+/** Verifies the address of a new account, or switches an account to its new, now verified, address. */
+export async function verifyEmail (db: Kysely<DB>, deps: AccountDeps, token: string, ctx: RequestContext): Promise<Account> {
+  const { account, welcome } = await db.transaction().execute(async (trx) => {
+    const row = await spendToken(trx, token, ['verify_email', 'change_email'])
+    const current = row.account_id ? await repo.findAccountById(trx, row.account_id) : undefined
+    if (!current) throw new TokenInvalid()
+    if (row.purpose === 'verify_email') {
+      const updated = await repo.updateAccount(trx, current.id, { email_verified_at: current.email_verified_at ?? new Date() })
+      return { account: updated!, welcome: current.email_verified_at === null }
+    }
+    const owner = await repo.findAccountByEmail(trx, row.email)
+    if (owner && owner.id !== current.id) throw new EmailTaken()
+    const updated = await repo.updateAccount(trx, current.id, { email: row.email, pending_email: null, email_verified_at: new Date() })
+    await repo.insertAuditEvent(trx, { action: 'account.email_changed', actor_id: current.id, target_type: 'account', target_id: current.id, ip: ctx.ip, user_agent: ctx.userAgent, details: { from: current.email, to: row.email } })
+    return { account: updated!, welcome: false }
+  })
+  if (welcome) await sendMail(deps.queue, { to: account.email, template: 'welcome', data: { name: account.name, link: deps.settings.appUrl } })
+  return account
+}
+
+/** Always accepted; mails a reset link (1 h) only when the address has an enabled account. */
+export async function requestPasswordReset (db: Kysely<DB>, deps: AccountDeps, email: string, ctx: RequestContext) {
+  const account = await repo.findAccountByEmail(db, email)
+  if (account && !account.disabled_at) {
+    const token = await mailToken(db, deps, 'reset_password', account, hour)
+    await sendMail(deps.queue, { to: account.email, template: 'password-reset', data: { name: account.name, link: link(deps, '/password-reset/confirm', token) } })
+    await audit(db, ctx, 'account.password_reset_requested', null, { type: 'account', id: account.id })
+  }
+  return { email, message: `If ${email} has an account, we sent it a link to choose a new password.` }
+}
+
+/** Sets the password from a reset link and signs the account out everywhere. */
+export async function confirmPasswordReset (db: Kysely<DB>, deps: AccountDeps, input: { token: string, password: string }, ctx: RequestContext) {
+  const passwordHash = await hashPassword(input.password)
+  const revoked = await db.transaction().execute(async (trx) => {
+    const row = await spendToken(trx, input.token, ['reset_password'])
+    const account = row.account_id ? await repo.findAccountById(trx, row.account_id) : undefined
+    if (!account) throw new TokenInvalid()
+    checkPassword(deps, input.password, '/body/password', account.email)
+    // The link proved the mailbox: the address counts as verified from now on.
+    await repo.updateAccount(trx, account.id, { password_hash: passwordHash, email_verified_at: account.email_verified_at ?? new Date() })
+    await repo.insertAuditEvent(trx, { action: 'account.password_reset', actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent })
+    return repo.revokeSessions(trx, { accountId: account.id }, 'password_reset')
+  })
+  await deps.revocations.revoke(revoked)
+}
+
+export interface TokenPair {
+  tokenType: 'Bearer'
+  accessToken: string
+  expiresIn: number
+  refreshToken: string
+  refreshExpiresIn: number
+  account: Account
+}
+
+/** Opens a session for an account: a refresh token (stored hashed) and an access token naming the session. */
+export async function openSession (db: Kysely<DB>, deps: AccountDeps, account: Account, ctx: RequestContext): Promise<TokenPair> {
+  const ttlMs = deps.settings.refreshTokenTtlDays * 24 * hour
+  const refreshToken = newToken()
+  const session = await db.transaction().execute(async (trx) => {
+    const session = await repo.insertSession(trx, { account_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent?.slice(0, 512) ?? null, expires_at: new Date(Date.now() + ttlMs) })
+    await repo.insertRefreshToken(trx, { token_hash: hashToken(refreshToken), session_id: session.id, expires_at: session.expires_at })
+    await repo.updateAccount(trx, account.id, { last_sign_in_at: new Date() })
+    return session
+  })
+  return {
+    tokenType: 'Bearer',
+    accessToken: deps.signAccessToken({ sub: account.id, role: account.role, scopes: scopesFor(account.role), sid: session.id }),
+    expiresIn: deps.settings.accessTokenTtl,
+    refreshToken,
+    refreshExpiresIn: Math.floor(ttlMs / 1000),
+    account
+  }
+}
+
+/**
+ * Password sign-in. Unknown address and wrong password fail alike, after the same argon2 work. Failures
+ * are counted per address (known or not), so guessing one account's password hits a wall.
+ */
+export async function signIn (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string }, ctx: RequestContext): Promise<TokenPair> {
+  const key = `signin:${input.email.toLowerCase()}`
+  const wait = await deps.throttle.blockedFor(key, deps.settings.signInMaxFailures)
+  if (wait > 0) throw new TooManyFailures(wait)
+  const account = await repo.findAccountByEmail(db, input.email)
+  const ok = await verifyPassword(account?.password_hash ?? null, input.password)
+  if (!ok || !account || account.disabled_at) {
+    await deps.throttle.fail(key, failureWindowSeconds)
+    await audit(db, ctx, 'session.sign_in_failed', null, account ? { type: 'account', id: account.id } : undefined, { reason: account?.disabled_at ? 'disabled' : 'credentials' })
+    throw new InvalidCredentials()
+  }
+  await deps.throttle.clear(key)
+  await audit(db, ctx, 'session.sign_in', account.id, { type: 'account', id: account.id }, { method: 'password' })
+  return openSession(db, deps, account, ctx)
+}
+
+/**
+ * Refresh-token rotation: the token is spent and a new pair issued. A spent token presented again means
+ * it was copied: the whole session is revoked and the event recorded.
+ */
+export async function refreshSession (db: Kysely<DB>, deps: AccountDeps, refreshToken: string, ctx: RequestContext): Promise<TokenPair> {
+  const tokenHash = hashToken(refreshToken)
+  const outcome = await db.transaction().execute(async (trx) => {
+    const row = await repo.lockRefreshToken(trx, tokenHash)
+    if (!row) return { kind: 'invalid' as const }
+    if (row.used_at) {
+      const revoked = await repo.revokeSessions(trx, { accountId: row.account_id, sessionId: row.session_id }, 'refresh_token_reuse')
+      await repo.insertAuditEvent(trx, { action: 'session.refresh_reuse', actor_id: null, target_type: 'session', target_id: row.session_id, ip: ctx.ip, user_agent: ctx.userAgent, details: { accountId: row.account_id } })
+      return { kind: 'reused' as const, revoked, accountId: row.account_id, sessionId: row.session_id }
+    }
+    const now = Date.now()
+    if (row.revoked_at || row.disabled_at || row.deleted_at || row.token_expires_at.getTime() < now || row.session_expires_at.getTime() < now) {
+      return { kind: 'invalid' as const }
+    }
+    await repo.markRefreshTokenUsed(trx, tokenHash)
+    const next = newToken()
+    await repo.insertRefreshToken(trx, { token_hash: hashToken(next), session_id: row.session_id, expires_at: row.session_expires_at })
+    await repo.touchSession(trx, row.session_id)
+    const account = (await repo.findAccountById(trx, row.account_id))!
+    return { kind: 'ok' as const, account, sessionId: row.session_id, next, expiresAt: row.session_expires_at }
+  })
+  if (outcome.kind === 'invalid') throw new InvalidRefreshToken()
+  if (outcome.kind === 'reused') {
+    await deps.revocations.revoke(outcome.revoked)
+    deps.log.warn({ security: 'refresh_token_reuse', accountId: outcome.accountId, sessionId: outcome.sessionId, ip: ctx.ip }, 'refresh token reused: session revoked')
+    throw new RefreshTokenReused()
+  }
+  const { account } = outcome
+  return {
+    tokenType: 'Bearer',
+    accessToken: deps.signAccessToken({ sub: account.id, role: account.role, scopes: scopesFor(account.role), sid: outcome.sessionId }),
+    expiresIn: deps.settings.accessTokenTtl,
+    refreshToken: outcome.next,
+    refreshExpiresIn: Math.max(0, Math.floor((outcome.expiresAt.getTime() - Date.now()) / 1000)),
+    account
+  }
+}
+
+export async function signOut (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }, ctx: RequestContext) {
+  const revoked = await repo.revokeSessions(db, { accountId: principal.userId, sessionId: principal.sessionId }, 'sign_out')
+  await deps.revocations.revoke(revoked)
+  await audit(db, ctx, 'session.sign_out', principal.userId, { type: 'session', id: principal.sessionId })
+}
+
+export async function getAccount (db: Kysely<DB>, id: string): Promise<Account> {
+  const account = await repo.findAccountById(db, id)
+  if (!account) throw new UserNotFound(id)
+  return account
+}
+
+/** Name at once; a new address after its verification; a new password with the current one. */
+export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }, input: { name?: string, email?: string, password?: string, currentPassword?: string }, ctx: RequestContext) {
+  const account = await getAccount(db, principal.userId)
+  if (input.name !== undefined) checkName(input.name)
+  let passwordHash: string | undefined
+  if (input.password !== undefined) {
+    if (input.currentPassword === undefined) throw new CurrentPasswordRequired()
+    if (!(await verifyPassword(account.password_hash, input.currentPassword))) throw new WrongCurrentPassword()
+    checkPassword(deps, input.password, '/body/password', account.email)
+    passwordHash = await hashPassword(input.password)
+  }
+  const newEmail = input.email !== undefined && input.email.toLowerCase() !== account.email.toLowerCase() ? input.email : undefined
+
+  const { updated, revoked, token } = await db.transaction().execute(async (trx) => {
+    const updated = await repo.updateAccount(trx, account.id, {
+      ...(input.name !== undefined ? { name: input.name } : {}),
+      ...(passwordHash ? { password_hash: passwordHash } : {}),
+      ...(newEmail ? { pending_email: newEmail } : {})
+    })
+    let revoked: string[] = []
+    if (passwordHash) {
+      revoked = await repo.revokeSessions(trx, { accountId: account.id, exceptSessionId: principal.sessionId }, 'password_change')
+      await repo.insertAuditEvent(trx, { action: 'account.password_changed', actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent })
+    }
+    const token = newEmail ? await mailToken(trx, deps, 'change_email', { id: account.id, email: newEmail }, 24 * hour) : null
+    return { updated: updated!, revoked, token }
+  })
+  await deps.revocations.revoke(revoked)
+  if (newEmail && token) {
+    await sendMail(deps.queue, { to: newEmail, template: 'verify-new-email', data: { name: updated.name, link: link(deps, '/verify-email', token) } })
+    await sendMail(deps.queue, { to: account.email, template: 'email-changed', data: { name: updated.name, newEmail, resetLink: `${deps.settings.appUrl}/password-reset` } })
+  }
+  return updated
+}
+
+export const purgeAccountJob = { family: 'accounts', name: 'purgeAccount' } as const
+
+/** Deletes the account for its user at once (signed out, address freed); a job removes what it owns. */
+export async function deleteMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string }, ctx: RequestContext) {
+  const revoked = await db.transaction().execute(async (trx) => {
+    const account = await repo.findAccountById(trx, principal.userId)
+    if (!account) throw new UserNotFound(principal.userId)
+    await repo.updateAccount(trx, account.id, { deleted_at: new Date(), email: `deleted+${account.id}@invalid`, pending_email: null, google_subject: null, password_hash: null })
+    await repo.insertAuditEvent(trx, { action: 'account.deleted', actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent })
+    return repo.revokeSessions(trx, { accountId: account.id }, 'account_deleted')
+  })
+  await deps.revocations.revoke(revoked)
+  return deps.queue.enqueue(purgeAccountJob, { accountId: principal.userId }, { jobId: `purge-account-${principal.userId}`, retries: 5 })
+}
+
+export async function listMySessions (db: Kysely<DB>, userId: string): Promise<Session[]> {
+  return repo.listActiveSessions(db, userId)
+}
+
+export async function revokeMySession (db: Kysely<DB>, deps: AccountDeps, userId: string, sessionId: string, ctx: RequestContext) {
+  const revoked = await repo.revokeSessions(db, { accountId: userId, sessionId }, 'revoked_by_user')
+  if (revoked.length === 0) throw new SessionNotFound(sessionId)
+  await deps.revocations.revoke(revoked)
+  await audit(db, ctx, 'session.revoked', userId, { type: 'session', id: sessionId })
+}
+
+const encodeCursor = (row: { created_at: Date, id: string }) => Buffer.from(`${row.created_at.toISOString()}|${row.id}`).toString('base64url')
+function decodeCursor (cursor: string) {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|')
+  const createdAt = new Date(at ?? '')
+  if (!id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(createdAt.getTime())) throw new InvalidCursor()
+  return { createdAt, id }
+}
+
+export async function listUsers (db: Kysely<DB>, query: { limit: number, cursor?: string, q?: string, role?: Role }) {
+  const rows = await repo.listAccounts(db, { limit: query.limit + 1, before: query.cursor ? decodeCursor(query.cursor) : null, q: query.q ?? null, role: query.role ?? null })
+  const items = rows.slice(0, query.limit)
+  return { items, nextCursor: rows.length > query.limit ? encodeCursor(items.at(-1)!) : null }
+}
+
+/** An admin changes a role or disables an account; either signs the account out so new scopes apply. */
+export async function updateUser (db: Kysely<DB>, deps: AccountDeps, actor: { userId: string }, userId: string, input: { role?: Role, disabled?: boolean }, ctx: RequestContext) {
+  if (actor.userId === userId && ((input.role !== undefined && input.role !== 'admin') || input.disabled === true)) throw new CannotDemoteSelf()
+  const { account, revoked } = await db.transaction().execute(async (trx) => {
+    const before = await repo.findAccountById(trx, userId)
+    if (!before) throw new UserNotFound(userId)
+    const account = (await repo.updateAccount(trx, userId, {
+      ...(input.role !== undefined ? { role: input.role } : {}),
+      ...(input.disabled !== undefined ? { disabled_at: input.disabled ? (before.disabled_at ?? new Date()) : null } : {})
+    }))!
+    const target = { target_type: 'account', target_id: userId, actor_id: actor.userId, ip: ctx.ip, user_agent: ctx.userAgent }
+    let revoked: string[] = []
+    if (input.role !== undefined && input.role !== before.role) {
+      await repo.insertAuditEvent(trx, { ...target, action: 'user.role_changed', details: { from: before.role, to: input.role } })
+      revoked = await repo.revokeSessions(trx, { accountId: userId }, 'role_changed')
+    }
+    if (input.disabled !== undefined && input.disabled !== (before.disabled_at !== null)) {
+      await repo.insertAuditEvent(trx, { ...target, action: input.disabled ? 'user.disabled' : 'user.enabled' })
+      if (input.disabled) revoked = [...revoked, ...await repo.revokeSessions(trx, { accountId: userId }, 'disabled')]
+    }
+    return { account, revoked }
+  })
+  await deps.revocations.revoke(revoked)
+  return account
+}
+
+/** `npm run admin:create -- email`: makes the address an admin, creating the account (no password) if needed. */
+export async function ensureAdmin (db: Kysely<DB>, email: string, name: string) {
+  return db.transaction().execute(async (trx) => {
+    const existing = await repo.findAccountByEmail(trx, email)
+    const account = existing
+      ? (await repo.updateAccount(trx, existing.id, { role: 'admin' }))!
+      : await repo.insertAccount(trx, { email, name, password_hash: null, role: 'admin', email_verified_at: new Date() })
+    await repo.insertAuditEvent(trx, { action: 'user.role_changed', actor_id: null, target_type: 'account', target_id: account.id, details: { to: 'admin', by: 'admin:create' } })
+    return { account, created: !existing }
+  })
+}
