@@ -19,12 +19,13 @@ import mailPlugin from './plugins/mail.js'
 import accountsRoutes from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
 import hasuraRoutes from './routes/hasura/index.js'
+import newsletterRoutes from './routes/newsletter/index.js'
 import sessionsRoutes from './routes/sessions/index.js'
 import systemRoutes from './routes/system/index.js'
 import usersRoutes from './routes/users/index.js'
 
 /** One plugin per spec tag, in the order they register. */
-export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, hasuraRoutes]
+export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes]
 
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */

@@ -116,7 +116,6 @@ export interface AuditEventTable {
 export interface NewsletterSubscriptionTable {
   email: string
   status: Generated<'pending' | 'subscribed' | 'unsubscribed'>
-  unsubscribe_token_hash: string
   created_at: Timestamp
   confirmed_at: Date | null
   unsubscribed_at: Date | null

@@ -2,12 +2,14 @@ import fp from 'fastify-plugin'
 import { createAccountJobs } from '../services/accounts/accounts.jobs.js'
 import type { AccountDeps, FailureThrottle } from '../services/accounts/accounts.service.js'
 import { createGoogleVerifier, type GoogleVerifier } from '../services/accounts/google.js'
+import type { NewsletterDeps } from '../services/accounts/newsletter.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** What the accounts services need from the outside, built once. */
     accountDeps: AccountDeps
     google: GoogleVerifier
+    newsletterDeps: NewsletterDeps
   }
 }
 
@@ -58,6 +60,12 @@ export default fp(async function accountsPlugin (app) {
     log: app.log
   })
   app.decorate('google', createGoogleVerifier(config.google))
+  app.decorate('newsletterDeps', {
+    queue: app.queue,
+    appUrl: config.appUrl,
+    apiUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
+    secret: app.jwtSigningSecret
+  })
   // Containers and billing add their clean-up steps here when they land.
   app.queue.define(...createAccountJobs({ db: app.db, steps: [] }))
 }, { fastify: '5.x', name: 'accounts', dependencies: ['config', 'db', 'redis', 'queue', 'auth'] })

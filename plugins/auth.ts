@@ -35,6 +35,8 @@ declare module 'fastify' {
     revokedSessions: { add (ids: readonly string[]): Promise<void>, has (id: string): Promise<boolean> }
     /** Verifies a bearer token (signature, issuer, audience, expiry, revocation) without scopes. */
     verifyBearer (header: string | undefined): Promise<AccessTokenClaims | null>
+    /** Key material other signatures derive their keys from (HKDF), so rotating the JWT key rotates them. */
+    jwtSigningSecret: string
   }
   interface FastifyRequest {
     principal: Principal | null
@@ -88,6 +90,7 @@ export default fp(async function authPlugin (app) {
 
   app.decorate('jwks', { keys: [{ kty: 'EC', crv: jwk.crv, x: jwk.x!, y: jwk.y!, kid, alg: 'ES256', use: 'sig' }] })
   app.decorate('issueAccessToken', (claims: AccessTokenClaims) => app.jwt.sign(claims))
+  app.decorate('jwtSigningSecret', keys.privateKey)
   app.decorateRequest('principal', null)
 
   // A revoked session's id is kept as long as an access token of it could still be valid.

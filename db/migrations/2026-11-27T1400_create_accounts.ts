@@ -88,13 +88,11 @@ export async function up (db: Kysely<any>): Promise<void> {
   await db.schema.createTable('newsletter_subscription')
     .addColumn('email', 'text', (c) => c.notNull())
     .addColumn('status', 'text', (c) => c.notNull().defaultTo('pending'))
-    .addColumn('unsubscribe_token_hash', 'text', (c) => c.notNull())
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn('confirmed_at', 'timestamptz')
     .addColumn('unsubscribed_at', 'timestamptz')
     .addPrimaryKeyConstraint('newsletter_subscription_pkey', ['email'])
     .addCheckConstraint('newsletter_subscription_status_check', sql`status in ('pending', 'subscribed', 'unsubscribed')`)
-    .addUniqueConstraint('newsletter_subscription_unsubscribe_token_hash_uq', ['unsubscribe_token_hash'])
     .execute()
 }
 

@@ -92,7 +92,7 @@ export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email:
 }
 
 /** Spends a single-use mailed token of one of `purposes`, inside `trx`. */
-async function spendToken (trx: Parameters<typeof repo.lockEmailToken>[0], token: string, purposes: EmailTokenPurpose[]) {
+export async function spendToken (trx: Parameters<typeof repo.lockEmailToken>[0], token: string, purposes: EmailTokenPurpose[]) {
   const row = await repo.lockEmailToken(trx, hashToken(token))
   if (!row || !purposes.includes(row.purpose)) throw new TokenInvalid()
   if (row.used_at) throw new TokenUsed()
