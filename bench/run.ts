@@ -213,7 +213,7 @@ async function load (child: Child, scenario: Scenario, prepared: Headers, durati
   const body = json ? JSON.stringify(scenario.body) : scenario.body as string | undefined
   const headers = { ...(json ? { 'content-type': 'application/json' } : {}), ...scenario.headers, ...prepared }
   return await autocannon({
-    url: child.baseUrl + scenario.path,
+    url: child.baseUrl + (child.name === 'bare' && scenario.bareAs ? scenario.bareAs : scenario.path),
     method: scenario.method ?? 'GET',
     headers,
     ...(body !== undefined ? { body } : {}),
@@ -381,7 +381,7 @@ async function main (): Promise<boolean> {
     const withBare = scenario.bare !== false
     prepared.set(scenario, {
       ours: await scenario.prepare?.(ours.child.baseUrl) ?? {},
-      bare: withBare ? await scenario.prepare?.(bare.child.baseUrl) ?? {} : {}
+      bare: withBare && !scenario.bareAs ? await scenario.prepare?.(bare.child.baseUrl) ?? {} : {}
     })
   }
 

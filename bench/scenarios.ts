@@ -23,6 +23,8 @@ export interface Scenario {
   target: number | null
   /** bench/bare.ts serves an equivalent route (default true); false measures ours alone. */
   bare?: boolean
+  /** The bare route to compare with, when it differs from `path`. */
+  bareAs?: string
 }
 
 /** `prepare` for conditional requests: If-None-Match set to the ETag of a first GET of `path`. */
@@ -36,10 +38,28 @@ export function ifNoneMatch (path: string): (baseUrl: string) => Promise<Headers
   }
 }
 
+const benchUser = { email: 'bench@example.test', password: 'correct-horse-battery-staple', name: 'Bench User' }
+
+/** `prepare` for signed-in scenarios: an account (created once) and a bearer token for it. */
+function signedIn (): (baseUrl: string) => Promise<Headers> {
+  return async (baseUrl) => {
+    const post = (path: string, body: object) => fetch(new URL(path, baseUrl), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    await (await post('/v1/accounts', benchUser)).arrayBuffer()
+    const res = await post('/v1/sessions', { email: benchUser.email, password: benchUser.password })
+    const pair = await res.json() as { accessToken?: string }
+    if (!pair.accessToken) throw new Error(`sign-in for the bench answered ${res.status}`)
+    return { authorization: `Bearer ${pair.accessToken}` }
+  }
+}
+
 export const scenarios: Scenario[] = [
   { name: 'healthz', path: '/healthz', expectStatus: 200, target: null },
   { name: 'regions 200', path: '/v1/regions', expectStatus: 200, target: 0.6 },
-  { name: 'regions 304', path: '/v1/regions', prepare: ifNoneMatch('/v1/regions'), expectStatus: 304, target: 0.7 }
+  { name: 'regions 304', path: '/v1/regions', prepare: ifNoneMatch('/v1/regions'), expectStatus: 304, target: 0.7 },
+  // JWT verify, the revocation check in Redis, one indexed select. Bare Fastify answers a constant.
+  { name: 'users/me', path: '/v1/users/me', prepare: signedIn(), expectStatus: 200, target: 0.2, bareAs: '/healthz' },
+  // argon2id by design (19 MiB, 2 passes on the libuv pool): printed, not compared.
+  { name: 'sign-in (argon2)', method: 'POST', path: '/v1/sessions', prepare: async (baseUrl) => { await signedIn()(baseUrl); return {} }, body: { email: benchUser.email, password: benchUser.password }, expectStatus: 200, target: null, bare: false }
 ]
 
 /** Ours only: from spawn to the first 200 on /readyz (fresh PostgreSQL database: migrations and seed included). */

@@ -85,7 +85,8 @@ export default fp(async function authPlugin (app) {
   await app.register(fastifyJwt, {
     secret: { private: keys.privateKey, public: keys.publicKey },
     sign: { algorithm: 'ES256', iss: cfg.issuer, aud: cfg.audience, expiresIn: cfg.accessTokenTtl * 1000, kid },
-    verify: { algorithms: ['ES256'], allowedIss: cfg.issuer, allowedAud: cfg.audience }
+    // cache: a token verified once is not verified again (fast-jwt keeps it until it expires).
+    verify: { algorithms: ['ES256'], allowedIss: cfg.issuer, allowedAud: cfg.audience, cache: 10_000 }
   })
 
   app.decorate('jwks', { keys: [{ kty: 'EC', crv: jwk.crv, x: jwk.x!, y: jwk.y!, kid, alg: 'ES256', use: 'sig' }] })

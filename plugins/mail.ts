@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
-import nodemailer from 'nodemailer'
 import { createMailJobs, type MailTransport } from '../services/mail/mail.jobs.js'
 
 declare module 'fastify' {
@@ -10,7 +9,9 @@ declare module 'fastify' {
   }
 }
 
-function createSmtpTransport (url: string) {
+async function createSmtpTransport (url: string) {
+  // Loaded only when SMTP is configured: the embedded default never needs it.
+  const { default: nodemailer } = await import('nodemailer')
   const transporter = nodemailer.createTransport({
     url,
     pool: true,
@@ -53,7 +54,7 @@ export default fp(async function mailPlugin (app) {
   if (smtpUrl !== null && !/^smtps?:\/\//.test(smtpUrl)) throw new Error('mail: config.mail.smtpUrl is not an smtp:// or smtps:// URL')
   if (!from.trim()) throw new Error('mail: config.mail.from is empty')
 
-  const { transport, close } = smtpUrl ? createSmtpTransport(smtpUrl) : createLogTransport(app.log, app.config.env === 'production')
+  const { transport, close } = smtpUrl ? await createSmtpTransport(smtpUrl) : createLogTransport(app.log, app.config.env === 'production')
   app.decorate('mailer', transport)
   app.queue.define(...createMailJobs({ transport, from, log: app.log }))
   app.addHook('onClose', close)

@@ -45,13 +45,13 @@ export interface RequestContext { ip: string | null, userAgent: string | null }
 const hour = 3600_000
 const failureWindowSeconds = 15 * 60
 
-function checkPassword (deps: AccountDeps, password: string, field: string, email?: string) {
-  const problem = passwordProblem(password, deps.settings.passwordMinLength, email)
+async function checkPassword (deps: AccountDeps, password: string, field: string, email?: string) {
+  const problem = await passwordProblem(password, deps.settings.passwordMinLength, email)
   if (problem) throw new WeakPassword(field, problem)
 }
 
-function checkName (name: string, field = '/body/name') {
-  if (isProfane(name)) throw new NameNotAllowed(field)
+async function checkName (name: string, field = '/body/name') {
+  if (await isProfane(name)) throw new NameNotAllowed(field)
 }
 
 function audit (db: Kysely<DB>, ctx: RequestContext, action: string, actorId: string | null, target?: { type: string, id: string }, details?: Record<string, unknown>) {
@@ -73,8 +73,8 @@ const link = (deps: AccountDeps, path: string, token: string) => `${deps.setting
  * The password is hashed either way so both paths take the same time.
  */
 export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string, name: string }, ctx: RequestContext) {
-  checkName(input.name)
-  checkPassword(deps, input.password, '/body/password', input.email)
+  await checkName(input.name)
+  await checkPassword(deps, input.password, '/body/password', input.email)
   const passwordHash = await hashPassword(input.password)
   const existing = await repo.findAccountByEmail(db, input.email)
   if (existing) {
@@ -139,7 +139,7 @@ export async function confirmPasswordReset (db: Kysely<DB>, deps: AccountDeps, i
     const row = await spendToken(trx, input.token, ['reset_password'])
     const account = row.account_id ? await repo.findAccountById(trx, row.account_id) : undefined
     if (!account) throw new TokenInvalid()
-    checkPassword(deps, input.password, '/body/password', account.email)
+    await checkPassword(deps, input.password, '/body/password', account.email)
     // The link proved the mailbox: the address counts as verified from now on.
     await repo.updateAccount(trx, account.id, { password_hash: passwordHash, email_verified_at: account.email_verified_at ?? new Date() })
     await repo.insertAuditEvent(trx, { action: 'account.password_reset', actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent })
@@ -254,12 +254,12 @@ export async function getAccount (db: Kysely<DB>, id: string): Promise<Account> 
 /** Name at once; a new address after its verification; a new password with the current one. */
 export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }, input: { name?: string, email?: string, password?: string, currentPassword?: string }, ctx: RequestContext) {
   const account = await getAccount(db, principal.userId)
-  if (input.name !== undefined) checkName(input.name)
+  if (input.name !== undefined) await checkName(input.name)
   let passwordHash: string | undefined
   if (input.password !== undefined) {
     if (input.currentPassword === undefined) throw new CurrentPasswordRequired()
     if (!(await verifyPassword(account.password_hash, input.currentPassword))) throw new WrongCurrentPassword()
-    checkPassword(deps, input.password, '/body/password', account.email)
+    await checkPassword(deps, input.password, '/body/password', account.email)
     passwordHash = await hashPassword(input.password)
   }
   const newEmail = input.email !== undefined && input.email.toLowerCase() !== account.email.toLowerCase() ? input.email : undefined

@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose'
+import type { JWTVerifyGetKey } from 'jose'
 import type { Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
 import { DomainError } from '../errors.js'
@@ -32,6 +32,8 @@ export function createGoogleVerifier (settings: GoogleSettings): GoogleVerifier 
 
   async function fromIdToken (idToken: string): Promise<GoogleIdentity> {
     const audience = configured()
+    // jose is loaded on the first Google sign-in, not at start-up.
+    const { createRemoteJWKSet, jwtVerify } = await import('jose')
     jwks ??= createRemoteJWKSet(new URL(settings.jwksUrl), { timeoutDuration: 5000 })
     let payload
     try {

@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { hash, verify } from '@node-rs/argon2'
-import commonPasswords from 'fxa-common-password-list'
 
 /** An opaque token for a link or a refresh: 256 random bits, URL-safe. Only its hash is stored. */
 export function newToken (): string {
@@ -31,10 +30,15 @@ export async function verifyPassword (passwordHash: string | null, password: str
   return passwordHash !== null && ok
 }
 
-/** Why a password is refused, or null: length, the few thousand most common ones, the address itself. */
-export function passwordProblem (password: string, minLength: number, email?: string): string | null {
+// The list (Mozilla's, about 10,000 passwords) is decoded on first use, not at start-up.
+let common: Promise<{ test (password: string): boolean }> | undefined
+
+/** Why a password is refused, or null: length, the most common ones, the address itself. */
+export async function passwordProblem (password: string, minLength: number, email?: string): Promise<string | null> {
   if (password.length < minLength) return `must be at least ${minLength} characters`
-  if (commonPasswords.test(password) || commonPasswords.test(password.toLowerCase())) return 'is one of the most common passwords'
+  common ??= import('fxa-common-password-list').then((m) => m.default)
+  const list = await common
+  if (list.test(password) || list.test(password.toLowerCase())) return 'is one of the most common passwords'
   if (email && password.toLowerCase().includes(email.toLowerCase().split('@')[0]!) && email.split('@')[0]!.length >= 4) return 'must not contain your e-mail address'
   return null
 }
