@@ -44,6 +44,16 @@ export interface RequestContext { ip: string | null, userAgent: string | null }
 
 const hour = 3600_000
 const failureWindowSeconds = 15 * 60
+// Mails one address may be sent per hour by public operations (sign-up, reset): nobody's inbox is flooded.
+const mailsPerAddressPerHour = 3
+
+/** True when another public mail may go to `email` this hour (counts it). */
+async function mayMail (deps: AccountDeps, kind: string, email: string): Promise<boolean> {
+  const key = `mail:${kind}:${email.toLowerCase()}`
+  if (await deps.throttle.blockedFor(key, mailsPerAddressPerHour) > 0) return false
+  await deps.throttle.fail(key, 3600)
+  return true
+}
 
 async function checkPassword (deps: AccountDeps, password: string, field: string, email?: string) {
   const problem = await passwordProblem(password, deps.settings.passwordMinLength, email)
@@ -78,6 +88,7 @@ export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email:
   const passwordHash = await hashPassword(input.password)
   const existing = await repo.findAccountByEmail(db, input.email)
   if (existing) {
+    if (!(await mayMail(deps, 'sign-up', existing.email))) return { email: input.email, message: `We sent a verification link to ${input.email}.` }
     await sendMail(deps.queue, { to: existing.email, template: 'account-exists', data: { name: existing.name, signInLink: `${deps.settings.appUrl}/sign-in`, resetLink: `${deps.settings.appUrl}/password-reset` } })
     await audit(db, ctx, 'account.sign_up_existing', null, { type: 'account', id: existing.id })
   } else {
@@ -124,7 +135,7 @@ export async function verifyEmail (db: Kysely<DB>, deps: AccountDeps, token: str
 /** Always accepted; mails a reset link (1 h) only when the address has an enabled account. */
 export async function requestPasswordReset (db: Kysely<DB>, deps: AccountDeps, email: string, ctx: RequestContext) {
   const account = await repo.findAccountByEmail(db, email)
-  if (account && !account.disabled_at) {
+  if (account && !account.disabled_at && await mayMail(deps, 'reset', account.email)) {
     const token = await mailToken(db, deps, 'reset_password', account, hour)
     await sendMail(deps.queue, { to: account.email, template: 'password-reset', data: { name: account.name, link: link(deps, '/password-reset/confirm', token) } })
     await audit(db, ctx, 'account.password_reset_requested', null, { type: 'account', id: account.id })
