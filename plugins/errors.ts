@@ -64,7 +64,9 @@ export function toProblem (err: FastifyError, request: FastifyRequest): { proble
     ({ type: problemTypeBase + code, title: table[code].title, status: table[code].status, code, detail, ...base, ...extra })
 
   if (err instanceof DomainError) {
-    return { problem: make(err.code, err.message, { title: err.title, ...err.extra }), retryAfter: err.extra?.retryAfter as number | undefined }
+    // retryAfter is a header, not a member of the problem.
+    const { retryAfter, ...extra } = err.extra ?? {}
+    return { problem: make(err.code, err.message, { title: err.title, ...extra }), retryAfter: retryAfter as number | undefined }
   }
   if (err.validation) {
     const errors = err.validation.map((e) => ({ field: fieldOf(err.validationContext, e), message: e.message ?? 'is invalid' }))

@@ -40,7 +40,8 @@ export function createGoogleVerifier (settings: GoogleSettings): GoogleVerifier 
       ({ payload } = await jwtVerify(idToken, jwks, { issuer: settings.issuer, audience, algorithms: ['RS256', 'ES256'] }))
     } catch (err) {
       const code = (err as { code?: string }).code
-      if (code === 'ERR_JWKS_TIMEOUT' || code === 'ERR_JOSE_GENERIC') throw new DomainError('unavailable', 'Google unreachable', 'Google could not be reached to check the sign-in. Try again shortly.', { retryAfter: 5 })
+      // A refused connection or a DNS failure fetching the keys arrives as fetch's TypeError: Google is away.
+      if (code === 'ERR_JWKS_TIMEOUT' || code === 'ERR_JOSE_GENERIC' || err instanceof TypeError) throw new DomainError('unavailable', 'Google unreachable', 'Google could not be reached to check the sign-in. Try again shortly.', { retryAfter: 5 })
       throw new GoogleRejected('the ID token is not valid')
     }
     if (typeof payload.sub !== 'string' || typeof payload.email !== 'string') throw new GoogleRejected('the ID token has no subject or e-mail')
@@ -98,14 +99,21 @@ export async function signInWithGoogle (db: Kysely<DB>, deps: AccountDeps, googl
       account = await repo.updateAccount(db, byEmail.id, { google_subject: identity.subject, email_verified_at: byEmail.email_verified_at ?? new Date() })
       event = 'account.google_linked'
     } else {
-      account = await repo.insertAccount(db, {
-        email: identity.email,
-        name: identity.name ?? identity.email.split('@')[0]!,
-        password_hash: null,
-        google_subject: identity.subject,
-        email_verified_at: identity.emailVerified ? new Date() : null
-      })
-      event = 'account.sign_up'
+      try {
+        account = await repo.insertAccount(db, {
+          email: identity.email,
+          name: identity.name ?? identity.email.split('@')[0]!,
+          password_hash: null,
+          google_subject: identity.subject,
+          email_verified_at: identity.emailVerified ? new Date() : null
+        })
+        event = 'account.sign_up'
+      } catch (err) {
+        // A parallel first sign-in of the same identity (a double click) inserted it first: use that one.
+        if ((err as { code?: string }).code !== '23505') throw err
+        account = await repo.findAccountByGoogleSubject(db, identity.subject)
+        if (!account) throw new GoogleEmailUnverified()
+      }
     }
   }
   if (!account || account.disabled_at) throw new InvalidCredentials()
