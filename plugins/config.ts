@@ -36,7 +36,7 @@ const EnvSchema = Type.Object({
   SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
   MAIL_FROM: Type.String({ default: 'Fractal <no-reply@fractal.co>', minLength: 3 }),
   REFRESH_TOKEN_TTL_DAYS: Type.Integer({ default: 30, minimum: 1, maximum: 365 }),
-  PASSWORD_MIN_LENGTH: Type.Integer({ default: 10, minimum: 8, maximum: 128 }),
+  PASSWORD_MIN_LENGTH: Type.Integer({ default: 10, minimum: 10, maximum: 128 }),
   SIGN_IN_MAX_FAILURES: Type.Integer({ default: 10, minimum: 1 }),
   GOOGLE_CLIENT_ID: Type.Optional(Type.String({ minLength: 1 })),
   GOOGLE_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1 })),

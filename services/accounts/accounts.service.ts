@@ -3,7 +3,7 @@ import type { Account, DB, EmailTokenPurpose, Role, Session } from '../../db/typ
 import { sendMail } from '../mail/mail.service.js'
 import type { JobQueue } from '../queue.js'
 import {
-  CannotDemoteSelf, CurrentPasswordRequired, EmailTaken, InvalidCredentials, InvalidCursor, InvalidRefreshToken,
+  AccountGone, CannotDemoteSelf, CurrentPasswordRequired, EmailTaken, InvalidCredentials, InvalidCursor, InvalidRefreshToken,
   NameNotAllowed, RefreshTokenReused, SessionNotFound, TokenExpired, TokenInvalid, TokenUsed, TooManyFailures,
   UserNotFound, WeakPassword, WrongCurrentPassword
 } from './accounts.errors.js'
@@ -78,6 +78,12 @@ async function mailToken (db: Kysely<DB>, deps: AccountDeps, purpose: EmailToken
 
 const link = (deps: AccountDeps, path: string, token: string) => `${deps.settings.appUrl}${path}?token=${encodeURIComponent(token)}`
 
+async function mailExistingOwner (db: Kysely<DB>, deps: AccountDeps, existing: Account, ctx: RequestContext) {
+  if (!(await mayMail(deps, 'sign-up', existing.email))) return
+  await sendMail(deps.queue, { to: existing.email, template: 'account-exists', data: { name: existing.name, signInLink: `${deps.settings.appUrl}/sign-in`, resetLink: `${deps.settings.appUrl}/password-reset` } })
+  await audit(db, ctx, 'account.sign_up_existing', null, { type: 'account', id: existing.id })
+}
+
 /**
  * Sign-up. The answer never says whether the address had an account: an existing owner is mailed instead.
  * The password is hashed either way so both paths take the same time.
@@ -86,20 +92,28 @@ export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email:
   await checkName(input.name)
   await checkPassword(deps, input.password, '/body/password', input.email)
   const passwordHash = await hashPassword(input.password)
+  const accepted = { email: input.email, message: `We sent a verification link to ${input.email}.` }
   const existing = await repo.findAccountByEmail(db, input.email)
   if (existing) {
-    if (!(await mayMail(deps, 'sign-up', existing.email))) return { email: input.email, message: `We sent a verification link to ${input.email}.` }
-    await sendMail(deps.queue, { to: existing.email, template: 'account-exists', data: { name: existing.name, signInLink: `${deps.settings.appUrl}/sign-in`, resetLink: `${deps.settings.appUrl}/password-reset` } })
-    await audit(db, ctx, 'account.sign_up_existing', null, { type: 'account', id: existing.id })
-  } else {
-    const token = await db.transaction().execute(async (trx) => {
+    await mailExistingOwner(db, deps, existing, ctx)
+    return accepted
+  }
+  let created: { token: string }
+  try {
+    created = await db.transaction().execute(async (trx) => {
       const account = await repo.insertAccount(trx, { email: input.email, name: input.name, password_hash: passwordHash })
       await audit(trx, ctx, 'account.sign_up', account.id, { type: 'account', id: account.id })
-      return { account, token: await mailToken(trx, deps, 'verify_email', account, 24 * hour) }
+      return { token: await mailToken(trx, deps, 'verify_email', account, 24 * hour) }
     })
-    await sendMail(deps.queue, { to: input.email, template: 'verify-email', data: { name: input.name, link: link(deps, '/verify-email', token.token) } })
+  } catch (err) {
+    // A simultaneous sign-up took the address between the lookup and the insert: answer as for an existing one.
+    if ((err as { constraint?: string }).constraint !== 'account_email_uq') throw err
+    const owner = await repo.findAccountByEmail(db, input.email)
+    if (owner) await mailExistingOwner(db, deps, owner, ctx)
+    return accepted
   }
-  return { email: input.email, message: `We sent a verification link to ${input.email}.` }
+  await sendMail(deps.queue, { to: input.email, template: 'verify-email', data: { name: input.name, link: link(deps, '/verify-email', created.token) } })
+  return accepted
 }
 
 /** Spends a single-use mailed token of one of `purposes`, inside `trx`. */
@@ -256,6 +270,13 @@ export async function signOut (db: Kysely<DB>, deps: AccountDeps, principal: { u
   await audit(db, ctx, 'session.sign_out', principal.userId, { type: 'session', id: principal.sessionId })
 }
 
+/** The caller's own account: a valid token whose account is gone is no longer a credential (401, not 404). */
+export async function getOwnAccount (db: Kysely<DB>, id: string): Promise<Account> {
+  const account = await repo.findAccountById(db, id)
+  if (!account) throw new AccountGone()
+  return account
+}
+
 export async function getAccount (db: Kysely<DB>, id: string): Promise<Account> {
   const account = await repo.findAccountById(db, id)
   if (!account) throw new UserNotFound(id)
@@ -264,7 +285,7 @@ export async function getAccount (db: Kysely<DB>, id: string): Promise<Account> 
 
 /** Name at once; a new address after its verification; a new password with the current one. */
 export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }, input: { name?: string, email?: string, password?: string, currentPassword?: string }, ctx: RequestContext) {
-  const account = await getAccount(db, principal.userId)
+  const account = await getOwnAccount(db, principal.userId)
   if (input.name !== undefined) await checkName(input.name)
   let passwordHash: string | undefined
   if (input.password !== undefined) {
@@ -303,7 +324,7 @@ export const purgeAccountJob = { family: 'accounts', name: 'purgeAccount' } as c
 export async function deleteMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string }, ctx: RequestContext) {
   const revoked = await db.transaction().execute(async (trx) => {
     const account = await repo.findAccountById(trx, principal.userId)
-    if (!account) throw new UserNotFound(principal.userId)
+    if (!account) throw new AccountGone()
     await repo.updateAccount(trx, account.id, { deleted_at: new Date(), email: `deleted+${account.id}@invalid`, pending_email: null, google_subject: null, password_hash: null })
     await repo.insertAuditEvent(trx, { action: 'account.deleted', actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent })
     return repo.revokeSessions(trx, { accountId: account.id }, 'account_deleted')

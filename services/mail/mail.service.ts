@@ -49,7 +49,7 @@ const subjects: { [T in MailTemplate]: (data: MailTemplates[T]) => string } = {
   'verify-email': () => 'Verify your email address',
   'verify-new-email': () => 'Confirm your new email address',
   'password-reset': () => 'Reset your Fractal password',
-  'email-changed': () => 'Your Fractal email address was changed',
+  'email-changed': () => 'A change of your Fractal email address was requested',
   'account-exists': () => 'You already have a Fractal account',
   welcome: () => 'Welcome to Fractal',
   'payment-receipt': (d) => `Your Fractal receipt for ${money(d.amount, d.currency)}`,
