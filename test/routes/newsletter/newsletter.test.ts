@@ -86,3 +86,15 @@ t.test('unsubscribeNewsletter › invalid input › a forged token or a JSON bod
   t.equal(missing.statusCode, 400)
   t.equal((await app.db.selectFrom('newsletter_subscription').selectAll().execute()).length, 0)
 })
+
+t.test('confirmNewsletter › valid › the link from the mail subscribes the address, and a later subscribe sends nothing', async (t) => {
+  const { app, mailbox } = await setup(t)
+  await app.inject({ method: 'POST', url: '/v1/newsletter/subscriptions', payload: { email: 'c@example.test' } })
+  const token = tokenOf(mailbox.linkIn(await mailbox.waitFor('c@example.test'), 'newsletter/confirm'))
+  const res = await app.inject({ method: 'POST', url: '/v1/newsletter/subscriptions/confirm', payload: { token } })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { email: 'c@example.test', status: 'subscribed' })
+  const row = await app.db.selectFrom('newsletter_subscription').selectAll().where('email', '=', 'c@example.test').executeTakeFirstOrThrow()
+  t.equal(row.status, 'subscribed')
+  t.ok(row.confirmed_at)
+})
