@@ -15,9 +15,13 @@ import rateLimitPlugin from './plugins/rate-limit.js'
 import redisPlugin from './plugins/redis.js'
 import securityPlugin from './plugins/security.js'
 import accountsPlugin from './plugins/accounts.js'
+import containersPlugin from './plugins/containers.js'
 import mailPlugin from './plugins/mail.js'
 import accountsRoutes from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
+import containerAgentRoutes from './routes/container-agent/index.js'
+import containersRoutes from './routes/containers/index.js'
+import jobsRoutes from './routes/jobs/index.js'
 import hasuraRoutes from './routes/hasura/index.js'
 import newsletterRoutes from './routes/newsletter/index.js'
 import sessionsRoutes from './routes/sessions/index.js'
@@ -25,7 +29,8 @@ import systemRoutes from './routes/system/index.js'
 import usersRoutes from './routes/users/index.js'
 
 /** One plugin per spec tag, in the order they register. */
-export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes]
+export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
+  containersRoutes, jobsRoutes, containerAgentRoutes]
 
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */
@@ -81,6 +86,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(authPlugin)
     await app.register(mailPlugin)
     await app.register(accountsPlugin)
+    await app.register(containersPlugin)
     // edge-cache before rate-limit: a public read kept at the origin is answered before the limiter
     // spends a Redis round trip on it (both read route config in onRoute, so both precede every route).
     await app.register(edgeCachePlugin)

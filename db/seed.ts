@@ -23,6 +23,11 @@ export async function seedCatalog (db: Kysely<DB>): Promise<{ regions: number, a
       }))))
       .onConflict((oc) => oc.columns(['app_id', 'region_code']).doNothing())
       .execute()
+    // One ECS cluster per region until the fleet feature manages them.
+    await trx.insertInto('cluster')
+      .values(regions.map((r) => ({ region_code: r.code, name: `fractal-${r.code}-1`, capacity: 50 })))
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute()
   })
   return { regions: regions.length, apps: apps.length }
 }

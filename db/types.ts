@@ -42,6 +42,11 @@ export interface DB {
   email_token: EmailTokenTable
   audit_event: AuditEventTable
   newsletter_subscription: NewsletterSubscriptionTable
+  cluster: ClusterTable
+  job: JobTable
+  container: ContainerTable
+  container_event: ContainerEventTable
+  idempotency_record: IdempotencyRecordTable
 }
 
 export type Region = Selectable<RegionTable>
@@ -123,3 +128,75 @@ export interface NewsletterSubscriptionTable {
 
 export type Account = Selectable<AccountTable>
 export type Session = Selectable<SessionTable>
+
+export type ContainerState = 'creating' | 'starting' | 'available' | 'in_use' | 'stopping' | 'stopped' | 'failed'
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled'
+
+export interface ClusterTable {
+  id: Generated<string>
+  region_code: string
+  name: string
+  status: Generated<string>
+  capacity: Generated<number>
+  created_at: Timestamp
+}
+
+export interface JobTable {
+  id: Generated<string>
+  kind: 'start_container' | 'stop_container'
+  owner_id: string | null
+  state: Generated<JobState>
+  progress: Generated<number>
+  message: string | null
+  result: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>
+  error_code: string | null
+  deadline_at: Date | null
+  created_at: Timestamp
+  updated_at: Timestamp
+}
+
+export interface ContainerTable {
+  id: Generated<string>
+  user_id: string | null
+  app_id: string
+  region_code: string
+  cluster_id: string | null
+  task_arn: string | null
+  state: ContainerState
+  failure_reason: string | null
+  host_ip: string | null
+  port_32262: number | null
+  port_32263: number | null
+  port_32273: number | null
+  aes_key: string
+  secret_hash: string
+  dpi: Generated<number>
+  use_stun: Generated<boolean>
+  last_ping_at: Date | null
+  assigned_at: Date | null
+  created_at: Timestamp
+  updated_at: Timestamp
+}
+
+export interface ContainerEventTable {
+  id: Generated<string>
+  container_id: string
+  from_state: ContainerState | null
+  to_state: ContainerState
+  job_id: string | null
+  reason: string | null
+  at: Timestamp
+}
+
+export interface IdempotencyRecordTable {
+  user_id: string
+  key: string
+  request_hash: string
+  status: number | null
+  body: ColumnType<unknown, string | null | undefined, string | null>
+  headers: ColumnType<Record<string, string> | null, string | null | undefined, string | null>
+  created_at: Timestamp
+}
+
+export type Container = Selectable<ContainerTable>
+export type Job = Selectable<JobTable>

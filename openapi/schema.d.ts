@@ -412,6 +412,111 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/containers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * My containers
+         * @description Newest first; stopped and failed ones included.
+         */
+        get: operations["listContainers"];
+        put?: never;
+        /**
+         * Get a container for an app
+         * @description A ready container from the warm pool of that app and region is claimed in one short transaction and
+         *     returned with its connection info (201). Otherwise a container is created and a start job queued
+         *     (202, `Location: /v1/jobs/{id}`). Without `region`, the first enabled region offering the app is used.
+         *     One running container per user and app (409 otherwise).
+         *
+         *     `Idempotency-Key` is required: a retry with the same key returns the first answer (24 hours); the same
+         *     key with a different body is 422.
+         */
+        post: operations["assignContainer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/containers/{containerId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One of my containers, with its connection info */
+        get: operations["getContainer"];
+        put?: never;
+        post?: never;
+        /**
+         * Stop one of my containers
+         * @description Queues a stop job (202). Stopping a stopped container is a no-op that still answers 202.
+         */
+        delete: operations["stopContainer"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/{jobId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A job's state and progress
+         * @description Readable by its owner (and admins); anyone else gets 404.
+         */
+        get: operations["getJob"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/containers/{containerId}/ping": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The container says it is alive, and whether a user is connected */
+        post: operations["pingContainer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/containers/{containerId}/protocol-info": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What the streaming protocol in the container needs to know */
+        get: operations["getProtocolInfo"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/hasura/auth": {
         parameters: {
             query?: never;
@@ -585,6 +690,51 @@ export interface components {
             /** @description Seconds the refresh token lives unless used. */
             refreshExpiresIn: number;
             user: components["schemas"]["User"];
+        };
+        /** @enum {string} */
+        ContainerState: "creating" | "starting" | "available" | "in_use" | "stopping" | "stopped" | "failed";
+        Container: {
+            id: components["schemas"]["Uuid"];
+            app: components["schemas"]["AppId"];
+            region: components["schemas"]["RegionCode"];
+            state: components["schemas"]["ContainerState"];
+            dpi: number;
+            useStun: boolean;
+            /** Format: date-time */
+            createdAt: string;
+            failureReason: string | null;
+            /** @description How to connect, once the container runs; only ever shown to its owner. */
+            connection: null | {
+                ip: string;
+                ports: {
+                    tcp32262: number;
+                    udp32263: number;
+                    tcp32273: number;
+                };
+                /** @description The AES-128 key of the stream, hex. */
+                aesKey: string;
+            };
+        };
+        Job: {
+            id: components["schemas"]["Uuid"];
+            /** @enum {string} */
+            kind: "start_container" | "stop_container";
+            /** @enum {string} */
+            state: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+            progress: number;
+            message: string | null;
+            result: {
+                [key: string]: unknown;
+            } | null;
+            errorCode: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        ContainerStarting: {
+            job: components["schemas"]["Job"];
+            container: components["schemas"]["Container"];
         };
         NewsletterSubscription: {
             email: string;
@@ -888,6 +1038,7 @@ export interface components {
         };
     };
     parameters: {
+        ContainerId: components["schemas"]["Uuid"];
         /** @description Page size. */
         Limit: number;
         /** @description The `nextCursor` of the previous page. */
@@ -1587,6 +1738,240 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listContainers: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Container"][];
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    assignContainer: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description A unique key per intended assignment (a UUID, say). */
+                "Idempotency-Key": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "app": "chrome",
+                 *       "region": "us-east-1",
+                 *       "dpi": 144
+                 *     }
+                 */
+                "application/json": {
+                    app: components["schemas"]["AppId"];
+                    region?: components["schemas"]["RegionCode"];
+                    dpi?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description A ready container from the warm pool, with its connection info. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Container"];
+                };
+            };
+            /** @description A container is starting; follow the job. */
+            202: {
+                headers: {
+                    /** @description The job. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContainerStarting"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getContainer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                containerId: components["parameters"]["ContainerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The container. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Container"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    stopContainer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                containerId: components["parameters"]["ContainerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stopping; follow the job. */
+            202: {
+                headers: {
+                    /** @description The job. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    getJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                jobId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The job. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    pingContainer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                containerId: components["parameters"]["ContainerId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description true: waiting for a user; false: a user is connected. */
+                    available: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Noted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    getProtocolInfo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                containerId: components["parameters"]["ContainerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The settings. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        containerId: components["schemas"]["Uuid"];
+                        state: components["schemas"]["ContainerState"];
+                        userId: string | null;
+                        dpi: number;
+                        useStun: boolean;
+                        branch: string;
+                        autoupdate: boolean;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
         };
     };
     hasuraAuth: {

@@ -43,7 +43,9 @@ const EnvSchema = Type.Object({
   GOOGLE_ISSUER: Type.String({ default: 'https://accounts.google.com', format: 'uri' }),
   GOOGLE_TOKEN_URL: Type.String({ default: 'https://oauth2.googleapis.com/token', format: 'uri' }),
   GOOGLE_JWKS_URL: Type.String({ default: 'https://www.googleapis.com/oauth2/v3/certs', format: 'uri' }),
-  GOOGLE_REDIRECT_URIS: Type.String({ default: '' })
+  GOOGLE_REDIRECT_URIS: Type.String({ default: '' }),
+  CLOUD_PROVIDER: Enum(['simulated'], 'simulated'),
+  SIMULATED_START_MS: Type.Integer({ default: 2000, minimum: 0, maximum: 600000 })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -95,6 +97,7 @@ function toConfig (env: Env) {
       passwordMinLength: env.PASSWORD_MIN_LENGTH,
       signInMaxFailures: env.SIGN_IN_MAX_FAILURES
     },
+    containers: { provider: env.CLOUD_PROVIDER, simulatedStartMs: env.SIMULATED_START_MS },
     google: {
       clientId: env.GOOGLE_CLIENT_ID ?? null,
       clientSecret: env.GOOGLE_CLIENT_SECRET ?? null,

@@ -79,7 +79,12 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger): 
       for (const family of queueFamilies) {
         const queue = make(family, true)
         const run = dispatcher(definitions, family, log)
-        queue.process(concurrency, (job) => run(job.data, { id: String(job.id), reportProgress: async (p) => { job.reportProgress(p) } }))
+        queue.process(concurrency, (job) => run(job.data, {
+          id: String(job.id),
+          // bee-queue counts retries down as it makes them.
+          lastAttempt: (job.options.retries ?? 0) <= 0,
+          reportProgress: async (p) => { job.reportProgress(p) }
+        }))
         queue.on('failed', (job, err) => log.warn({ err, job: job.id, family }, 'job attempt failed'))
         queue.on('error', (err) => log.error({ err, family }, 'queue error'))
         workers.push(queue)
@@ -121,7 +126,7 @@ function createMemoryQueues (log: FastifyBaseLogger): QueueRuntime {
     let timer: NodeJS.Timeout | undefined
     try {
       await Promise.race([
-        run(job.payload, { id: job.id, reportProgress: async () => {} }),
+        run(job.payload, { id: job.id, lastAttempt: job.attemptsLeft <= 0 || closed, reportProgress: async () => {} }),
         new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('job timed out')), job.timeoutMs) })
       ])
       c.succeeded++

@@ -12,6 +12,8 @@ export interface EnqueueOptions {
 
 export interface JobContext {
   id: string
+  /** No retry follows a failure of this attempt: the handler must leave a terminal state behind. */
+  lastAttempt: boolean
   reportProgress (progress: number): Promise<void>
 }
 

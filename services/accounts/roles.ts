@@ -2,9 +2,9 @@ import type { Role } from '../../db/types.js'
 
 // What each role may do, as the scopes its access tokens carry. Roles are granted by an admin only.
 const scopesByRole: Record<Role, readonly string[]> = {
-  user: ['account'],
-  developer: ['account', 'fleet:read', 'fleet:write', 'catalog:write'],
-  admin: ['account', 'fleet:read', 'fleet:write', 'catalog:write', 'users:read', 'users:write', 'admin']
+  user: ['account', 'containers'],
+  developer: ['account', 'containers', 'fleet:read', 'fleet:write', 'catalog:write'],
+  admin: ['account', 'containers', 'fleet:read', 'fleet:write', 'catalog:write', 'users:read', 'users:write', 'admin']
 }
 
 export function scopesFor (role: Role): string[] {

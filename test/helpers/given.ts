@@ -1,5 +1,5 @@
 // Factories: arrange rows and tokens in one line each, with unique ids so tests never collide.
-import { randomBytes, randomUUID } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Role } from '../../plugins/auth.js'
 import { openSession } from '../../services/accounts/accounts.service.js'
@@ -39,6 +39,33 @@ export function given (app: FastifyInstance) {
           .execute()
       }
       return row
+    },
+
+    /** An app offered in a new enabled region, ready for containers. */
+    async offer (fields: Partial<{ enabled: boolean }> = {}) {
+      const region = await this.region({ enabled: fields.enabled ?? true })
+      const offered = await this.app({ regions: [region.code] })
+      await app.db.insertInto('cluster').values({ region_code: region.code, name: `fractal-${region.code}-1`, capacity: 10 }).execute()
+      return { app: offered.id, region: region.code }
+    },
+
+    /** A ready container in the warm pool of an app and region; `secret` is its X-Container-Secret. */
+    async warmContainer (offer: { app: string, region: string }) {
+      const secret = randomBytes(32).toString('base64url')
+      const row = await app.db.insertInto('container').values({
+        app_id: offer.app,
+        region_code: offer.region,
+        user_id: null,
+        state: 'available',
+        aes_key: randomBytes(16).toString('hex'),
+        secret_hash: createHash('sha256').update(secret).digest('base64url'),
+        task_arn: `arn:aws:ecs:${offer.region}:000000000000:task/warm/${suffix()}`,
+        host_ip: '198.51.100.7',
+        port_32262: 41000,
+        port_32263: 41001,
+        port_32273: 41002
+      }).returningAll().executeTakeFirstOrThrow()
+      return { ...row, secret }
     },
 
     /** A signed access token for a made-up session (no rows): for routes that only check scopes. */

@@ -40,7 +40,7 @@ t.test('signIn › valid › returns a token pair whose access token works, and 
   })
   const claims = app.jwt.decode<{ sub: string, sid: string, scopes: string[] }>(body.accessToken)!
   t.equal(claims.sub, user.id)
-  t.same(claims.scopes, ['account'])
+  t.same(claims.scopes, ['account', 'containers'])
 
   const me = await app.inject({ method: 'GET', url: '/v1/users/me', headers: bearer(body.accessToken) })
   t.equal(me.statusCode, 200, 'the access token works')

@@ -1,0 +1,28 @@
+import type { FastifyRequest } from 'fastify'
+import type { Handlers } from '../../openapi/handler-types.js'
+import * as containers from '../../services/containers/containers.service.js'
+
+function callerOf (request: FastifyRequest) {
+  if (!request.container) throw new Error('container-agent: operation without containerSecret')
+  return request.container
+}
+
+export const handlers = {
+  async pingContainer (request, reply) {
+    await containers.ping(this.db, callerOf(request), request.body.available)
+    return reply.code(204).send()
+  },
+
+  async getProtocolInfo (request) {
+    const container = callerOf(request)
+    return {
+      containerId: container.id,
+      state: container.state,
+      userId: container.user_id,
+      dpi: container.dpi,
+      useStun: container.use_stun,
+      branch: 'prod',
+      autoupdate: true
+    }
+  }
+} satisfies Handlers<'container-agent'>

@@ -1,0 +1,36 @@
+import type { Container, Job } from '../../db/types.js'
+import type { components } from '../../openapi/schema.js'
+
+type Schemas = components['schemas']
+
+/** A container as its owner sees it: connection info once it runs, never its secret. */
+export function presentContainer (row: Container): Schemas['Container'] {
+  const running = (row.state === 'available' || row.state === 'in_use') && row.host_ip !== null
+  return {
+    id: row.id,
+    app: row.app_id,
+    region: row.region_code,
+    state: row.state,
+    dpi: row.dpi,
+    useStun: row.use_stun,
+    createdAt: row.created_at.toISOString(),
+    failureReason: row.failure_reason,
+    connection: running
+      ? { ip: row.host_ip!, ports: { tcp32262: row.port_32262!, udp32263: row.port_32263!, tcp32273: row.port_32273! }, aesKey: row.aes_key }
+      : null
+  }
+}
+
+export function presentJob (row: Job): Schemas['Job'] {
+  return {
+    id: row.id,
+    kind: row.kind,
+    state: row.state,
+    progress: row.progress,
+    message: row.message,
+    result: row.result,
+    errorCode: row.error_code,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString()
+  }
+}

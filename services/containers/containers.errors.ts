@@ -1,0 +1,14 @@
+import { defineError, fieldErrors } from '../errors.js'
+
+export const ContainerNotFound = defineError('not_found', 'Container not found', (id: string) => `Container ${id} does not exist.`)
+export const JobNotFound = defineError('not_found', 'Job not found', (id: string) => `Job ${id} does not exist.`)
+export const AppNotOffered = defineError('not_found', 'App not offered', (app: string, region: string) => `App ${app} is not offered in region ${region}.`)
+export const UnknownApp = defineError('not_found', 'App not found', (app: string) => `App ${app} does not exist.`)
+export const RegionDisabled = defineError('unprocessable', 'Region not accepting containers',
+  (region: string) => `Region ${region} is not accepting new containers. Choose another or leave region out.`,
+  () => fieldErrors('/body/region', 'is not accepting new containers'))
+export const AlreadyRunning = defineError('conflict', 'Already running', (app: string, id: string) => `You already have a ${app} container (${id}). Stop it first.`)
+export const IdempotencyMismatch = defineError('unprocessable', 'Idempotency-Key reused',
+  () => 'This Idempotency-Key was used with a different request. Use a new key for a new request.',
+  () => fieldErrors('/headers/idempotency-key', 'was used with a different body'))
+export const WrongContainerSecret = defineError('unauthorized', 'Unauthorized', () => 'The container secret is not valid for this container.')

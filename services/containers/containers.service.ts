@@ -1,0 +1,162 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { Kysely } from 'kysely'
+import type { Container, DB, Job } from '../../db/types.js'
+import { InvalidCursor } from '../accounts/accounts.errors.js'
+import type { JobQueue } from '../queue.js'
+import {
+  AlreadyRunning, AppNotOffered, ContainerNotFound, IdempotencyMismatch, JobNotFound, RegionDisabled, UnknownApp,
+  WrongContainerSecret
+} from './containers.errors.js'
+import * as repo from './containers.repository.js'
+
+export interface StartContainerPayload { containerId: string, jobId: string, secret: string }
+export interface StopContainerPayload { containerId: string, jobId: string }
+
+export const startContainerJob = { family: 'containers', name: 'startContainer' } as const
+export const stopContainerJob = { family: 'containers', name: 'stopContainer' } as const
+
+export interface ContainerDeps { queue: JobQueue }
+
+/** What an assignment answered: a warm container (201) or a starting one with its job (202). */
+export type Assignment =
+  | { status: 201, container: Container }
+  | { status: 202, container: Container, job: Job }
+
+const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('base64url')
+const requestHash = (body: unknown) => createHash('sha256').update(JSON.stringify(body)).digest('base64url')
+
+async function replay (db: Kysely<DB>, stored: { status: number | null, body: unknown }): Promise<Assignment | null> {
+  if (stored.status === null) return null
+  const ref = stored.body as { containerId: string, jobId?: string }
+  const container = await repo.findContainer(db, ref.containerId)
+  if (!container) return null
+  if (stored.status === 201) return { status: 201, container }
+  const job = ref.jobId ? await repo.findJob(db, ref.jobId) : undefined
+  return job ? { status: 202, container, job } : null
+}
+
+/**
+ * Hands a user a container for an app: one short transaction claims a warm one (FOR UPDATE SKIP LOCKED)
+ * or creates one and its start job. No network call happens inside it; the job is queued after commit.
+ * The Idempotency-Key row is written in the same transaction: a replay returns the first answer, a
+ * concurrent replay waits for the first to commit.
+ */
+export async function assignContainer (
+  db: Kysely<DB>, deps: ContainerDeps, userId: string, idempotencyKey: string,
+  input: { app: string, region?: string, dpi?: number }
+): Promise<Assignment> {
+  const hash = requestHash({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null })
+  const secret = randomBytes(32).toString('base64url')
+  const outcome = await db.transaction().execute(async (trx) => {
+    const fresh = await repo.insertIdempotencyRecord(trx, userId, idempotencyKey, hash)
+    if (!fresh) {
+      const stored = await repo.findIdempotencyRecord(trx, userId, idempotencyKey)
+      if (!stored || stored.request_hash !== hash) throw new IdempotencyMismatch()
+      return { replayed: stored }
+    }
+    const offer = await repo.findOffer(trx, input.app, input.region ?? null)
+    if (!offer) {
+      const app = await trx.selectFrom('app').select('id').where('id', '=', input.app).executeTakeFirst()
+      if (!app) throw new UnknownApp(input.app)
+      throw new AppNotOffered(input.app, input.region ?? 'any enabled region')
+    }
+    if (!offer.enabled) throw new RegionDisabled(offer.region_code)
+    await repo.lockUserApp(trx, userId, input.app)
+    const live = await repo.findLiveForUser(trx, userId, input.app)
+    if (live) throw new AlreadyRunning(input.app, live.id)
+
+    const warm = await repo.claimWarm(trx, { appId: input.app, region: offer.region_code }, userId, input.dpi)
+    if (warm) {
+      await repo.insertContainerEvent(trx, { container_id: warm.id, from_state: 'available', to_state: 'in_use', reason: 'assigned from the warm pool' })
+      await repo.storeIdempotentResponse(trx, userId, idempotencyKey, { status: 201, body: { containerId: warm.id }, headers: {} })
+      return { assignment: { status: 201 as const, container: warm } }
+    }
+    const cluster = await repo.findCluster(trx, offer.region_code)
+    const container = await repo.insertContainer(trx, {
+      user_id: userId,
+      app_id: input.app,
+      region_code: offer.region_code,
+      cluster_id: cluster?.id ?? null,
+      aes_key: randomBytes(16).toString('hex'),
+      secret_hash: hashSecret(secret),
+      ...(input.dpi ? { dpi: input.dpi } : {}),
+      state: 'creating'
+    })
+    const job = await repo.insertJob(trx, { kind: 'start_container', owner_id: userId, message: 'queued', deadline_at: new Date(Date.now() + 10 * 60_000) })
+    await repo.insertContainerEvent(trx, { container_id: container.id, from_state: null, to_state: 'creating', job_id: job.id })
+    await repo.storeIdempotentResponse(trx, userId, idempotencyKey, { status: 202, body: { containerId: container.id, jobId: job.id }, headers: {} })
+    return { assignment: { status: 202 as const, container, job } }
+  })
+  if (outcome.replayed) {
+    const again = await replay(db, outcome.replayed)
+    if (!again) throw new IdempotencyMismatch()
+    return again
+  }
+  const assignment = outcome.assignment!
+  if (assignment.status === 202) {
+    await deps.queue.enqueue<StartContainerPayload>(startContainerJob, { containerId: assignment.container.id, jobId: assignment.job.id, secret }, { jobId: assignment.job.id, retries: 3 })
+  }
+  return assignment
+}
+
+export async function getOwnContainer (db: Kysely<DB>, userId: string, id: string): Promise<Container> {
+  const container = await repo.findContainer(db, id)
+  // Another user's container is "not found": its existence is none of the caller's business.
+  if (!container || container.user_id !== userId) throw new ContainerNotFound(id)
+  return container
+}
+
+const encodeCursor = (row: { created_at: Date, id: string }) => Buffer.from(`${row.created_at.toISOString()}|${row.id}`).toString('base64url')
+function decodeCursor (cursor: string) {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|')
+  const createdAt = new Date(at ?? '')
+  if (!id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(createdAt.getTime())) throw new InvalidCursor()
+  return { createdAt, id }
+}
+
+export async function listContainers (db: Kysely<DB>, userId: string, query: { limit: number, cursor?: string }) {
+  const rows = await repo.listForUser(db, userId, { limit: query.limit + 1, before: query.cursor ? decodeCursor(query.cursor) : null })
+  const items = rows.slice(0, query.limit)
+  return { items, nextCursor: rows.length > query.limit ? encodeCursor(items.at(-1)!) : null }
+}
+
+/** Queues a stop job for one of the user's containers (idempotent: a stopped one gets an already-done job). */
+export async function stopContainer (db: Kysely<DB>, deps: ContainerDeps, userId: string, id: string): Promise<Job> {
+  const container = await getOwnContainer(db, userId, id)
+  const done = container.state === 'stopped' || container.state === 'failed'
+  const job = await db.transaction().execute(async (trx) => {
+    const job = await repo.insertJob(trx, { kind: 'stop_container', owner_id: userId, message: done ? 'already stopped' : 'queued' })
+    if (done) {
+      await repo.updateJob(trx, job.id, { state: 'succeeded', progress: 100 })
+      return { ...job, state: 'succeeded' as const, progress: 100 }
+    }
+    return job
+  })
+  if (!done) await deps.queue.enqueue<StopContainerPayload>(stopContainerJob, { containerId: id, jobId: job.id }, { jobId: job.id, retries: 5 })
+  return job
+}
+
+export async function getJob (db: Kysely<DB>, principal: { userId: string, role: string }, id: string): Promise<Job> {
+  const job = await repo.findJob(db, id)
+  if (!job || (job.owner_id !== principal.userId && principal.role !== 'admin')) throw new JobNotFound(id)
+  return job
+}
+
+/** The container's own credential: the secret it was started with, compared in constant time. */
+export async function authenticateContainer (db: Kysely<DB>, id: string, secret: string | undefined): Promise<Container> {
+  const container = await repo.findContainer(db, id)
+  const expected = Buffer.from(container?.secret_hash ?? 'x'.repeat(43))
+  const given = Buffer.from(hashSecret(secret ?? ''))
+  if (!container || !secret || given.length !== expected.length || !timingSafeEqual(given, expected)) throw new WrongContainerSecret()
+  return container
+}
+
+/** A ping: the container is alive; `available` says whether a user is connected (history on each change). */
+export async function ping (db: Kysely<DB>, container: Container, available: boolean) {
+  const running = container.state === 'available' || container.state === 'in_use'
+  const next = !running ? container.state : available && container.user_id === null ? 'available' : 'in_use'
+  await db.transaction().execute(async (trx) => {
+    await repo.updateContainer(trx, container.id, { last_ping_at: new Date(), state: next })
+    if (next !== container.state) await repo.insertContainerEvent(trx, { container_id: container.id, from_state: container.state, to_state: next, reason: available ? 'logoff' : 'logon' })
+  })
+}

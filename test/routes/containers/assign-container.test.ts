@@ -1,0 +1,135 @@
+import { randomUUID } from 'node:crypto'
+import t from 'tap'
+import { build } from '../../helpers/build.js'
+import { given } from '../../helpers/given.js'
+
+type App = Awaited<ReturnType<typeof build>>
+const assign = (app: App, headers: Record<string, string>, body: object, key: string = randomUUID()) =>
+  app.inject({ method: 'POST', url: '/v1/containers', payload: body, headers: { ...headers, 'idempotency-key': key } })
+
+const until = async (check: () => Promise<boolean>, ms = 10000) => {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await check()) return true
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  return false
+}
+
+t.test('assignContainer › valid › a warm container is handed out at once with its connection info', async (t) => {
+  const app = await build(t)
+  const offer = await given(app).offer()
+  const warm = await given(app).warmContainer(offer)
+  const user = await given(app).signedIn()
+
+  const res = await assign(app, user.headers, { app: offer.app, region: offer.region, dpi: 144 })
+
+  t.equal(res.statusCode, 201)
+  t.match(res.json(), { id: warm.id, app: offer.app, region: offer.region, state: 'in_use', dpi: 144, connection: { ip: '198.51.100.7', ports: { tcp32262: 41000, udp32263: 41001, tcp32273: 41002 }, aesKey: warm.aes_key } })
+  t.notMatch(res.body, new RegExp(warm.secret), 'never the container secret')
+  const row = await app.db.selectFrom('container').selectAll().where('id', '=', warm.id).executeTakeFirstOrThrow()
+  t.equal(row.user_id, user.account.id)
+  const events = await app.db.selectFrom('container_event').selectAll().where('container_id', '=', warm.id).execute()
+  t.match(events, [{ from_state: 'available', to_state: 'in_use' }])
+})
+
+t.test('assignContainer › valid › with an empty pool a container starts: 202, Location, a job that ends with it running', async (t) => {
+  const app = await build(t, { SIMULATED_START_MS: '0' })
+  const offer = await given(app).offer()
+  const user = await given(app).signedIn()
+
+  const res = await assign(app, user.headers, { app: offer.app })
+
+  t.equal(res.statusCode, 202)
+  const { job, container } = res.json()
+  t.equal(res.headers.location, `/v1/jobs/${job.id}`)
+  t.match(container, { state: 'creating', connection: null, region: offer.region })
+  t.match(job, { kind: 'start_container', state: 'queued' })
+
+  app.queue.startWorker(2)
+  t.ok(await until(async () => (await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: user.headers })).json().state === 'succeeded'))
+  const read = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: user.headers })
+  t.equal(read.statusCode, 200)
+  t.match(read.json(), { state: 'in_use', connection: { ip: /^203\.0\.113\./ } })
+  const events = await app.db.selectFrom('container_event').select(['from_state', 'to_state']).where('container_id', '=', container.id).orderBy('id').execute()
+  t.same(events, [{ from_state: null, to_state: 'creating' }, { from_state: 'creating', to_state: 'starting' }, { from_state: 'starting', to_state: 'in_use' }])
+})
+
+t.test('assignContainer › valid › a replay with the same Idempotency-Key returns the first answer; another body is 422', async (t) => {
+  const app = await build(t)
+  const offer = await given(app).offer()
+  await given(app).warmContainer(offer)
+  await given(app).warmContainer(offer)
+  const user = await given(app).signedIn()
+  const key = randomUUID()
+
+  const answers = await Promise.all([1, 2, 3].map(() => assign(app, user.headers, { app: offer.app }, key)))
+  t.same(answers.map((a) => a.statusCode), [201, 201, 201])
+  t.equal(new Set(answers.map((a) => a.json().id)).size, 1, 'one container, three answers')
+  const held = await app.db.selectFrom('container').select('id').where('user_id', '=', user.account.id).execute()
+  t.equal(held.length, 1)
+
+  const other = await assign(app, user.headers, { app: offer.app, dpi: 200 }, key)
+  t.equal(other.statusCode, 422)
+  t.equal(other.json().code, 'unprocessable')
+})
+
+t.test('assignContainer › concurrency › 30 users and 10 warm containers: each container to exactly one user, the rest start', async (t) => {
+  const app = await build(t)
+  const offer = await given(app).offer()
+  for (let i = 0; i < 10; i++) await given(app).warmContainer(offer)
+  const users = await Promise.all(Array.from({ length: 30 }, () => given(app).signedIn()))
+
+  const answers = await Promise.all(users.map((u) => assign(app, u.headers, { app: offer.app, region: offer.region })))
+
+  const warm = answers.filter((a) => a.statusCode === 201)
+  const cold = answers.filter((a) => a.statusCode === 202)
+  t.equal(warm.length, 10)
+  t.equal(cold.length, 20)
+  t.equal(new Set(warm.map((a) => a.json().id)).size, 10, 'no container handed out twice')
+  const owners = await app.db.selectFrom('container').select(['user_id']).where('app_id', '=', offer.app).execute()
+  t.equal(new Set(owners.map((o) => o.user_id)).size, 30, 'one container per user')
+})
+
+t.test('assignContainer › invalid input › missing or malformed key, bad body, second container, disabled region', async (t) => {
+  const app = await build(t)
+  const offer = await given(app).offer()
+  const user = await given(app).signedIn()
+  const noKey = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offer.app }, headers: user.headers })
+  t.equal(noKey.statusCode, 400)
+  t.ok(noKey.json().errors.some((e: { field: string }) => e.field === '/headers/idempotency-key'))
+  t.equal((await assign(app, user.headers, { app: offer.app }, 'bad key!')).statusCode, 400)
+  for (const body of [{}, { app: 'Chrome!' }, { app: offer.app, dpi: 10 }, { app: offer.app, userId: 'x' }]) {
+    t.equal((await assign(app, user.headers, body)).statusCode, 400, JSON.stringify(body))
+  }
+  t.equal((await app.db.selectFrom('container').selectAll().execute()).length, 0, 'nothing written')
+
+  t.equal((await assign(app, user.headers, { app: offer.app })).statusCode, 202)
+  const second = await assign(app, user.headers, { app: offer.app })
+  t.equal(second.statusCode, 409)
+  t.equal(second.json().code, 'conflict')
+
+  const closed = await given(app).offer({ enabled: false })
+  const disabled = await assign(app, user.headers, { app: closed.app, region: closed.region })
+  t.equal(disabled.statusCode, 422)
+  t.equal(disabled.json().errors[0].field, '/body/region')
+})
+
+t.test('assignContainer › insufficient permissions › no token 401, a token without the containers scope 403', async (t) => {
+  const app = await build(t)
+  const offer = await given(app).offer()
+  t.equal((await assign(app, {}, { app: offer.app })).statusCode, 401)
+  const res = await assign(app, { authorization: `Bearer ${given(app).token({ scopes: ['account'] })}` }, { app: offer.app })
+  t.equal(res.statusCode, 403)
+  t.equal((await app.db.selectFrom('container').selectAll().execute()).length, 0)
+})
+
+t.test('assignContainer › non-existing › an unknown app or an app not offered in the region is 404', async (t) => {
+  const app = await build(t)
+  const offer = await given(app).offer()
+  const other = await given(app).offer()
+  const user = await given(app).signedIn()
+  t.equal((await assign(app, user.headers, { app: 'no-such-app' })).json().code, 'not_found')
+  const notHere = await assign(app, user.headers, { app: offer.app, region: other.region })
+  t.equal(notHere.statusCode, 404)
+})
