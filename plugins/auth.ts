@@ -94,27 +94,63 @@ export default fp(async function authPlugin (app) {
   app.decorate('jwtSigningSecret', keys.privateKey)
   app.decorateRequest('principal', null)
 
-  // A revoked session's id is kept as long as an access token of it could still be valid.
+  // Revoked sessions, kept as long as an access token of them could still be valid. Every process holds
+  // the set in memory, so a bearer check costs no round trip: Redis keeps the keys (with their TTL) and
+  // announces each revocation on a channel; a process (re)connecting reloads the keys.
   const ttl = cfg.accessTokenTtl
-  const memory = new Map<string, number>()
-  app.decorate('revokedSessions', {
-    async add (ids: readonly string[]) {
-      if (ids.length === 0) return
-      if (app.hasDecorator('redis')) {
-        const multi = app.redis.multi()
-        for (const id of ids) multi.set(`revoked-session:${id}`, '1', 'EX', ttl)
-        await multi.exec()
-      } else {
-        for (const id of ids) memory.set(id, Date.now() + ttl * 1000)
-      }
-    },
-    async has (id: string) {
-      if (app.hasDecorator('redis')) return (await app.redis.exists(`revoked-session:${id}`)) === 1
-      const until = memory.get(id)
-      if (until !== undefined && until < Date.now()) memory.delete(id)
-      return until !== undefined && until >= Date.now()
+  const revoked = new Map<string, number>()
+  const remember = (id: string, until: number) => { revoked.set(id, until) }
+  const keyPrefix = 'revoked-session:'
+  if (app.hasDecorator('redis')) {
+    const channel = `${app.config.redis.prefix}sessions:revoked`
+    const fullPrefix = `${app.config.redis.prefix}${keyPrefix}`
+    const subscriber = app.redis.duplicate({ enableOfflineQueue: true, keyPrefix: '' })
+    // A subscribed connection only listens: reload through a second one after each (re)connect.
+    const loader = app.redis.duplicate({ enableOfflineQueue: true, keyPrefix: '' })
+    const reloadWith = async () => {
+      let cursor = '0'
+      do {
+        const [next, keys] = await loader.scan(cursor, 'MATCH', `${fullPrefix}*`, 'COUNT', 1000)
+        cursor = next
+        if (keys.length === 0) continue
+        const ttls = await Promise.all(keys.map((k) => loader.pttl(k)))
+        keys.forEach((k, i) => { if (ttls[i]! > 0) remember(k.slice(fullPrefix.length), Date.now() + ttls[i]!) })
+      } while (cursor !== '0')
     }
-  })
+    subscriber.on('message', (_channel, message) => {
+      try { for (const id of JSON.parse(message) as string[]) remember(id, Date.now() + ttl * 1000) } catch { /* not ours */ }
+    })
+    subscriber.on('ready', () => { reloadWith().catch((err) => app.log.warn({ err }, 'reloading revoked sessions')) })
+    subscriber.on('error', (err) => app.log.warn({ err }, 'revoked-session subscriber'))
+    loader.on('error', (err) => app.log.warn({ err }, 'revoked-session loader'))
+    await subscriber.subscribe(channel)
+    await reloadWith()
+    app.addHook('onClose', async () => { subscriber.disconnect(); loader.disconnect() })
+
+    app.decorate('revokedSessions', {
+      async add (ids: readonly string[]) {
+        if (ids.length === 0) return
+        for (const id of ids) remember(id, Date.now() + ttl * 1000)
+        const multi = app.redis.multi()
+        for (const id of ids) multi.set(`${keyPrefix}${id}`, '1', 'EX', ttl)
+        multi.publish(channel, JSON.stringify(ids))
+        await multi.exec()
+      },
+      async has (id: string) { return isRevoked(id) }
+    })
+  } else {
+    app.decorate('revokedSessions', {
+      async add (ids: readonly string[]) { for (const id of ids) remember(id, Date.now() + ttl * 1000) },
+      async has (id: string) { return isRevoked(id) }
+    })
+  }
+  function isRevoked (id: string): boolean {
+    const until = revoked.get(id)
+    if (until === undefined) return false
+    if (until >= Date.now()) return true
+    revoked.delete(id)
+    return false
+  }
 
   async function verify (header: string | undefined): Promise<AccessTokenClaims> {
     if (!header) throw unauthorized('A bearer token is required.')

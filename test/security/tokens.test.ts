@@ -63,3 +63,28 @@ t.test('accounts › abuse › one address gets at most 3 reset mails an hour, w
   t.equal(tokens.length, 3)
   t.equal((await app.queue.counts('mail')).waiting, 3)
 })
+
+t.test('bearer › security › a sign-out in one process is honoured by the others, and by one started later', async (t) => {
+  const { buildApp } = await import('../../app.js')
+  const { testConfig } = await import('../helpers/build.js')
+  const config = await testConfig(t)
+  const a = await buildApp(config, { logger: false })
+  const b = await buildApp(config, { logger: false })
+  t.teardown(() => Promise.all([a.close(), b.close()]))
+  await Promise.all([a.ready(), b.ready()])
+  const user = await given(a).signedIn()
+  t.equal((await b.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).statusCode, 200)
+
+  t.equal((await a.inject({ method: 'DELETE', url: '/v1/sessions/current', headers: user.headers })).statusCode, 204)
+  let status = 200
+  for (let i = 0; i < 40 && status === 200; i++) {
+    status = (await b.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).statusCode
+    if (status === 200) await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  t.equal(status, 401, 'the other process learnt of it through Redis')
+
+  const c = await buildApp(config, { logger: false })
+  t.teardown(() => c.close())
+  await c.ready()
+  t.equal((await c.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).statusCode, 401, 'a process started later loads the revocations')
+})
