@@ -27,5 +27,4 @@ export const GoogleNotConfigured = defineError('unavailable', 'Google sign-in is
 export const GoogleRejected = defineError('unauthorized', 'Google sign-in failed', (why: string) => `Google did not confirm this sign-in: ${why}.`)
 export const GoogleEmailUnverified = defineError('conflict', 'Address not verified by Google',
   () => 'An account uses this address, and Google does not say the address is verified. Sign in with the password instead.')
-export const InvalidCursor = defineError('bad_request', 'Invalid cursor', () => 'The cursor is not one this API returned. Start again without it.')
 export const AccountGone = defineError('unauthorized', 'Account gone', () => 'The account of this access token no longer exists. Sign in again.')

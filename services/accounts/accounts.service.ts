@@ -1,9 +1,10 @@
 import type { Kysely } from 'kysely'
 import type { Account, DB, EmailTokenPurpose, Role, Session } from '../../db/types.js'
 import { sendMail } from '../mail/mail.service.js'
+import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import {
-  AccountGone, CannotDemoteSelf, CurrentPasswordRequired, EmailTaken, InvalidCredentials, InvalidCursor, InvalidRefreshToken,
+  AccountGone, CannotDemoteSelf, CurrentPasswordRequired, EmailTaken, InvalidCredentials, InvalidRefreshToken,
   NameNotAllowed, RefreshTokenReused, SessionNotFound, TokenExpired, TokenInvalid, TokenUsed, TooManyFailures,
   UserNotFound, WeakPassword, WrongCurrentPassword
 } from './accounts.errors.js'
@@ -344,18 +345,9 @@ export async function revokeMySession (db: Kysely<DB>, deps: AccountDeps, userId
   await audit(db, ctx, 'session.revoked', userId, { type: 'session', id: sessionId })
 }
 
-const encodeCursor = (row: { created_at: Date, id: string }) => Buffer.from(`${row.created_at.toISOString()}|${row.id}`).toString('base64url')
-function decodeCursor (cursor: string) {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|')
-  const createdAt = new Date(at ?? '')
-  if (!id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(createdAt.getTime())) throw new InvalidCursor()
-  return { createdAt, id }
-}
-
 export async function listUsers (db: Kysely<DB>, query: { limit: number, cursor?: string, q?: string, role?: Role }) {
-  const rows = await repo.listAccounts(db, { limit: query.limit + 1, before: query.cursor ? decodeCursor(query.cursor) : null, q: query.q ?? null, role: query.role ?? null })
-  const items = rows.slice(0, query.limit)
-  return { items, nextCursor: rows.length > query.limit ? encodeCursor(items.at(-1)!) : null }
+  const rows = await repo.listAccounts(db, { limit: query.limit + 1, before: query.cursor ? decodeKeyset(query.cursor) : null, q: query.q ?? null, role: query.role ?? null })
+  return pageOf(rows, query.limit)
 }
 
 /** An admin changes a role or disables an account; either signs the account out so new scopes apply. */

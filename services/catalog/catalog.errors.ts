@@ -2,4 +2,3 @@ import { defineError } from '../errors.js'
 
 export const RegionNotFound = defineError('not_found', 'Region not found', (code: string) => `Region ${code} does not exist.`)
 export const AppNotFound = defineError('not_found', 'App not found', (id: string) => `App ${id} does not exist.`)
-export const InvalidCursor = defineError('bad_request', 'Invalid cursor', () => 'The cursor is not one this API returned. Start again without it.')

@@ -1,7 +1,8 @@
 import type { Kysely } from 'kysely'
 import type { DB, Region } from '../../db/types.js'
 import type { CacheInvalidator } from '../cache/cache.js'
-import { AppNotFound, InvalidCursor, RegionNotFound } from './catalog.errors.js'
+import { InvalidCursor } from '../pagination.js'
+import { AppNotFound, RegionNotFound } from './catalog.errors.js'
 import * as repo from './catalog.repository.js'
 
 export type { AppWithRegions } from './catalog.repository.js'

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import type { Container, DB, Job } from '../../db/types.js'
-import { InvalidCursor } from '../accounts/accounts.errors.js'
+import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import {
   AlreadyRunning, AppNotOffered, ContainerNotFound, IdempotencyMismatch, JobNotFound, RegionDisabled, UnknownApp,
@@ -106,18 +106,9 @@ export async function getOwnContainer (db: Kysely<DB>, userId: string, id: strin
   return container
 }
 
-const encodeCursor = (row: { created_at: Date, id: string }) => Buffer.from(`${row.created_at.toISOString()}|${row.id}`).toString('base64url')
-function decodeCursor (cursor: string) {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|')
-  const createdAt = new Date(at ?? '')
-  if (!id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(createdAt.getTime())) throw new InvalidCursor()
-  return { createdAt, id }
-}
-
 export async function listContainers (db: Kysely<DB>, userId: string, query: { limit: number, cursor?: string }) {
-  const rows = await repo.listForUser(db, userId, { limit: query.limit + 1, before: query.cursor ? decodeCursor(query.cursor) : null })
-  const items = rows.slice(0, query.limit)
-  return { items, nextCursor: rows.length > query.limit ? encodeCursor(items.at(-1)!) : null }
+  const rows = await repo.listForUser(db, userId, { limit: query.limit + 1, before: query.cursor ? decodeKeyset(query.cursor) : null })
+  return pageOf(rows, query.limit)
 }
 
 /** Queues a stop job for one of the user's containers (idempotent: a stopped one gets an already-done job). */

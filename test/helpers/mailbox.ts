@@ -15,7 +15,7 @@ export interface Mailbox {
   close (): Promise<void>
 }
 
-function recipients (mail: ParsedMail): string[] {
+export function recipients (mail: ParsedMail): string[] {
   const to: AddressObject[] = mail.to === undefined ? [] : Array.isArray(mail.to) ? mail.to : [mail.to]
   return to.flatMap((a) => a.value).map((v) => (v.address ?? '').toLowerCase())
 }
@@ -83,4 +83,16 @@ export async function startMailbox (t: Test): Promise<Mailbox> {
       })
     }
   }
+}
+
+/** The first mail to `to` with this subject (received or still to come). */
+export function mailTo (mailbox: Mailbox, to: string, subject: string): Promise<ParsedMail> {
+  return mailbox.waitFor((m) => recipients(m).includes(to.toLowerCase()) && m.subject === subject)
+}
+
+/** The `token` query parameter of the link to `path` in a mail. */
+export function tokenIn (mail: ParsedMail, path: string): string {
+  const link = mail.text?.match(/https?:\/\/[^\s<>"]+/g)?.find((l) => new URL(l).pathname === path)
+  if (!link) throw new Error(`no ${path} link in "${mail.subject}"`)
+  return new URL(link).searchParams.get('token')!
 }

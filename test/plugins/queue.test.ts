@@ -1,15 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { build } from '../helpers/build.js'
-
-const until = async (check: () => Promise<boolean>, ms = 10000) => {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await check()) return true
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  return false
-}
+import { until } from '../helpers/wait.js'
 
 for (const mode of ['bee-queue', 'in-process'] as const) {
   const overrides = mode === 'in-process' ? { REDIS_URL: '' } : {}

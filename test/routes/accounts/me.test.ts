@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import type { ParsedMail } from 'mailparser'
 import t, { type Test } from 'tap'
 import { build } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
-import { startMailbox, type Mailbox } from '../../helpers/mailbox.js'
+import { mailTo, startMailbox, tokenIn } from '../../helpers/mailbox.js'
+import { until } from '../../helpers/wait.js'
 
 type App = Awaited<ReturnType<typeof build>>
 type Response = Awaited<ReturnType<App['inject']>>
@@ -18,25 +18,6 @@ const refresh = (app: App, refreshToken: string) => app.inject({ method: 'POST',
 
 const address = (label = 'ada') => `${label}-${randomBytes(3).toString('hex')}@example.test`
 const newPassword = 'a-brand-new-passphrase'
-
-const recipients = (mail: ParsedMail) =>
-  (Array.isArray(mail.to) ? mail.to : mail.to ? [mail.to] : []).flatMap((a) => a.value).map((v) => (v.address ?? '').toLowerCase())
-const mailTo = (mailbox: Mailbox, to: string, subject: string) =>
-  mailbox.waitFor((m) => recipients(m).includes(to.toLowerCase()) && m.subject === subject)
-function tokenIn (mail: ParsedMail, path: string) {
-  const link = mail.text?.match(/https?:\/\/[^\s<>"]+/g)?.find((l) => new URL(l).pathname === path)
-  if (!link) throw new Error(`no ${path} link in "${mail.subject}"`)
-  return new URL(link).searchParams.get('token')!
-}
-
-const until = async (check: () => boolean | Promise<boolean>, ms = 10000) => {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await check()) return true
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  return false
-}
 
 const accountRow = (app: App, id: string) => app.db.selectFrom('account').selectAll().where('id', '=', id).executeTakeFirst()
 const sessionsOf = (app: App, accountId: string) =>

@@ -4,7 +4,8 @@ import type { ParsedMail } from 'mailparser'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
-import { startMailbox, type Mailbox } from '../../helpers/mailbox.js'
+import { type Mailbox, mailTo, recipients, startMailbox } from '../../helpers/mailbox.js'
+import { mailDrained, until } from '../../helpers/wait.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
@@ -14,10 +15,6 @@ const signUp = (app: App, body: unknown, remoteAddress = '127.0.0.1') =>
 const address = (label = 'ada') => `${label}-${randomBytes(3).toString('hex')}@example.test`
 const sha256 = (token: string) => createHash('sha256').update(token).digest('base64url')
 
-const recipients = (mail: ParsedMail) =>
-  (Array.isArray(mail.to) ? mail.to : mail.to ? [mail.to] : []).flatMap((a) => a.value).map((v) => (v.address ?? '').toLowerCase())
-const mailTo = (mailbox: Mailbox, to: string, subject: string) =>
-  mailbox.waitFor((m) => recipients(m).includes(to.toLowerCase()) && m.subject === subject)
 const mailsTo = (mailbox: Mailbox, to: string) => mailbox.messages.filter((m) => recipients(m).includes(to.toLowerCase()))
 const tokenIn = (mail: ParsedMail, path: string) => new URL(linkOf(mail, path)).searchParams.get('token')!
 function linkOf (mail: ParsedMail, path: string) {
@@ -25,19 +22,6 @@ function linkOf (mail: ParsedMail, path: string) {
   if (!link) throw new Error(`no ${path} link in "${mail.subject}"`)
   return link
 }
-
-const until = async (check: () => boolean | Promise<boolean>, ms = 10000) => {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await check()) return true
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  return false
-}
-const mailDrained = (app: App) => until(async () => {
-  const c = await app.queue.counts('mail')
-  return c.waiting + c.active + c.delayed === 0
-})
 
 /** The header names of a response, less those that differ on every request anyway. */
 const headerNames = (res: Awaited<ReturnType<App['inject']>>) =>

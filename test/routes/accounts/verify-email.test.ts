@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import type { ParsedMail } from 'mailparser'
 import t, { type Test } from 'tap'
 import { build } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
-import { startMailbox, type Mailbox } from '../../helpers/mailbox.js'
+import { type Mailbox, mailTo, startMailbox, tokenIn } from '../../helpers/mailbox.js'
+import { mailDrained } from '../../helpers/wait.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
@@ -11,29 +11,6 @@ const verify = (app: App, body: unknown) => app.inject({ method: 'POST', url: '/
 
 const address = (label = 'ada') => `${label}-${randomBytes(3).toString('hex')}@example.test`
 const password = 'correct-horse-battery-staple'
-
-const recipients = (mail: ParsedMail) =>
-  (Array.isArray(mail.to) ? mail.to : mail.to ? [mail.to] : []).flatMap((a) => a.value).map((v) => (v.address ?? '').toLowerCase())
-const mailTo = (mailbox: Mailbox, to: string, subject: string) =>
-  mailbox.waitFor((m) => recipients(m).includes(to.toLowerCase()) && m.subject === subject)
-function tokenIn (mail: ParsedMail, path: string) {
-  const link = mail.text?.match(/https?:\/\/[^\s<>"]+/g)?.find((l) => new URL(l).pathname === path)
-  if (!link) throw new Error(`no ${path} link in "${mail.subject}"`)
-  return new URL(link).searchParams.get('token')!
-}
-
-const until = async (check: () => boolean | Promise<boolean>, ms = 10000) => {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await check()) return true
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  return false
-}
-const mailDrained = (app: App) => until(async () => {
-  const c = await app.queue.counts('mail')
-  return c.waiting + c.active + c.delayed === 0
-})
 
 /** An app that delivers its mail to a local SMTP server. */
 async function mailingApp (t: Parameters<typeof build>[0]) {

@@ -2,19 +2,11 @@ import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
+import { until } from '../../helpers/wait.js'
 
 type App = Awaited<ReturnType<typeof build>>
 const assign = (app: App, headers: Record<string, string>, body: object, key: string = randomUUID()) =>
   app.inject({ method: 'POST', url: '/v1/containers', payload: body, headers: { ...headers, 'idempotency-key': key } })
-
-const until = async (check: () => Promise<boolean>, ms = 10000) => {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await check()) return true
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  return false
-}
 
 t.test('assignContainer › valid › a warm container is handed out at once with its connection info', async (t) => {
   const app = await build(t)

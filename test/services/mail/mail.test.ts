@@ -7,17 +7,9 @@ import { renderMail, sendMail, sendMailJob, type MailTemplate, type MailTemplate
 import type { JobQueue } from '../../../services/queue.js'
 import { build, testConfig, type Overrides } from '../../helpers/build.js'
 import { startMailbox } from '../../helpers/mailbox.js'
+import { until } from '../../helpers/wait.js'
 
 type Test = Parameters<typeof testConfig>[0]
-
-const until = async (check: () => boolean | Promise<boolean>, ms = 10000) => {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await check()) return true
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  return false
-}
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
 
