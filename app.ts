@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import authPlugin from './plugins/auth.js'
+import broadcastPlugin from './plugins/broadcast.js'
 import configPlugin, { embeddedDefaults, type Config } from './plugins/config.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
@@ -80,6 +81,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(errorsPlugin)
     await app.register(dbPlugin)
     await app.register(redisPlugin)
+    await app.register(broadcastPlugin)
     await app.register(queuePlugin)
     await app.register(jobsPlugin)
     await app.register(securityPlugin)

@@ -101,49 +101,38 @@ export default fp(async function authPlugin (app) {
   const revoked = new Map<string, number>()
   const remember = (id: string, until: number) => { revoked.set(id, until) }
   const keyPrefix = 'revoked-session:'
-  if (app.hasDecorator('redis')) {
-    const channel = `${app.config.redis.prefix}sessions:revoked`
-    const fullPrefix = `${app.config.redis.prefix}${keyPrefix}`
-    const subscriber = app.redis.duplicate({ enableOfflineQueue: true, keyPrefix: '' })
-    // A subscribed connection only listens: reload through a second one after each (re)connect.
-    const loader = app.redis.duplicate({ enableOfflineQueue: true, keyPrefix: '' })
-    const reloadWith = async () => {
-      let cursor = '0'
-      do {
-        const [next, keys] = await loader.scan(cursor, 'MATCH', `${fullPrefix}*`, 'COUNT', 1000)
-        cursor = next
-        if (keys.length === 0) continue
-        const ttls = await Promise.all(keys.map((k) => loader.pttl(k)))
-        keys.forEach((k, i) => { if (ttls[i]! > 0) remember(k.slice(fullPrefix.length), Date.now() + ttls[i]!) })
-      } while (cursor !== '0')
-    }
-    subscriber.on('message', (_channel, message) => {
-      try { for (const id of JSON.parse(message) as string[]) remember(id, Date.now() + ttl * 1000) } catch { /* not ours */ }
-    })
-    subscriber.on('ready', () => { reloadWith().catch((err) => app.log.warn({ err }, 'reloading revoked sessions')) })
-    subscriber.on('error', (err) => app.log.warn({ err }, 'revoked-session subscriber'))
-    loader.on('error', (err) => app.log.warn({ err }, 'revoked-session loader'))
-    await subscriber.subscribe(channel)
-    await reloadWith()
-    app.addHook('onClose', async () => { subscriber.disconnect(); loader.disconnect() })
+  // Redis keeps each revocation (with its TTL) for processes that start later or were away.
+  const reload = async () => {
+    if (!app.hasDecorator('redis')) return
+    let cursor = '0'
+    do {
+      const [next, keys] = await app.redis.scan(cursor, 'MATCH', `${app.config.redis.prefix}${keyPrefix}*`, 'COUNT', 1000)
+      cursor = next
+      if (keys.length === 0) continue
+      const unprefixed = keys.map((k) => k.slice(app.config.redis.prefix.length))
+      const ttls = await Promise.all(unprefixed.map((k) => app.redis.pttl(k)))
+      unprefixed.forEach((k, i) => { if (ttls[i]! > 0) remember(k.slice(keyPrefix.length), Date.now() + ttls[i]!) })
+    } while (cursor !== '0')
+  }
+  await app.broadcast.subscribe('sessions:revoked', (ids) => {
+    for (const id of ids as string[]) remember(id, Date.now() + ttl * 1000)
+  })
+  app.broadcast.onReconnect(reload)
+  await reload()
 
-    app.decorate('revokedSessions', {
-      async add (ids: readonly string[]) {
-        if (ids.length === 0) return
-        for (const id of ids) remember(id, Date.now() + ttl * 1000)
+  app.decorate('revokedSessions', {
+    async add (ids: readonly string[]) {
+      if (ids.length === 0) return
+      for (const id of ids) remember(id, Date.now() + ttl * 1000)
+      if (app.hasDecorator('redis')) {
         const multi = app.redis.multi()
         for (const id of ids) multi.set(`${keyPrefix}${id}`, '1', 'EX', ttl)
-        multi.publish(channel, JSON.stringify(ids))
         await multi.exec()
-      },
-      async has (id: string) { return isRevoked(id) }
-    })
-  } else {
-    app.decorate('revokedSessions', {
-      async add (ids: readonly string[]) { for (const id of ids) remember(id, Date.now() + ttl * 1000) },
-      async has (id: string) { return isRevoked(id) }
-    })
-  }
+      }
+      await app.broadcast.publish('sessions:revoked', ids)
+    },
+    async has (id: string) { return isRevoked(id) }
+  })
   function isRevoked (id: string): boolean {
     const until = revoked.get(id)
     if (until === undefined) return false
@@ -179,4 +168,4 @@ export default fp(async function authPlugin (app) {
   }
 
   app.decorate('securityHandlers', { bearer })
-}, { fastify: '5.x', name: 'auth', dependencies: ['config', 'errors', 'redis'] })
+}, { fastify: '5.x', name: 'auth', dependencies: ['config', 'errors', 'redis', 'broadcast'] })

@@ -89,24 +89,13 @@ export default fp(async function edgeCachePlugin (app) {
     for (const [key, rep] of store) if (rep.tags.some((t) => wanted.has(t))) store.delete(key)
   }
 
-  const channel = `${app.config.redis.prefix}cache:invalidate`
-  if (app.hasDecorator('redis') && ttlMs > 0) {
-    const subscriber = app.redis.duplicate({ enableOfflineQueue: true, keyPrefix: '' })
-    subscriber.on('message', (_channel, message) => {
-      try { dropLocal(JSON.parse(message) as string[]) } catch { /* not ours */ }
-    })
-    subscriber.on('error', (err) => app.log.warn({ err }, 'cache invalidation subscriber'))
-    await subscriber.subscribe(channel)
-    app.addHook('onClose', async () => { subscriber.disconnect() })
-  }
+  if (ttlMs > 0) await app.broadcast.subscribe('cache:invalidate', (tags) => { dropLocal(tags as string[]) })
 
   app.decorate('cache', {
     async invalidate (tags: readonly string[]) {
       if (tags.length === 0) return
       dropLocal(tags)
-      if (app.hasDecorator('redis') && ttlMs > 0) {
-        await app.redis.publish(channel, JSON.stringify(tags)).catch((err) => app.log.warn({ err }, 'cache invalidation not published'))
-      }
+      if (ttlMs > 0) await app.broadcast.publish('cache:invalidate', tags)
       await app.queue.enqueue<PurgeTagsPayload>(purgeTagsJob, { tags: [...tags] }, { retries: 5 })
     }
   })
@@ -219,4 +208,4 @@ export default fp(async function edgeCachePlugin (app) {
       (request as WithState)[kState]?.pending?.resolve(null)
     })
   })
-}, { fastify: '5.x', name: 'edge-cache', dependencies: ['config', 'queue', 'redis'] })
+}, { fastify: '5.x', name: 'edge-cache', dependencies: ['config', 'queue', 'broadcast'] })

@@ -24,7 +24,7 @@ export const handlers = {
   },
 
   async getMe (request) {
-    return presentUser(await accounts.getOwnAccount(this.db, principalOf(request).userId))
+    return presentUser(await accounts.getOwnAccount(this.db, this.accountDeps, principalOf(request).userId))
   },
 
   async updateMe (request) {

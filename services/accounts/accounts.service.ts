@@ -26,8 +26,16 @@ export interface FailureThrottle {
   clear (key: string): Promise<void>
 }
 
+/** Recently read accounts, for the hot `getMe` path; every change drops the entry in every process. */
+export interface AccountCache {
+  get (id: string): Account | undefined
+  set (account: Account): void
+  invalidate (id: string): Promise<void>
+}
+
 export interface AccountDeps {
   queue: JobQueue
+  cache: AccountCache
   signAccessToken (claims: { sub: string, role: Role, scopes: string[], sid: string }): string
   revocations: SessionRevocations
   throttle: FailureThrottle
@@ -143,6 +151,7 @@ export async function verifyEmail (db: Kysely<DB>, deps: AccountDeps, token: str
     await repo.insertAuditEvent(trx, { action: 'account.email_changed', actor_id: current.id, target_type: 'account', target_id: current.id, ip: ctx.ip, user_agent: ctx.userAgent, details: { from: current.email, to: row.email } })
     return { account: updated!, welcome: false }
   })
+  await deps.cache.invalidate(account.id)
   if (welcome) await sendMail(deps.queue, { to: account.email, template: 'welcome', data: { name: account.name, link: deps.settings.appUrl } })
   return account
 }
@@ -169,9 +178,10 @@ export async function confirmPasswordReset (db: Kysely<DB>, deps: AccountDeps, i
     // The link proved the mailbox: the address counts as verified from now on.
     await repo.updateAccount(trx, account.id, { password_hash: passwordHash, email_verified_at: account.email_verified_at ?? new Date() })
     await repo.insertAuditEvent(trx, { action: 'account.password_reset', actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent })
-    return repo.revokeSessions(trx, { accountId: account.id }, 'password_reset')
+    return { accountId: account.id, revoked: await repo.revokeSessions(trx, { accountId: account.id }, 'password_reset') }
   })
-  await deps.revocations.revoke(revoked)
+  await deps.cache.invalidate(revoked.accountId)
+  await deps.revocations.revoke(revoked.revoked)
 }
 
 export interface TokenPair {
@@ -272,9 +282,12 @@ export async function signOut (db: Kysely<DB>, deps: AccountDeps, principal: { u
 }
 
 /** The caller's own account: a valid token whose account is gone is no longer a credential (401, not 404). */
-export async function getOwnAccount (db: Kysely<DB>, id: string): Promise<Account> {
+export async function getOwnAccount (db: Kysely<DB>, deps: Pick<AccountDeps, 'cache'>, id: string): Promise<Account> {
+  const cached = deps.cache.get(id)
+  if (cached) return cached
   const account = await repo.findAccountById(db, id)
   if (!account) throw new AccountGone()
+  deps.cache.set(account)
   return account
 }
 
@@ -286,7 +299,8 @@ export async function getAccount (db: Kysely<DB>, id: string): Promise<Account> 
 
 /** Name at once; a new address after its verification; a new password with the current one. */
 export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }, input: { name?: string, email?: string, password?: string, currentPassword?: string }, ctx: RequestContext) {
-  const account = await getOwnAccount(db, principal.userId)
+  const account = await repo.findAccountById(db, principal.userId)
+  if (!account) throw new AccountGone()
   if (input.name !== undefined) await checkName(input.name)
   let passwordHash: string | undefined
   if (input.password !== undefined) {
@@ -311,6 +325,7 @@ export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { 
     const token = newEmail ? await mailToken(trx, deps, 'change_email', { id: account.id, email: newEmail }, 24 * hour) : null
     return { updated: updated!, revoked, token }
   })
+  await deps.cache.invalidate(account.id)
   await deps.revocations.revoke(revoked)
   if (newEmail && token) {
     await sendMail(deps.queue, { to: newEmail, template: 'verify-new-email', data: { name: updated.name, link: link(deps, '/verify-email', token) } })
@@ -330,6 +345,7 @@ export async function deleteMe (db: Kysely<DB>, deps: AccountDeps, principal: { 
     await repo.insertAuditEvent(trx, { action: 'account.deleted', actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent })
     return repo.revokeSessions(trx, { accountId: account.id }, 'account_deleted')
   })
+  await deps.cache.invalidate(principal.userId)
   await deps.revocations.revoke(revoked)
   return deps.queue.enqueue(purgeAccountJob, { accountId: principal.userId }, { jobId: `purge-account-${principal.userId}`, retries: 5 })
 }
@@ -372,6 +388,7 @@ export async function updateUser (db: Kysely<DB>, deps: AccountDeps, actor: { us
     }
     return { account, revoked }
   })
+  await deps.cache.invalidate(userId)
   await deps.revocations.revoke(revoked)
   return account
 }

@@ -97,6 +97,7 @@ export async function signInWithGoogle (db: Kysely<DB>, deps: AccountDeps, googl
     if (byEmail) {
       if (!identity.emailVerified) throw new GoogleEmailUnverified()
       account = await repo.updateAccount(db, byEmail.id, { google_subject: identity.subject, email_verified_at: byEmail.email_verified_at ?? new Date() })
+      await deps.cache.invalidate(byEmail.id)
       event = 'account.google_linked'
     } else {
       try {

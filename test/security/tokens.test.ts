@@ -88,3 +88,22 @@ t.test('bearer › security › a sign-out in one process is honoured by the oth
   await c.ready()
   t.equal((await c.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).statusCode, 401, 'a process started later loads the revocations')
 })
+
+t.test('getMe › valid › a change made through one process shows at once in another (account cache invalidated)', async (t) => {
+  const { buildApp } = await import('../../app.js')
+  const { testConfig } = await import('../helpers/build.js')
+  const config = await testConfig(t)
+  const a = await buildApp(config, { logger: false })
+  const b = await buildApp(config, { logger: false })
+  t.teardown(() => Promise.all([a.close(), b.close()]))
+  await Promise.all([a.ready(), b.ready()])
+  const user = await given(a).signedIn({ name: 'Before' })
+  t.equal((await b.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).json().name, 'Before', 'b caches the account')
+  t.equal((await a.inject({ method: 'PATCH', url: '/v1/users/me', payload: { name: 'After' }, headers: user.headers })).statusCode, 200)
+  let name = 'Before'
+  for (let i = 0; i < 40 && name === 'Before'; i++) {
+    name = (await b.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).json().name
+    if (name === 'Before') await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  t.equal(name, 'After')
+})
