@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { hash, verify } from '@node-rs/argon2'
 
 /** An opaque token for a link or a refresh: 256 random bits, URL-safe. Only its hash is stored. */
 export function newToken (): string {
@@ -15,8 +14,12 @@ export function hashToken (token: string): string {
 // algorithm 2 is Algorithm.Argon2id (a const enum, not importable under isolatedModules).
 const options = { algorithm: 2, memoryCost: 19456, timeCost: 2, parallelism: 1 }
 
-export function hashPassword (password: string): Promise<string> {
-  return hash(password, options)
+// The native module is loaded on the first password, not at start-up.
+let argon2: Promise<typeof import('@node-rs/argon2')> | undefined
+const load = () => (argon2 ??= import('@node-rs/argon2'))
+
+export async function hashPassword (password: string): Promise<string> {
+  return (await load()).hash(password, options)
 }
 
 let dummy: Promise<string> | undefined
@@ -26,6 +29,7 @@ let dummy: Promise<string> | undefined
  */
 export async function verifyPassword (passwordHash: string | null, password: string): Promise<boolean> {
   dummy ??= hashPassword('not-a-real-password-but-as-slow')
+  const { verify } = await load()
   const ok = await verify(passwordHash ?? await dummy, password).catch(() => false)
   return passwordHash !== null && ok
 }
