@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { createAccountJobs } from '../services/accounts/accounts.jobs.js'
+import { createAccountJobs, type AccountDeletionStep } from '../services/accounts/accounts.jobs.js'
 import type { Account } from '../db/types.js'
 import type { AccountCache, AccountDeps, FailureThrottle } from '../services/accounts/accounts.service.js'
 import { createGoogleVerifier, type GoogleVerifier } from '../services/accounts/google.js'
@@ -11,6 +11,8 @@ declare module 'fastify' {
     accountDeps: AccountDeps
     google: GoogleVerifier
     newsletterDeps: NewsletterDeps
+    /** What deleting an account removes before the row; each feature that owns user data adds its step. */
+    accountDeletionSteps: AccountDeletionStep[]
   }
 }
 
@@ -93,6 +95,7 @@ export default fp(async function accountsPlugin (app) {
     apiUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
     secret: app.jwtSigningSecret
   })
-  // Containers and billing add their clean-up steps here when they land.
-  app.queue.define(...createAccountJobs({ db: app.db, steps: [] }))
+  const steps: AccountDeletionStep[] = []
+  app.decorate('accountDeletionSteps', steps)
+  app.queue.define(...createAccountJobs({ db: app.db, steps }))
 }, { fastify: '5.x', name: 'accounts', dependencies: ['config', 'db', 'redis', 'broadcast', 'queue', 'auth'] })

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { createContainerJobs } from '../services/containers/containers.jobs.js'
-import { authenticateContainer, type ContainerDeps } from '../services/containers/containers.service.js'
+import { authenticateContainer, stopAllOf, type ContainerDeps } from '../services/containers/containers.service.js'
 import { createSimulatedProvider, type CloudProvider } from '../services/containers/provider.js'
 
 declare module 'fastify' {
@@ -16,6 +16,8 @@ export default fp(async function containersPlugin (app) {
   const provider = createSimulatedProvider({ startDelayMs: config.containers.simulatedStartMs })
   app.decorate('cloudProvider', provider)
   app.decorate('containerDeps', { queue: app.queue })
+  // A deleted account's containers are stopped before the account row goes.
+  app.accountDeletionSteps.push((accountId) => stopAllOf(app.db, app.containerDeps, accountId))
   app.queue.define(...createContainerJobs({
     db: app.db,
     provider,
@@ -31,7 +33,7 @@ export default fp(async function containersPlugin (app) {
     request.container = container
   }
   app.decorateRequest('container', null)
-}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'auth'] })
+}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'auth', 'accounts'] })
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { Handlers } from '../../openapi/handler-types.js'
 import * as containers from '../../services/containers/containers.service.js'
+import { presentJob } from '../containers/present.js'
 
 function callerOf (request: FastifyRequest) {
   if (!request.container) throw new Error('container-agent: operation without containerSecret')
@@ -11,6 +12,11 @@ export const handlers = {
   async pingContainer (request, reply) {
     await containers.ping(this.db, callerOf(request), request.body.available)
     return reply.code(204).send()
+  },
+
+  async shutdownContainer (request, reply) {
+    reply.code(202)
+    return presentJob(await containers.shutdownContainer(this.db, this.containerDeps, callerOf(request)))
   },
 
   async getProtocolInfo (request) {

@@ -20,6 +20,10 @@ export const handlers = {
     return presentContainer(await containers.getOwnContainer(this.db, principalOf(request).userId, request.params.containerId))
   },
 
+  async updateContainer (request) {
+    return presentContainer(await containers.updateContainer(this.db, principalOf(request).userId, request.params.containerId, request.body))
+  },
+
   async stopContainer (request, reply) {
     const job = await containers.stopContainer(this.db, this.containerDeps, principalOf(request).userId, request.params.containerId)
     reply.code(202).header('location', `/v1/jobs/${job.id}`)

@@ -6,5 +6,9 @@ import { principalOf } from '../request-context.js'
 export const handlers = {
   async getJob (request) {
     return presentJob(await containers.getJob(this.db, principalOf(request), request.params.jobId))
+  },
+
+  async cancelJob (request) {
+    return presentJob(await containers.cancelJob(this.db, this.containerDeps, principalOf(request), request.params.jobId))
   }
 } satisfies Handlers<'jobs'>

@@ -51,13 +51,20 @@ async function startContainer (deps: ContainerJobDeps, data: StartContainerPaylo
       }
     })
     const state = container.user_id ? 'in_use' : 'available'
-    await db.transaction().execute(async (trx) => {
-      await repo.updateContainer(trx, container.id, {
+    const started = await db.transaction().execute(async (trx) => {
+      const done = await repo.completeStart(trx, container.id, {
         state, task_arn: task.taskArn, host_ip: task.hostIp, port_32262: task.ports.tcp32262, port_32263: task.ports.udp32263, port_32273: task.ports.tcp32273
       })
+      if (!done) return false
       await repo.insertContainerEvent(trx, { container_id: container.id, from_state: 'starting', to_state: state, job_id: data.jobId })
       await repo.updateJob(trx, data.jobId, { state: 'succeeded', progress: 100, message: 'running', result: JSON.stringify({ containerId: container.id }) })
+      return true
     })
+    if (!started) {
+      // Stopped while it was starting (a cancel): the task just started must not run on.
+      await deps.provider.stopTask(container.region_code, cluster?.name ?? '', task.taskArn)
+      return { cancelled: true }
+    }
     return { containerId: container.id }
   } catch (err) {
     if (!lastAttempt) {

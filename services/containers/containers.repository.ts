@@ -105,3 +105,17 @@ export function storeIdempotentResponse (db: Db, userId: string, key: string, re
 export async function lockUserApp (trx: Transaction<DB>, userId: string, appId: string) {
   await sql`select pg_advisory_xact_lock(hashtextextended(${`${userId}:${appId}`}, 0))`.execute(trx)
 }
+
+/** The start job's last step, only if nobody stopped the container meanwhile (a cancel, a shutdown). */
+export function completeStart (db: Db, id: string, changes: Updateable<ContainerTable>) {
+  return db.updateTable('container').set({ ...changes, updated_at: sql`now()` }).where('id', '=', id).where('state', '=', 'starting')
+    .returning('id').executeTakeFirst()
+}
+
+export function containerOfJob (db: Db, jobId: string) {
+  return db.selectFrom('container_event').select('container_id').where('job_id', '=', jobId).orderBy('id').limit(1).executeTakeFirst()
+}
+
+export function liveContainersOf (db: Db, userId: string) {
+  return db.selectFrom('container').select(['id']).where('user_id', '=', userId).where('state', 'in', liveStates).execute()
+}

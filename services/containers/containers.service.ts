@@ -111,9 +111,47 @@ export async function listContainers (db: Kysely<DB>, userId: string, query: { l
   return pageOf(rows, query.limit)
 }
 
+export async function updateContainer (db: Kysely<DB>, userId: string, id: string, changes: { useStun?: boolean, dpi?: number }): Promise<Container> {
+  await getOwnContainer(db, userId, id)
+  const updated = await repo.updateContainer(db, id, {
+    ...(changes.useStun !== undefined ? { use_stun: changes.useStun } : {}),
+    ...(changes.dpi !== undefined ? { dpi: changes.dpi } : {})
+  })
+  return updated!
+}
+
 /** Queues a stop job for one of the user's containers (idempotent: a stopped one gets an already-done job). */
 export async function stopContainer (db: Kysely<DB>, deps: ContainerDeps, userId: string, id: string): Promise<Job> {
-  const container = await getOwnContainer(db, userId, id)
+  return queueStop(db, deps, await getOwnContainer(db, userId, id))
+}
+
+/** The container asked to be shut down (its own secret): the same stop job, owned by its user. */
+export async function shutdownContainer (db: Kysely<DB>, deps: ContainerDeps, container: Container): Promise<Job> {
+  return queueStop(db, deps, container)
+}
+
+/** Cancels a start job: its container is stopped; an ended job is returned as it is. */
+export async function cancelJob (db: Kysely<DB>, deps: ContainerDeps, principal: { userId: string, role: string }, id: string): Promise<Job> {
+  const job = await getJob(db, principal, id)
+  if (job.kind !== 'start_container' || job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled') return job
+  await repo.updateJob(db, id, { state: 'cancelled', message: 'cancelled', progress: 100 })
+  const ref = await repo.containerOfJob(db, id)
+  const container = ref ? await repo.findContainer(db, ref.container_id) : undefined
+  if (container) await queueStop(db, deps, container)
+  return (await repo.findJob(db, id))!
+}
+
+/** Account deletion step: every live container of the account is stopped. */
+export async function stopAllOf (db: Kysely<DB>, deps: ContainerDeps, userId: string) {
+  for (const { id } of await repo.liveContainersOf(db, userId)) {
+    const container = await repo.findContainer(db, id)
+    if (container) await queueStop(db, deps, container)
+  }
+}
+
+async function queueStop (db: Kysely<DB>, deps: ContainerDeps, container: Container): Promise<Job> {
+  const userId = container.user_id
+  const id = container.id
   const done = container.state === 'stopped' || container.state === 'failed'
   const job = await db.transaction().execute(async (trx) => {
     const job = await repo.insertJob(trx, { kind: 'stop_container', owner_id: userId, message: done ? 'already stopped' : 'queued' })
