@@ -1,8 +1,19 @@
 // Broken authentication (OWASP API2): every forged or stale access token gets 401, nothing else.
 import { createHmac, createSign, generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
-import { build, testKeys } from '../helpers/build.js'
+import { buildApp } from '../../app.js'
+import { build, testConfig, testKeys } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
+
+/** Two apps on one database and one Redis prefix: two web processes of one deployment. */
+async function twoProcesses (t: Parameters<typeof testConfig>[0]) {
+  const config = await testConfig(t)
+  const a = await buildApp(config, { logger: false })
+  const b = await buildApp(config, { logger: false })
+  t.teardown(() => Promise.all([a.close(), b.close()]))
+  await Promise.all([a.ready(), b.ready()])
+  return { a, b, config }
+}
 
 const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
 
@@ -65,13 +76,7 @@ t.test('accounts › abuse › one address gets at most 3 reset mails an hour, w
 })
 
 t.test('bearer › security › a sign-out in one process is honoured by the others, and by one started later', async (t) => {
-  const { buildApp } = await import('../../app.js')
-  const { testConfig } = await import('../helpers/build.js')
-  const config = await testConfig(t)
-  const a = await buildApp(config, { logger: false })
-  const b = await buildApp(config, { logger: false })
-  t.teardown(() => Promise.all([a.close(), b.close()]))
-  await Promise.all([a.ready(), b.ready()])
+  const { a, b, config } = await twoProcesses(t)
   const user = await given(a).signedIn()
   t.equal((await b.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).statusCode, 200)
 
@@ -90,13 +95,7 @@ t.test('bearer › security › a sign-out in one process is honoured by the oth
 })
 
 t.test('getMe › valid › a change made through one process shows at once in another (account cache invalidated)', async (t) => {
-  const { buildApp } = await import('../../app.js')
-  const { testConfig } = await import('../helpers/build.js')
-  const config = await testConfig(t)
-  const a = await buildApp(config, { logger: false })
-  const b = await buildApp(config, { logger: false })
-  t.teardown(() => Promise.all([a.close(), b.close()]))
-  await Promise.all([a.ready(), b.ready()])
+  const { a, b } = await twoProcesses(t)
   const user = await given(a).signedIn({ name: 'Before' })
   t.equal((await b.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).json().name, 'Before', 'b caches the account')
   t.equal((await a.inject({ method: 'PATCH', url: '/v1/users/me', payload: { name: 'After' }, headers: user.headers })).statusCode, 200)
