@@ -1,5 +1,6 @@
 // Handler types derived from the generated schema: params, query, body, headers and the allowed
 // success status/body pairs of an operation all come from `operations[Id]`.
+import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { operations } from './schema.js'
 import type { operationTags } from './operations.js'
@@ -19,7 +20,8 @@ type BodyOf<K extends OperationId> = Op<K> extends { requestBody: { content: { '
 type ContentOf<R> = R extends { content: infer C }
   ? C extends { 'application/json': infer B } ? B
     : C extends { 'text/plain': infer T } ? T
-      : C extends { 'application/problem+json': infer P } ? P : never
+      : C extends { 'text/event-stream': unknown } ? Readable
+        : C extends { 'application/problem+json': infer P } ? P : never
   : undefined
 
 type SuccessStatus = 200 | 201 | 202 | 204

@@ -30,6 +30,7 @@ export const operationTags = {
   signOut: 'sessions',
   signUp: 'accounts',
   stopContainer: 'containers',
+  streamJobEvents: 'jobs',
   subscribeNewsletter: 'newsletter',
   unsubscribeNewsletter: 'newsletter',
   updateContainer: 'containers',

@@ -189,3 +189,32 @@ export async function ping (db: Kysely<DB>, container: Container, available: boo
     if (next !== container.state) await repo.insertContainerEvent(trx, { container_id: container.id, from_state: container.state, to_state: next, reason: available ? 'logoff' : 'logon' })
   })
 }
+
+export interface JobEvent { id: string, event: 'progress' | 'succeeded' | 'failed' | 'cancelled', job: Job }
+
+/**
+ * The job's changes as they happen: each new version once (its update time is the event id, so a client
+ * resuming with Last-Event-ID gets only newer ones), then the terminal state, then the end. `null` is a
+ * keep-alive tick. Polls the job row; stops when `signal` aborts.
+ */
+export async function * jobEvents (db: Kysely<DB>, principal: { userId: string, role: string }, id: string, lastEventId: string | undefined, signal: AbortSignal, options = { pollMs: 250, keepAliveMs: 15_000 }): AsyncGenerator<JobEvent | null> {
+  let job = await getJob(db, principal, id)
+  let last = lastEventId ? Number(lastEventId) : 0
+  let quietSince = Date.now()
+  while (!signal.aborted) {
+    const version = job.updated_at.getTime()
+    const terminal = job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled'
+    if (version > last || (terminal && last === 0)) {
+      last = version
+      quietSince = Date.now()
+      yield { id: String(version), event: terminal ? job.state as JobEvent['event'] : 'progress', job }
+    }
+    if (terminal) return
+    if (Date.now() - quietSince >= options.keepAliveMs) {
+      quietSince = Date.now()
+      yield null
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.pollMs))
+    job = (await repo.findJob(db, id)) ?? job
+  }
+}
