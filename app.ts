@@ -23,6 +23,7 @@ import catalogRoutes from './routes/catalog/index.js'
 import containerAgentRoutes from './routes/container-agent/index.js'
 import containersRoutes from './routes/containers/index.js'
 import jobsRoutes from './routes/jobs/index.js'
+import maintenanceRoutes from './routes/maintenance/index.js'
 import hasuraRoutes from './routes/hasura/index.js'
 import newsletterRoutes from './routes/newsletter/index.js'
 import sessionsRoutes from './routes/sessions/index.js'
@@ -31,7 +32,7 @@ import usersRoutes from './routes/users/index.js'
 
 /** One plugin per spec tag, in the order they register. */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  containersRoutes, jobsRoutes, containerAgentRoutes]
+  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes]
 
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */

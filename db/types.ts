@@ -47,6 +47,7 @@ export interface DB {
   container: ContainerTable
   container_event: ContainerEventTable
   idempotency_record: IdempotencyRecordTable
+  maintenance: MaintenanceTable
 }
 
 export type Region = Selectable<RegionTable>
@@ -200,3 +201,12 @@ export interface IdempotencyRecordTable {
 
 export type Container = Selectable<ContainerTable>
 export type Job = Selectable<JobTable>
+
+/** `scope` is `global` or a region code. */
+export interface MaintenanceTable {
+  scope: string
+  message: string
+  owner_id: string | null
+  starts_at: Timestamp
+  ends_at: Date
+}

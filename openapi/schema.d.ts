@@ -582,6 +582,49 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/maintenance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Start or end a maintenance window
+         * @description Global (no `region`) or for one region. While it lasts, new container assignments there get 503
+         *     `maintenance` with the message and `Retry-After`; running jobs finish. A window always ends by itself
+         *     (`minutes`, at most 7 days), so a crashed operator's flag cannot wedge the service. The answer counts
+         *     the start and stop jobs still running; `waitSeconds` waits up to that long for them to end.
+         */
+        put: operations["setMaintenance"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Service status
+         * @description Whether each region is up, in maintenance or disabled. Edge-cached for 10 seconds.
+         */
+        get: operations["getStatus"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/hasura/auth": {
         parameters: {
             query?: never;
@@ -755,6 +798,15 @@ export interface components {
             /** @description Seconds the refresh token lives unless used. */
             refreshExpiresIn: number;
             user: components["schemas"]["User"];
+        };
+        MaintenanceWindow: {
+            /** @description `global` or a region code. */
+            scope: string;
+            message: string;
+            /** Format: date-time */
+            startsAt: string;
+            /** Format: date-time */
+            endsAt: string;
         };
         /** @enum {string} */
         ContainerState: "creating" | "starting" | "available" | "in_use" | "stopping" | "stopped" | "failed";
@@ -1892,6 +1944,7 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["Unprocessable"];
             429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
         };
     };
     getContainer: {
@@ -2156,6 +2209,86 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+        };
+    };
+    setMaintenance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "enabled": true,
+                 *       "region": "eu-west-1",
+                 *       "message": "Upgrading the GPU hosts",
+                 *       "minutes": 30
+                 *     }
+                 */
+                "application/json": {
+                    enabled: boolean;
+                    region?: components["schemas"]["RegionCode"];
+                    message?: string;
+                    /** @default 60 */
+                    minutes?: number;
+                    /** @default 0 */
+                    waitSeconds?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The windows in force and the jobs still running. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        windows: components["schemas"]["MaintenanceWindow"][];
+                        runningJobs: number;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    getStatus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The status. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        status: "ok" | "degraded" | "maintenance";
+                        message?: string | null;
+                        regions: {
+                            code: components["schemas"]["RegionCode"];
+                            /** @enum {string} */
+                            status: "up" | "maintenance" | "disabled";
+                            message: string | null;
+                        }[];
+                    };
+                };
+            };
+            304: components["responses"]["NotModified"];
         };
     };
     hasuraAuth: {

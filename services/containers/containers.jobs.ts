@@ -20,6 +20,8 @@ export interface ContainerJobDeps {
  */
 async function startContainer (deps: ContainerJobDeps, data: StartContainerPayload, lastAttempt: boolean) {
   const { db } = deps
+  const job = await repo.findJob(db, data.jobId)
+  if (job?.state === 'cancelled') return { cancelled: true }
   const container = await repo.findContainer(db, data.containerId)
   if (!container || container.state === 'stopped' || container.state === 'failed' || container.state === 'stopping') {
     await repo.updateJob(db, data.jobId, { state: 'cancelled', message: 'the container was stopped before it started', progress: 100 })

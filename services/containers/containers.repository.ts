@@ -63,8 +63,11 @@ export function findJob (db: Db, id: string) {
   return db.selectFrom('job').selectAll().where('id', '=', id).executeTakeFirst()
 }
 
+/** Updates a job; a cancelled job stays cancelled (a worker finishing late does not overwrite the cancel). */
 export function updateJob (db: Db, id: string, changes: Updateable<JobTable>) {
-  return db.updateTable('job').set({ ...changes, updated_at: sql`now()` }).where('id', '=', id).execute()
+  return db.updateTable('job').set({ ...changes, updated_at: sql`now()` }).where('id', '=', id)
+    .$if(changes.state !== 'cancelled', (q) => q.where('state', '!=', 'cancelled'))
+    .execute()
 }
 
 /** The enabled region to use: the one asked for, else the first enabled one offering the app. */

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import type { Container, DB, Job } from '../../db/types.js'
+import { assertOpen } from '../maintenance/maintenance.service.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import {
@@ -61,6 +62,7 @@ export async function assignContainer (
       throw new AppNotOffered(input.app, input.region ?? 'any enabled region')
     }
     if (!offer.enabled) throw new RegionDisabled(offer.region_code)
+    await assertOpen(trx, offer.region_code)
     await repo.lockUserApp(trx, userId, input.app)
     const live = await repo.findLiveForUser(trx, userId, input.app)
     if (live) throw new AlreadyRunning(input.app, live.id)

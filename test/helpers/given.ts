@@ -13,7 +13,8 @@ type UserFields = Partial<{ email: string, name: string, role: Role, password: s
 export function given (app: FastifyInstance) {
   return {
     async region (fields: Partial<{ code: string, name: string, enabled: boolean, sortOrder: number }> = {}) {
-      const code = fields.code ?? `xx-test${suffix().replace(/[0-9]/g, 'q')}-1`
+      // Letters only (a region code's middle part), 16 of them per hex digit: no collisions within a run.
+      const code = fields.code ?? `xx-${randomBytes(6).toString('hex').replace(/[0-9]/g, (d) => 'ghijklmnop'[Number(d)]!)}-1`
       return app.db.insertInto('region').values({
         code,
         name: fields.name ?? `Test region ${code}`,

@@ -18,9 +18,6 @@ try {
     await db.destroy()
     await admin.query(`alter database "${template}_building" rename to "${template}"`)
   }
-  // Templates of older migrations: dropped when nobody uses them (another checkout may still).
-  const old = await admin.query<{ datname: string }>("select datname from pg_database where datname like 'fractal_tpl_%' and datname <> $1", [template])
-  for (const { datname } of old.rows) await admin.query(`drop database if exists "${datname}"`).catch(() => {})
   // Databases of files that crashed before their teardown, older than an hour.
   const { rows } = await admin.query<{ datname: string }>(
     "select datname from pg_database where datname like 'fractal_test_%' and split_part(datname, '_', 3)::bigint < $1",
