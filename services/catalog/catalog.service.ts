@@ -38,7 +38,7 @@ export async function getApp (db: Kysely<DB>, id: string) {
 export async function updateRegion (db: Kysely<DB>, deps: { cache: CacheInvalidator }, code: string, changes: { enabled?: boolean, name?: string }) {
   const region = await repo.updateRegion(db, code, changes)
   if (!region) throw new RegionNotFound(code)
-  // Region names and which apps are offered where both change with a region.
-  await deps.cache.invalidate(['regions', 'apps'])
+  // Region names, which apps are offered where, and the service status all change with a region.
+  await deps.cache.invalidate(['regions', 'apps', 'status'])
   return region
 }

@@ -100,10 +100,13 @@ async function stopContainer (deps: ContainerJobDeps, data: StopContainerPayload
       const cluster = container.cluster_id ? await db.selectFrom('cluster').select('name').where('id', '=', container.cluster_id).executeTakeFirst() : undefined
       await deps.provider.stopTask(container.region_code, cluster?.name ?? '', container.task_arn)
     }
+    // The container and its job end together: nobody reads a stopped container with a running job.
     await db.transaction().execute(async (trx) => {
       await repo.updateContainer(trx, container.id, { state: 'stopped' })
       await repo.insertContainerEvent(trx, { container_id: container.id, from_state: 'stopping', to_state: 'stopped', job_id: data.jobId })
+      await repo.updateJob(trx, data.jobId, { state: 'succeeded', progress: 100, message: 'stopped' })
     })
+    return
   }
   await repo.updateJob(db, data.jobId, { state: 'succeeded', progress: 100, message: 'stopped' })
 }
