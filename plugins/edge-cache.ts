@@ -35,6 +35,7 @@ interface RequestState { served?: Representation, pending?: { resolve (r: Repres
 type WithState = FastifyRequest & { [kState]?: RequestState }
 
 const maxEntries = 1000
+const notModifiedDrops = ['content-type', 'content-length', 'content-security-policy', 'referrer-policy', 'strict-transport-security', 'x-content-type-options', 'x-frame-options']
 
 function cacheControl (p: CachePolicy): string {
   const parts = ['public', `max-age=${p.maxAge}`]
@@ -189,16 +190,17 @@ export default fp(async function edgeCachePlugin (app) {
         state?.pending?.resolve(rep)
       }
       reply.header('etag', rep.etag)
+      const ifNoneMatch = request.headers['if-none-match']
+      if (status === 304 || (ifNoneMatch && matches(ifNoneMatch, rep.etag))) {
+        // RFC 9110 §15.4.5: a 304 carries the cache metadata (Cache-Control, ETag, Vary, Date) and nothing
+        // about the content; the security headers and surrogate keys went out with the 200.
+        reply.code(304)
+        for (const name of notModifiedDrops) reply.removeHeader(name)
+        return ''
+      }
       if (rep.tags.length > 0) {
         reply.header('surrogate-key', rep.tags.join(' '))
         reply.header('xkey', rep.tags.join(' '))
-      }
-      const ifNoneMatch = request.headers['if-none-match']
-      if (status === 200 && ifNoneMatch && matches(ifNoneMatch, rep.etag)) {
-        reply.code(304)
-        reply.removeHeader('content-type')
-        reply.removeHeader('content-length')
-        return ''
       }
       return payload
     })

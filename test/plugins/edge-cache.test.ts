@@ -75,3 +75,18 @@ t.test('edge cache › errors are not kept: a 404 is briefly cacheable at the ed
   const hit = await app.inject({ method: 'GET', url: '/v1/apps/later' })
   t.equal(hit.statusCode, 200, 'the origin did not keep the 404')
 })
+
+t.test('edge cache › a 304 carries the cache metadata only (RFC 9110), whether kept at the origin or not', async (t) => {
+  for (const ttl of ['0', '60000']) {
+    const app = await build(t, { ORIGIN_CACHE_TTL_MS: ttl })
+    await given(app).region()
+    const first = await app.inject({ method: 'GET', url: '/v1/regions' })
+    t.ok(first.headers['content-security-policy'], 'the 200 has the security headers')
+    const res = await app.inject({ method: 'GET', url: '/v1/regions', headers: { 'if-none-match': first.headers.etag as string } })
+    t.equal(res.statusCode, 304, `ttl ${ttl}`)
+    t.equal(res.headers.etag, first.headers.etag)
+    t.equal(res.headers['cache-control'], first.headers['cache-control'])
+    t.equal(res.headers.vary, first.headers.vary)
+    for (const name of ['content-type', 'content-security-policy', 'x-frame-options', 'surrogate-key']) t.notOk(res.headers[name], `no ${name}`)
+  }
+})
