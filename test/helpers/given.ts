@@ -69,6 +69,15 @@ export function given (app: FastifyInstance) {
       return { ...row, secret }
     },
 
+    /** A signed-in user holding a container from the warm pool (assigned through the API); `container` is the 201 body. */
+    async assignedContainer () {
+      const offer = await this.offer()
+      const warm = await this.warmContainer(offer)
+      const user = await this.signedIn()
+      const res = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offer.app }, headers: { ...user.headers, 'idempotency-key': randomUUID() } })
+      return { offer, warm, user, container: res.json() }
+    },
+
     /** A signed access token for a made-up session (no rows): for routes that only check scopes. */
     token (claims: Partial<{ sub: string, role: Role, scopes: string[], sid: string }> = {}) {
       return app.issueAccessToken({ sub: claims.sub ?? randomUUID(), role: claims.role ?? 'user', scopes: claims.scopes ?? [], sid: claims.sid ?? randomUUID() })

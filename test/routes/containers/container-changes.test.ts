@@ -7,17 +7,9 @@ import { until } from '../../helpers/wait.js'
 type App = Awaited<ReturnType<typeof build>>
 const stateOf = async (app: App, id: string) => (await app.db.selectFrom('container').select('state').where('id', '=', id).executeTakeFirstOrThrow()).state
 
-async function assigned (app: App) {
-  const offer = await given(app).offer()
-  const warm = await given(app).warmContainer(offer)
-  const user = await given(app).signedIn()
-  await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offer.app }, headers: { ...user.headers, 'idempotency-key': randomUUID() } })
-  return { offer, warm, user }
-}
-
 t.test('updateContainer › valid › the owner changes STUN and DPI', async (t) => {
   const app = await build(t)
-  const { warm, user } = await assigned(app)
+  const { warm, user } = await given(app).assignedContainer()
   const res = await app.inject({ method: 'PATCH', url: `/v1/containers/${warm.id}`, payload: { useStun: true, dpi: 192 }, headers: user.headers })
   t.equal(res.statusCode, 200)
   t.match(res.json(), { useStun: true, dpi: 192 })
@@ -27,7 +19,7 @@ t.test('updateContainer › valid › the owner changes STUN and DPI', async (t)
 
 t.test('updateContainer › insufficient permissions › another user gets 404; no token 401', async (t) => {
   const app = await build(t)
-  const { warm } = await assigned(app)
+  const { warm } = await given(app).assignedContainer()
   const stranger = await given(app).signedIn()
   t.equal((await app.inject({ method: 'PATCH', url: `/v1/containers/${warm.id}`, payload: { dpi: 100 }, headers: stranger.headers })).statusCode, 404)
   t.equal((await app.inject({ method: 'PATCH', url: `/v1/containers/${warm.id}`, payload: { dpi: 100 } })).statusCode, 401)
@@ -36,7 +28,7 @@ t.test('updateContainer › insufficient permissions › another user gets 404; 
 
 t.test('updateContainer › invalid input › out-of-range DPI, unknown fields, empty body', async (t) => {
   const app = await build(t)
-  const { warm, user } = await assigned(app)
+  const { warm, user } = await given(app).assignedContainer()
   for (const payload of [{ dpi: 10 }, { state: 'stopped' }, {}, { useStun: 'yes' }]) {
     t.equal((await app.inject({ method: 'PATCH', url: `/v1/containers/${warm.id}`, payload, headers: user.headers })).statusCode, 400, JSON.stringify(payload))
   }
@@ -87,7 +79,7 @@ t.test('cancelJob › non-existing › 404', async (t) => {
 
 t.test('shutdownContainer › valid › the container asks to stop: 202 and it ends stopped', async (t) => {
   const app = await build(t)
-  const { warm } = await assigned(app)
+  const { warm } = await given(app).assignedContainer()
   const res = await app.inject({ method: 'DELETE', url: `/v1/containers/${warm.id}/self`, headers: { 'x-container-secret': warm.secret } })
   t.equal(res.statusCode, 202)
   t.equal(res.json().kind, 'stop_container')
@@ -97,7 +89,7 @@ t.test('shutdownContainer › valid › the container asks to stop: 202 and it e
 
 t.test('shutdownContainer › insufficient permissions › a user token or a wrong secret is 401, nothing stops', async (t) => {
   const app = await build(t)
-  const { warm, user } = await assigned(app)
+  const { warm, user } = await given(app).assignedContainer()
   for (const headers of [user.headers, { 'x-container-secret': 'y'.repeat(43) }]) {
     t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${warm.id}/self`, headers })).statusCode, 401)
   }
@@ -106,13 +98,13 @@ t.test('shutdownContainer › insufficient permissions › a user token or a wro
 
 t.test('shutdownContainer › invalid input › a malformed id is 400', async (t) => {
   const app = await build(t)
-  const { warm } = await assigned(app)
+  const { warm } = await given(app).assignedContainer()
   t.equal((await app.inject({ method: 'DELETE', url: '/v1/containers/x/self', headers: { 'x-container-secret': warm.secret } })).statusCode, 400)
 })
 
 t.test('deleteMe › valid › deleting an account stops its containers before the row goes', async (t) => {
   const app = await build(t)
-  const { warm, user } = await assigned(app)
+  const { warm, user } = await given(app).assignedContainer()
   t.equal((await app.inject({ method: 'DELETE', url: '/v1/users/me', headers: user.headers })).statusCode, 204)
   app.queue.startWorker(2)
   t.ok(await until(async () => (await stateOf(app, warm.id)) === 'stopped'), 'the container is stopped')

@@ -5,17 +5,9 @@ import { given } from '../../helpers/given.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
-async function assigned (app: App) {
-  const offer = await given(app).offer()
-  const warm = await given(app).warmContainer(offer)
-  const user = await given(app).signedIn()
-  const res = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offer.app }, headers: { ...user.headers, 'idempotency-key': randomUUID() } })
-  return { offer, warm, user, container: res.json() }
-}
-
 t.test('getContainer › valid › the owner reads it with connection info', async (t) => {
   const app = await build(t)
-  const { user, container } = await assigned(app)
+  const { user, container } = await given(app).assignedContainer()
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: user.headers })
   t.equal(res.statusCode, 200)
   t.equal(res.json().connection.aesKey, container.connection.aesKey)
@@ -23,7 +15,7 @@ t.test('getContainer › valid › the owner reads it with connection info', asy
 
 t.test('getContainer › insufficient permissions › another user gets 404, no token 401', async (t) => {
   const app = await build(t)
-  const { container } = await assigned(app)
+  const { container } = await given(app).assignedContainer()
   const stranger = await given(app).signedIn()
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: stranger.headers })
   t.equal(res.statusCode, 404, 'not 403: existence is not revealed')
@@ -46,8 +38,8 @@ t.test('getContainer › non-existing › an unknown id is 404', async (t) => {
 
 t.test('listContainers › valid › mine only, newest first, paginated', async (t) => {
   const app = await build(t)
-  const { user, container } = await assigned(app)
-  await assigned(app)
+  const { user, container } = await given(app).assignedContainer()
+  await given(app).assignedContainer()
   const res = await app.inject({ method: 'GET', url: '/v1/containers', query: { limit: '1' }, headers: user.headers })
   t.equal(res.statusCode, 200)
   t.same(res.json().items.map((c: { id: string }) => c.id), [container.id])
@@ -68,7 +60,7 @@ t.test('listContainers › invalid input › a bad limit or cursor is 400', asyn
 
 t.test('stopContainer › valid › 202 with a job; the worker stops it; stopping again is a done job', async (t) => {
   const app = await build(t)
-  const { user, container } = await assigned(app)
+  const { user, container } = await given(app).assignedContainer()
   const res = await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}`, headers: user.headers })
   t.equal(res.statusCode, 202)
   t.equal(res.headers.location, `/v1/jobs/${res.json().id}`)
@@ -87,7 +79,7 @@ t.test('stopContainer › valid › 202 with a job; the worker stops it; stoppin
 
 t.test('stopContainer › insufficient permissions › another user cannot stop it (404)', async (t) => {
   const app = await build(t)
-  const { container } = await assigned(app)
+  const { container } = await given(app).assignedContainer()
   const stranger = await given(app).signedIn()
   t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}`, headers: stranger.headers })).statusCode, 404)
   const row = await app.db.selectFrom('container').select('state').where('id', '=', container.id).executeTakeFirstOrThrow()
