@@ -13,6 +13,7 @@ import metricsPlugin from './plugins/metrics.js'
 import openapiRoutesPlugin from './plugins/openapi-routes.js'
 import queuePlugin from './plugins/queue.js'
 import rateLimitPlugin from './plugins/rate-limit.js'
+import schedulesPlugin from './plugins/schedules.js'
 import redisPlugin from './plugins/redis.js'
 import securityPlugin from './plugins/security.js'
 import accountsPlugin from './plugins/accounts.js'
@@ -85,6 +86,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(broadcastPlugin)
     await app.register(queuePlugin)
     await app.register(jobsPlugin)
+    await app.register(schedulesPlugin)
     await app.register(securityPlugin)
     await app.register(authPlugin)
     await app.register(mailPlugin)

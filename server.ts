@@ -16,5 +16,6 @@ closeWithGrace({ delay: config.http.shutdownGraceMs }, async ({ signal, err }) =
 await app.listen({ host: config.host, port: config.port })
 if (withWorker) {
   app.queue.startWorker(config.worker.concurrency)
+  app.schedules.start()
   app.log.info({ queue: app.queue.kind }, 'worker started in this process')
 }

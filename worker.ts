@@ -14,4 +14,5 @@ closeWithGrace({ delay: config.http.shutdownGraceMs }, async ({ signal, err }) =
 })
 
 app.queue.startWorker(config.worker.concurrency)
+app.schedules.start()
 app.log.info({ queue: app.queue.kind, concurrency: config.worker.concurrency }, 'worker started')

@@ -25,7 +25,7 @@ export async function seedCatalog (db: Kysely<DB>): Promise<{ regions: number, a
       .execute()
     // One ECS cluster per region until the fleet feature manages them.
     await trx.insertInto('cluster')
-      .values(regions.map((r) => ({ region_code: r.code, name: `fractal-${r.code}-1`, capacity: 50 })))
+      .values(regions.map((r) => ({ region_code: r.code, name: `fractal-${r.code}-1`, capacity: 50, capacity_provider: `fractal-${r.code}-1-capacity` })))
       .onConflict((oc) => oc.column('name').doNothing())
       .execute()
   })

@@ -46,6 +46,7 @@ export interface DB {
   job: JobTable
   container: ContainerTable
   container_event: ContainerEventTable
+  container_session: ContainerSessionTable
   idempotency_record: IdempotencyRecordTable
   maintenance: MaintenanceTable
 }
@@ -139,6 +140,7 @@ export interface ClusterTable {
   name: string
   status: Generated<string>
   capacity: Generated<number>
+  capacity_provider: string | null
   created_at: Timestamp
 }
 
@@ -175,8 +177,19 @@ export interface ContainerTable {
   use_stun: Generated<boolean>
   last_ping_at: Date | null
   assigned_at: Date | null
+  start_job_id: string | null
+  client_connected: Generated<boolean>
+  running_at: Date | null
   created_at: Timestamp
   updated_at: Timestamp
+}
+
+export interface ContainerSessionTable {
+  id: Generated<string>
+  container_id: string
+  user_id: string | null
+  logon_at: Generated<Date>
+  logoff_at: Date | null
 }
 
 export interface ContainerEventTable {

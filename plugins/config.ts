@@ -44,8 +44,20 @@ const EnvSchema = Type.Object({
   GOOGLE_TOKEN_URL: Type.String({ default: 'https://oauth2.googleapis.com/token', format: 'uri' }),
   GOOGLE_JWKS_URL: Type.String({ default: 'https://www.googleapis.com/oauth2/v3/certs', format: 'uri' }),
   GOOGLE_REDIRECT_URIS: Type.String({ default: '' }),
-  CLOUD_PROVIDER: Enum(['simulated'], 'simulated'),
-  SIMULATED_START_MS: Type.Integer({ default: 2000, minimum: 0, maximum: 600000 })
+  CLOUD_PROVIDER: Enum(['simulated', 'aws'], 'simulated'),
+  SIMULATED_START_MS: Type.Integer({ default: 2000, minimum: 0, maximum: 600000 }),
+  ECS_CONTAINER_NAME: Type.String({ default: 'fractal-container', minLength: 1 }),
+  AWS_MAX_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 10 }),
+  CONTAINER_START_TIMEOUT_MS: Type.Integer({ default: 600000, minimum: 1000 }),
+  CONTAINER_FIRST_PING_TIMEOUT_MS: Type.Integer({ default: 120000, minimum: 100 }),
+  CONTAINER_POLL_MS: Type.Integer({ default: 2000, minimum: 10, maximum: 60000 }),
+  CONTAINER_POLL_BUDGET_MS: Type.Integer({ default: 10000, minimum: 0, maximum: 120000 }),
+  CONTAINER_PING_TIMEOUT_MS: Type.Integer({ default: 90000, minimum: 1000 }),
+  ORPHAN_TASK_GRACE_MS: Type.Integer({ default: 300000, minimum: 0 }),
+  WARM_POOL_INTERVAL_MS: Type.Integer({ default: 15000, minimum: 100 }),
+  WARM_POOL_MAX_STARTS: Type.Integer({ default: 10, minimum: 1, maximum: 1000 }),
+  REAP_INTERVAL_MS: Type.Integer({ default: 30000, minimum: 100 }),
+  GEOIP_LOOKUP: Type.Boolean({ default: true })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -97,7 +109,22 @@ function toConfig (env: Env) {
       passwordMinLength: env.PASSWORD_MIN_LENGTH,
       signInMaxFailures: env.SIGN_IN_MAX_FAILURES
     },
-    containers: { provider: env.CLOUD_PROVIDER, simulatedStartMs: env.SIMULATED_START_MS },
+    containers: {
+      provider: env.CLOUD_PROVIDER,
+      simulatedStartMs: env.SIMULATED_START_MS,
+      ecsContainerName: env.ECS_CONTAINER_NAME,
+      awsMaxAttempts: env.AWS_MAX_ATTEMPTS,
+      startTimeoutMs: env.CONTAINER_START_TIMEOUT_MS,
+      firstPingTimeoutMs: env.CONTAINER_FIRST_PING_TIMEOUT_MS,
+      pollMs: env.CONTAINER_POLL_MS,
+      pollBudgetMs: env.CONTAINER_POLL_BUDGET_MS,
+      pingTimeoutMs: env.CONTAINER_PING_TIMEOUT_MS,
+      orphanGraceMs: env.ORPHAN_TASK_GRACE_MS,
+      warmPoolIntervalMs: env.WARM_POOL_INTERVAL_MS,
+      warmPoolMaxStarts: env.WARM_POOL_MAX_STARTS,
+      reapIntervalMs: env.REAP_INTERVAL_MS,
+      geoipLookup: env.GEOIP_LOOKUP
+    },
     google: {
       clientId: env.GOOGLE_CLIENT_ID ?? null,
       clientSecret: env.GOOGLE_CLIENT_SECRET ?? null,

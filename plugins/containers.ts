@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin'
+import { createAwsProvider } from '../services/containers/aws-provider.js'
 import { createContainerJobs } from '../services/containers/containers.jobs.js'
-import { authenticateContainer, stopAllOf, type ContainerDeps } from '../services/containers/containers.service.js'
+import { reapOrphans, reapSilent, reapStuckJobs, refillWarmPools, resumeStalledStarts } from '../services/containers/containers.schedules.js'
+import { authenticateContainer, ping, stopAllOf, type ContainerDeps } from '../services/containers/containers.service.js'
 import { createSimulatedProvider, type CloudProvider } from '../services/containers/provider.js'
 
 declare module 'fastify' {
@@ -10,20 +12,56 @@ declare module 'fastify' {
   }
 }
 
-/** Wires the containers domain: the cloud provider, the start/stop jobs, and the containerSecret scheme. */
+/**
+ * Wires the containers domain: the cloud provider (ECS, or the simulator that also pings for its
+ * containers), the start/stop jobs, the worker's schedules (warm pools, reaping) and the containerSecret
+ * security scheme of the container callbacks.
+ */
 export default fp(async function containersPlugin (app) {
   const { config } = app
-  const provider = createSimulatedProvider({ startDelayMs: config.containers.simulatedStartMs })
+  const settings = config.containers
+  const provider = settings.provider === 'aws'
+    ? createAwsProvider({ containerName: settings.ecsContainerName, maxAttempts: settings.awsMaxAttempts })
+    : createSimulatedProvider({
+      startDelayMs: settings.simulatedStartMs,
+      // The simulated container pings as a real one would: with the secret it was started with.
+      onRunning: async (id, secret) => ping(app.db, await authenticateContainer(app.db, id, secret), true)
+    })
   app.decorate('cloudProvider', provider)
-  app.decorate('containerDeps', { queue: app.queue })
+  app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs })
   // A deleted account's containers are stopped before the account row goes.
   app.accountDeletionSteps.push((accountId) => stopAllOf(app.db, app.containerDeps, accountId))
   app.queue.define(...createContainerJobs({
     db: app.db,
     provider,
+    queue: app.queue,
     callbackUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
+    timing: { pollMs: settings.pollMs, pollBudgetMs: settings.pollBudgetMs, firstPingTimeoutMs: settings.firstPingTimeoutMs },
     log: app.log
   }))
+
+  const ender = { db: app.db, provider }
+  // A start job is stalled when nothing touched it for three of its polling rounds (at least a minute).
+  const stalledMs = Math.max(60_000, 3 * (settings.pollMs + settings.pollBudgetMs))
+  app.schedules.add({
+    name: 'warm-pools',
+    everyMs: settings.warmPoolIntervalMs,
+    run: () => refillWarmPools(app.db, { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, maxStarts: settings.warmPoolMaxStarts })
+  })
+  app.schedules.add({
+    name: 'reap-containers',
+    everyMs: settings.reapIntervalMs,
+    run: async () => ({
+      ...(await reapSilent(app.db, ender, settings.pingTimeoutMs)),
+      ...(await reapStuckJobs(app.db, ender)),
+      ...(await resumeStalledStarts(app.db, { queue: app.queue }, stalledMs))
+    })
+  })
+  app.schedules.add({
+    name: 'reap-orphan-tasks',
+    everyMs: Math.max(settings.reapIntervalMs, 60_000),
+    run: () => reapOrphans(app.db, ender, settings.orphanGraceMs)
+  })
 
   // Containers call back with their own secret (X-Container-Secret), for the container named in the path.
   app.securityHandlers.containerSecret = async (request) => {
@@ -33,7 +71,7 @@ export default fp(async function containersPlugin (app) {
     request.container = container
   }
   app.decorateRequest('container', null)
-}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'auth', 'accounts'] })
+}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'auth', 'accounts', 'schedules'] })
 
 declare module 'fastify' {
   interface FastifyRequest {

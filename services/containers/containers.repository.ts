@@ -26,7 +26,7 @@ export function findLiveForUser (db: Db, userId: string, appId: string) {
     .where('state', 'in', liveStates).executeTakeFirst()
 }
 
-export function insertContainer (db: Db, values: { user_id: string | null, app_id: string, region_code: string, cluster_id: string | null, aes_key: string, secret_hash: string, dpi?: number, state: ContainerState }) {
+export function insertContainer (db: Db, values: { user_id: string | null, app_id: string, region_code: string, cluster_id: string | null, aes_key: string, secret_hash: string, dpi?: number, state: ContainerState, start_job_id?: string | null }) {
   return db.insertInto('container').values(values).returningAll().executeTakeFirstOrThrow()
 }
 
@@ -83,11 +83,6 @@ export function findOffer (db: Db, appId: string, region: string | null) {
     .executeTakeFirst()
 }
 
-export function findCluster (db: Db, region: string) {
-  return db.selectFrom('cluster').select(['id', 'name']).where('region_code', '=', region).where('status', '=', 'active')
-    .orderBy('created_at').limit(1).executeTakeFirst()
-}
-
 export function findIdempotencyRecord (db: Db, userId: string, key: string) {
   return db.selectFrom('idempotency_record').selectAll().where('user_id', '=', userId).where('key', '=', key).executeTakeFirst()
 }
@@ -121,4 +116,71 @@ export function containerOfJob (db: Db, jobId: string) {
 
 export function liveContainersOf (db: Db, userId: string) {
   return db.selectFrom('container').select(['id']).where('user_id', '=', userId).where('state', 'in', liveStates).execute()
+}
+
+export function findClusterById (db: Db, id: string) {
+  return db.selectFrom('cluster').select(['id', 'name', 'capacity_provider']).where('id', '=', id).executeTakeFirst()
+}
+
+/**
+ * Bin-packing: the active cluster of the region with the most live containers that still has room
+ * (fill the fullest first, so emptier clusters can scale in).
+ */
+export function chooseCluster (db: Db, region: string) {
+  return db.selectFrom('cluster')
+    .leftJoin('container', (j) => j.onRef('container.cluster_id', '=', 'cluster.id').on('container.state', 'in', [...liveStates, 'stopping']))
+    .select(['cluster.id', 'cluster.name', 'cluster.capacity_provider', 'cluster.capacity', (eb) => eb.fn.count<number>('container.id').as('live')])
+    .where('cluster.region_code', '=', region).where('cluster.status', '=', 'active')
+    .groupBy('cluster.id')
+    .having((eb) => eb(eb.fn.count('container.id'), '<', eb.ref('cluster.capacity')))
+    .orderBy('live', 'desc').orderBy('cluster.created_at')
+    .limit(1)
+    .executeTakeFirst()
+}
+
+export function findTaskDefinition (db: Db, appId: string, region: string) {
+  return db.selectFrom('app_region').select('task_definition').where('app_id', '=', appId).where('region_code', '=', region).executeTakeFirstOrThrow()
+}
+
+/** creating → starting, with its event, for the start job `jobId`. */
+export async function beginStart (db: Kysely<DB>, id: string, jobId: string) {
+  return db.transaction().execute(async (trx) => {
+    const row = await trx.updateTable('container').set({ state: 'starting', updated_at: sql`now()` })
+      .where('id', '=', id).where('state', '=', 'creating').returningAll().executeTakeFirst()
+    if (row) await insertContainerEvent(trx, { container_id: id, from_state: 'creating', to_state: 'starting', job_id: jobId })
+    return row
+  })
+}
+
+/** The task placed for a starting container (only while it is still starting and has none). */
+export function recordTask (db: Db, id: string, task: { task_arn: string, cluster_id: string }) {
+  return db.updateTable('container').set({ ...task, updated_at: sql`now()` })
+    .where('id', '=', id).where('state', '=', 'starting').where('task_arn', 'is', null)
+    .returningAll().executeTakeFirst()
+}
+
+/** The task runs: where to reach it. Still `starting` until the first ping. */
+export function recordRunning (db: Db, id: string, host: { host_ip: string, port_32262: number, port_32263: number, port_32273: number }) {
+  return db.updateTable('container').set({ ...host, running_at: sql`now()`, updated_at: sql`now()` })
+    .where('id', '=', id).where('state', '=', 'starting')
+    .returningAll().executeTakeFirst()
+}
+
+/** starting → ready once the task runs and the container pinged; null when either is missing. */
+export function finishStart (db: Db, id: string) {
+  return db.updateTable('container')
+    .set({ state: sql`case when user_id is null then 'available' else 'in_use' end`, updated_at: sql`now()` })
+    .where('id', '=', id).where('state', '=', 'starting')
+    .where('host_ip', 'is not', null).where('last_ping_at', 'is not', null)
+    .returningAll().executeTakeFirst()
+}
+
+/** Ends the open client connection rows of a container (a logoff, or the container ending). */
+export function closeSessions (db: Db, containerId: string) {
+  return db.updateTable('container_session').set({ logoff_at: sql`now()` })
+    .where('container_id', '=', containerId).where('logoff_at', 'is', null).execute()
+}
+
+export function openSession (db: Db, containerId: string, userId: string | null) {
+  return db.insertInto('container_session').values({ container_id: containerId, user_id: userId }).execute()
 }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import type { Kysely } from 'kysely'
+import { sql, type Kysely, type Transaction } from 'kysely'
 import type { Container, DB, Job } from '../../db/types.js'
 import { assertOpen } from '../maintenance/maintenance.service.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
@@ -9,21 +9,41 @@ import {
   WrongContainerSecret
 } from './containers.errors.js'
 import * as repo from './containers.repository.js'
+import type { CloudProvider } from './provider.js'
 
-export interface StartContainerPayload { containerId: string, jobId: string, secret: string }
+export interface StartContainerPayload {
+  containerId: string
+  jobId: string
+  /** The container's secret, handed to the task at RunTask (only its hash is stored). */
+  secret: string
+  /** Continuations of one start job (each a delayed queue job of its own). */
+  step?: number
+  /** Consecutive throttling/5xx answers: the backoff grows with them. */
+  transientFailures?: number
+}
 export interface StopContainerPayload { containerId: string, jobId: string }
 
 export const startContainerJob = { family: 'containers', name: 'startContainer' } as const
 export const stopContainerJob = { family: 'containers', name: 'stopContainer' } as const
 
-export interface ContainerDeps { queue: JobQueue }
+export interface ContainerDeps {
+  queue: JobQueue
+  /** How long a start may take before the job fails (`start_timeout`). */
+  startTimeoutMs: number
+}
+
+/** What ends a start: the store, and the provider that stops a task left behind. */
+export interface StartEnder {
+  db: Kysely<DB>
+  provider: CloudProvider
+}
 
 /** What an assignment answered: a warm container (201) or a starting one with its job (202). */
 export type Assignment =
   | { status: 201, container: Container }
   | { status: 202, container: Container, job: Job }
 
-const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('base64url')
+export const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('base64url')
 const requestHash = (body: unknown) => createHash('sha256').update(JSON.stringify(body)).digest('base64url')
 
 async function replay (db: Kysely<DB>, stored: { status: number | null, body: unknown }): Promise<Assignment | null> {
@@ -47,7 +67,7 @@ export async function assignContainer (
   input: { app: string, region?: string, dpi?: number }
 ): Promise<Assignment> {
   const hash = requestHash({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null })
-  const secret = randomBytes(32).toString('base64url')
+  const secret = newSecret()
   const outcome = await db.transaction().execute(async (trx) => {
     const fresh = await repo.insertIdempotencyRecord(trx, userId, idempotencyKey, hash)
     if (!fresh) {
@@ -73,19 +93,9 @@ export async function assignContainer (
       await repo.storeIdempotentResponse(trx, userId, idempotencyKey, { status: 201, body: { containerId: warm.id }, headers: {} })
       return { assignment: { status: 201 as const, container: warm } }
     }
-    const cluster = await repo.findCluster(trx, offer.region_code)
-    const container = await repo.insertContainer(trx, {
-      user_id: userId,
-      app_id: input.app,
-      region_code: offer.region_code,
-      cluster_id: cluster?.id ?? null,
-      aes_key: randomBytes(16).toString('hex'),
-      secret_hash: hashSecret(secret),
-      ...(input.dpi ? { dpi: input.dpi } : {}),
-      state: 'creating'
-    })
-    const job = await repo.insertJob(trx, { kind: 'start_container', owner_id: userId, message: 'queued', deadline_at: new Date(Date.now() + 10 * 60_000) })
-    await repo.insertContainerEvent(trx, { container_id: container.id, from_state: null, to_state: 'creating', job_id: job.id })
+    const { container, job } = await createStartingContainer(trx, {
+      user_id: userId, app_id: input.app, region_code: offer.region_code, dpi: input.dpi, secret
+    }, deps.startTimeoutMs)
     await repo.storeIdempotentResponse(trx, userId, idempotencyKey, { status: 202, body: { containerId: container.id, jobId: job.id }, headers: {} })
     return { assignment: { status: 202 as const, container, job } }
   })
@@ -95,10 +105,75 @@ export async function assignContainer (
     return again
   }
   const assignment = outcome.assignment!
-  if (assignment.status === 202) {
-    await deps.queue.enqueue<StartContainerPayload>(startContainerJob, { containerId: assignment.container.id, jobId: assignment.job.id, secret }, { jobId: assignment.job.id, retries: 3 })
-  }
+  if (assignment.status === 202) await enqueueStart(deps.queue, { containerId: assignment.container.id, jobId: assignment.job.id, secret })
   return assignment
+}
+
+/**
+ * A new container row (state `creating`) and its start job, in the caller's transaction; the caller
+ * enqueues the job after commit (`enqueueStart`). The container's secret is stored hashed.
+ */
+export async function createStartingContainer (
+  trx: Transaction<DB>,
+  values: { user_id: string | null, app_id: string, region_code: string, dpi?: number | undefined, secret: string },
+  startTimeoutMs: number
+) {
+  const job = await repo.insertJob(trx, { kind: 'start_container', owner_id: values.user_id, message: 'queued', deadline_at: new Date(Date.now() + startTimeoutMs) })
+  const container = await repo.insertContainer(trx, {
+    user_id: values.user_id,
+    app_id: values.app_id,
+    region_code: values.region_code,
+    cluster_id: null,
+    aes_key: randomBytes(16).toString('hex'),
+    secret_hash: hashSecret(values.secret),
+    ...(values.dpi ? { dpi: values.dpi } : {}),
+    state: 'creating',
+    start_job_id: job.id
+  })
+  await repo.insertContainerEvent(trx, { container_id: container.id, from_state: null, to_state: 'creating', job_id: job.id })
+  return { container, job }
+}
+
+export function enqueueStart (queue: JobQueue, payload: StartContainerPayload) {
+  return queue.enqueue<StartContainerPayload>(startContainerJob, payload, { jobId: payload.jobId, retries: 3 })
+}
+
+export const newSecret = () => randomBytes(32).toString('base64url')
+
+/**
+ * A start that will not finish: the container fails with the reason, its job fails with a stable code,
+ * in one transaction; then the task it may have started is stopped. Answers `{ failed: code }`.
+ */
+export async function failStart (deps: StartEnder, container: Container, jobId: string | null, code: string, reason: string) {
+  const message = reason.slice(0, 500)
+  const failed = await deps.db.transaction().execute(async (trx) => {
+    const row = await trx.updateTable('container').set({ state: 'failed', failure_reason: message, updated_at: sql`now()` })
+      .where('id', '=', container.id).where('state', 'in', ['creating', 'starting']).returningAll().executeTakeFirst()
+    if (row) await repo.insertContainerEvent(trx, { container_id: container.id, from_state: container.state, to_state: 'failed', job_id: jobId, reason: message })
+    if (jobId) await repo.updateJob(trx, jobId, { state: 'failed', progress: 100, error_code: code, message })
+    return row
+  })
+  const task = failed?.task_arn ?? container.task_arn
+  if (task) {
+    const cluster = failed?.cluster_id ?? container.cluster_id
+    const name = cluster ? (await repo.findClusterById(deps.db, cluster))?.name : undefined
+    await deps.provider.stopTask(container.region_code, name ?? `fractal-${container.region_code}-1`, task, reason.slice(0, 255)).catch(() => {})
+  }
+  return { failed: code }
+}
+
+/**
+ * The start's last step, when the task runs and the container has pinged (whichever comes second calls
+ * it): the container becomes ready and its start job succeeds, together. False when not both yet.
+ */
+export async function completeStartIfPinged (db: Kysely<DB>, containerId: string): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const ready = await repo.finishStart(trx, containerId)
+    if (!ready) return false
+    await repo.insertContainerEvent(trx, { container_id: ready.id, from_state: 'starting', to_state: ready.state, job_id: ready.start_job_id, reason: 'first ping' })
+    if (ready.start_job_id) await repo.updateJob(trx, ready.start_job_id, { state: 'succeeded', progress: 100, message: 'running', result: JSON.stringify({ containerId: ready.id }) })
+    return true
+  })
 }
 
 export async function getOwnContainer (db: Kysely<DB>, userId: string, id: string): Promise<Container> {
@@ -182,14 +257,18 @@ export async function authenticateContainer (db: Kysely<DB>, id: string, secret:
   return container
 }
 
-/** A ping: the container is alive; `available` says whether a user is connected (history on each change). */
+/**
+ * A ping: the container is alive. `available` says no client is connected: a change of it writes the
+ * logon/logoff history (container_session). A starting container's first ping completes its start.
+ */
 export async function ping (db: Kysely<DB>, container: Container, available: boolean) {
-  const running = container.state === 'available' || container.state === 'in_use'
-  const next = !running ? container.state : available && container.user_id === null ? 'available' : 'in_use'
+  const connected = !available
   await db.transaction().execute(async (trx) => {
-    await repo.updateContainer(trx, container.id, { last_ping_at: new Date(), state: next })
-    if (next !== container.state) await repo.insertContainerEvent(trx, { container_id: container.id, from_state: container.state, to_state: next, reason: available ? 'logoff' : 'logon' })
+    await repo.updateContainer(trx, container.id, { last_ping_at: new Date(), client_connected: connected })
+    if (connected && !container.client_connected) await repo.openSession(trx, container.id, container.user_id)
+    if (!connected && container.client_connected) await repo.closeSessions(trx, container.id)
   })
+  if (container.state === 'starting') await completeStartIfPinged(db, container.id)
 }
 
 export interface JobEvent { id: string, event: 'progress' | 'succeeded' | 'failed' | 'cancelled', job: Job }

@@ -52,6 +52,8 @@ export async function testConfig (t: Test, overrides: Overrides = {}): Promise<C
     JWT_PUBLIC_KEY: keys.publicKey,
     // Tests write rows directly; the origin cache has its own tests (test/plugins/edge-cache.test.ts).
     ORIGIN_CACHE_TTL_MS: '0',
+    // Start jobs poll the (simulated or mocked) cloud quickly; the simulator pings when its task runs.
+    CONTAINER_POLL_MS: '50',
     ...overrides
   }
   for (const [key, value] of Object.entries(env)) if (value === '') delete env[key]

@@ -46,7 +46,7 @@ export function given (app: FastifyInstance) {
     async offer (fields: Partial<{ enabled: boolean }> = {}) {
       const region = await this.region({ enabled: fields.enabled ?? true })
       const offered = await this.app({ regions: [region.code] })
-      await app.db.insertInto('cluster').values({ region_code: region.code, name: `fractal-${region.code}-1`, capacity: 10 }).execute()
+      await app.db.insertInto('cluster').values({ region_code: region.code, name: `fractal-${region.code}-1`, capacity: 10, capacity_provider: `fractal-${region.code}-1-capacity` }).execute()
       return { app: offered.id, region: region.code }
     },
 
