@@ -420,8 +420,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * My containers
-         * @description Newest first; stopped and failed ones included.
+         * My containers (admins, everyone's)
+         * @description Newest first; stopped and failed ones included; filtered by `state`, `app`, `region`. Admins can pass
+         *     `all=true` (everyone's containers, optionally one `user`'s); connection info is only ever shown to a
+         *     container's owner.
          */
         get: operations["listContainers"];
         put?: never;
@@ -429,8 +431,14 @@ export interface paths {
          * Get a container for an app
          * @description A ready container from the warm pool of that app and region is claimed in one short transaction and
          *     returned with its connection info (201). Otherwise a container is created and a start job queued
-         *     (202, `Location: /v1/jobs/{id}`). Without `region`, the first enabled region offering the app is used.
-         *     One running container per user and app (409 otherwise).
+         *     (202, `Location: /v1/jobs/{id}`); the job places an ECS task, waits for it to run and for the
+         *     container's first ping, and reports progress (`GET /v1/jobs/{id}/events`).
+         *
+         *     Without `region`, the nearest open region offering the app is chosen from the client's location: the
+         *     edge's `CloudFront-Viewer-Latitude`/`CloudFront-Viewer-Longitude` or Cloudflare's
+         *     `CF-IPLatitude`/`CF-IPLongitude` headers, else a GeoIP lookup of the client's address; among regions
+         *     within 1,000 km of the nearest, one with a warm container wins. Without any location, the catalog's
+         *     order. One running container per user and app (409 otherwise).
          *
          *     `Idempotency-Key` is required: a retry with the same key returns the first answer (24 hours); the same
          *     key with a different body is 422.
@@ -575,6 +583,49 @@ export interface paths {
         /** What the streaming protocol in the container needs to know */
         get: operations["getProtocolInfo"];
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/warm-pools": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Warm pools, with their targets and fill
+         * @description Per app and region: the target the warm-pool schedule keeps (`target`), the unheld containers ready now
+         *     (`ready`) and on their way (`starting`). Filter by `app` or `region`.
+         */
+        get: operations["listWarmPools"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/warm-pools/{appId}/{region}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Set a warm pool's target
+         * @description How many ready, unheld containers of the app to keep in the region. The worker's schedule starts the
+         *     missing ones (a few per pass); a lower target lets the surplus be handed out, nothing is stopped.
+         *     Audited.
+         */
+        put: operations["setWarmPoolTarget"];
         post?: never;
         delete?: never;
         options?: never;
@@ -812,6 +863,8 @@ export interface components {
         ContainerState: "creating" | "starting" | "available" | "in_use" | "stopping" | "stopped" | "failed";
         Container: {
             id: components["schemas"]["Uuid"];
+            /** @description Who holds it; null for a warm container nobody holds. */
+            userId?: null | components["schemas"]["Uuid"];
             app: components["schemas"]["AppId"];
             region: components["schemas"]["RegionCode"];
             state: components["schemas"]["ContainerState"];
@@ -831,6 +884,22 @@ export interface components {
                 /** @description The AES-128 key of the stream, hex. */
                 aesKey: string;
             };
+        };
+        /**
+         * @example {
+         *       "app": "chrome",
+         *       "region": "us-east-1",
+         *       "target": 4,
+         *       "ready": 3,
+         *       "starting": 1
+         *     }
+         */
+        WarmPool: {
+            app: components["schemas"]["AppId"];
+            region: components["schemas"]["RegionCode"];
+            target: number;
+            ready: number;
+            starting: number;
         };
         Job: {
             id: components["schemas"]["Uuid"];
@@ -1864,6 +1933,13 @@ export interface operations {
                 limit?: components["parameters"]["Limit"];
                 /** @description The `nextCursor` of the previous page. */
                 cursor?: components["parameters"]["Cursor"];
+                state?: components["schemas"]["ContainerState"];
+                app?: components["schemas"]["AppId"];
+                region?: components["schemas"]["RegionCode"];
+                /** @description Everyone's containers (admins only; 403 otherwise). */
+                all?: boolean;
+                /** @description One user's containers (admins only, with `all=true`). */
+                user?: components["schemas"]["Uuid"];
             };
             header?: never;
             path?: never;
@@ -2209,6 +2285,74 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+        };
+    };
+    listWarmPools: {
+        parameters: {
+            query?: {
+                app?: components["schemas"]["AppId"];
+                region?: components["schemas"]["RegionCode"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pools. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["WarmPool"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    setWarmPoolTarget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                appId: components["schemas"]["AppId"];
+                region: components["schemas"]["RegionCode"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "target": 5
+                 *     }
+                 */
+                "application/json": {
+                    target: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The pool with its new target. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WarmPool"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
         };
     };
     setMaintenance: {

@@ -1,19 +1,31 @@
 import type { Handlers } from '../../openapi/handler-types.js'
 import * as containers from '../../services/containers/containers.service.js'
+import { locateClient } from '../../services/containers/geo.js'
 import { principalOf } from '../request-context.js'
 import { presentContainer, presentJob } from './present.js'
 
 export const handlers = {
   async assignContainer (request, reply) {
-    const result = await containers.assignContainer(this.db, this.containerDeps, principalOf(request).userId, request.headers['idempotency-key'], request.body)
+    // No region asked for: the nearest one to the client (the edge's geo headers, else its IP).
+    const near = request.body.region ? null : await locateClient(request.headers, request.ip, this.config.containers.geoipLookup)
+    const result = await containers.assignContainer(this.db, this.containerDeps, principalOf(request).userId, request.headers['idempotency-key'], { ...request.body, near })
     if (result.status === 201) return reply.code(201).send(presentContainer(result.container))
     reply.code(202).header('location', `/v1/jobs/${result.job.id}`)
     return { job: presentJob(result.job), container: presentContainer(result.container) }
   },
 
   async listContainers (request) {
-    const page = await containers.listContainers(this.db, principalOf(request).userId, { limit: request.query.limit ?? 20, cursor: request.query.cursor })
-    return { items: page.items.map(presentContainer), nextCursor: page.nextCursor }
+    const principal = principalOf(request)
+    const page = await containers.listContainers(this.db, principal, { ...request.query, limit: request.query.limit ?? 20 })
+    return { items: page.items.map((row) => presentContainer(row, principal.userId)), nextCursor: page.nextCursor }
+  },
+
+  async listWarmPools (request) {
+    return { items: await containers.listWarmPools(this.db, request.query) }
+  },
+
+  async setWarmPoolTarget (request) {
+    return containers.setWarmPoolTarget(this.db, principalOf(request).userId, request.params.appId, request.params.region, request.body.target)
   },
 
   async getContainer (request) {

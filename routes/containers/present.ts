@@ -3,11 +3,12 @@ import type { components } from '../../openapi/schema.js'
 
 type Schemas = components['schemas']
 
-/** A container as its owner sees it: connection info once it runs, never its secret. */
-export function presentContainer (row: Container): Schemas['Container'] {
-  const running = (row.state === 'available' || row.state === 'in_use') && row.host_ip !== null
+/** A container: connection info once it runs and only to its owner (`viewer`), never its secret. */
+export function presentContainer (row: Container, viewer: string | null = row.user_id): Schemas['Container'] {
+  const running = (row.state === 'available' || row.state === 'in_use') && row.host_ip !== null && viewer === row.user_id
   return {
     id: row.id,
+    userId: row.user_id,
     app: row.app_id,
     region: row.region_code,
     state: row.state,

@@ -12,3 +12,5 @@ export const IdempotencyMismatch = defineError('unprocessable', 'Idempotency-Key
   () => 'This Idempotency-Key was used with a different request. Use a new key for a new request.',
   () => fieldErrors('/headers/idempotency-key', 'was used with a different body'))
 export const WrongContainerSecret = defineError('unauthorized', 'Unauthorized', () => 'The container secret is not valid for this container.')
+export const AdminOnly = defineError('forbidden', 'Forbidden', (what: string) => `Only admins can ${what}.`)
+export const PoolNotFound = defineError('not_found', 'Warm pool not found', (app: string, region: string) => `App ${app} is not offered in region ${region}.`)

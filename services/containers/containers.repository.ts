@@ -46,8 +46,13 @@ export function insertContainerEvent (db: Db, event: { container_id: string, fro
   return db.insertInto('container_event').values(event).execute()
 }
 
-export function listForUser (db: Db, userId: string, page: { limit: number, before: { createdAt: Date, id: string } | null }) {
-  return db.selectFrom('container').selectAll().where('user_id', '=', userId)
+/** Containers newest first, filtered (owner null: everyone's), keyset-paginated. */
+export function listContainers (db: Db, where: { owner: string | null, state: ContainerState | null, app: string | null, region: string | null }, page: { limit: number, before: { createdAt: Date, id: string } | null }) {
+  return db.selectFrom('container').selectAll()
+    .$if(where.owner !== null, (q) => q.where('user_id', '=', where.owner!))
+    .$if(where.state !== null, (q) => q.where('state', '=', where.state!))
+    .$if(where.app !== null, (q) => q.where('app_id', '=', where.app!))
+    .$if(where.region !== null, (q) => q.where('region_code', '=', where.region!))
     .$if(page.before !== null, (q) => q.where((eb) => eb.or([
       eb('created_at', '<', page.before!.createdAt),
       eb.and([eb('created_at', '=', page.before!.createdAt), eb('id', '<', page.before!.id)])
@@ -70,7 +75,25 @@ export function updateJob (db: Db, id: string, changes: Updateable<JobTable>) {
     .execute()
 }
 
-/** The enabled region to use: the one asked for, else the first enabled one offering the app. */
+/** The enabled regions offering an app and open (no maintenance window), with whether a warm container waits. */
+export async function listOpenOffers (db: Db, appId: string) {
+  const rows = await db.selectFrom('app_region')
+    .innerJoin('region', 'region.code', 'app_region.region_code')
+    .select((eb) => [
+      'app_region.region_code', 'region.latitude', 'region.longitude',
+      eb.exists(eb.selectFrom('container').select('container.id')
+        .whereRef('container.app_id', '=', 'app_region.app_id').whereRef('container.region_code', '=', 'app_region.region_code')
+        .where('container.state', '=', 'available').where('container.user_id', 'is', null)).as('has_warm')
+    ])
+    .where('app_region.app_id', '=', appId).where('region.enabled', '=', true)
+    .where((eb) => eb.not(eb.exists(eb.selectFrom('maintenance').select('maintenance.scope')
+      .whereRef('maintenance.scope', '=', 'region.code').where('maintenance.ends_at', '>', sql<Date>`now()`))))
+    .orderBy('region.sort_order').orderBy('region.code')
+    .execute()
+  return rows.map((r) => ({ region_code: r.region_code, latitude: r.latitude, longitude: r.longitude, warm: r.has_warm ? 1 : 0 }))
+}
+
+/** The region asked for, when it offers the app (enabled or not: the caller says which is wrong). */
 export function findOffer (db: Db, appId: string, region: string | null) {
   return db.selectFrom('app_region')
     .innerJoin('region', 'region.code', 'app_region.region_code')

@@ -5,27 +5,12 @@ import { sql, type Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
 import type { JobQueue } from '../queue.js'
 import * as repo from './containers.repository.js'
+import { warmPools } from './containers.warm-pools.js'
 import {
   createStartingContainer, enqueueStart, failStart, hashSecret, newSecret, startContainerJob, type StartEnder
 } from './containers.service.js'
 
 const live = ['creating', 'starting', 'available', 'in_use'] as const
-
-/** Per app and region: the warm-pool target, and how many unheld containers are ready or on their way. */
-export function warmPools (db: Kysely<DB>) {
-  return db.selectFrom('app_region')
-    .innerJoin('region', 'region.code', 'app_region.region_code')
-    .leftJoin('container', (j) => j.onRef('container.app_id', '=', 'app_region.app_id').onRef('container.region_code', '=', 'app_region.region_code')
-      .on('container.user_id', 'is', null).on('container.state', 'in', ['creating', 'starting', 'available']))
-    .select([
-      'app_region.app_id', 'app_region.region_code', 'app_region.warm_pool_target', 'region.enabled',
-      (eb) => eb.fn.count<number>('container.id').filterWhere('container.state', '=', 'available').as('ready'),
-      (eb) => eb.fn.count<number>('container.id').filterWhere('container.state', 'in', ['creating', 'starting']).as('starting')
-    ])
-    .groupBy(['app_region.app_id', 'app_region.region_code', 'app_region.warm_pool_target', 'region.enabled'])
-    .orderBy('app_region.app_id').orderBy('app_region.region_code')
-    .execute()
-}
 
 /**
  * Starts containers for every warm pool below its target (counting those already starting), at most

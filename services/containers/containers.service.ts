@@ -1,14 +1,16 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { sql, type Kysely, type Transaction } from 'kysely'
-import type { Container, DB, Job } from '../../db/types.js'
+import type { Container, ContainerState, DB, Job } from '../../db/types.js'
 import { assertOpen } from '../maintenance/maintenance.service.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import {
-  AlreadyRunning, AppNotOffered, ContainerNotFound, IdempotencyMismatch, JobNotFound, RegionDisabled, UnknownApp,
+  AdminOnly, AlreadyRunning, AppNotOffered, ContainerNotFound, PoolNotFound, IdempotencyMismatch, JobNotFound, RegionDisabled, UnknownApp,
   WrongContainerSecret
 } from './containers.errors.js'
 import * as repo from './containers.repository.js'
+import { warmPools } from './containers.warm-pools.js'
+import { pickRegion, type Location } from './geo.js'
 import type { CloudProvider } from './provider.js'
 
 export interface StartContainerPayload {
@@ -64,7 +66,7 @@ async function replay (db: Kysely<DB>, stored: { status: number | null, body: un
  */
 export async function assignContainer (
   db: Kysely<DB>, deps: ContainerDeps, userId: string, idempotencyKey: string,
-  input: { app: string, region?: string, dpi?: number }
+  input: { app: string, region?: string, dpi?: number, near?: Location | null }
 ): Promise<Assignment> {
   const hash = requestHash({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null })
   const secret = newSecret()
@@ -75,7 +77,8 @@ export async function assignContainer (
       if (!stored || stored.request_hash !== hash) throw new IdempotencyMismatch()
       return { replayed: stored }
     }
-    const offer = await repo.findOffer(trx, input.app, input.region ?? null)
+    const region = input.region ?? pickRegion(await repo.listOpenOffers(trx, input.app), input.near ?? null)?.region_code
+    const offer = await repo.findOffer(trx, input.app, region ?? null)
     if (!offer) {
       const app = await trx.selectFrom('app').select('id').where('id', '=', input.app).executeTakeFirst()
       if (!app) throw new UnknownApp(input.app)
@@ -183,9 +186,40 @@ export async function getOwnContainer (db: Kysely<DB>, userId: string, id: strin
   return container
 }
 
-export async function listContainers (db: Kysely<DB>, userId: string, query: { limit: number, cursor?: string }) {
-  const rows = await repo.listForUser(db, userId, { limit: query.limit + 1, before: query.cursor ? decodeKeyset(query.cursor) : null })
+export interface ContainerFilters { limit: number, cursor?: string, state?: ContainerState, app?: string, region?: string, all?: boolean, user?: string }
+
+/** The caller's containers, or (admins, `all`) everyone's; newest first, keyset-paginated. */
+export async function listContainers (db: Kysely<DB>, principal: { userId: string, role: string }, query: ContainerFilters) {
+  if ((query.all || query.user) && principal.role !== 'admin') throw new AdminOnly('list other users\' containers')
+  if (query.user && !query.all) throw new AdminOnly('filter by user without all=true')
+  const owner = query.all ? query.user ?? null : principal.userId
+  const rows = await repo.listContainers(db, {
+    owner, state: query.state ?? null, app: query.app ?? null, region: query.region ?? null
+  }, { limit: query.limit + 1, before: query.cursor ? decodeKeyset(query.cursor) : null })
   return pageOf(rows, query.limit)
+}
+
+export async function listWarmPools (db: Kysely<DB>, filters: { app?: string, region?: string }) {
+  const pools = await warmPools(db, filters)
+  return pools.map((p) => ({ app: p.app_id, region: p.region_code, target: p.warm_pool_target, ready: Number(p.ready), starting: Number(p.starting) }))
+}
+
+/** Sets the target the warm-pool schedule keeps (audited); the schedule does the rest. */
+export async function setWarmPoolTarget (db: Kysely<DB>, actorId: string, app: string, region: string, target: number) {
+  await db.transaction().execute(async (trx) => {
+    const before = await trx.selectFrom('app_region').select('warm_pool_target').where('app_id', '=', app).where('region_code', '=', region).forUpdate().executeTakeFirst()
+    if (!before) throw new PoolNotFound(app, region)
+    await trx.updateTable('app_region').set({ warm_pool_target: target }).where('app_id', '=', app).where('region_code', '=', region).execute()
+    await trx.insertInto('audit_event').values({
+      action: 'warm_pool.target_set',
+      actor_id: actorId,
+      target_type: 'warm_pool',
+      target_id: `${app}/${region}`,
+      details: JSON.stringify({ from: before.warm_pool_target, to: target })
+    }).execute()
+  })
+  const [pool] = await listWarmPools(db, { app, region })
+  return pool!
 }
 
 export async function updateContainer (db: Kysely<DB>, userId: string, id: string, changes: { useStun?: boolean, dpi?: number }): Promise<Container> {
