@@ -34,6 +34,21 @@ app.get('/v1/regions', async (request, reply) => {
   return regionList
 })
 
+// The assignment bench's baseline: a constant 201 with a container of the same shape as ours.
+const assigned = {
+  id: '9b2f3c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5e',
+  userId: '1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d',
+  app: 'chrome',
+  region: 'us-east-1',
+  state: 'in_use',
+  dpi: 96,
+  useStun: false,
+  createdAt: '2026-11-27T00:00:00.000Z',
+  failureReason: null,
+  connection: { ip: '198.51.100.1', ports: { tcp32262: 40000, udp32263: 40001, tcp32273: 40002 }, aesKey: '00112233445566778899aabbccddeeff' }
+}
+app.post('/v1/containers', async (_request, reply) => reply.code(201).send(assigned))
+
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
     app.close().then(() => process.exit(0), () => process.exit(1))

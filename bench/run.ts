@@ -9,6 +9,7 @@
 //   BENCH_WARMUP         seconds of load per scenario and server before measuring (2); 0 skips the warm-up
 //   BENCH_READY_TIMEOUT  seconds a server has to answer 200 on its ready path (60)
 //   BENCH_RATE_LIMIT     spread (default) | off | on, see below
+//   BENCH_ASSIGNMENT     on (default) | off | only: the warm-pool assignment race and throughput (bench/assignment.ts)
 //   DATABASE_URL         where to create (and drop) the bench database (postgres://postgres@127.0.0.1:5432/postgres)
 //   REDIS_URL            the Redis ours uses, under a random REDIS_PREFIX deleted at the end (redis://127.0.0.1:6379)
 //
@@ -29,7 +30,8 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { Redis } from 'ioredis'
 import pg from 'pg'
-import { idleRssTargetMb, scenarios, startupTargetMs, type Headers, type Scenario } from './scenarios.js'
+import { assignmentBench, type AssignmentBenchResult } from './assignment.js'
+import { assignment as assignmentTargets, idleRssTargetMb, scenarios as allScenarios, startupTargetMs, type Headers, type Scenario } from './scenarios.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const resultsPath = fileURLToPath(new URL('results.md', import.meta.url))
@@ -57,10 +59,12 @@ const settings = {
   warmup: envNumber('BENCH_WARMUP', 2, 0),
   readyTimeoutMs: envNumber('BENCH_READY_TIMEOUT', 60, 1) * 1000,
   rateLimit: envRateLimit(),
+  assignment: (['on', 'off', 'only'] as const).find((v) => v === (process.env.BENCH_ASSIGNMENT || 'on')) ?? 'on',
   databaseUrl: process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
   redisUrl: process.env.REDIS_URL || 'redis://127.0.0.1:6379'
 }
 
+const scenarios = settings.assignment === 'only' ? [] : allScenarios
 const readyPollMs = 20
 const settleMs = 2000
 // Above ours' default SHUTDOWN_GRACE_MS (10 s).
@@ -417,6 +421,19 @@ async function main (): Promise<boolean> {
     const pass = problems.length === 0 && (scenario.target === null || (ratio !== null && ratio >= scenario.target))
     rows.push({ scenario, ours: oursM, bare: bareM, ratio, problems, pass })
   }
+  let assignment: AssignmentBenchResult | null = null
+  if (settings.assignment !== 'off') {
+    assignment = await assignmentBench({
+      ours: ours.child.baseUrl,
+      bare: bare.child.baseUrl,
+      databaseUrl: databaseUrl.href,
+      privateKey: keys.privateKey,
+      connections: settings.connections,
+      duration: settings.duration,
+      spread: (): Record<string, string> => settings.rateLimit === 'spread' ? { 'x-forwarded-for': nextClientAddress() } : {},
+      log
+    })
+  }
   await sleep(settleMs)
   const oursRssAfter = await rssMb(ours.child)
   const bareRssAfter = await rssMb(bare.child)
@@ -453,6 +470,29 @@ async function main (): Promise<boolean> {
     return `- ${r.scenario.name} (${r.scenario.method ?? 'GET'} ${r.scenario.path}, expect ${r.scenario.expectStatus}): ${counts('ours', r.ours)}; ${counts('bare', r.bare)}${verdict}`
   })
 
+  const assignmentPass = assignment === null || (assignment.race.pass && assignment.invariant.pass &&
+    assignment.throughput.assignedPerSec >= assignmentTargets.minPerSec && assignment.throughput.ours.p99 <= assignmentTargets.maxP99Ms)
+  const assignmentSection = assignment === null
+    ? []
+    : [
+        '## Warm-pool assignment (POST /v1/containers)',
+        '',
+        `- Race: ${assignment.race.users} users at once against ${assignment.race.warm} warm containers: ${assignment.race.assigned} assigned (201), ${assignment.race.queued} queued (202), other ${JSON.stringify(assignment.race.other)}; ${assignment.race.distinctHolders} distinct holders — ${assignment.race.pass ? 'pass' : '**FAIL** (expected exactly 100 assigned, each to one user, 200 queued)'}`,
+        '',
+        markdownTable(
+          ['measure', 'ours', 'bare', 'ratio', 'target', 'result'],
+          [[
+            'assignments/s (201) at ' + settings.connections + ' connections',
+            formatInt(assignment.throughput.assignedPerSec),
+            formatInt(assignment.throughput.bare.reqPerSec),
+            assignment.throughput.ratio.toFixed(2),
+            `≥ ${formatInt(assignmentTargets.minPerSec)}/s, p99 ≤ ${assignmentTargets.maxP99Ms} ms`,
+            assignment.throughput.assignedPerSec >= assignmentTargets.minPerSec && assignment.throughput.ours.p99 <= assignmentTargets.maxP99Ms ? 'pass' : 'FAIL'
+          ], ['p99 ms', formatMs(assignment.throughput.ours.p99), formatMs(assignment.throughput.bare.p99), '–', '–', '–']]),
+        '',
+        `Statuses: ${JSON.stringify(assignment.throughput.ours.statuses)}. After the load: ${assignment.invariant.doubleHeld} containers held by two users, ${assignment.invariant.usersWithTwo} users holding two — ${assignment.invariant.pass ? 'pass' : '**FAIL**'}.`,
+        ''
+      ]
   const rateLimitNote = {
     spread: 'on, each request from another client address (X-Forwarded-For, TRUST_PROXY=127.0.0.1)',
     off: 'off (RATE_LIMIT_ENABLED=false)',
@@ -470,6 +510,7 @@ async function main (): Promise<boolean> {
     '',
     throughput,
     '',
+    ...assignmentSection,
     '## Startup and memory',
     '',
     resources,
@@ -488,7 +529,7 @@ async function main (): Promise<boolean> {
   await writeFile(resultsPath, report)
   log(`written to ${resultsPath}`)
 
-  return rows.every((r) => r.pass) && startupPass && rssPass
+  return rows.every((r) => r.pass) && startupPass && rssPass && assignmentPass
 }
 
 // Ctrl-C reaches this process twice (from the terminal and relayed by the tsx CLI): clean up once, ignore the rest.

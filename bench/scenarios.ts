@@ -66,3 +66,6 @@ export const scenarios: Scenario[] = [
 export const startupTargetMs = 1500
 /** Ours only: VmRSS after the warm-up load, once idle. */
 export const idleRssTargetMb = 150
+
+/** The warm-pool assignment bench (bench/assignment.ts): assignments per second at the run's connections, and p99. */
+export const assignment = { minPerSec: 1000, maxP99Ms: 50 }

@@ -41,8 +41,9 @@ export default fp(async function containersPlugin (app) {
   }))
 
   const ender = { db: app.db, provider }
-  // A start job is stalled when nothing touched it for three of its polling rounds (at least a minute).
-  const stalledMs = Math.max(60_000, 3 * (settings.pollMs + settings.pollBudgetMs))
+  // A start job is stalled when nothing touched it for five minutes (or ten of its polling rounds): a job
+  // merely waiting in a busy queue is not; if it was, the superseded payload steps aside (see the start job).
+  const stalledMs = Math.max(300_000, 10 * (settings.pollMs + settings.pollBudgetMs))
   app.schedules.add({
     name: 'warm-pools',
     everyMs: settings.warmPoolIntervalMs,

@@ -12,7 +12,7 @@ export interface Schedules {
   add (schedule: Schedule): void
   /** Starts every schedule (the worker role). */
   start (): void
-  /** One pass of a schedule now, under its lock: false when another process holds it. */
+  /** One pass of a schedule now, under its lock: false when another process holds it (or a pass is running here). */
   runOnce (name: string): Promise<Record<string, number> | false>
 }
 
@@ -40,8 +40,10 @@ export default fp(async function schedulesPlugin (app) {
     if (running.has(name)) return false
     if (app.hasDecorator('redis')) {
       const ttl = Math.max(1000, schedule.everyMs - 100)
-      const got = await app.redis.set(`schedule-lock:${name}`, owner, 'PX', ttl, 'NX')
-      if (got !== 'OK') return false
+      const key = `schedule-lock:${name}`
+      // Taken for the whole interval (one pass per interval across workers); its owner may pass again.
+      const got = await app.redis.set(key, owner, 'PX', ttl, 'NX')
+      if (got !== 'OK' && (await app.redis.get(key)) !== owner) return false
     }
     running.add(name)
     const started = performance.now()

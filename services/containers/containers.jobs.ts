@@ -3,7 +3,7 @@ import type { Container, DB } from '../../db/types.js'
 import type { JobDefinition, JobQueue } from '../queue.js'
 import * as repo from './containers.repository.js'
 import {
-  completeStartIfPinged, failStart, startContainerJob, stopContainerJob, type StartContainerPayload, type StopContainerPayload
+  completeStartIfPinged, failStart, hashSecret, startContainerJob, stopContainerJob, type StartContainerPayload, type StopContainerPayload
 } from './containers.service.js'
 import { backoffMs, isTransient, type CloudProvider } from './provider.js'
 
@@ -28,6 +28,7 @@ export interface ContainerJobDeps {
 
 type StartOutcome = { containerId: string } | { cancelled: true } | { failed: string } | { waiting: string }
 
+const formatDuration = (ms: number) => (ms < 10_000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`)
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const terminalJob = new Set(['succeeded', 'failed', 'cancelled'])
 
@@ -104,6 +105,9 @@ async function startContainer (deps: ContainerJobDeps, data: StartContainerPaylo
       await repo.updateJob(db, data.jobId, { state: 'running', progress: 10, message: 'placing the task' })
     }
     if (!container.task_arn) {
+      // A payload whose secret is not the container's any more was superseded (the reaper resumed this
+      // start with a new secret): the task must get the secret the container row knows.
+      if (hashSecret(data.secret) !== container.secret_hash) return { waiting: 'superseded by a resumed start' }
       const placed = await placeTask(deps, container, data)
       if (!('id' in placed)) return placed
       container = placed
@@ -130,8 +134,11 @@ async function startContainer (deps: ContainerJobDeps, data: StartContainerPaylo
       if (await completeStartIfPinged(db, container.id)) return { containerId: container.id }
       const now = await repo.findContainer(db, container.id)
       if (!now || now.state !== 'starting') return now && (now.state === 'available' || now.state === 'in_use') ? { containerId: now.id } : { cancelled: true }
+      // A task that exits before it reports (a crash-looping image) fails now, with ECS's reason.
+      const status = await provider.describeTask(now.region_code, cluster, now.task_arn!)
+      if (status.state === 'stopped') return failStart(deps, now, data.jobId, 'task_stopped', `the task stopped before the container reported: ${status.reason}`)
       if (now.running_at && now.running_at.getTime() + timing.firstPingTimeoutMs < Date.now()) {
-        return failStart(deps, now, data.jobId, 'no_first_ping', `the container did not report within ${Math.round(timing.firstPingTimeoutMs / 1000)} s of running`)
+        return failStart(deps, now, data.jobId, 'no_first_ping', `the container did not report within ${formatDuration(timing.firstPingTimeoutMs)} of running`)
       }
       if (Date.now() + timing.pollMs > until) return continueLater(deps, data, timing.pollMs, 'waiting for the container to report')
       await sleep(timing.pollMs)

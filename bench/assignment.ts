@@ -1,0 +1,143 @@
+// The warm-pool assignment bench (issue 5), run by bench/run.ts against ours after the other scenarios:
+//
+// 1. Race: 300 users ask for the same app at once against 100 warm containers. Exactly 100 must get one
+//    (201), each container held by one user, and the other 200 must be queued (202, a start job each).
+// 2. Throughput: POST /v1/containers at N connections for the run's duration, every request another user
+//    with a fresh Idempotency-Key, against a warm pool larger than the run can drain: assignments per second
+//    and p99, compared with bare Fastify answering a constant 201. Then the same invariant is checked.
+//
+// Users and containers are written straight into the bench database (accounts without passwords, tokens
+// signed with the server's key): argon2 sign-ins would measure argon2, not assignment.
+import { randomUUID } from 'node:crypto'
+import autocannon from 'autocannon'
+import { importPKCS8, SignJWT } from 'jose'
+import pg from 'pg'
+
+export interface AssignmentBenchOptions {
+  ours: string
+  bare: string
+  databaseUrl: string
+  privateKey: string
+  connections: number
+  duration: number
+  /** Extra per-request headers (X-Forwarded-For spreading, as the other scenarios). */
+  spread: () => Record<string, string>
+  log: (line: string) => void
+}
+
+export interface AssignmentBenchResult {
+  race: { users: number, warm: number, assigned: number, queued: number, other: Record<string, number>, distinctHolders: number, pass: boolean }
+  throughput: { ours: { reqPerSec: number, p99: number, statuses: Record<string, number> }, bare: { reqPerSec: number, p99: number }, ratio: number, assignedPerSec: number }
+  invariant: { doubleHeld: number, usersWithTwo: number, pass: boolean }
+}
+
+const app = 'chrome'
+const region = 'us-east-1'
+
+async function tokensFor (privateKey: string, userIds: string[]): Promise<string[]> {
+  const key = await importPKCS8(privateKey, 'ES256')
+  return Promise.all(userIds.map((sub) => new SignJWT({ role: 'user', scopes: ['account', 'containers'], sid: randomUUID() })
+    .setProtectedHeader({ alg: 'ES256' }).setSubject(sub).setIssuer('https://api.fractal.co').setAudience('fractal')
+    .setIssuedAt().setExpirationTime('1h').sign(key)))
+}
+
+async function createUsers (db: pg.Client, n: number, tag: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `insert into account (email, name, email_verified_at)
+     select 'bench-' || $2 || '-' || g || '@example.test', 'Bench ' || g, now() from generate_series(1, $1) g returning id`, [n, tag])
+  return rows.map((r) => r.id)
+}
+
+async function createWarm (db: pg.Client, n: number): Promise<void> {
+  await db.query(
+    `insert into container (app_id, region_code, user_id, state, aes_key, secret_hash, task_arn, host_ip, port_32262, port_32263, port_32273, last_ping_at)
+     select $2, $3, null, 'available', md5(g::text), md5('s' || g), 'arn:aws:ecs:bench:task/' || g, '198.51.100.1', 40000, 40001, 40002, now()
+     from generate_series(1, $1) g`, [n, app, region])
+}
+
+async function invariant (db: pg.Client) {
+  const doubleHeld = (await db.query('select count(*)::int n from (select id from container group by id having count(distinct user_id) > 1) x')).rows[0].n as number
+  const usersWithTwo = (await db.query(
+    `select count(*)::int n from (select user_id from container where app_id = $1 and user_id is not null
+       and state in ('creating', 'starting', 'available', 'in_use') group by user_id having count(*) > 1) x`, [app])).rows[0].n as number
+  return { doubleHeld, usersWithTwo, pass: doubleHeld === 0 && usersWithTwo === 0 }
+}
+
+export async function assignmentBench (o: AssignmentBenchOptions): Promise<AssignmentBenchResult> {
+  const db = new pg.Client({ connectionString: o.databaseUrl })
+  await db.connect()
+  try {
+    // Nothing refills or reaps during the bench (the server runs without a worker anyway).
+    await db.query('update app_region set warm_pool_target = 0')
+
+    // 1. The race.
+    o.log('assignment race: 300 users, 100 warm containers')
+    const raceUsers = await createUsers(db, 300, 'race')
+    await createWarm(db, 100)
+    const raceTokens = await tokensFor(o.privateKey, raceUsers)
+    const answers = await Promise.all(raceTokens.map(async (token) => {
+      const res = await fetch(`${o.ours}/v1/containers`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': randomUUID(), ...o.spread() },
+        body: JSON.stringify({ app, region })
+      })
+      await res.arrayBuffer()
+      return res.status
+    }))
+    const count = (s: number) => answers.filter((a) => a === s).length
+    const other = Object.fromEntries([...new Set(answers.filter((a) => a !== 201 && a !== 202))].map((s) => [String(s), count(s)]))
+    const holders = (await db.query(
+      "select count(distinct user_id)::int n, count(*)::int c from container where app_id = $1 and state = 'in_use' and user_id = any($2::uuid[])", [app, raceUsers])).rows[0]
+    const race = {
+      users: 300,
+      warm: 100,
+      assigned: count(201),
+      queued: count(202),
+      other,
+      distinctHolders: holders.n as number,
+      pass: count(201) === 100 && count(202) === 200 && holders.n === 100 && holders.c === 100
+    }
+    o.log(`race: ${race.assigned} assigned, ${race.queued} queued, ${JSON.stringify(other)} other, ${race.distinctHolders} distinct holders`)
+
+    // 2. Throughput. More users and warm containers than the run can use up at 5,000 a second.
+    const supply = Math.max(5000, Math.ceil(o.duration * 5000))
+    o.log(`assignment throughput: ${supply} users and warm containers`)
+    const users = await createUsers(db, supply, 'load')
+    await createWarm(db, supply)
+    const tokens = await tokensFor(o.privateKey, users)
+    let next = 0
+    const run = (url: string) => autocannon({
+      url,
+      method: 'POST',
+      connections: o.connections,
+      duration: o.duration,
+      requests: [{
+        setupRequest: (request) => ({
+          ...request,
+          headers: {
+            ...request.headers,
+            'content-type': 'application/json',
+            authorization: `Bearer ${tokens[next++ % tokens.length]}`,
+            'idempotency-key': randomUUID(),
+            ...o.spread()
+          },
+          body: JSON.stringify({ app, region })
+        })
+      }]
+    })
+    const bareResult = await run(`${o.bare}/v1/containers`)
+    const oursResult = await run(`${o.ours}/v1/containers`)
+    const statuses = Object.fromEntries(Object.entries(oursResult.statusCodeStats).map(([s, { count }]) => [s, count]))
+    const assigned = statuses['201'] ?? 0
+    const throughput = {
+      ours: { reqPerSec: oursResult.requests.average, p99: oursResult.latency.p99, statuses },
+      bare: { reqPerSec: bareResult.requests.average, p99: bareResult.latency.p99 },
+      ratio: oursResult.requests.average / Math.max(1, bareResult.requests.average),
+      assignedPerSec: assigned / o.duration
+    }
+    o.log(`throughput: ours ${Math.round(throughput.ours.reqPerSec)} req/s (p99 ${throughput.ours.p99} ms, ${JSON.stringify(statuses)}), bare ${Math.round(throughput.bare.reqPerSec)} req/s`)
+    return { race, throughput, invariant: await invariant(db) }
+  } finally {
+    await db.end()
+  }
+}
