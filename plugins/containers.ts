@@ -24,6 +24,8 @@ export default fp(async function containersPlugin (app) {
     ? createAwsProvider({ containerName: settings.ecsContainerName, maxAttempts: settings.awsMaxAttempts })
     : createSimulatedProvider({
       startDelayMs: settings.simulatedStartMs,
+      // Well inside the reaper's silence limit.
+      pingEveryMs: Math.max(50, Math.floor(settings.pingTimeoutMs / 3)),
       // The simulated container pings as a real one would: with the secret it was started with.
       onRunning: async (id, secret) => ping(app.db, await authenticateContainer(app.db, id, secret), true)
     })

@@ -45,3 +45,30 @@ t.test('embedded defaults › PGlite, in-process queue and generated keys serve 
   while ((await app.queue.counts('cache-purge')).succeeded < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   t.equal((await app.queue.counts('cache-purge')).succeeded, 1, 'the in-process worker ran the purge job')
 })
+
+t.test('embedded defaults › a container starts on the simulator and its first ping makes it ready (PGlite runs the SQL functions)', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fractal-embedded-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const app = await buildApp(loadConfig({ NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent', SIMULATED_START_MS: '50', CONTAINER_POLL_MS: '20' }), { logger: false })
+  t.teardown(() => app.close())
+  await app.ready()
+  app.queue.startWorker(2)
+
+  const signUp = await app.db.insertInto('account').values({ email: 'embedded@example.test', name: 'Embedded', email_verified_at: new Date() }).returning('id').executeTakeFirstOrThrow()
+  const token = app.issueAccessToken({ sub: signUp.id, role: 'user', scopes: ['containers'], sid: 'embedded-session' })
+  const headers = { authorization: `Bearer ${token}`, 'idempotency-key': 'embedded-first-container' }
+  const res = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: 'blender', region: 'us-east-1' }, headers })
+  t.equal(res.statusCode, 202, 'blender keeps no warm pool: a start job')
+  const { job, container } = res.json()
+  let state = ''
+  const deadline = Date.now() + 10_000
+  while (state !== 'succeeded' && Date.now() < deadline) {
+    state = (await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers })).json().state
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  t.equal(state, 'succeeded')
+  const read = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers })
+  t.match(read.json(), { state: 'in_use', connection: { ip: /^203\.0\.113\./ } })
+  const replay = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: 'blender', region: 'us-east-1' }, headers })
+  t.equal(replay.json().container.id, container.id, 'the Idempotency-Key replay returns the same container')
+})

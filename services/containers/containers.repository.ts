@@ -9,33 +9,8 @@ export const liveStates: ContainerState[] = ['creating', 'starting', 'available'
  * Claims the oldest ready, unheld container of the warm pool for a user: one statement, the row locked
  * with SKIP LOCKED so concurrent claims take different containers and never wait on each other.
  */
-export function claimWarm (db: Db, where: { appId: string, region: string }, userId: string, dpi: number | undefined) {
-  return db.updateTable('container')
-    .set({ user_id: userId, state: 'in_use', assigned_at: sql`now()`, updated_at: sql`now()`, ...(dpi ? { dpi } : {}) })
-    .where('id', '=', (eb) => eb.selectFrom('container').select('id')
-      .where('app_id', '=', where.appId).where('region_code', '=', where.region)
-      .where('state', '=', 'available').where('user_id', 'is', null)
-      .orderBy('created_at').limit(1)
-      .forUpdate().skipLocked())
-    .returningAll()
-    .executeTakeFirst()
-}
-
-export function findLiveForUser (db: Db, userId: string, appId: string) {
-  return db.selectFrom('container').select(['id']).where('user_id', '=', userId).where('app_id', '=', appId)
-    .where('state', 'in', liveStates).executeTakeFirst()
-}
-
-export function insertContainer (db: Db, values: { user_id: string | null, app_id: string, region_code: string, cluster_id: string | null, aes_key: string, secret_hash: string, dpi?: number, state: ContainerState, start_job_id?: string | null }) {
-  return db.insertInto('container').values(values).returningAll().executeTakeFirstOrThrow()
-}
-
 export function findContainer (db: Db, id: string) {
   return db.selectFrom('container').selectAll().where('id', '=', id).executeTakeFirst()
-}
-
-export function lockContainer (trx: Transaction<DB>, id: string) {
-  return trx.selectFrom('container').selectAll().where('id', '=', id).forUpdate().executeTakeFirst()
 }
 
 export function updateContainer (db: Db, id: string, changes: Updateable<ContainerTable>) {
@@ -94,45 +69,9 @@ export async function listOpenOffers (db: Db, appId: string) {
 }
 
 /** The region asked for, when it offers the app (enabled or not: the caller says which is wrong). */
-export function findOffer (db: Db, appId: string, region: string | null) {
-  return db.selectFrom('app_region')
-    .innerJoin('region', 'region.code', 'app_region.region_code')
-    .select(['app_region.region_code', 'app_region.task_definition', 'region.enabled'])
-    .where('app_region.app_id', '=', appId)
-    .$if(region !== null, (q) => q.where('app_region.region_code', '=', region!))
-    .$if(region === null, (q) => q.where('region.enabled', '=', true))
-    .orderBy('region.sort_order').orderBy('region.code')
-    .limit(1)
-    .executeTakeFirst()
-}
-
-export function findIdempotencyRecord (db: Db, userId: string, key: string) {
-  return db.selectFrom('idempotency_record').selectAll().where('user_id', '=', userId).where('key', '=', key).executeTakeFirst()
-}
-
 /** Inserts the key; an insert racing a committed or in-flight one with the same key waits, then does nothing. */
-export function insertIdempotencyRecord (db: Db, userId: string, key: string, requestHash: string) {
-  return db.insertInto('idempotency_record').values({ user_id: userId, key, request_hash: requestHash })
-    .onConflict((oc) => oc.columns(['user_id', 'key']).doNothing()).returning('key').executeTakeFirst()
-}
-
-export function storeIdempotentResponse (db: Db, userId: string, key: string, response: { status: number, body: unknown, headers: Record<string, string> }) {
-  return db.updateTable('idempotency_record')
-    .set({ status: response.status, body: JSON.stringify(response.body), headers: JSON.stringify(response.headers) })
-    .where('user_id', '=', userId).where('key', '=', key).execute()
-}
-
 /** A user-scoped advisory lock for one app: two assignments of one user and app take turns. */
-export async function lockUserApp (trx: Transaction<DB>, userId: string, appId: string) {
-  await sql`select pg_advisory_xact_lock(hashtextextended(${`${userId}:${appId}`}, 0))`.execute(trx)
-}
-
 /** The start job's last step, only if nobody stopped the container meanwhile (a cancel, a shutdown). */
-export function completeStart (db: Db, id: string, changes: Updateable<ContainerTable>) {
-  return db.updateTable('container').set({ ...changes, updated_at: sql`now()` }).where('id', '=', id).where('state', '=', 'starting')
-    .returning('id').executeTakeFirst()
-}
-
 export function containerOfJob (db: Db, jobId: string) {
   return db.selectFrom('container_event').select('container_id').where('job_id', '=', jobId).orderBy('id').limit(1).executeTakeFirst()
 }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { Container, ContainerState, DB, Job } from '../../db/types.js'
-import { assertOpen } from '../maintenance/maintenance.service.js'
+import { DomainError } from '../errors.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import {
@@ -58,11 +58,42 @@ async function replay (db: Kysely<DB>, stored: { status: number | null, body: un
   return job ? { status: 202, container, job } : null
 }
 
+/** A row PostgreSQL sent as JSON (to_jsonb): its timestamps back to Dates. */
+function revive<T> (row: Record<string, unknown>): T {
+  const out: Record<string, unknown> = { ...row }
+  for (const [key, value] of Object.entries(row)) if (key.endsWith('_at') && typeof value === 'string') out[key] = new Date(value)
+  return out as T
+}
+
+/** The SQLSTATEs fractal_assign_container raises (db/migrations/2026-11-27T1800_assign_functions.ts). */
+function assignmentError (err: unknown, input: { app: string, region?: string | undefined }): unknown {
+  const e = err as { code?: string, detail?: string, message?: string }
+  switch (e.code) {
+    case 'FR001': return new IdempotencyMismatch()
+    case 'FR002': return new UnknownApp(input.app)
+    case 'FR003': return new AppNotOffered(input.app, input.region ?? 'any enabled region')
+    case 'FR004': return new RegionDisabled(e.detail ?? input.region ?? '')
+    case 'FR005': {
+      const retryAfter = Math.max(1, Math.min(3600, Math.ceil(Number(e.detail) - Date.now() / 1000)))
+      return new DomainError('maintenance', 'Down for maintenance', e.message ?? 'Down for maintenance.', { retryAfter })
+    }
+    case 'FR006': return new AlreadyRunning(input.app, e.detail ?? '')
+    default: return err
+  }
+}
+
+type AssignOutcome =
+  | { outcome: 'replay', status: number, body: { containerId: string, jobId?: string } }
+  | { outcome: 'claimed', container: Record<string, unknown> }
+  | { outcome: 'created', container: Record<string, unknown>, job: Record<string, unknown> }
+
 /**
- * Hands a user a container for an app: one short transaction claims a warm one (FOR UPDATE SKIP LOCKED)
- * or creates one and its start job. No network call happens inside it; the job is queued after commit.
- * The Idempotency-Key row is written in the same transaction: a replay returns the first answer, a
- * concurrent replay waits for the first to commit.
+ * Hands a user a container for an app, in one call of fractal_assign_container (one round trip, one
+ * transaction): the Idempotency-Key row, the offer and maintenance checks, one live container per user and
+ * app (an advisory lock per user and app), then a warm container claimed with FOR UPDATE SKIP LOCKED (201)
+ * or a new container and its start job (202), queued after commit. No network call happens inside it. A
+ * replay returns the first answer; a concurrent replay waits for the first to commit. Without a region and
+ * with a client location, the nearest open region is picked first (one more query).
  */
 export async function assignContainer (
   db: Kysely<DB>, deps: ContainerDeps, userId: string, idempotencyKey: string,
@@ -70,45 +101,25 @@ export async function assignContainer (
 ): Promise<Assignment> {
   const hash = requestHash({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null })
   const secret = newSecret()
-  const outcome = await db.transaction().execute(async (trx) => {
-    const fresh = await repo.insertIdempotencyRecord(trx, userId, idempotencyKey, hash)
-    if (!fresh) {
-      const stored = await repo.findIdempotencyRecord(trx, userId, idempotencyKey)
-      if (!stored || stored.request_hash !== hash) throw new IdempotencyMismatch()
-      return { replayed: stored }
-    }
-    const region = input.region ?? pickRegion(await repo.listOpenOffers(trx, input.app), input.near ?? null)?.region_code
-    const offer = await repo.findOffer(trx, input.app, region ?? null)
-    if (!offer) {
-      const app = await trx.selectFrom('app').select('id').where('id', '=', input.app).executeTakeFirst()
-      if (!app) throw new UnknownApp(input.app)
-      throw new AppNotOffered(input.app, input.region ?? 'any enabled region')
-    }
-    if (!offer.enabled) throw new RegionDisabled(offer.region_code)
-    await assertOpen(trx, offer.region_code)
-    await repo.lockUserApp(trx, userId, input.app)
-    const live = await repo.findLiveForUser(trx, userId, input.app)
-    if (live) throw new AlreadyRunning(input.app, live.id)
-
-    const warm = await repo.claimWarm(trx, { appId: input.app, region: offer.region_code }, userId, input.dpi)
-    if (warm) {
-      await repo.insertContainerEvent(trx, { container_id: warm.id, from_state: 'available', to_state: 'in_use', reason: 'assigned from the warm pool' })
-      await repo.storeIdempotentResponse(trx, userId, idempotencyKey, { status: 201, body: { containerId: warm.id }, headers: {} })
-      return { assignment: { status: 201 as const, container: warm } }
-    }
-    const { container, job } = await createStartingContainer(trx, {
-      user_id: userId, app_id: input.app, region_code: offer.region_code, dpi: input.dpi, secret
-    }, deps.startTimeoutMs)
-    await repo.storeIdempotentResponse(trx, userId, idempotencyKey, { status: 202, body: { containerId: container.id, jobId: job.id }, headers: {} })
-    return { assignment: { status: 202 as const, container, job } }
-  })
-  if (outcome.replayed) {
-    const again = await replay(db, outcome.replayed)
+  const region = input.region ?? (input.near ? pickRegion(await repo.listOpenOffers(db, input.app), input.near)?.region_code : undefined)
+  let result: AssignOutcome
+  try {
+    const { rows } = await sql<{ result: AssignOutcome }>`select fractal_assign_container(
+      ${userId}::uuid, ${idempotencyKey}, ${hash}, ${input.app}, ${region ?? null}, ${input.dpi ?? null}::integer,
+      ${randomBytes(16).toString('hex')}, ${hashSecret(secret)}, ${new Date(Date.now() + deps.startTimeoutMs)}::timestamptz
+    ) as result`.execute(db)
+    result = rows[0]!.result
+  } catch (err) {
+    throw assignmentError(err, input)
+  }
+  if (result.outcome === 'replay') {
+    const again = await replay(db, { status: result.status, body: result.body })
     if (!again) throw new IdempotencyMismatch()
     return again
   }
-  const assignment = outcome.assignment!
-  if (assignment.status === 202) await enqueueStart(deps.queue, { containerId: assignment.container.id, jobId: assignment.job.id, secret })
+  if (result.outcome === 'claimed') return { status: 201, container: revive<Container>(result.container) }
+  const assignment = { status: 202 as const, container: revive<Container>(result.container), job: revive<Job>(result.job) }
+  await enqueueStart(deps.queue, { containerId: assignment.container.id, jobId: assignment.job.id, secret })
   return assignment
 }
 
@@ -121,20 +132,11 @@ export async function createStartingContainer (
   values: { user_id: string | null, app_id: string, region_code: string, dpi?: number | undefined, secret: string },
   startTimeoutMs: number
 ) {
-  const job = await repo.insertJob(trx, { kind: 'start_container', owner_id: values.user_id, message: 'queued', deadline_at: new Date(Date.now() + startTimeoutMs) })
-  const container = await repo.insertContainer(trx, {
-    user_id: values.user_id,
-    app_id: values.app_id,
-    region_code: values.region_code,
-    cluster_id: null,
-    aes_key: randomBytes(16).toString('hex'),
-    secret_hash: hashSecret(values.secret),
-    ...(values.dpi ? { dpi: values.dpi } : {}),
-    state: 'creating',
-    start_job_id: job.id
-  })
-  await repo.insertContainerEvent(trx, { container_id: container.id, from_state: null, to_state: 'creating', job_id: job.id })
-  return { container, job }
+  const { rows } = await sql<{ created: { container: Record<string, unknown>, job: Record<string, unknown> } }>`select fractal_create_container(
+    ${values.user_id}::uuid, ${values.app_id}, ${values.region_code}, ${values.dpi ?? null}::integer,
+    ${randomBytes(16).toString('hex')}, ${hashSecret(values.secret)}, ${new Date(Date.now() + startTimeoutMs)}::timestamptz
+  ) as created`.execute(trx)
+  return { container: revive<Container>(rows[0]!.created.container), job: revive<Job>(rows[0]!.created.job) }
 }
 
 export function enqueueStart (queue: JobQueue, payload: StartContainerPayload) {

@@ -48,13 +48,13 @@ export function backoffMs (attempt: number, baseMs = 1000, capMs = 30_000): numb
   return Math.round(ceiling / 2 + Math.random() * ceiling / 2)
 }
 
-interface SimulatedTask { taskArn: string, cluster: string, containerId: string, startedAt: number, stopped: string | null, n: number }
+interface SimulatedTask { taskArn: string, cluster: string, containerId: string, startedAt: number, stopped: string | null, n: number, pinger?: NodeJS.Timeout }
 
 /**
  * The embedded stand-in for ECS: a task runs `startDelayMs` after RunTask; then the "container" pings us
  * through `onRunning` (the plugin authenticates it with the secret from its environment, as a real one would).
  */
-export function createSimulatedProvider (options: { startDelayMs: number, onRunning?: (containerId: string, secret: string) => Promise<void> }): CloudProvider {
+export function createSimulatedProvider (options: { startDelayMs: number, pingEveryMs?: number, onRunning?: (containerId: string, secret: string) => Promise<void> }): CloudProvider {
   const tasks = new Map<string, SimulatedTask>()
   const byContainer = new Map<string, string>()
   let next = 0
@@ -70,11 +70,19 @@ export function createSimulatedProvider (options: { startDelayMs: number, onRunn
       byContainer.set(spec.containerId, taskArn)
       const secret = spec.environment.FRACTAL_CONTAINER_SECRET
       if (options.onRunning && secret) {
-        const timer = setTimeout(() => {
+        const ping = () => {
           const task = tasks.get(taskArn)
           if (task && !task.stopped) options.onRunning!(spec.containerId, secret).catch(() => {})
-        }, options.startDelayMs)
-        timer.unref()
+        }
+        // The first ping when the task runs, then one every `pingEveryMs` while it runs, as a real container.
+        setTimeout(() => {
+          ping()
+          const task = tasks.get(taskArn)
+          if (task && !task.stopped) {
+            task.pinger = setInterval(ping, options.pingEveryMs ?? 30_000)
+            task.pinger.unref()
+          }
+        }, options.startDelayMs).unref()
       }
       return { taskArn }
     },
@@ -87,7 +95,10 @@ export function createSimulatedProvider (options: { startDelayMs: number, onRunn
     },
     async stopTask (_region, _cluster, taskArn, reason) {
       const task = tasks.get(taskArn)
-      if (task && !task.stopped) task.stopped = reason
+      if (task && !task.stopped) {
+        task.stopped = reason
+        clearInterval(task.pinger)
+      }
     },
     async listTasks (_region, cluster) {
       return [...tasks.values()].filter((t) => t.cluster === cluster && !t.stopped)
