@@ -154,6 +154,7 @@ export interface JobTable {
   result: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>
   error_code: string | null
   deadline_at: Date | null
+  needs_enqueue: Generated<boolean>
   created_at: Timestamp
   updated_at: Timestamp
 }

@@ -30,7 +30,7 @@ export default fp(async function containersPlugin (app) {
       onRunning: async (id, secret) => ping(app.db, await authenticateContainer(app.db, id, secret), true)
     })
   app.decorate('cloudProvider', provider)
-  app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs })
+  app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, log: app.log })
   // A deleted account's containers are stopped before the account row goes.
   app.accountDeletionSteps.push((accountId) => stopAllOf(app.db, app.containerDeps, accountId))
   app.queue.define(...createContainerJobs({
@@ -43,9 +43,9 @@ export default fp(async function containersPlugin (app) {
   }))
 
   const ender = { db: app.db, provider }
-  // A start job is stalled when nothing touched it for five minutes (or ten of its polling rounds): a job
-  // merely waiting in a busy queue is not; if it was, the superseded payload steps aside (see the start job).
-  const stalledMs = Math.max(300_000, 10 * (settings.pollMs + settings.pollBudgetMs))
+  // A start job is stalled when nothing touched it for CONTAINER_STALLED_MS (5 minutes): one merely waiting
+  // in a busy queue is not; if it was, its superseded payload steps aside (see the start job).
+  const stalledMs = settings.stalledMs
   app.schedules.add({
     name: 'warm-pools',
     everyMs: settings.warmPoolIntervalMs,

@@ -43,7 +43,7 @@ const byStatus: Record<number, ErrorCode> = {
 const unavailableCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006'])
 function isDependencyDown (err: Error & { code?: string }): boolean {
   return (err.code !== undefined && unavailableCodes.has(err.code)) ||
-    /Connection terminated|timeout exceeded when trying to connect|enableOfflineQueue|Connection is closed/.test(err.message)
+    /Connection terminated|timeout exceeded when trying to connect|enableOfflineQueue|enable_offline_queue|Connection is closed/.test(err.message)
 }
 
 interface FieldError { field: string, message: string }

@@ -42,7 +42,9 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger): 
   const definitions = new Map<string, JobDefinition>()
   const make = (family: QueueFamily, isWorker: boolean) => new BeeQueue<Payload>(family, {
     prefix: `${prefix}bq`,
-    redis: { url } as never,
+    // Producers fail fast while Redis is away (the caller decides: 503, or leave it to a reaper) instead of
+    // holding the request until Redis returns.
+    redis: { url, enable_offline_queue: isWorker } as never,
     isWorker,
     getEvents: false,
     sendEvents: false,

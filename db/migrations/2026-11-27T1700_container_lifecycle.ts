@@ -18,6 +18,9 @@ export async function up (db: Kysely<any>): Promise<void> {
   await sql`create index container_live_ping_idx on container (last_ping_at) where state in ('available', 'in_use')`.execute(db)
   await sql`create index container_cluster_live_idx on container (cluster_id) where state in ('creating', 'starting', 'available', 'in_use', 'stopping')`.execute(db)
   await sql`create index job_open_idx on job (deadline_at) where state in ('queued', 'running')`.execute(db)
+  // Committed, but the queue could not take it (Redis away): the reaper enqueues it on its next pass.
+  await db.schema.alterTable('job').addColumn('needs_enqueue', 'boolean', (c) => c.notNull().defaultTo(false)).execute()
+  await sql`create index job_needs_enqueue_idx on job (created_at) where needs_enqueue`.execute(db)
 
   // Logon/logoff history: one row per client connection to a container.
   await db.schema.createTable('container_session')
@@ -36,6 +39,7 @@ export async function up (db: Kysely<any>): Promise<void> {
 
 export async function down (db: Kysely<any>): Promise<void> {
   await db.schema.dropTable('container_session').execute()
+  await db.schema.alterTable('job').dropColumn('needs_enqueue').execute()
   await sql`drop index job_open_idx`.execute(db)
   await sql`drop index container_cluster_live_idx`.execute(db)
   await sql`drop index container_live_ping_idx`.execute(db)

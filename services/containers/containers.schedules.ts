@@ -91,13 +91,13 @@ export async function resumeStalledStarts (db: Kysely<DB>, deps: { queue: JobQue
     .innerJoin('container', 'container.start_job_id', 'job.id')
     .select(['job.id as jobId', 'container.id as containerId', 'container.task_arn'])
     .where('job.kind', '=', 'start_container').where('job.state', 'in', ['queued', 'running'])
-    .where('job.updated_at', '<', new Date(Date.now() - stalledMs))
+    .where((eb) => eb.or([eb('job.needs_enqueue', '=', true), eb('job.updated_at', '<', new Date(Date.now() - stalledMs))]))
     .where('container.state', 'in', ['creating', 'starting'])
     .limit(500).execute()
   for (const s of stalled) {
     const secret = s.task_arn ? '' : newSecret()
     if (secret) await repo.updateContainer(db, s.containerId, { secret_hash: hashSecret(secret) })
-    await repo.updateJob(db, s.jobId, { message: 'resumed after the queue lost it' })
+    await repo.updateJob(db, s.jobId, { needs_enqueue: false, message: 'resumed after the queue lost it' })
     await deps.queue.enqueue(startContainerJob, { containerId: s.containerId, jobId: s.jobId, secret, step: 0 }, { jobId: `${s.jobId}:resume:${Date.now()}`, retries: 3 })
   }
   return { resumed: stalled.length }

@@ -30,6 +30,7 @@ export const stopContainerJob = { family: 'containers', name: 'stopContainer' } 
 
 export interface ContainerDeps {
   queue: JobQueue
+  log?: { warn (obj: object, msg: string): void }
   /** How long a start may take before the job fails (`start_timeout`). */
   startTimeoutMs: number
 }
@@ -119,7 +120,13 @@ export async function assignContainer (
   }
   if (result.outcome === 'claimed') return { status: 201, container: revive<Container>(result.container) }
   const assignment = { status: 202 as const, container: revive<Container>(result.container), job: revive<Job>(result.job) }
-  await enqueueStart(deps.queue, { containerId: assignment.container.id, jobId: assignment.job.id, secret })
+  try {
+    await enqueueStart(deps.queue, { containerId: assignment.container.id, jobId: assignment.job.id, secret })
+  } catch (err) {
+    // The job is committed; the queue is away. The reaper enqueues it (with a new secret) once it is back.
+    deps.log?.warn({ err, jobId: assignment.job.id }, 'start job committed but not queued: left to the reaper')
+    await repo.updateJob(db, assignment.job.id, { needs_enqueue: true, message: 'queued (waiting for the job queue)' })
+  }
   return assignment
 }
 
@@ -274,7 +281,15 @@ async function queueStop (db: Kysely<DB>, deps: ContainerDeps, container: Contai
     }
     return job
   })
-  if (!done) await deps.queue.enqueue<StopContainerPayload>(stopContainerJob, { containerId: id, jobId: job.id }, { jobId: job.id, retries: 5 })
+  if (!done) {
+    try {
+      await deps.queue.enqueue<StopContainerPayload>(stopContainerJob, { containerId: id, jobId: job.id }, { jobId: job.id, retries: 5 })
+    } catch (err) {
+      // No half-written stop: the job says so and the caller gets 503 (stopping again is idempotent).
+      await repo.updateJob(db, job.id, { state: 'failed', progress: 100, error_code: 'queue_unavailable', message: 'the job queue is unavailable; try again' })
+      throw err
+    }
+  }
   return job
 }
 
