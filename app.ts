@@ -18,11 +18,15 @@ import redisPlugin from './plugins/redis.js'
 import securityPlugin from './plugins/security.js'
 import accountsPlugin from './plugins/accounts.js'
 import containersPlugin from './plugins/containers.js'
+import fleetPlugin from './plugins/fleet.js'
 import mailPlugin from './plugins/mail.js'
 import accountsRoutes from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
 import containerAgentRoutes from './routes/container-agent/index.js'
 import containersRoutes from './routes/containers/index.js'
+import fleetRoutes from './routes/fleet/index.js'
+import hostsRoutes from './routes/hosts/index.js'
+import logsRoutes from './routes/logs/index.js'
 import jobsRoutes from './routes/jobs/index.js'
 import maintenanceRoutes from './routes/maintenance/index.js'
 import hasuraRoutes from './routes/hasura/index.js'
@@ -33,7 +37,7 @@ import usersRoutes from './routes/users/index.js'
 
 /** One plugin per spec tag, in the order they register. */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes]
+  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, hostsRoutes, fleetRoutes, logsRoutes]
 
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */
@@ -92,6 +96,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(mailPlugin)
     await app.register(accountsPlugin)
     await app.register(containersPlugin)
+    await app.register(fleetPlugin)
     // edge-cache before rate-limit: a public read kept at the origin is answered before the limiter
     // spends a Redis round trip on it (both read route config in onRoute, so both precede every route).
     await app.register(edgeCachePlugin)

@@ -47,6 +47,8 @@ export interface DB {
   container: ContainerTable
   container_event: ContainerEventTable
   container_session: ContainerSessionTable
+  host: HostTable
+  log_upload: LogUploadTable
   idempotency_record: IdempotencyRecordTable
   maintenance: MaintenanceTable
 }
@@ -146,7 +148,7 @@ export interface ClusterTable {
 
 export interface JobTable {
   id: Generated<string>
-  kind: 'start_container' | 'stop_container'
+  kind: 'start_container' | 'stop_container' | 'upload_log'
   owner_id: string | null
   state: Generated<JobState>
   progress: Generated<number>
@@ -224,3 +226,39 @@ export interface MaintenanceTable {
   starts_at: Timestamp
   ends_at: Date
 }
+
+export type HostStatus = 'active' | 'draining' | 'dead'
+
+export interface HostTable {
+  id: Generated<string>
+  instance_id: string
+  region_code: string
+  cluster_id: string | null
+  ip: string | null
+  ami: string | null
+  instance_type: string | null
+  secret_hash: string
+  status: Generated<HostStatus>
+  memory_total_kb: ColumnType<string | null, number | null | undefined, number | null>
+  memory_free_kb: ColumnType<string | null, number | null | undefined, number | null>
+  memory_available_kb: ColumnType<string | null, number | null | undefined, number | null>
+  last_heartbeat_at: Date | null
+  created_at: Timestamp
+  updated_at: Timestamp
+}
+export type Host = Selectable<HostTable>
+
+export interface LogUploadTable {
+  id: Generated<string>
+  user_id: string | null
+  container_id: string | null
+  sender: 'client' | 'server'
+  object_key: string
+  bytes: number
+  body: Buffer | null
+  status: Generated<'pending' | 'stored' | 'failed'>
+  job_id: string | null
+  created_at: Timestamp
+  stored_at: Date | null
+}
+export type LogUpload = Selectable<LogUploadTable>

@@ -12,16 +12,21 @@ export type OperationsOf<T extends Tag> = { [K in OperationId]: (typeof operatio
 type Op<K extends OperationId> = operations[K]
 type Part<P, Key extends string> = Key extends keyof P ? ([NonNullable<P[Key]>] extends [never] ? unknown : NonNullable<P[Key]>) : unknown
 
+/** Non-JSON request bodies as Fastify hands them over: text as a string, gzip as a Buffer. */
+type RawBody<C> = ('text/plain' extends keyof C ? string : never) | ('application/gzip' extends keyof C ? Buffer : never)
+
 type BodyOf<K extends OperationId> = Op<K> extends { requestBody: { content: { 'application/json': infer B } } }
   ? B
-  : Op<K> extends { requestBody?: { content: { 'application/json': infer B } } } ? B | undefined : unknown
+  : Op<K> extends { requestBody?: { content: { 'application/json': infer B } } } ? B | undefined
+    : Op<K> extends { requestBody: { content: infer C } } ? RawBody<C> : unknown
 
 /** The body type a response declares (JSON, text, or nothing). */
 type ContentOf<R> = R extends { content: infer C }
   ? C extends { 'application/json': infer B } ? B
     : C extends { 'text/plain': infer T } ? T
       : C extends { 'text/event-stream': unknown } ? Readable
-        : C extends { 'application/problem+json': infer P } ? P : never
+        : C extends { 'application/gzip': unknown } ? Buffer | Readable
+          : C extends { 'application/problem+json': infer P } ? P : never
   : undefined
 
 type SuccessStatus = 200 | 201 | 202 | 204

@@ -633,6 +633,160 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/hosts/handshake": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A host agent introduces itself
+         * @description Authenticated by the body: `bootstrapSecret` (config `HOST_BOOTSTRAP_SECRET`), or the EC2 instance
+         *     identity document with its RSA-SHA256 signature (verified with the AWS certificate in
+         *     `AWS_IDENTITY_CERT`; the document's instance id and region are then the ones used). Stores the host
+         *     and returns its secret once (201); a second handshake of a known host rotates the secret (200) and
+         *     the old one stops working. A dead host that shakes hands again comes back active.
+         */
+        post: operations["hostHandshake"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{hostId}/heartbeats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A host agent's heartbeat
+         * @description Memory figures and the dying flag (the host is going away: it is marked draining and gets no new
+         *     containers). A host without a heartbeat for `HOST_DEAD_AFTER_MS` (3 minutes) is marked dead by a
+         *     schedule and its containers are failed. The secret comes in `X-Host-Secret` (or `AuthToken`).
+         */
+        post: operations["hostHeartbeat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/hosts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Hosts
+         * @description Newest first, filtered by `region` and `status`; paginated.
+         */
+        get: operations["listHosts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/fleet": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The fleet per region
+         * @description Per region, in catalog order; clusters, hosts by status, containers by state, warm pools (target, ready, starting).
+         */
+        get: operations["getFleet"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * My logs
+         * @description The signed-in user's logs, newest first, with short-lived download URLs.
+         */
+        get: operations["listMyLogs"];
+        put?: never;
+        /**
+         * Upload a log
+         * @description A client app (user token, `sender=client`) or a container (its secret in `X-Container-Secret` and its
+         *     id in `X-Container-Id`, `sender=server`) sends a log as `text/plain` or `application/gzip`, up to
+         *     `LOG_MAX_BYTES` (413 above). The log is kept until a job has stored it as
+         *     `logs/{userId}/{containerId}/{sender}-{timestamp}.txt.gz` (202); an unavailable store delays it, never
+         *     loses it.
+         */
+        post: operations["uploadLog"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/logs/{logId}/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download a log (gzip)
+         * @description The owner or an admin; served from the store (the local folder when embedded).
+         */
+        get: operations["getLogContent"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Everyone's logs
+         * @description Filtered by user, container, sender and date range (`from` inclusive, `to` exclusive); newest first, with download URLs.
+         */
+        get: operations["listLogs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/maintenance": {
         parameters: {
             query?: never;
@@ -885,6 +1039,76 @@ export interface components {
                 aesKey: string;
             };
         };
+        /** @example i-0123456789abcdef0 */
+        InstanceId: string;
+        HostCredentials: {
+            hostId: components["schemas"]["Uuid"];
+            /** @description The host secret: send it as X-Host-Secret. Shown once. */
+            secret: string;
+            heartbeatIntervalSeconds: number;
+        };
+        Host: {
+            id: components["schemas"]["Uuid"];
+            instanceId: components["schemas"]["InstanceId"];
+            region: components["schemas"]["RegionCode"];
+            clusterId: null | components["schemas"]["Uuid"];
+            ip: string | null;
+            ami: string | null;
+            instanceType: string | null;
+            /** @enum {string} */
+            status: "active" | "draining" | "dead";
+            memory: {
+                totalKb: number | null;
+                freeKb: number | null;
+                availableKb: number | null;
+            };
+            /** Format: date-time */
+            lastHeartbeatAt: string | null;
+            /** Format: date-time */
+            createdAt: string;
+        };
+        FleetRegion: {
+            region: components["schemas"]["RegionCode"];
+            enabled: boolean;
+            clusters: {
+                id: components["schemas"]["Uuid"];
+                name: string;
+                status: string;
+                capacity: number;
+                liveContainers: number;
+            }[];
+            hosts: {
+                active: number;
+                draining: number;
+                dead: number;
+            };
+            /** @description Containers by state (stopped and failed ones of the last 24 hours). */
+            containers: {
+                [key: string]: number;
+            };
+            warmPools: components["schemas"]["WarmPool"][];
+        };
+        LogUpload: {
+            id: components["schemas"]["Uuid"];
+            /** @enum {string} */
+            sender: "client" | "server";
+            userId: null | components["schemas"]["Uuid"];
+            containerId: null | components["schemas"]["Uuid"];
+            /** @description Size of the stored (gzipped) object. */
+            bytes: number;
+            /** @enum {string} */
+            status: "pending" | "stored" | "failed";
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            storedAt: string | null;
+            /** @description Once stored: a presigned URL (S3, 15 minutes) or this API's content URL. */
+            downloadUrl: string | null;
+        };
+        LogPage: {
+            items: components["schemas"]["LogUpload"][];
+            nextCursor: string | null;
+        };
         /**
          * @example {
          *       "app": "chrome",
@@ -904,7 +1128,7 @@ export interface components {
         Job: {
             id: components["schemas"]["Uuid"];
             /** @enum {string} */
-            kind: "start_container" | "stop_container";
+            kind: "start_container" | "stop_container" | "upload_log";
             /** @enum {string} */
             state: "queued" | "running" | "succeeded" | "failed" | "cancelled";
             progress: number;
@@ -2353,6 +2577,302 @@ export interface operations {
             404: components["responses"]["NotFound"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    hostHandshake: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "instanceId": "i-0123456789abcdef0",
+                 *       "region": "us-east-1",
+                 *       "ip": "198.51.100.20",
+                 *       "ami": "ami-0abcdef1234567890",
+                 *       "instanceType": "g4dn.xlarge",
+                 *       "bootstrapSecret": "a-long-shared-bootstrap-secret"
+                 *     }
+                 */
+                "application/json": {
+                    instanceId?: components["schemas"]["InstanceId"];
+                    InstanceID?: components["schemas"]["InstanceId"];
+                    region?: components["schemas"]["RegionCode"];
+                    /** @description The host's public address (default, the caller's). */
+                    ip?: string;
+                    ami?: string;
+                    instanceType?: string;
+                    clusterName?: string;
+                    bootstrapSecret?: string;
+                    /** @description The instance identity document (JSON) as served by the metadata service. */
+                    identityDocument?: string;
+                    /** @description Its base64 RSA-SHA256 signature. */
+                    identitySignature?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description A known host: its secret rotated. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostCredentials"];
+                };
+            };
+            /** @description A new host and its secret (shown once). */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostCredentials"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    hostHeartbeat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                hostId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "totalMemoryKb": 16337000,
+                 *       "freeMemoryKb": 9120000,
+                 *       "availableMemoryKb": 12000000,
+                 *       "dying": false
+                 *     }
+                 */
+                "application/json": {
+                    AuthToken?: string;
+                    instanceType?: string;
+                    totalMemoryKb?: number;
+                    freeMemoryKb?: number;
+                    availableMemoryKb?: number;
+                    dying?: boolean;
+                    InstanceID?: components["schemas"]["InstanceId"];
+                    InstanceType?: string;
+                    TotalRAMinKB?: number;
+                    FreeRAMinKB?: number;
+                    AvailRAMinKB?: number;
+                    IsDyingHeartbeat?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Recorded. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    listHosts: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+                region?: components["schemas"]["RegionCode"];
+                status?: "active" | "draining" | "dead";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Host"][];
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    getFleet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The fleet. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        regions: components["schemas"]["FleetRegion"][];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    listMyLogs: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    uploadLog: {
+        parameters: {
+            query: {
+                sender: "client" | "server";
+                /** @description The container the log is about (a client app's log of one session). */
+                containerId?: components["schemas"]["Uuid"];
+            };
+            header?: {
+                /** @description The calling container (with `X-Container-Secret`). */
+                "X-Container-Id"?: components["schemas"]["Uuid"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "text/plain": string;
+                "application/gzip": string;
+            };
+        };
+        responses: {
+            /** @description Accepted; stored by a job. */
+            202: {
+                headers: {
+                    /** @description The log. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogUpload"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    getLogContent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                logId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The gzipped log. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    listLogs: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+                user?: components["schemas"]["Uuid"];
+                container?: components["schemas"]["Uuid"];
+                sender?: "client" | "server";
+                from?: string;
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
         };
     };
     setMaintenance: {

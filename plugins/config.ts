@@ -1,4 +1,4 @@
-import { isAbsolute, resolve } from 'node:path'
+import { isAbsolute, join, resolve } from 'node:path'
 import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
 import fp from 'fastify-plugin'
@@ -58,7 +58,20 @@ const EnvSchema = Type.Object({
   WARM_POOL_INTERVAL_MS: Type.Integer({ default: 15000, minimum: 100 }),
   WARM_POOL_MAX_STARTS: Type.Integer({ default: 10, minimum: 1, maximum: 1000 }),
   REAP_INTERVAL_MS: Type.Integer({ default: 30000, minimum: 100 }),
-  GEOIP_LOOKUP: Type.Boolean({ default: true })
+  GEOIP_LOOKUP: Type.Boolean({ default: true }),
+  HOST_BOOTSTRAP_SECRET: Type.Optional(Type.String({ minLength: 16 })),
+  AWS_IDENTITY_CERT: Type.Optional(Type.String({ minLength: 1 })),
+  HOST_HEARTBEAT_INTERVAL_S: Type.Integer({ default: 30, minimum: 1, maximum: 600 }),
+  HOST_DEAD_AFTER_MS: Type.Integer({ default: 180000, minimum: 1000 }),
+  HOSTS_REAP_INTERVAL_MS: Type.Integer({ default: 30000, minimum: 100 }),
+  LOG_MAX_BYTES: Type.Integer({ default: 5242880, minimum: 1024, maximum: 104857600 }),
+  LOG_BUCKET: Type.Optional(Type.String({ minLength: 3, maxLength: 63 })),
+  LOG_S3_REGION: Type.String({ default: 'us-east-1', minLength: 1 }),
+  LOG_S3_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
+  LOG_S3_FORCE_PATH_STYLE: Type.Boolean({ default: false }),
+  LOG_RETENTION_DAYS: Type.Integer({ default: 90, minimum: 1, maximum: 3650 }),
+  LOG_DOWNLOAD_TTL_S: Type.Integer({ default: 900, minimum: 60, maximum: 604800 }),
+  LOG_SPOOL_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 100 })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -134,6 +147,25 @@ function toConfig (env: Env) {
       tokenUrl: env.GOOGLE_TOKEN_URL,
       jwksUrl: env.GOOGLE_JWKS_URL,
       redirectUris: toList(env.GOOGLE_REDIRECT_URIS)
+    },
+    hosts: {
+      bootstrapSecret: env.HOST_BOOTSTRAP_SECRET ?? null,
+      identityCert: env.AWS_IDENTITY_CERT ?? null,
+      heartbeatIntervalS: env.HOST_HEARTBEAT_INTERVAL_S,
+      deadAfterMs: env.HOST_DEAD_AFTER_MS,
+      reapIntervalMs: env.HOSTS_REAP_INTERVAL_MS
+    },
+    logs: {
+      maxBytes: env.LOG_MAX_BYTES,
+      // A bucket means S3 (or an S3-compatible endpoint); without one, logs go to DATA_DIR/logs.
+      bucket: env.LOG_BUCKET ?? null,
+      s3Region: env.LOG_S3_REGION,
+      s3Endpoint: env.LOG_S3_ENDPOINT ?? null,
+      s3ForcePathStyle: env.LOG_S3_FORCE_PATH_STYLE,
+      retentionDays: env.LOG_RETENTION_DAYS,
+      downloadTtlS: env.LOG_DOWNLOAD_TTL_S,
+      spoolIntervalMs: env.LOG_SPOOL_INTERVAL_MS,
+      folder: join(dataDir, 'logs')
     },
     // Test mode validates every response against the spec, not only serialises it.
     validateResponses: env_ === 'test'

@@ -66,9 +66,11 @@ export default fp(async function containersPlugin (app) {
     run: () => reapOrphans(app.db, ender, settings.orphanGraceMs)
   })
 
-  // Containers call back with their own secret (X-Container-Secret), for the container named in the path.
+  // Containers call back with their own secret (X-Container-Secret), for the container named in the path
+  // (or, on routes without one, in X-Container-Id).
   app.securityHandlers.containerSecret = async (request) => {
-    const id = (request.params as { containerId?: string }).containerId ?? ''
+    const header = request.headers['x-container-id']
+    const id = (request.params as { containerId?: string }).containerId ?? (typeof header === 'string' ? header : '')
     const secret = request.headers['x-container-secret']
     const container = await authenticateContainer(app.db, id, typeof secret === 'string' ? secret : undefined)
     request.container = container

@@ -32,6 +32,8 @@ export interface Operation {
   security: Array<Record<string, string[]>>
   cache?: CachePolicy
   rateLimit?: RateLimitExtension
+  /** `x-body-limit`: bytes, or the path of a byte count in the config (`logs.maxBytes`). */
+  bodyLimit?: number | string
 }
 
 export interface OpenApiRegistry {
@@ -105,7 +107,8 @@ function indexOperations (document: Record<string, any>): Map<string, Operation>
         params: objectSchema(byPlace('path')),
         querystring: objectSchema(byPlace('query')),
         headers: objectSchema(byPlace('header'), true),
-        body: content ? { content: Object.fromEntries(Object.entries(content).map(([type, c]) => [type, { schema: c.schema ?? {} }])) } : undefined,
+        // A binary body arrives as a Buffer: nothing for a JSON schema to check (its handler does).
+        body: content ? { content: Object.fromEntries(Object.entries(content).map(([type, c]) => [type, { schema: (c.schema as { format?: string } | undefined)?.format === 'binary' ? {} : c.schema ?? {} }])) } : undefined,
         response: Object.keys(response).length > 0 ? response : undefined
       }
       for (const key of Object.keys(schema) as Array<keyof FastifySchema>) if (schema[key] === undefined) delete schema[key]
@@ -121,7 +124,8 @@ function indexOperations (document: Record<string, any>): Map<string, Operation>
         bodyRequired: Boolean(op.requestBody?.required),
         security: op.security ?? document.security ?? [],
         cache: op['x-cache'],
-        rateLimit: op['x-rate-limit']
+        rateLimit: op['x-rate-limit'],
+        bodyLimit: op['x-body-limit']
       })
     }
   }
@@ -148,6 +152,16 @@ function securityHook (app: FastifyInstance, requirements: Array<Record<string, 
     }
     throw failure
   }
+}
+
+function bodyLimitOf (app: FastifyInstance, operation: Operation): number {
+  const limit = typeof operation.bodyLimit === 'string'
+    ? operation.bodyLimit.split('.').reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], app.config)
+    : operation.bodyLimit
+  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1) {
+    throw new Error(`openapi: x-body-limit of ${operation.operationId} is not a byte count (${String(operation.bodyLimit)})`)
+  }
+  return limit
 }
 
 /**
@@ -269,6 +283,7 @@ export default fp(async function openapiRoutesPlugin (app) {
           ...(operation.rateLimit ? { rateLimit: rateLimitConfig(app, operation.rateLimit) } : {})
         }
       }
+      if (operation.bodyLimit !== undefined) route.bodyLimit = bodyLimitOf(app, operation)
       if (secured) route.preHandler = securityHook(app, operation.security)
       if (operation.bodyTypes) route.preValidation = bodyGuard(operation)
       if (responseAjv) route.preSerialization = responseValidator(responseAjv, operation)

@@ -1,0 +1,57 @@
+import { sql, type Kysely } from 'kysely'
+
+export async function up (db: Kysely<any>): Promise<void> {
+  // EC2 hosts running the host agent: they shake hands once, then send heartbeats with their own secret.
+  await db.schema.createTable('host')
+    .addColumn('id', 'uuid', (c) => c.notNull().defaultTo(sql`gen_random_uuid()`))
+    .addColumn('instance_id', 'text', (c) => c.notNull())
+    .addColumn('region_code', 'text', (c) => c.notNull())
+    .addColumn('cluster_id', 'uuid')
+    .addColumn('ip', 'text')
+    .addColumn('ami', 'text')
+    .addColumn('instance_type', 'text')
+    .addColumn('secret_hash', 'text', (c) => c.notNull())
+    .addColumn('status', 'text', (c) => c.notNull().defaultTo('active'))
+    .addColumn('memory_total_kb', 'bigint')
+    .addColumn('memory_free_kb', 'bigint')
+    .addColumn('memory_available_kb', 'bigint')
+    .addColumn('last_heartbeat_at', 'timestamptz')
+    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+    .addPrimaryKeyConstraint('host_pkey', ['id'])
+    .addUniqueConstraint('host_instance_id_uq', ['instance_id'])
+    .addForeignKeyConstraint('host_region_code_fkey', ['region_code'], 'region', ['code'])
+    .addForeignKeyConstraint('host_cluster_id_fkey', ['cluster_id'], 'cluster', ['id'], (fk) => fk.onDelete('set null'))
+    .addCheckConstraint('host_status_check', sql`status in ('active', 'draining', 'dead')`)
+    .execute()
+  await sql`create index host_live_heartbeat_idx on host (last_heartbeat_at) where status in ('active', 'draining')`.execute(db)
+
+  // Log uploads: the body waits here (a durable spool) until the upload job has put it in the store.
+  await db.schema.createTable('log_upload')
+    .addColumn('id', 'uuid', (c) => c.notNull().defaultTo(sql`gen_random_uuid()`))
+    .addColumn('user_id', 'uuid')
+    .addColumn('container_id', 'uuid')
+    .addColumn('sender', 'text', (c) => c.notNull())
+    .addColumn('object_key', 'text', (c) => c.notNull())
+    .addColumn('bytes', 'integer', (c) => c.notNull())
+    .addColumn('body', 'bytea')
+    .addColumn('status', 'text', (c) => c.notNull().defaultTo('pending'))
+    .addColumn('job_id', 'uuid')
+    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('stored_at', 'timestamptz')
+    .addPrimaryKeyConstraint('log_upload_pkey', ['id'])
+    .addForeignKeyConstraint('log_upload_user_id_fkey', ['user_id'], 'account', ['id'], (fk) => fk.onDelete('set null'))
+    .addForeignKeyConstraint('log_upload_container_id_fkey', ['container_id'], 'container', ['id'], (fk) => fk.onDelete('set null'))
+    .addCheckConstraint('log_upload_sender_check', sql`sender in ('client', 'server')`)
+    .addCheckConstraint('log_upload_status_check', sql`status in ('pending', 'stored', 'failed')`)
+    .addUniqueConstraint('log_upload_object_key_uq', ['object_key'])
+    .execute()
+  await sql`create index log_upload_user_idx on log_upload (user_id, created_at desc, id desc)`.execute(db)
+  await sql`create index log_upload_created_idx on log_upload (created_at desc, id desc)`.execute(db)
+  await db.schema.createIndex('log_upload_container_id_idx').on('log_upload').column('container_id').execute()
+}
+
+export async function down (db: Kysely<any>): Promise<void> {
+  await db.schema.dropTable('log_upload').execute()
+  await db.schema.dropTable('host').execute()
+}

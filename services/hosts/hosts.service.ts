@@ -1,0 +1,160 @@
+import { createHash, createVerify, randomBytes, timingSafeEqual } from 'node:crypto'
+import { sql, type Kysely } from 'kysely'
+import type { DB, Host } from '../../db/types.js'
+import { HandshakeRefused, MissingInstanceId, MissingRegion, UnknownRegion, WrongHostSecret } from './hosts.errors.js'
+
+export interface HostSettings {
+  bootstrapSecret: string | null
+  /** PEM certificate AWS signs instance identity documents with (per partition/region). */
+  identityCert: string | null
+  heartbeatIntervalS: number
+}
+
+export interface HandshakeInput {
+  instanceId?: string
+  InstanceID?: string
+  region?: string
+  ip?: string
+  ami?: string
+  instanceType?: string
+  clusterName?: string
+  bootstrapSecret?: string
+  identityDocument?: string
+  identitySignature?: string
+}
+
+const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('base64url')
+
+function sameSecret (given: string, expected: string): boolean {
+  const a = Buffer.from(hashSecret(given))
+  const b = Buffer.from(hashSecret(expected))
+  return timingSafeEqual(a, b)
+}
+
+/** What the identity document says, once its signature checks out against AWS's certificate. */
+function verifiedIdentity (settings: HostSettings, document: string, signature: string) {
+  if (!settings.identityCert) throw new HandshakeRefused('instance identity documents are not accepted here (AWS_IDENTITY_CERT is not set)')
+  const ok = createVerify('RSA-SHA256').update(document).verify(settings.identityCert, signature, 'base64')
+  if (!ok) throw new HandshakeRefused('the identity document signature does not verify')
+  let parsed: { instanceId?: unknown, region?: unknown, privateIp?: unknown, imageId?: unknown, instanceType?: unknown }
+  try {
+    parsed = JSON.parse(document)
+  } catch {
+    throw new HandshakeRefused('the identity document is not JSON')
+  }
+  if (typeof parsed.instanceId !== 'string' || typeof parsed.region !== 'string') throw new HandshakeRefused('the identity document has no instanceId or region')
+  return {
+    instanceId: parsed.instanceId,
+    region: parsed.region,
+    ami: typeof parsed.imageId === 'string' ? parsed.imageId : undefined,
+    instanceType: typeof parsed.instanceType === 'string' ? parsed.instanceType : undefined
+  }
+}
+
+/**
+ * A host agent introduces itself. A signed identity document (preferred) or the bootstrap secret
+ * authenticates it; the host row is created (201) or, for a known instance, its secret rotated (200).
+ * The secret is returned once and stored hashed.
+ */
+export async function handshake (db: Kysely<DB>, settings: HostSettings, input: HandshakeInput, remoteIp: string) {
+  let identity: { instanceId: string, region: string, ami?: string | undefined, instanceType?: string | undefined }
+  if (input.identityDocument || input.identitySignature) {
+    if (!input.identityDocument || !input.identitySignature) throw new HandshakeRefused('identityDocument and identitySignature go together')
+    identity = verifiedIdentity(settings, input.identityDocument, input.identitySignature)
+  } else {
+    if (!settings.bootstrapSecret) throw new HandshakeRefused('bootstrap secrets are not accepted here (HOST_BOOTSTRAP_SECRET is not set)')
+    if (!input.bootstrapSecret || !sameSecret(input.bootstrapSecret, settings.bootstrapSecret)) throw new HandshakeRefused('wrong bootstrap secret')
+    const instanceId = input.instanceId ?? input.InstanceID
+    if (!instanceId) throw new MissingInstanceId()
+    if (!input.region) throw new MissingRegion()
+    identity = { instanceId, region: input.region }
+  }
+  const region = await db.selectFrom('region').select('code').where('code', '=', identity.region).executeTakeFirst()
+  if (!region) throw new UnknownRegion(identity.region)
+  const cluster = input.clusterName
+    ? await db.selectFrom('cluster').select('id').where('name', '=', input.clusterName).where('region_code', '=', identity.region).executeTakeFirst()
+    : undefined
+  const secret = randomBytes(32).toString('base64url')
+  const values = {
+    instance_id: identity.instanceId,
+    region_code: identity.region,
+    cluster_id: cluster?.id ?? null,
+    ip: input.ip ?? remoteIp,
+    ami: identity.ami ?? input.ami ?? null,
+    instance_type: identity.instanceType ?? input.instanceType ?? null,
+    secret_hash: hashSecret(secret)
+  }
+  // One statement: a new host, or the known one with a rotated secret, back to active (xmax = 0: inserted).
+  const row = await db.insertInto('host').values({ ...values, status: 'active', last_heartbeat_at: sql`now()` })
+    .onConflict((oc) => oc.column('instance_id').doUpdateSet({ ...values, status: 'active', last_heartbeat_at: sql`now()`, updated_at: sql`now()` }))
+    .returning(['id', sql<boolean>`xmax = 0`.as('inserted')])
+    .executeTakeFirstOrThrow()
+  return { created: row.inserted, credentials: { hostId: row.id, secret, heartbeatIntervalSeconds: settings.heartbeatIntervalS } }
+}
+
+/** The host's own credential, compared in constant time; an unknown host is the same 401. */
+export async function authenticateHost (db: Kysely<DB>, id: string, secret: string | undefined): Promise<Host> {
+  const host = await db.selectFrom('host').selectAll().where('id', '=', id).executeTakeFirst()
+  const expected = Buffer.from(host?.secret_hash ?? 'x'.repeat(43))
+  const given = Buffer.from(hashSecret(secret ?? ''))
+  if (!host || !secret || given.length !== expected.length || !timingSafeEqual(given, expected)) throw new WrongHostSecret()
+  return host
+}
+
+export interface HeartbeatInput {
+  instanceType?: string
+  totalMemoryKb?: number
+  freeMemoryKb?: number
+  availableMemoryKb?: number
+  dying?: boolean
+  InstanceType?: string
+  TotalRAMinKB?: number
+  FreeRAMinKB?: number
+  AvailRAMinKB?: number
+  IsDyingHeartbeat?: boolean
+}
+
+/** Records a heartbeat; a dying one marks the host draining (no new containers go there). */
+export async function heartbeat (db: Kysely<DB>, host: Host, input: HeartbeatInput) {
+  const dying = input.dying ?? input.IsDyingHeartbeat ?? false
+  await db.updateTable('host').set({
+    last_heartbeat_at: sql`now()`,
+    updated_at: sql`now()`,
+    instance_type: input.instanceType ?? input.InstanceType ?? host.instance_type,
+    memory_total_kb: input.totalMemoryKb ?? input.TotalRAMinKB ?? null,
+    memory_free_kb: input.freeMemoryKb ?? input.FreeRAMinKB ?? null,
+    memory_available_kb: input.availableMemoryKb ?? input.AvailRAMinKB ?? null,
+    // A dead host that beats again is alive; a dying one drains.
+    status: dying ? 'draining' : host.status === 'dead' ? 'active' : host.status
+  }).where('id', '=', host.id).execute()
+}
+
+/**
+ * Hosts silent for `deadAfterMs` are dead: their live containers (matched by the host's address in its
+ * region) fail with a reason and their client sessions close.
+ */
+export async function reapDeadHosts (db: Kysely<DB>, deadAfterMs: number) {
+  const cutoff = new Date(Date.now() - deadAfterMs)
+  return db.transaction().execute(async (trx) => {
+    const dead = await trx.updateTable('host').set({ status: 'dead', updated_at: sql`now()` })
+      .where('status', 'in', ['active', 'draining']).where('last_heartbeat_at', '<', cutoff)
+      .returning(['id', 'ip', 'region_code']).execute()
+    let containers = 0
+    for (const host of dead) {
+      if (!host.ip) continue
+      const live = await trx.selectFrom('container').select(['id', 'state'])
+        .where('host_ip', '=', host.ip).where('region_code', '=', host.region_code)
+        .where('state', 'in', ['starting', 'available', 'in_use']).forUpdate().execute()
+      if (live.length === 0) continue
+      const ids = live.map((c) => c.id)
+      await trx.updateTable('container')
+        .set({ state: 'failed', failure_reason: 'its host stopped sending heartbeats', client_connected: false, updated_at: sql`now()` })
+        .where('id', 'in', ids).execute()
+      await trx.insertInto('container_event')
+        .values(live.map((c) => ({ container_id: c.id, from_state: c.state, to_state: 'failed' as const, reason: `host ${host.id} is dead` }))).execute()
+      await trx.updateTable('container_session').set({ logoff_at: sql`now()` }).where('container_id', 'in', ids).where('logoff_at', 'is', null).execute()
+      containers += live.length
+    }
+    return { dead: dead.length, containers }
+  })
+}
