@@ -48,6 +48,9 @@ const assigned = {
   connection: { ip: '198.51.100.1', ports: { tcp32262: 40000, udp32263: 40001, tcp32273: 40002 }, aesKey: '00112233445566778899aabbccddeeff' }
 }
 app.post('/v1/containers', async (_request, reply) => reply.code(201).send(assigned))
+app.post('/v1/hosts/:id/heartbeats', async (_request, reply) => reply.code(204).send())
+const logAccepted = { id: '9b2f3c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5e', sender: 'client', userId: null, containerId: null, bytes: 400, status: 'pending', createdAt: '2026-11-27T00:00:00.000Z', storedAt: null, downloadUrl: null }
+app.post('/v1/logs', async (_request, reply) => reply.code(202).send(logAccepted))
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {

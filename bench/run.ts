@@ -31,7 +31,8 @@ import autocannon from 'autocannon'
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { assignmentBench, type AssignmentBenchResult } from './assignment.js'
-import { assignment as assignmentTargets, idleRssTargetMb, scenarios as allScenarios, startupTargetMs, type Headers, type Scenario } from './scenarios.js'
+import { drainLogs, startS3, type LogDrainResult } from './logs.js'
+import { assignment as assignmentTargets, benchBootstrapSecret, idleRssTargetMb, scenarios as allScenarios, startupTargetMs, type Headers, type Scenario } from './scenarios.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const resultsPath = fileURLToPath(new URL('results.md', import.meta.url))
@@ -130,7 +131,7 @@ function describe (err: unknown): string {
  * Spawns `node <args>` (node itself, so the pid is the server's) on a free port and polls
  * `readyPath` every 20 ms; resolves with the time from spawn to its first 200.
  */
-async function startServer (name: string, args: string[], env: NodeJS.ProcessEnv, readyPath: string): Promise<{ child: Child, readyMs: number }> {
+async function startServer (name: string, args: string[], env: NodeJS.ProcessEnv, readyPath: string | null): Promise<{ child: Child, readyMs: number }> {
   const port = await freePort()
   const chunks: Buffer[] = []
   let kept = 0
@@ -158,6 +159,8 @@ async function startServer (name: string, args: string[], env: NodeJS.ProcessEnv
   proc.on('exit', (code, signal) => { child.ended = signal ? `was killed by ${signal}` : `exited with code ${code}` })
   onCleanup(`stopping ${name}`, () => stop(child))
 
+  // A process that does not listen (the worker) is started and left to its work.
+  if (readyPath === null) return { child, readyMs: 0 }
   let last = 'no answer yet'
   for (;;) {
     if (child.ended) throw new StartError(`${name} ${child.ended} before answering 200 on ${readyPath} (last poll: ${last})`, child.output())
@@ -215,17 +218,29 @@ function nextClientAddress (): string {
 async function load (child: Child, scenario: Scenario, prepared: Headers, duration: number): Promise<autocannon.Result> {
   const json = scenario.body !== undefined && typeof scenario.body !== 'string'
   const body = json ? JSON.stringify(scenario.body) : scenario.body as string | undefined
-  const headers = { ...(json ? { 'content-type': 'application/json' } : {}), ...scenario.headers, ...prepared }
+  // A prepare step can set the path too (`:path`), for routes with an id only it knows.
+  const { ':path': preparedPath, ':variants': variantsJson, ...preparedHeaders } = prepared
+  const variants = variantsJson ? JSON.parse(variantsJson) as Array<{ path: string, headers: Headers }> : null
+  let nextVariant = 0
+  const type = scenario.contentType ?? (json ? 'application/json' : undefined)
+  const headers = { ...(type ? { 'content-type': type } : {}), ...scenario.headers, ...preparedHeaders }
   return await autocannon({
-    url: child.baseUrl + (child.name === 'bare' && scenario.bareAs ? scenario.bareAs : scenario.path),
+    url: child.baseUrl + (preparedPath ?? (child.name === 'bare' && scenario.bareAs ? scenario.bareAs : scenario.path)),
     method: scenario.method ?? 'GET',
     headers,
     ...(body !== undefined ? { body } : {}),
     connections: settings.connections,
     duration,
-    ...(settings.rateLimit === 'spread'
-      ? { requests: [{ setupRequest: (request) => ({ ...request, headers: { ...request.headers, 'x-forwarded-for': nextClientAddress() } }) }] }
-      : {})
+    requests: [{
+      setupRequest: (request) => {
+        const variant = variants?.[nextVariant++ % variants.length]
+        return {
+          ...request,
+          ...(variant ? { path: variant.path } : {}),
+          headers: { ...request.headers, ...variant?.headers, ...(settings.rateLimit === 'spread' ? { 'x-forwarded-for': nextClientAddress() } : {}) }
+        }
+      }
+    }]
   })
 }
 
@@ -353,6 +368,10 @@ async function main (): Promise<boolean> {
   const redisPrefix = `bench:${randomBytes(4).toString('hex')}:`
   onCleanup(`deleting the Redis keys ${redisPrefix}*`, () => deleteRedisKeys(redisPrefix))
 
+  // A real S3 peer (s3rver) for the logs.
+  const s3 = await startS3(dataDir)
+  onCleanup('stopping s3rver', () => s3.close())
+
   // Ours runs as in production: compiled JavaScript, a configured key pair, migrations at start.
   log('building dist/ (npm run build)')
   execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' })
@@ -369,7 +388,9 @@ async function main (): Promise<boolean> {
     LOG_LEVEL: 'warn',
     DATA_DIR: dataDir,
     RATE_LIMIT_ENABLED: settings.rateLimit === 'off' ? 'false' : 'true',
-    TRUST_PROXY: settings.rateLimit === 'spread' ? '127.0.0.1' : ''
+    TRUST_PROXY: settings.rateLimit === 'spread' ? '127.0.0.1' : '',
+    HOST_BOOTSTRAP_SECRET: benchBootstrapSecret,
+    ...s3.env
   }
   log(`starting ours (database ${database}, Redis prefix ${redisPrefix})`)
   const ours = await startServer('ours', ['dist/server.js'], oursEnv, '/readyz')
@@ -418,9 +439,20 @@ async function main (): Promise<boolean> {
     const bareM = measured.bare ?? null
     const problems = [...problemsOf('ours', oursM, scenario.expectStatus), ...(bareM ? problemsOf('bare', bareM, scenario.expectStatus) : [])]
     const ratio = bareM && bareM.reqPerSec > 0 ? oursM.reqPerSec / bareM.reqPerSec : null
-    const pass = problems.length === 0 && (scenario.target === null || (ratio !== null && ratio >= scenario.target))
+    const pass = problems.length === 0 && (scenario.target === null || (ratio !== null && ratio >= scenario.target)) &&
+      (scenario.minReqPerSec === undefined || oursM.reqPerSec >= scenario.minReqPerSec)
     rows.push({ scenario, ours: oursM, bare: bareM, ratio, problems, pass })
   }
+  // The logs accepted by the upload scenario, stored in s3rver by a worker process started now.
+  let logDrain: LogDrainResult | null = null
+  if (settings.assignment !== 'only') {
+    logDrain = await drainLogs({
+      databaseUrl: databaseUrl.href,
+      start: (env) => startServer('worker', ['dist/worker.js'], { ...oursEnv, ...env }, null),
+      log
+    })
+  }
+
   let assignment: AssignmentBenchResult | null = null
   if (settings.assignment !== 'off') {
     assignment = await assignmentBench({
@@ -447,8 +479,8 @@ async function main (): Promise<boolean> {
       r.bare ? formatInt(r.bare.reqPerSec) : '–',
       r.bare ? formatMs(r.bare.p99) : '–',
       r.ratio === null ? '–' : r.ratio.toFixed(2),
-      r.scenario.target === null ? '–' : `≥ ${r.scenario.target}`,
-      !r.pass ? 'FAIL' : r.scenario.target === null ? 'ok (no target)' : 'pass'
+      [r.scenario.target === null ? '' : `≥ ${r.scenario.target}`, r.scenario.minReqPerSec ? `≥ ${formatInt(r.scenario.minReqPerSec)}/s` : ''].filter(Boolean).join(', ') || '–',
+      !r.pass ? 'FAIL' : r.scenario.target === null && r.scenario.minReqPerSec === undefined ? 'ok (no target)' : 'pass'
     ]))
 
   const startupPass = ours.readyMs < startupTargetMs
@@ -493,6 +525,9 @@ async function main (): Promise<boolean> {
         `Statuses: ${JSON.stringify(assignment.throughput.ours.statuses)}. After the load: ${assignment.invariant.doubleHeld} containers held by two users, ${assignment.invariant.usersWithTwo} users holding two — ${assignment.invariant.pass ? 'pass' : '**FAIL**'}.`,
         ''
       ]
+  const logSection = logDrain === null
+    ? []
+    : ['## Log uploads to S3 (s3rver)', '', `${formatInt(logDrain.stored)} logs of 10 KB (gzipped: ${formatInt(logDrain.averageBytes)} bytes) stored by one worker process in ${(logDrain.ms / 1000).toFixed(1)} s: **${formatInt(logDrain.perSecond)} uploads/s**${logDrain.pending > 0 ? ` (${logDrain.pending} still pending at the time limit)` : ''}.`, '']
   const rateLimitNote = {
     spread: 'on, each request from another client address (X-Forwarded-For, TRUST_PROXY=127.0.0.1)',
     off: 'off (RATE_LIMIT_ENABLED=false)',
@@ -510,6 +545,7 @@ async function main (): Promise<boolean> {
     '',
     throughput,
     '',
+    ...logSection,
     ...assignmentSection,
     '## Startup and memory',
     '',

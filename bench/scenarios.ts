@@ -12,9 +12,15 @@ export interface Scenario {
   headers?: Headers
   /** Request body; an object is sent as JSON (with content-type application/json). */
   body?: string | Record<string, unknown>
+  /** Content type of a string body. */
+  contentType?: string
+  /** Minimum req/s of ours (an absolute target, besides the ratio). */
+  minReqPerSec?: number
   /**
    * Runs once per server before any load, against its base URL (`http://127.0.0.1:<port>`), and returns
-   * headers to add to every request: an ETag read from a first answer, a token, ...
+   * headers to add to every request: an ETag read from a first answer, a token, ... A `:path` entry
+   * replaces `path` (a route with an id only the preparation knows); `:variants` (JSON of
+   * `[{ path, headers }]`) makes the requests rotate over them.
    */
   prepare?: (baseUrl: string) => Promise<Headers>
   /** The status every response must have: any other status (or a socket error or timeout) fails the row. */
@@ -52,12 +58,38 @@ function signedIn (): (baseUrl: string) => Promise<Headers> {
   }
 }
 
+/** The bootstrap secret bench/run.ts gives ours, for the host-agent scenario. */
+export const benchBootstrapSecret = 'bench-bootstrap-secret-0123456789'
+
+/**
+ * `prepare` for the host agent: 500 hosts shake hands; the heartbeats rotate over them (`:variants`), as a
+ * fleet does (one host beating 3,000 times a second would only measure its row lock).
+ */
+async function hostAgents (baseUrl: string): Promise<Headers> {
+  const variants = []
+  for (let i = 0; i < 500; i++) {
+    const res = await fetch(new URL('/v1/hosts/handshake', baseUrl), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': `10.200.${i >> 8}.${i & 255}` },
+      body: JSON.stringify({ instanceId: `i-0beec${i.toString(16).padStart(11, '0')}`, region: 'us-east-1', bootstrapSecret: benchBootstrapSecret })
+    })
+    const body = await res.json() as { hostId?: string, secret?: string }
+    if (!body.hostId || !body.secret) throw new Error(`the bench handshake answered ${res.status}`)
+    variants.push({ path: `/v1/hosts/${body.hostId}/heartbeats`, headers: { 'x-host-secret': body.secret } })
+  }
+  return { ':variants': JSON.stringify(variants) }
+}
+
 export const scenarios: Scenario[] = [
   { name: 'healthz', path: '/healthz', expectStatus: 200, target: null },
   { name: 'regions 200', path: '/v1/regions', expectStatus: 200, target: 0.6 },
   { name: 'regions 304', path: '/v1/regions', prepare: ifNoneMatch('/v1/regions'), expectStatus: 304, target: 0.7 },
   // JWT verify, the revocation check in Redis, one indexed select. Bare Fastify answers a constant.
   { name: 'users/me', path: '/v1/users/me', prepare: signedIn(), expectStatus: 200, target: 0.2, bareAs: '/healthz' },
+  // The host agent's heartbeat: the host row read (secret check) and updated.
+  { name: 'host heartbeat', method: 'POST', path: '/v1/hosts/{id}/heartbeats', prepare: hostAgents, body: { totalMemoryKb: 16337000, freeMemoryKb: 9120000, availableMemoryKb: 12000000 }, expectStatus: 204, target: null, minReqPerSec: 3000, bareAs: '/v1/hosts/bench/heartbeats' },
+  // A 10 KB client log: gzipped and spooled in PostgreSQL with its job (the upload to S3 is measured after the table).
+  { name: 'log upload (10 KB)', method: 'POST', path: '/v1/logs?sender=client', prepare: signedIn(), body: 'log line of a streaming session\n'.repeat(320), contentType: 'text/plain', expectStatus: 202, target: null, bareAs: '/v1/logs' },
   // argon2id by design (19 MiB, 2 passes on the libuv pool): printed, not compared.
   { name: 'sign-in (argon2)', method: 'POST', path: '/v1/sessions', prepare: async (baseUrl) => { await signedIn()(baseUrl); return {} }, body: { email: benchUser.email, password: benchUser.password }, expectStatus: 200, target: null, bare: false }
 ]

@@ -1,16 +1,17 @@
 import fp from 'fastify-plugin'
-import { authenticateHost, reapDeadHosts } from '../services/hosts/hosts.service.js'
+import { WrongHostSecret } from '../services/hosts/hosts.errors.js'
+import { reapDeadHosts } from '../services/hosts/hosts.service.js'
 import { createUploadLogJob } from '../services/logs/logs.jobs.js'
 import { expireLogs, requeueSpooled, type LogDeps } from '../services/logs/logs.service.js'
-import { createLocalStore, createS3Store } from '../services/logs/logs.store.js'
+import { createLocalStore } from '../services/logs/logs.store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     logDeps: LogDeps
   }
   interface FastifyRequest {
-    /** The calling host agent, once hostSecret accepted it. */
-    agentHost: import('../db/types.js').Host | null
+    /** The secret the calling host agent presented (checked by the operation itself). */
+    hostSecret: string | null
   }
 }
 
@@ -20,18 +21,20 @@ declare module 'fastify' {
  */
 export default fp(async function fleetPlugin (app) {
   const { hosts, logs } = app.config
-  app.decorateRequest('agentHost', null)
+  app.decorateRequest('hostSecret', null)
+  // The host's secret (X-Host-Secret, or AuthToken in the body as the original agent sent it). It is
+  // checked by the heartbeat's own UPDATE (matching the stored hash), one round trip for both.
   app.securityHandlers.hostSecret = async (request) => {
-    const id = (request.params as { hostId?: string }).hostId ?? ''
     const header = request.headers['x-host-secret']
-    // The original agent sent its token in the body as AuthToken.
     const secret = typeof header === 'string' ? header : (request.body as { AuthToken?: unknown } | undefined)?.AuthToken
-    request.agentHost = await authenticateHost(app.db, id, typeof secret === 'string' ? secret : undefined)
+    if (typeof secret !== 'string' || secret.length === 0) throw new WrongHostSecret()
+    request.hostSecret = secret
   }
   app.schedules.add({ name: 'reap-hosts', everyMs: hosts.reapIntervalMs, run: () => reapDeadHosts(app.db, hosts.deadAfterMs) })
 
+  // The S3 SDK loads only when a bucket is configured.
   const store = logs.bucket
-    ? createS3Store({ bucket: logs.bucket, region: logs.s3Region, endpoint: logs.s3Endpoint, forcePathStyle: logs.s3ForcePathStyle })
+    ? (await import('../services/logs/logs.s3-store.js')).createS3Store({ bucket: logs.bucket, region: logs.s3Region, endpoint: logs.s3Endpoint, forcePathStyle: logs.s3ForcePathStyle })
     : createLocalStore(logs.folder)
   app.decorate('logDeps', { queue: app.queue, store, log: app.log })
   app.queue.define(createUploadLogJob(app.db, store))

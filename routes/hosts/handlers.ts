@@ -8,8 +8,7 @@ export const handlers = {
   },
 
   async hostHeartbeat (request, reply) {
-    if (!request.agentHost) throw new Error('hosts: heartbeat without hostSecret')
-    await hosts.heartbeat(this.db, request.agentHost, request.body)
+    await hosts.heartbeat(this.db, request.params.hostId, request.hostSecret ?? undefined, request.body)
     return reply.code(204).send()
   }
 } satisfies Handlers<'hosts'>

@@ -1,6 +1,6 @@
 import { createHash, createVerify, randomBytes, timingSafeEqual } from 'node:crypto'
 import { sql, type Kysely } from 'kysely'
-import type { DB, Host } from '../../db/types.js'
+import type { DB } from '../../db/types.js'
 import { HandshakeRefused, MissingInstanceId, MissingRegion, UnknownRegion, WrongHostSecret } from './hosts.errors.js'
 
 export interface HostSettings {
@@ -92,15 +92,6 @@ export async function handshake (db: Kysely<DB>, settings: HostSettings, input: 
   return { created: row.inserted, credentials: { hostId: row.id, secret, heartbeatIntervalSeconds: settings.heartbeatIntervalS } }
 }
 
-/** The host's own credential, compared in constant time; an unknown host is the same 401. */
-export async function authenticateHost (db: Kysely<DB>, id: string, secret: string | undefined): Promise<Host> {
-  const host = await db.selectFrom('host').selectAll().where('id', '=', id).executeTakeFirst()
-  const expected = Buffer.from(host?.secret_hash ?? 'x'.repeat(43))
-  const given = Buffer.from(hashSecret(secret ?? ''))
-  if (!host || !secret || given.length !== expected.length || !timingSafeEqual(given, expected)) throw new WrongHostSecret()
-  return host
-}
-
 export interface HeartbeatInput {
   instanceType?: string
   totalMemoryKb?: number
@@ -114,19 +105,25 @@ export interface HeartbeatInput {
   IsDyingHeartbeat?: boolean
 }
 
-/** Records a heartbeat; a dying one marks the host draining (no new containers go there). */
-export async function heartbeat (db: Kysely<DB>, host: Host, input: HeartbeatInput) {
+/**
+ * Records a heartbeat in one statement that is also the secret check (the row is updated only when the
+ * secret's hash matches): a wrong secret or an unknown host changes nothing and is a 401. A dying heartbeat
+ * marks the host draining; a dead host that beats again is active.
+ */
+export async function heartbeat (db: Kysely<DB>, hostId: string, secret: string | undefined, input: HeartbeatInput) {
+  if (!secret) throw new WrongHostSecret()
   const dying = input.dying ?? input.IsDyingHeartbeat ?? false
-  await db.updateTable('host').set({
+  const instanceType = input.instanceType ?? input.InstanceType
+  const updated = await db.updateTable('host').set({
     last_heartbeat_at: sql`now()`,
     updated_at: sql`now()`,
-    instance_type: input.instanceType ?? input.InstanceType ?? host.instance_type,
+    ...(instanceType ? { instance_type: instanceType } : {}),
     memory_total_kb: input.totalMemoryKb ?? input.TotalRAMinKB ?? null,
     memory_free_kb: input.freeMemoryKb ?? input.FreeRAMinKB ?? null,
     memory_available_kb: input.availableMemoryKb ?? input.AvailRAMinKB ?? null,
-    // A dead host that beats again is alive; a dying one drains.
-    status: dying ? 'draining' : host.status === 'dead' ? 'active' : host.status
-  }).where('id', '=', host.id).execute()
+    status: dying ? 'draining' : sql`case when status = 'dead' then 'active' else status end`
+  }).where('id', '=', hostId).where('secret_hash', '=', hashSecret(secret)).executeTakeFirst()
+  if (Number(updated.numUpdatedRows) === 0) throw new WrongHostSecret()
 }
 
 /**

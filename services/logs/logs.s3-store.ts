@@ -1,0 +1,36 @@
+// The S3 log store (a private bucket, or any S3-compatible endpoint). Loaded only when LOG_BUCKET is set.
+import type { Readable } from 'node:stream'
+import { DeleteObjectsCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { Upload } from '@aws-sdk/lib-storage'
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
+import type { LogStore } from './logs.store.js'
+
+export function createS3Store (options: { bucket: string, region: string, endpoint: string | null, forcePathStyle: boolean }): LogStore {
+  const client = new S3Client({
+    region: options.region,
+    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+    forcePathStyle: options.forcePathStyle
+  })
+  return {
+    kind: 's3',
+    async put (key, body) {
+      // Multipart above 5 MiB (lib-storage splits and retries parts), a single PUT below.
+      await new Upload({
+        client,
+        params: { Bucket: options.bucket, Key: key, Body: body, ContentType: 'application/gzip', ContentEncoding: 'identity' }
+      }).done()
+    },
+    async get (key) {
+      const out = await client.send(new GetObjectCommand({ Bucket: options.bucket, Key: key }))
+      return out.Body as Readable
+    },
+    presign (key, ttlSeconds) {
+      return getSignedUrl(client, new GetObjectCommand({ Bucket: options.bucket, Key: key }), { expiresIn: ttlSeconds })
+    },
+    async delete (keys) {
+      for (let i = 0; i < keys.length; i += 1000) {
+        await client.send(new DeleteObjectsCommand({ Bucket: options.bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }))
+      }
+    }
+  }
+}
