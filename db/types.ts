@@ -136,19 +136,41 @@ export type Session = Selectable<SessionTable>
 export type ContainerState = 'creating' | 'starting' | 'available' | 'in_use' | 'stopping' | 'stopped' | 'failed'
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled'
 
+export type ClusterStatus = 'creating' | 'active' | 'deleting' | 'deleted' | 'failed'
+
 export interface ClusterTable {
   id: Generated<string>
   region_code: string
   name: string
-  status: Generated<string>
+  status: Generated<ClusterStatus>
   capacity: Generated<number>
   capacity_provider: string | null
+  instance_type: string | null
+  ami: string | null
+  min_size: Generated<number>
+  max_size: Generated<number>
+  steps: ColumnType<ClusterSteps, string | undefined, string>
+  usage: ColumnType<ClusterUsage | null, string | null | undefined, string | null>
+  job_id: string | null
   created_at: Timestamp
+  updated_at: Timestamp
 }
+
+/** What a cluster job has done: the ids of what it made, and the teardown steps done. */
+export interface ClusterSteps {
+  launchTemplateId?: string
+  autoScalingGroupArn?: string
+  capacityProvider?: string
+  ecsCluster?: boolean
+  deleted?: string[]
+}
+
+export interface ClusterUsage { tasks: number, instances: number, cpuLeft: number, memoryLeftMb: number, desired: number, at: string }
+export type Cluster = Selectable<ClusterTable>
 
 export interface JobTable {
   id: Generated<string>
-  kind: 'start_container' | 'stop_container' | 'upload_log'
+  kind: 'start_container' | 'stop_container' | 'upload_log' | 'create_cluster' | 'delete_cluster'
   owner_id: string | null
   state: Generated<JobState>
   progress: Generated<number>

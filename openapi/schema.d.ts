@@ -679,6 +679,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/clusters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Clusters
+         * @description Newest first (deleted ones only with `status=deleted`), filtered by `region`; paginated.
+         */
+        get: operations["listClusters"];
+        put?: never;
+        /**
+         * Create an ECS cluster on an Auto Scaling group
+         * @description 202 with the job that makes, in order and each recorded (a retried job resumes where it stopped): a
+         *     launch template whose user data joins the ECS cluster and starts the host agent, an Auto Scaling group
+         *     (`minSize`..`maxSize`), a capacity provider with managed scaling, and the ECS cluster using it. A
+         *     creation that fails tears down what it made. `ami` defaults to the region's current AMI. Audited.
+         */
+        post: operations["createCluster"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/clusters/{clusterId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                clusterId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A cluster, with its usage
+         * @description Status, sizes, live containers, and the last usage snapshot (refreshed after each change and on a schedule).
+         */
+        get: operations["getCluster"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a cluster
+         * @description Refused (409) while the cluster runs containers unless `force=true`, which stops them first. The job
+         *     scales the group to zero, waits for the hosts to go, then deletes the ECS cluster, the capacity
+         *     provider, the Auto Scaling group and the launch template, each step recorded (deleting again resumes
+         *     a failed teardown). Audited.
+         */
+        delete: operations["deleteCluster"];
+        options?: never;
+        head?: never;
+        /**
+         * Resize a cluster
+         * @description New `minSize`/`maxSize` for the Auto Scaling group of an active cluster (409 otherwise). Audited.
+         */
+        patch: operations["updateCluster"];
+        trace?: never;
+    };
     "/v1/admin/hosts": {
         parameters: {
             query?: never;
@@ -1109,6 +1169,40 @@ export interface components {
             items: components["schemas"]["LogUpload"][];
             nextCursor: string | null;
         };
+        /** @enum {string} */
+        ClusterStatus: "creating" | "active" | "deleting" | "deleted" | "failed";
+        Cluster: {
+            id: components["schemas"]["Uuid"];
+            name: string;
+            region: components["schemas"]["RegionCode"];
+            status: components["schemas"]["ClusterStatus"];
+            instanceType: string | null;
+            ami: string | null;
+            minSize: number;
+            maxSize: number;
+            /** @description Containers it takes (maxSize times CONTAINERS_PER_HOST). */
+            capacity: number;
+            capacityProvider: string | null;
+            liveContainers: number;
+            /** @description The last snapshot from the cloud. */
+            usage: null | {
+                tasks: number;
+                instances: number;
+                cpuLeft: number;
+                memoryLeftMb: number;
+                desired: number;
+                /** Format: date-time */
+                at: string;
+            };
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        ClusterWithJob: {
+            cluster: components["schemas"]["Cluster"];
+            job: components["schemas"]["Job"];
+        };
         /**
          * @example {
          *       "app": "chrome",
@@ -1128,7 +1222,7 @@ export interface components {
         Job: {
             id: components["schemas"]["Uuid"];
             /** @enum {string} */
-            kind: "start_container" | "stop_container" | "upload_log";
+            kind: "start_container" | "stop_container" | "upload_log" | "create_cluster" | "delete_cluster";
             /** @enum {string} */
             state: "queued" | "running" | "succeeded" | "failed" | "cancelled";
             progress: number;
@@ -2689,6 +2783,186 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    listClusters: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+                region?: components["schemas"]["RegionCode"];
+                status?: components["schemas"]["ClusterStatus"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Cluster"][];
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    createCluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "region": "us-east-1",
+                 *       "instanceType": "g4dn.xlarge",
+                 *       "minSize": 1,
+                 *       "maxSize": 10
+                 *     }
+                 */
+                "application/json": {
+                    region: components["schemas"]["RegionCode"];
+                    /** @example g4dn.xlarge */
+                    instanceType: string;
+                    ami?: string;
+                    minSize: number;
+                    maxSize: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Being created; follow the job. */
+            202: {
+                headers: {
+                    /** @description The job. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterWithJob"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+        };
+    };
+    getCluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                clusterId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The cluster. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Cluster"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    deleteCluster: {
+        parameters: {
+            query?: {
+                force?: boolean;
+            };
+            header?: never;
+            path: {
+                clusterId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Being deleted; follow the job. */
+            202: {
+                headers: {
+                    /** @description The job. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClusterWithJob"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+        };
+    };
+    updateCluster: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                clusterId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "maxSize": 20
+                 *     }
+                 */
+                "application/json": {
+                    minSize?: number;
+                    maxSize?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The cluster. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Cluster"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     listHosts: {

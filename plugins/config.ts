@@ -71,7 +71,12 @@ const EnvSchema = Type.Object({
   LOG_S3_FORCE_PATH_STYLE: Type.Boolean({ default: false }),
   LOG_RETENTION_DAYS: Type.Integer({ default: 90, minimum: 1, maximum: 3650 }),
   LOG_DOWNLOAD_TTL_S: Type.Integer({ default: 900, minimum: 60, maximum: 604800 }),
-  LOG_SPOOL_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 100 })
+  LOG_SPOOL_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 100 }),
+  FLEET_SUBNETS: Type.String({ default: '' }),
+  CONTAINERS_PER_HOST: Type.Integer({ default: 4, minimum: 1, maximum: 64 }),
+  CLUSTER_POLL_MS: Type.Integer({ default: 15000, minimum: 10 }),
+  CLUSTER_JOB_TIMEOUT_MS: Type.Integer({ default: 3600000, minimum: 1000 }),
+  CLUSTER_USAGE_INTERVAL_MS: Type.Integer({ default: 300000, minimum: 100 })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -154,6 +159,14 @@ function toConfig (env: Env) {
       heartbeatIntervalS: env.HOST_HEARTBEAT_INTERVAL_S,
       deadAfterMs: env.HOST_DEAD_AFTER_MS,
       reapIntervalMs: env.HOSTS_REAP_INTERVAL_MS
+    },
+    fleet: {
+      // `subnet-a,subnet-b` for every region, or `us-east-1=subnet-a|subnet-b;eu-west-1=subnet-c`.
+      subnets: env.FLEET_SUBNETS,
+      containersPerHost: env.CONTAINERS_PER_HOST,
+      pollMs: env.CLUSTER_POLL_MS,
+      jobTimeoutMs: env.CLUSTER_JOB_TIMEOUT_MS,
+      usageIntervalMs: env.CLUSTER_USAGE_INTERVAL_MS
     },
     logs: {
       maxBytes: env.LOG_MAX_BYTES,

@@ -1,5 +1,9 @@
+import { createPublicKey } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { WrongHostSecret } from '../services/hosts/hosts.errors.js'
+import { createClusterJobs } from '../services/fleet/clusters.jobs.js'
+import { refreshUsage, type ClusterDeps } from '../services/fleet/clusters.service.js'
+import { createSimulatedFleetProvider } from '../services/fleet/fleet.provider.js'
 import { reapDeadHosts } from '../services/hosts/hosts.service.js'
 import { createUploadLogJob } from '../services/logs/logs.jobs.js'
 import { expireLogs, requeueSpooled, type LogDeps } from '../services/logs/logs.service.js'
@@ -8,6 +12,7 @@ import { createLocalStore } from '../services/logs/logs.store.js'
 declare module 'fastify' {
   interface FastifyInstance {
     logDeps: LogDeps
+    clusterDeps: ClusterDeps
   }
   interface FastifyRequest {
     /** The secret the calling host agent presented (checked by the operation itself). */
@@ -20,7 +25,15 @@ declare module 'fastify' {
  * the log store (S3 or a local folder) with its upload job, spool and retention schedules.
  */
 export default fp(async function fleetPlugin (app) {
-  const { hosts, logs } = app.config
+  const { hosts, logs, fleet } = app.config
+  if (hosts.identityCert) {
+    // A certificate that cannot be read would turn every identity handshake into a 500: refuse to start.
+    try {
+      createPublicKey(hosts.identityCert)
+    } catch {
+      throw new Error('config: AWS_IDENTITY_CERT is not a PEM certificate or public key')
+    }
+  }
   app.decorateRequest('hostSecret', null)
   // The host's secret (X-Host-Secret, or AuthToken in the body as the original agent sent it). It is
   // checked by the heartbeat's own UPDATE (matching the stored hash), one round trip for both.
@@ -40,4 +53,43 @@ export default fp(async function fleetPlugin (app) {
   app.queue.define(createUploadLogJob(app.db, store))
   app.schedules.add({ name: 'log-spool', everyMs: logs.spoolIntervalMs, run: () => requeueSpooled(app.db, app.queue, logs.spoolIntervalMs) })
   app.schedules.add({ name: 'log-retention', everyMs: 3_600_000, run: () => expireLogs(app.db, store, logs.retentionDays) })
-}, { fastify: '5.x', name: 'fleet', dependencies: ['config', 'db', 'queue', 'auth', 'schedules'] })
+
+  // Clusters: EC2 launch templates, Auto Scaling groups, ECS capacity providers and clusters (or the simulator).
+  const provider = app.config.containers.provider === 'aws'
+    ? (await import('../services/fleet/fleet.aws-provider.js')).createAwsFleetProvider({
+        maxAttempts: app.config.containers.awsMaxAttempts,
+        subnets: (region) => subnetsFor(fleet.subnets, region)
+      })
+    : createSimulatedFleetProvider()
+  app.decorate('clusterDeps', {
+    queue: app.queue, provider, containers: app.containerDeps, containersPerHost: fleet.containersPerHost, jobTimeoutMs: fleet.jobTimeoutMs
+  })
+  app.queue.define(...createClusterJobs({
+    db: app.db, provider, queue: app.queue, apiUrl: app.config.publicUrl ?? `http://${app.config.host}:${app.config.port}`, pollMs: fleet.pollMs, log: app.log
+  }))
+  app.schedules.add({
+    name: 'cluster-usage',
+    everyMs: fleet.usageIntervalMs,
+    run: async () => {
+      const active = await app.db.selectFrom('cluster').select(['id', 'name', 'region_code']).where('status', '=', 'active').execute()
+      let refreshed = 0
+      for (const cluster of active) {
+        try {
+          await refreshUsage(app.db, provider, cluster)
+          refreshed++
+        } catch (err) {
+          app.log.warn({ err, cluster: cluster.name }, 'cluster usage not refreshed')
+        }
+      }
+      return { refreshed }
+    }
+  })
+}, { fastify: '5.x', name: 'fleet', dependencies: ['config', 'db', 'queue', 'auth', 'schedules', 'containers'] })
+
+/** `a,b` for every region, or `us-east-1=a|b;eu-west-1=c` per region; undefined: the group's defaults. */
+export function subnetsFor (setting: string, region: string): string | undefined {
+  if (!setting.trim()) return undefined
+  if (!setting.includes('=')) return setting.split(/[,|]/).map((s) => s.trim()).filter(Boolean).join(',')
+  const entry = setting.split(';').map((part) => part.split('=')).find(([r]) => r?.trim() === region)
+  return entry?.[1]?.split('|').map((s) => s.trim()).filter(Boolean).join(',') || undefined
+}

@@ -261,6 +261,13 @@ export async function cancelJob (db: Kysely<DB>, deps: ContainerDeps, principal:
   return (await repo.findJob(db, id))!
 }
 
+/** Cluster deletion with force: every live container of the cluster is stopped. */
+export async function stopContainersOfCluster (db: Kysely<DB>, deps: ContainerDeps, clusterId: string) {
+  const rows = await db.selectFrom('container').selectAll().where('cluster_id', '=', clusterId)
+    .where('state', 'in', ['creating', 'starting', 'available', 'in_use']).execute()
+  for (const container of rows) await queueStop(db, deps, container)
+}
+
 /** Account deletion step: every live container of the account is stopped. */
 export async function stopAllOf (db: Kysely<DB>, deps: ContainerDeps, userId: string) {
   for (const { id } of await repo.liveContainersOf(db, userId)) {

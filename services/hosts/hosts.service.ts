@@ -139,6 +139,10 @@ export async function reapDeadHosts (db: Kysely<DB>, deadAfterMs: number) {
     let containers = 0
     for (const host of dead) {
       if (!host.ip) continue
+      // EC2 reuses addresses: a live host that has this address now keeps its containers.
+      const taken = await trx.selectFrom('host').select('id').where('ip', '=', host.ip).where('region_code', '=', host.region_code)
+        .where('status', 'in', ['active', 'draining']).where('id', '!=', host.id).executeTakeFirst()
+      if (taken) continue
       const live = await trx.selectFrom('container').select(['id', 'state'])
         .where('host_ip', '=', host.ip).where('region_code', '=', host.region_code)
         .where('state', 'in', ['starting', 'available', 'in_use']).forUpdate().execute()
