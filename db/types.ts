@@ -48,6 +48,7 @@ export interface DB {
   container_event: ContainerEventTable
   container_session: ContainerSessionTable
   host: HostTable
+  fleet_decision: FleetDecisionTable
   log_upload: LogUploadTable
   idempotency_record: IdempotencyRecordTable
   maintenance: MaintenanceTable
@@ -284,3 +285,12 @@ export interface LogUploadTable {
   stored_at: Date | null
 }
 export type LogUpload = Selectable<LogUploadTable>
+
+export interface FleetDecisionTable {
+  id: Generated<string>
+  region_code: string
+  action: 'create_cluster' | 'delete_cluster' | 'cannot_create'
+  reason: string
+  cluster_id: string | null
+  at: Generated<Date>
+}

@@ -768,7 +768,8 @@ export interface paths {
         };
         /**
          * The fleet per region
-         * @description Per region, in catalog order; clusters, hosts by status, containers by state, warm pools (target, ready, starting).
+         * @description Per region, in catalog order: clusters, hosts by status, containers by state, warm pools (target,
+         *     ready, starting), and the scaling schedule's latest decisions with their reasons.
          */
         get: operations["getFleet"];
         put?: never;
@@ -1147,6 +1148,15 @@ export interface components {
                 [key: string]: number;
             };
             warmPools: components["schemas"]["WarmPool"][];
+            /** @description The scaling schedule's latest decisions here, newest first (at most 10). */
+            decisions: {
+                /** @enum {string} */
+                action: "create_cluster" | "delete_cluster" | "cannot_create";
+                reason: string;
+                clusterId: null | components["schemas"]["Uuid"];
+                /** Format: date-time */
+                at: string;
+            }[];
         };
         LogUpload: {
             id: components["schemas"]["Uuid"];

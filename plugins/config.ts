@@ -76,7 +76,11 @@ const EnvSchema = Type.Object({
   CONTAINERS_PER_HOST: Type.Integer({ default: 4, minimum: 1, maximum: 64 }),
   CLUSTER_POLL_MS: Type.Integer({ default: 15000, minimum: 10 }),
   CLUSTER_JOB_TIMEOUT_MS: Type.Integer({ default: 3600000, minimum: 1000 }),
-  CLUSTER_USAGE_INTERVAL_MS: Type.Integer({ default: 300000, minimum: 100 })
+  CLUSTER_USAGE_INTERVAL_MS: Type.Integer({ default: 300000, minimum: 100 }),
+  FLEET_SCALING_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 100 }),
+  FLEET_INSTANCE_TYPE: Type.String({ default: 'g4dn.xlarge', pattern: '^[a-z][a-z0-9-]*\\.[a-z0-9]+$' }),
+  FLEET_CLUSTER_MAX_SIZE: Type.Integer({ default: 10, minimum: 1, maximum: 1000 }),
+  FLEET_EMPTY_CLUSTER_GRACE_MS: Type.Integer({ default: 1800000, minimum: 0 })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -166,7 +170,11 @@ function toConfig (env: Env) {
       containersPerHost: env.CONTAINERS_PER_HOST,
       pollMs: env.CLUSTER_POLL_MS,
       jobTimeoutMs: env.CLUSTER_JOB_TIMEOUT_MS,
-      usageIntervalMs: env.CLUSTER_USAGE_INTERVAL_MS
+      usageIntervalMs: env.CLUSTER_USAGE_INTERVAL_MS,
+      scalingIntervalMs: env.FLEET_SCALING_INTERVAL_MS,
+      instanceType: env.FLEET_INSTANCE_TYPE,
+      clusterMaxSize: env.FLEET_CLUSTER_MAX_SIZE,
+      emptyClusterGraceMs: env.FLEET_EMPTY_CLUSTER_GRACE_MS
     },
     logs: {
       maxBytes: env.LOG_MAX_BYTES,

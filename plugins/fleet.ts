@@ -4,6 +4,7 @@ import { WrongHostSecret } from '../services/hosts/hosts.errors.js'
 import { createClusterJobs } from '../services/fleet/clusters.jobs.js'
 import { refreshUsage, type ClusterDeps } from '../services/fleet/clusters.service.js'
 import { createSimulatedFleetProvider } from '../services/fleet/fleet.provider.js'
+import { scaleFleet } from '../services/fleet/fleet.scaling.js'
 import { reapDeadHosts } from '../services/hosts/hosts.service.js'
 import { createUploadLogJob } from '../services/logs/logs.jobs.js'
 import { expireLogs, requeueSpooled, type LogDeps } from '../services/logs/logs.service.js'
@@ -67,6 +68,11 @@ export default fp(async function fleetPlugin (app) {
   app.queue.define(...createClusterJobs({
     db: app.db, provider, queue: app.queue, apiUrl: app.config.publicUrl ?? `http://${app.config.host}:${app.config.port}`, pollMs: fleet.pollMs, log: app.log
   }))
+  app.schedules.add({
+    name: 'fleet-scaling',
+    everyMs: fleet.scalingIntervalMs,
+    run: () => scaleFleet(app.db, app.clusterDeps, { instanceType: fleet.instanceType, clusterMaxSize: fleet.clusterMaxSize, emptyGraceMs: fleet.emptyClusterGraceMs })
+  })
   app.schedules.add({
     name: 'cluster-usage',
     everyMs: fleet.usageIntervalMs,

@@ -22,7 +22,7 @@ export interface ClusterDeps {
 
 const live = ['creating', 'starting', 'available', 'in_use', 'stopping'] as const
 
-async function audit (db: Kysely<DB>, actorId: string, action: string, clusterId: string, details: Record<string, unknown>) {
+async function audit (db: Kysely<DB>, actorId: string | null, action: string, clusterId: string, details: Record<string, unknown>) {
   await db.insertInto('audit_event').values({ action, actor_id: actorId, target_type: 'cluster', target_id: clusterId, details: JSON.stringify(details) }).execute()
 }
 
@@ -32,7 +32,7 @@ export async function recordSteps (db: Kysely<DB>, id: string, steps: Partial<Cl
 
 /** Queues the creation of a cluster (launch template, Auto Scaling group, capacity provider, ECS cluster). */
 export async function createCluster (
-  db: Kysely<DB>, deps: ClusterDeps, actorId: string,
+  db: Kysely<DB>, deps: ClusterDeps, actorId: string | null,
   input: { region: string, instanceType: string, ami?: string | undefined, minSize: number, maxSize: number }
 ): Promise<{ cluster: Cluster, job: Job }> {
   if (input.minSize > input.maxSize) throw new BadSizes(input.minSize, input.maxSize)
@@ -121,7 +121,7 @@ export async function resizeCluster (db: Kysely<DB>, deps: ClusterDeps, actorId:
  * Queues the teardown of a cluster. One with live containers is refused (409) unless `force`, which stops
  * them first; the job then drains the hosts and deletes, in order, what the creation made.
  */
-export async function deleteCluster (db: Kysely<DB>, deps: ClusterDeps, actorId: string, id: string, force: boolean): Promise<{ cluster: Cluster, job: Job }> {
+export async function deleteCluster (db: Kysely<DB>, deps: ClusterDeps, actorId: string | null, id: string, force: boolean): Promise<{ cluster: Cluster, job: Job }> {
   const cluster = await getCluster(db, id)
   if (cluster.status === 'creating') throw new ClusterNotActive(id, cluster.status)
   const liveCount = await liveContainersIn(db, id)

@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely'
 import type { DB, HostStatus } from '../../db/types.js'
 import { warmPools } from '../containers/containers.warm-pools.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
+import { latestDecisions } from './fleet.scaling.js'
 
 export async function listHosts (db: Kysely<DB>, filters: { limit: number, cursor?: string | undefined, region?: string | undefined, status?: HostStatus | undefined }) {
   const before = filters.cursor ? decodeKeyset(filters.cursor) : null
@@ -16,9 +17,9 @@ export async function listHosts (db: Kysely<DB>, filters: { limit: number, curso
   return pageOf(rows, filters.limit)
 }
 
-/** Per region: clusters with their live containers, hosts by status, containers by state, warm pools. Five queries. */
+/** Per region: clusters with their live containers, hosts by status, containers by state, warm pools, scaling decisions. Six queries. */
 export async function getFleet (db: Kysely<DB>) {
-  const [regions, clusters, hosts, containers, pools] = await Promise.all([
+  const [regions, clusters, hosts, containers, pools, decisions] = await Promise.all([
     db.selectFrom('region').select(['code', 'enabled']).orderBy('sort_order').orderBy('code').execute(),
     db.selectFrom('cluster')
       .leftJoin('container', (j) => j.onRef('container.cluster_id', '=', 'cluster.id').on('container.state', 'in', ['creating', 'starting', 'available', 'in_use', 'stopping']))
@@ -28,7 +29,8 @@ export async function getFleet (db: Kysely<DB>) {
     db.selectFrom('container').select(['region_code', 'state', (eb) => eb.fn.countAll<number>().as('n')])
       .where((eb) => eb.or([eb('state', 'not in', ['stopped', 'failed']), eb('updated_at', '>', sql<Date>`now() - interval '24 hours'`)]))
       .groupBy(['region_code', 'state']).execute(),
-    warmPools(db)
+    warmPools(db),
+    latestDecisions(db)
   ])
   return regions.map((r) => ({
     region: r.code,
@@ -42,6 +44,8 @@ export async function getFleet (db: Kysely<DB>) {
     },
     containers: Object.fromEntries(containers.filter((c) => c.region_code === r.code).map((c) => [c.state, Number(c.n)])),
     warmPools: pools.filter((p) => p.region_code === r.code)
-      .map((p) => ({ app: p.app_id, region: p.region_code, target: p.warm_pool_target, ready: Number(p.ready), starting: Number(p.starting) }))
+      .map((p) => ({ app: p.app_id, region: p.region_code, target: p.warm_pool_target, ready: Number(p.ready), starting: Number(p.starting) })),
+    decisions: decisions.filter((d) => d.region_code === r.code)
+      .map((d) => ({ action: d.action, reason: d.reason, clusterId: d.cluster_id, at: new Date(d.at).toISOString() }))
   }))
 }
