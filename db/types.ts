@@ -171,7 +171,8 @@ export type Cluster = Selectable<ClusterTable>
 
 export interface JobTable {
   id: Generated<string>
-  kind: 'start_container' | 'stop_container' | 'upload_log' | 'create_cluster' | 'delete_cluster'
+  kind: 'start_container' | 'stop_container' | 'upload_log' | 'create_cluster' | 'delete_cluster' | 'roll_ami' | 'roll_cluster'
+  parent_id: string | null
   owner_id: string | null
   state: Generated<JobState>
   progress: Generated<number>

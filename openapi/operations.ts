@@ -37,6 +37,7 @@ export const operationTags = {
   refreshSession: 'sessions',
   requestPasswordReset: 'accounts',
   revokeMySession: 'accounts',
+  rollAmi: 'fleet',
   setMaintenance: 'maintenance',
   setWarmPoolTarget: 'containers',
   shutdownContainer: 'container-agent',

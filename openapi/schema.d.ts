@@ -739,6 +739,31 @@ export interface paths {
         patch: operations["updateCluster"];
         trace?: never;
     };
+    "/v1/admin/regions/{region}/ami": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Roll a region onto a new AMI
+         * @description The region's current AMI changes at once (new clusters use it); then, one cluster at a time, a new
+         *     launch template version on the AMI and an instance refresh of its Auto Scaling group, followed until it
+         *     ends. 202 with the parent job; `GET /v1/jobs/{id}` shows a child job per cluster with its progress. A
+         *     failed refresh stops the roll (the later clusters are not touched). Only while the region (or
+         *     everything) is in a maintenance window (hosts are replaced at once), or with `strategy: rolling` (90 %
+         *     of the hosts stay in service). One roll per region at a time (409). Audited.
+         */
+        post: operations["rollAmi"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/hosts": {
         parameters: {
             query?: never;
@@ -817,7 +842,7 @@ export interface paths {
         };
         /**
          * Download a log (gzip)
-         * @description The owner or an admin; served from the store (the local folder when embedded).
+         * @description The owner or an admin; served from the store (the local folder when embedded). 409 while the log is not stored yet.
          */
         get: operations["getLogContent"];
         put?: never;
@@ -1232,7 +1257,21 @@ export interface components {
         Job: {
             id: components["schemas"]["Uuid"];
             /** @enum {string} */
-            kind: "start_container" | "stop_container" | "upload_log" | "create_cluster" | "delete_cluster";
+            kind: "start_container" | "stop_container" | "upload_log" | "create_cluster" | "delete_cluster" | "roll_ami" | "roll_cluster";
+            /** @description The parent job of a child job (an AMI roll's cluster). */
+            parentId?: null | components["schemas"]["Uuid"];
+            /** @description A parent job's child jobs, in order (an AMI roll's clusters). */
+            children?: {
+                id: components["schemas"]["Uuid"];
+                /** @enum {string} */
+                state: "queued" | "running" | "succeeded" | "failed" | "cancelled";
+                progress: number;
+                message: string | null;
+                errorCode: string | null;
+                result: {
+                    [key: string]: unknown;
+                } | null;
+            }[];
             /** @enum {string} */
             state: "queued" | "running" | "succeeded" | "failed" | "cancelled";
             progress: number;
@@ -2975,6 +3014,54 @@ export interface operations {
             422: components["responses"]["Unprocessable"];
         };
     };
+    rollAmi: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                region: components["schemas"]["RegionCode"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "ami": "ami-0fedcba9876543210",
+                 *       "strategy": "rolling"
+                 *     }
+                 */
+                "application/json": {
+                    ami: string;
+                    /**
+                     * @default maintenance
+                     * @enum {string}
+                     */
+                    strategy?: "maintenance" | "rolling";
+                };
+            };
+        };
+        responses: {
+            /** @description Rolling; follow the job. */
+            202: {
+                headers: {
+                    /** @description The job. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
     listHosts: {
         parameters: {
             query?: {
@@ -3124,6 +3211,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
         };
     };
     listLogs: {

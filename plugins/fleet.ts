@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { WrongHostSecret } from '../services/hosts/hosts.errors.js'
+import { createRollJobs, type RollDeps } from '../services/fleet/ami.service.js'
 import { createClusterJobs } from '../services/fleet/clusters.jobs.js'
 import { refreshUsage, type ClusterDeps } from '../services/fleet/clusters.service.js'
 import { createSimulatedFleetProvider } from '../services/fleet/fleet.provider.js'
@@ -14,6 +15,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     logDeps: LogDeps
     clusterDeps: ClusterDeps
+    rollDeps: RollDeps
   }
   interface FastifyRequest {
     /** The secret the calling host agent presented (checked by the operation itself). */
@@ -68,6 +70,8 @@ export default fp(async function fleetPlugin (app) {
   app.queue.define(...createClusterJobs({
     db: app.db, provider, queue: app.queue, apiUrl: app.config.publicUrl ?? `http://${app.config.host}:${app.config.port}`, pollMs: fleet.pollMs, log: app.log
   }))
+  app.decorate('rollDeps', { queue: app.queue, provider, pollMs: fleet.pollMs, jobTimeoutMs: fleet.jobTimeoutMs * 12 })
+  app.queue.define(...createRollJobs(app.db, app.rollDeps))
   app.schedules.add({
     name: 'fleet-scaling',
     everyMs: fleet.scalingIntervalMs,

@@ -22,10 +22,13 @@ export function presentContainer (row: Container, viewer: string | null = row.us
   }
 }
 
-export function presentJob (row: Job): Schemas['Job'] {
+/** A job; a parent job (an AMI roll) with its child jobs when they are given. */
+export function presentJob (row: Job, children?: Job[]): Schemas['Job'] {
   return {
     id: row.id,
     kind: row.kind,
+    parentId: row.parent_id,
+    ...(children ? { children: children.map((c) => ({ id: c.id, state: c.state, progress: c.progress, message: c.message, errorCode: c.error_code, result: c.result })) } : {}),
     state: row.state,
     progress: row.progress,
     message: row.message,

@@ -1,6 +1,7 @@
 import type { Cluster, Host } from '../../db/types.js'
 import type { components } from '../../openapi/schema.js'
 import type { Handlers } from '../../openapi/handler-types.js'
+import * as ami from '../../services/fleet/ami.service.js'
 import * as clusters from '../../services/fleet/clusters.service.js'
 import * as fleet from '../../services/fleet/fleet.service.js'
 import { presentJob } from '../containers/present.js'
@@ -72,6 +73,12 @@ export const handlers = {
     const { cluster, job } = await clusters.deleteCluster(this.db, this.clusterDeps, principalOf(request).userId, request.params.clusterId, request.query.force ?? false)
     reply.code(202).header('location', `/v1/jobs/${job.id}`)
     return { cluster: await presentCluster(this.db, cluster), job: presentJob(job) }
+  },
+
+  async rollAmi (request, reply) {
+    const job = await ami.rollAmi(this.db, this.rollDeps, principalOf(request).userId, request.params.region, request.body)
+    reply.code(202).header('location', `/v1/jobs/${job.id}`)
+    return presentJob(job)
   },
 
   async listHosts (request) {

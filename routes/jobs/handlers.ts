@@ -1,12 +1,14 @@
 import { Readable } from 'node:stream'
 import type { Handlers } from '../../openapi/handler-types.js'
 import * as containers from '../../services/containers/containers.service.js'
+import { childrenOf } from '../../services/fleet/ami.service.js'
 import { presentJob } from '../containers/present.js'
 import { principalOf } from '../request-context.js'
 
 export const handlers = {
   async getJob (request) {
-    return presentJob(await containers.getJob(this.db, principalOf(request), request.params.jobId))
+    const job = await containers.getJob(this.db, principalOf(request), request.params.jobId)
+    return presentJob(job, job.kind === 'roll_ami' ? await childrenOf(this.db, job.id) : undefined)
   },
 
   async streamJobEvents (request, reply) {

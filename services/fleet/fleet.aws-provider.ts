@@ -1,8 +1,10 @@
 import {
   AutoScalingClient, CreateAutoScalingGroupCommand, DeleteAutoScalingGroupCommand, DescribeAutoScalingGroupsCommand,
-  UpdateAutoScalingGroupCommand
+  DescribeInstanceRefreshesCommand, StartInstanceRefreshCommand, UpdateAutoScalingGroupCommand
 } from '@aws-sdk/client-auto-scaling'
-import { CreateLaunchTemplateCommand, DeleteLaunchTemplateCommand, DescribeLaunchTemplatesCommand, EC2Client } from '@aws-sdk/client-ec2'
+import {
+  CreateLaunchTemplateCommand, CreateLaunchTemplateVersionCommand, DeleteLaunchTemplateCommand, DescribeLaunchTemplatesCommand, EC2Client
+} from '@aws-sdk/client-ec2'
 import {
   CreateCapacityProviderCommand, CreateClusterCommand, DeleteCapacityProviderCommand, DeleteClusterCommand,
   DescribeClustersCommand, DescribeContainerInstancesCommand, ECSClient, ListContainerInstancesCommand
@@ -120,6 +122,31 @@ export function createAwsFleetProvider (options: AwsFleetOptions): FleetProvider
     },
     async deleteLaunchTemplate (region, launchTemplateId) {
       try { await of(region).ec2.send(new DeleteLaunchTemplateCommand({ LaunchTemplateId: launchTemplateId })) } catch (err) { if (!isGone(err)) throw err }
+    },
+    async startAmiRefresh (region, name, launchTemplateId, ami, minHealthyPercent) {
+      const { ec2, asg } = of(region)
+      await ec2.send(new CreateLaunchTemplateVersionCommand({ LaunchTemplateId: launchTemplateId, SourceVersion: '$Latest', LaunchTemplateData: { ImageId: ami } }))
+      try {
+        const out = await asg.send(new StartInstanceRefreshCommand({
+          AutoScalingGroupName: name,
+          Strategy: 'Rolling',
+          DesiredConfiguration: { LaunchTemplate: { LaunchTemplateId: launchTemplateId, Version: '$Latest' } },
+          Preferences: { MinHealthyPercentage: minHealthyPercent, InstanceWarmup: 300 }
+        }))
+        return { refreshId: out.InstanceRefreshId! }
+      } catch (err) {
+        if (!/InstanceRefreshInProgress/i.test(errorText(err))) throw err
+        const running = await asg.send(new DescribeInstanceRefreshesCommand({ AutoScalingGroupName: name, MaxRecords: 1 }))
+        return { refreshId: running.InstanceRefreshes![0]!.InstanceRefreshId! }
+      }
+    },
+    async amiRefreshStatus (region, name, refreshId) {
+      const out = await of(region).asg.send(new DescribeInstanceRefreshesCommand({ AutoScalingGroupName: name, InstanceRefreshIds: [refreshId] }))
+      const refresh = out.InstanceRefreshes?.[0]
+      const status = refresh?.Status ?? 'Failed'
+      if (status === 'Successful') return { state: 'successful', percent: 100 }
+      if (/Failed|Cancel|Rollback/.test(status)) return { state: 'failed', percent: refresh?.PercentageComplete ?? 0, reason: refresh?.StatusReason ?? status }
+      return { state: 'in_progress', percent: refresh?.PercentageComplete ?? 0 }
     },
     async usage (region, name) {
       const { ecs } = of(region)

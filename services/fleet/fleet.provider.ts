@@ -31,6 +31,12 @@ export interface FleetProvider {
   deleteAutoScalingGroup (region: string, name: string): Promise<void>
   deleteLaunchTemplate (region: string, launchTemplateId: string): Promise<void>
   usage (region: string, name: string): Promise<ClusterUsageSnapshot>
+  /**
+   * A new launch template version on `ami`, then an instance refresh of the group onto it (keeping
+   * `minHealthyPercent` of the hosts in service). Idempotent: a refresh already running is returned.
+   */
+  startAmiRefresh (region: string, name: string, launchTemplateId: string, ami: string, minHealthyPercent: number): Promise<{ refreshId: string }>
+  amiRefreshStatus (region: string, name: string, refreshId: string): Promise<{ state: 'in_progress' | 'successful' | 'failed', percent: number, reason?: string }>
 }
 
 /** The user data of a host: it joins its ECS cluster and starts the host agent with the bootstrap secret. */
@@ -44,7 +50,7 @@ export function hostUserData (clusterName: string, apiUrl: string): string {
   ].join('\n')
 }
 
-interface SimCluster { spec: ClusterSpec, launchTemplateId?: string, groupArn?: string, capacityProvider?: string, cluster: boolean, size: { min: number, max: number, desired: number } }
+interface SimCluster { spec: ClusterSpec, refreshes?: Map<string, number>, launchTemplateId?: string, groupArn?: string, capacityProvider?: string, cluster: boolean, size: { min: number, max: number, desired: number } }
 
 export function createSimulatedFleetProvider (): FleetProvider {
   const clusters = new Map<string, SimCluster>()
@@ -89,6 +95,21 @@ export function createSimulatedFleetProvider (): FleetProvider {
           if (!c.groupArn && !c.capacityProvider && !c.cluster) clusters.delete(name)
         }
       }
+    },
+    async startAmiRefresh (_region, name, _launchTemplateId, ami) {
+      const c = clusters.get(name)
+      if (!c) throw Object.assign(new Error(`no Auto Scaling group named ${name}`), { name: 'ValidationError', $fault: 'client' })
+      c.spec = { ...c.spec, ami }
+      c.refreshes ??= new Map()
+      const refreshId = `refresh-${++n}`
+      c.refreshes.set(refreshId, 0)
+      return { refreshId }
+    },
+    async amiRefreshStatus (_region, name, refreshId) {
+      // Each look moves a simulated refresh on by half.
+      const polls = (clusters.get(name)?.refreshes?.get(refreshId) ?? 1) + 1
+      clusters.get(name)?.refreshes?.set(refreshId, polls)
+      return polls >= 3 ? { state: 'successful', percent: 100 } : { state: 'in_progress', percent: 50 * (polls - 1) }
     },
     async usage (_region, name) {
       const c = clusters.get(name)

@@ -29,7 +29,9 @@ export function createS3Store (options: { bucket: string, region: string, endpoi
     },
     async delete (keys) {
       for (let i = 0; i < keys.length; i += 1000) {
-        await client.send(new DeleteObjectsCommand({ Bucket: options.bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }))
+        const out = await client.send(new DeleteObjectsCommand({ Bucket: options.bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }))
+        // A key S3 refused to delete keeps its row (the next pass tries again), never an orphan object.
+        if (out.Errors?.length) throw new Error(`S3 refused to delete ${out.Errors.length} log objects: ${out.Errors[0]?.Code ?? ''} ${out.Errors[0]?.Message ?? ''}`)
       }
     }
   }

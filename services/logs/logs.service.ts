@@ -1,14 +1,29 @@
 import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
-import { gzip } from 'node:zlib'
+import { gunzip, gzip } from 'node:zlib'
 import { sql, type Kysely } from 'kysely'
 import type { DB, LogUpload } from '../../db/types.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
-import { LogContainerNotFound, LogNotFound, LogNotStored, NotGzip, WrongSender } from './logs.errors.js'
+import { LogContainerNotFound, LogNotFound, LogNotStored, LogTooLarge, NotGzip, WrongSender } from './logs.errors.js'
 import type { LogStore } from './logs.store.js'
 
 const gzipAsync = promisify(gzip)
+const gunzipAsync = promisify(gunzip)
+
+/** What a gzipped log may expand to: a larger one is refused, as a bomb would be. */
+const maxExpandedBytes = 256 * 1024 * 1024
+
+/** A gzip body must be whole: unzipped once (bounded) so a truncated or corrupt stream is a 400 now, not an unreadable log later. */
+async function assertGzip (body: Buffer) {
+  if (body.length < 18 || body[0] !== 0x1f || body[1] !== 0x8b) throw new NotGzip()
+  try {
+    await gunzipAsync(body, { maxOutputLength: maxExpandedBytes })
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw new LogTooLarge(maxExpandedBytes)
+    throw new NotGzip()
+  }
+}
 
 export const uploadLogJob = { family: 'logs', name: 'uploadLog' } as const
 export interface UploadLogPayload { logId: string, jobId: string }
@@ -37,7 +52,7 @@ export async function acceptLog (db: Kysely<DB>, deps: LogDeps, from: LogSender,
   }
   if (from.kind === 'container') containerId = from.containerId
   const gz = typeof input.body === 'string' ? await gzipAsync(input.body) : input.body
-  if (gz.length < 18 || gz[0] !== 0x1f || gz[1] !== 0x8b) throw new NotGzip()
+  if (typeof input.body !== 'string') await assertGzip(gz)
   const stamp = new Date().toISOString().replace(/[-:.]/g, '')
   const key = `logs/${userId ?? 'unassigned'}/${containerId ?? 'none'}/${input.sender}-${stamp}-${randomBytes(4).toString('hex')}.txt.gz`
   userId ??= null
@@ -131,5 +146,11 @@ export async function logContent (db: Kysely<DB>, store: LogStore, principal: { 
   const row = await db.selectFrom('log_upload').select(listed).where('id', '=', id).executeTakeFirst()
   if (!row || (row.user_id !== principal.userId && principal.role !== 'admin')) throw new LogNotFound(id)
   if (row.status !== 'stored') throw new LogNotStored(id)
-  return store.get(row.object_key)
+  try {
+    return await store.get(row.object_key)
+  } catch (err) {
+    // Deleted behind our back (a lifecycle rule, an operator): gone, not a server error.
+    if (/ENOENT|NoSuchKey|NotFound/.test(`${(err as { code?: string }).code ?? ''} ${(err as Error).name}`)) throw new LogNotFound(id)
+    throw err
+  }
 }
