@@ -77,6 +77,11 @@ const EnvSchema = Type.Object({
   CLUSTER_POLL_MS: Type.Integer({ default: 15000, minimum: 10 }),
   CLUSTER_JOB_TIMEOUT_MS: Type.Integer({ default: 3600000, minimum: 1000 }),
   CLUSTER_USAGE_INTERVAL_MS: Type.Integer({ default: 300000, minimum: 100 }),
+  HOST_AGENT_ENABLED: Type.Optional(Type.Boolean()),
+  HOST_AGENT_SCHEME: Enum(['http', 'https'], 'https'),
+  HOST_AGENT_PORT: Type.Integer({ default: 4678, minimum: 1, maximum: 65535 }),
+  HOST_AGENT_SECRET: Type.Optional(Type.String({ minLength: 16 })),
+  HOST_AGENT_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 100, maximum: 60000 }),
   FLEET_SCALING_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 100 }),
   FLEET_INSTANCE_TYPE: Type.String({ default: 'g4dn.xlarge', pattern: '^[a-z][a-z0-9-]*\\.[a-z0-9]+$' }),
   FLEET_CLUSTER_MAX_SIZE: Type.Integer({ default: 10, minimum: 1, maximum: 1000 }),
@@ -158,6 +163,14 @@ function toConfig (env: Env) {
       redirectUris: toList(env.GOOGLE_REDIRECT_URIS)
     },
     hosts: {
+      // Outbound calls to the host agents: on once their shared secret is configured.
+      agent: {
+        enabled: env.HOST_AGENT_ENABLED ?? env.HOST_AGENT_SECRET !== undefined,
+        scheme: env.HOST_AGENT_SCHEME,
+        port: env.HOST_AGENT_PORT,
+        secret: env.HOST_AGENT_SECRET ?? null,
+        timeoutMs: env.HOST_AGENT_TIMEOUT_MS
+      },
       bootstrapSecret: env.HOST_BOOTSTRAP_SECRET ?? null,
       identityCert: env.AWS_IDENTITY_CERT ?? null,
       heartbeatIntervalS: env.HOST_HEARTBEAT_INTERVAL_S,

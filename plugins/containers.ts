@@ -1,7 +1,9 @@
 import fp from 'fastify-plugin'
 import { createContainerJobs } from '../services/containers/containers.jobs.js'
 import { reapOrphans, reapSilent, reapStuckJobs, refillWarmPools, resumeStalledStarts } from '../services/containers/containers.schedules.js'
-import { authenticateContainer, ping, stopAllOf, type ContainerDeps } from '../services/containers/containers.service.js'
+import { authenticateContainer, ping, sendStartValues, sendStartValuesJob, stopAllOf, type ContainerDeps } from '../services/containers/containers.service.js'
+import { createHostAgentClient } from '../services/hosts/agent-client.js'
+import type { Container } from '../db/types.js'
 import { createSimulatedProvider, type CloudProvider } from '../services/containers/provider.js'
 
 declare module 'fastify' {
@@ -27,10 +29,24 @@ export default fp(async function containersPlugin (app) {
       // Well inside the reaper's silence limit.
       pingEveryMs: Math.max(50, Math.floor(settings.pingTimeoutMs / 3)),
       // The simulated container pings as a real one would: with the secret it was started with.
-      onRunning: async (id, secret) => ping(app.db, await authenticateContainer(app.db, id, secret), true)
+      onRunning: async (id, secret) => ping(app.db, app.containerDeps, await authenticateContainer(app.db, id, secret), true)
     })
   app.decorate('cloudProvider', provider)
-  app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, log: app.log })
+
+  // The host agent hears of each container handed to a user (its start values), through a job with retries.
+  const agent = config.hosts.agent
+  if (agent.enabled && !agent.secret) throw new Error('config: HOST_AGENT_SECRET is required when HOST_AGENT_ENABLED=true')
+  const onReady = agent.enabled
+    ? async (container: Container) => {
+      if (!container.user_id || !container.host_ip) return
+      await app.queue.enqueue(sendStartValuesJob, { containerId: container.id }, { retries: 5 })
+    }
+    : undefined
+  if (agent.enabled) {
+    const client = createHostAgentClient({ scheme: agent.scheme as 'http' | 'https', port: agent.port, secret: agent.secret!, timeoutMs: agent.timeoutMs })
+    app.queue.define({ ...sendStartValuesJob, handle: (data: { containerId: string }) => sendStartValues(app.db, client, data.containerId) })
+  }
+  app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, log: app.log, ...(onReady ? { onReady } : {}) })
   // A deleted account's containers are stopped before the account row goes.
   app.accountDeletionSteps.push((accountId) => stopAllOf(app.db, app.containerDeps, accountId))
   app.queue.define(...createContainerJobs({
@@ -39,6 +55,7 @@ export default fp(async function containersPlugin (app) {
     queue: app.queue,
     callbackUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
     timing: { pollMs: settings.pollMs, pollBudgetMs: settings.pollBudgetMs, firstPingTimeoutMs: settings.firstPingTimeoutMs },
+    ...(onReady ? { onReady } : {}),
     log: app.log
   }))
 

@@ -10,7 +10,7 @@ function callerOf (request: FastifyRequest) {
 
 export const handlers = {
   async pingContainer (request, reply) {
-    await containers.ping(this.db, callerOf(request), request.body.available)
+    await containers.ping(this.db, this.containerDeps, callerOf(request), request.body.available)
     return reply.code(204).send()
   },
 

@@ -23,6 +23,8 @@ export interface ContainerJobDeps {
   /** Where the container calls us back (pings, protocol info). */
   callbackUrl: string
   timing: StartTiming
+  /** See ContainerDeps.onReady. */
+  onReady?: (container: Container) => Promise<void>
   log: { warn (obj: object, msg: string): void, info (obj: object, msg: string): void }
 }
 
@@ -131,7 +133,11 @@ async function startContainer (deps: ContainerJobDeps, data: StartContainerPaylo
     }
     // RUNNING: the first ping completes the start. It may have come already, or come while we wait here.
     for (;;) {
-      if (await completeStartIfPinged(db, container.id)) return { containerId: container.id }
+      const ready = await completeStartIfPinged(db, container.id)
+      if (ready) {
+        await deps.onReady?.(ready)
+        return { containerId: container.id }
+      }
       const now = await repo.findContainer(db, container.id)
       if (!now || now.state !== 'starting') return now && (now.state === 'available' || now.state === 'in_use') ? { containerId: now.id } : { cancelled: true }
       // A task that exits before it reports (a crash-looping image) fails now, with ECS's reason.

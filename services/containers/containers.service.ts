@@ -12,6 +12,7 @@ import * as repo from './containers.repository.js'
 import { warmPools } from './containers.warm-pools.js'
 import { pickRegion, type Location } from './geo.js'
 import type { CloudProvider } from './provider.js'
+import type { HostAgentClient } from '../hosts/agent-client.js'
 
 export interface StartContainerPayload {
   containerId: string
@@ -30,6 +31,8 @@ export const stopContainerJob = { family: 'containers', name: 'stopContainer' } 
 
 export interface ContainerDeps {
   queue: JobQueue
+  /** A container became ready for its user (a warm claim, a finished start): its host agent hears of it. */
+  onReady?: (container: Container) => Promise<void>
   log?: { warn (obj: object, msg: string): void }
   /** How long a start may take before the job fails (`start_timeout`). */
   startTimeoutMs: number
@@ -118,7 +121,11 @@ export async function assignContainer (
     if (!again) throw new IdempotencyMismatch()
     return again
   }
-  if (result.outcome === 'claimed') return { status: 201, container: revive<Container>(result.container) }
+  if (result.outcome === 'claimed') {
+    const container = revive<Container>(result.container)
+    await deps.onReady?.(container)
+    return { status: 201, container }
+  }
   const assignment = { status: 202 as const, container: revive<Container>(result.container), job: revive<Job>(result.job) }
   try {
     await enqueueStart(deps.queue, { containerId: assignment.container.id, jobId: assignment.job.id, secret })
@@ -150,6 +157,16 @@ export function enqueueStart (queue: JobQueue, payload: StartContainerPayload) {
   return queue.enqueue<StartContainerPayload>(startContainerJob, payload, { jobId: payload.jobId, retries: 3 })
 }
 
+export const sendStartValuesJob = { family: 'containers', name: 'sendStartValues' } as const
+
+/** Tells the container's host agent who uses it now (retried by the queue; a container gone meanwhile is skipped). */
+export async function sendStartValues (db: Kysely<DB>, agent: HostAgentClient, containerId: string) {
+  const container = await repo.findContainer(db, containerId)
+  if (!container || container.state !== 'in_use' || !container.user_id || !container.host_ip || container.port_32262 === null) return { skipped: true }
+  await agent.setStartValues(container.host_ip, { containerId: container.id, userId: container.user_id, hostPort: container.port_32262, dpi: container.dpi })
+  return { sent: true }
+}
+
 export const newSecret = () => randomBytes(32).toString('base64url')
 
 /**
@@ -178,13 +195,13 @@ export async function failStart (deps: StartEnder, container: Container, jobId: 
  * The start's last step, when the task runs and the container has pinged (whichever comes second calls
  * it): the container becomes ready and its start job succeeds, together. False when not both yet.
  */
-export async function completeStartIfPinged (db: Kysely<DB>, containerId: string): Promise<boolean> {
+export async function completeStartIfPinged (db: Kysely<DB>, containerId: string): Promise<Container | null> {
   return db.transaction().execute(async (trx) => {
     const ready = await repo.finishStart(trx, containerId)
-    if (!ready) return false
+    if (!ready) return null
     await repo.insertContainerEvent(trx, { container_id: ready.id, from_state: 'starting', to_state: ready.state, job_id: ready.start_job_id, reason: 'first ping' })
     if (ready.start_job_id) await repo.updateJob(trx, ready.start_job_id, { state: 'succeeded', progress: 100, message: 'running', result: JSON.stringify({ containerId: ready.id }) })
-    return true
+    return ready
   })
 }
 
@@ -319,14 +336,17 @@ export async function authenticateContainer (db: Kysely<DB>, id: string, secret:
  * A ping: the container is alive. `available` says no client is connected: a change of it writes the
  * logon/logoff history (container_session). A starting container's first ping completes its start.
  */
-export async function ping (db: Kysely<DB>, container: Container, available: boolean) {
+export async function ping (db: Kysely<DB>, deps: Pick<ContainerDeps, 'onReady'>, container: Container, available: boolean) {
   const connected = !available
   await db.transaction().execute(async (trx) => {
     await repo.updateContainer(trx, container.id, { last_ping_at: new Date(), client_connected: connected })
     if (connected && !container.client_connected) await repo.openSession(trx, container.id, container.user_id)
     if (!connected && container.client_connected) await repo.closeSessions(trx, container.id)
   })
-  if (container.state === 'starting') await completeStartIfPinged(db, container.id)
+  if (container.state === 'starting') {
+    const ready = await completeStartIfPinged(db, container.id)
+    if (ready) await deps.onReady?.(ready)
+  }
 }
 
 export interface JobEvent { id: string, event: 'progress' | 'succeeded' | 'failed' | 'cancelled', job: Job }
