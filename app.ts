@@ -19,6 +19,7 @@ import securityPlugin from './plugins/security.js'
 import accountsPlugin from './plugins/accounts.js'
 import containersPlugin from './plugins/containers.js'
 import fleetPlugin from './plugins/fleet.js'
+import billingPlugin from './plugins/billing.js'
 import mailPlugin from './plugins/mail.js'
 import accountsRoutes from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
@@ -27,6 +28,8 @@ import containersRoutes from './routes/containers/index.js'
 import fleetRoutes from './routes/fleet/index.js'
 import hostsRoutes from './routes/hosts/index.js'
 import logsRoutes from './routes/logs/index.js'
+import billingRoutes from './routes/billing/index.js'
+import stripeRoutes from './routes/stripe/index.js'
 import jobsRoutes from './routes/jobs/index.js'
 import maintenanceRoutes from './routes/maintenance/index.js'
 import hasuraRoutes from './routes/hasura/index.js'
@@ -37,7 +40,7 @@ import usersRoutes from './routes/users/index.js'
 
 /** One plugin per spec tag, in the order they register. */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, hostsRoutes, fleetRoutes, logsRoutes]
+  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes]
 
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */
@@ -95,6 +98,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(authPlugin)
     await app.register(mailPlugin)
     await app.register(accountsPlugin)
+    await app.register(billingPlugin)
     await app.register(containersPlugin)
     await app.register(fleetPlugin)
     // edge-cache before rate-limit: a public read kept at the origin is answered before the limiter

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely'
 import type { DB } from './types.js'
+import { readPlansFile, upsertPlans } from './plans.js'
 import { apps, regions } from './seed-data.js'
 
 /** Inserts or refreshes the catalog (regions, apps, where each app is offered). Safe to run again. */
@@ -29,6 +30,7 @@ export async function seedCatalog (db: Kysely<DB>): Promise<{ regions: number, a
       .onConflict((oc) => oc.column('name').doNothing())
       .execute()
   })
+  await upsertPlans(db, await readPlansFile())
   return { regions: regions.length, apps: apps.length }
 }
 

@@ -48,6 +48,11 @@ export interface DB {
   container_event: ContainerEventTable
   container_session: ContainerSessionTable
   host: HostTable
+  plan: PlanTable
+  billing_customer: BillingCustomerTable
+  subscription: SubscriptionTable
+  stripe_event: StripeEventTable
+  usage_record: UsageRecordTable
   fleet_decision: FleetDecisionTable
   log_upload: LogUploadTable
   idempotency_record: IdempotencyRecordTable
@@ -294,4 +299,63 @@ export interface FleetDecisionTable {
   reason: string
   cluster_id: string | null
   at: Generated<Date>
+}
+
+export interface Entitlements { concurrentContainers: number, hoursPerMonth: number | null, regions: string[] | null, maxDpi: number }
+
+export interface PlanTable {
+  id: string
+  name: string
+  amount: number
+  currency: string
+  interval: 'month' | 'year'
+  trial_days: Generated<number>
+  entitlements: ColumnType<Entitlements, string, string>
+  billed_by_hour: Generated<boolean>
+  stripe_product_id: string | null
+  stripe_price_id: string | null
+  active: Generated<boolean>
+  sort_order: Generated<number>
+  updated_at: Timestamp
+}
+export type Plan = Selectable<PlanTable>
+
+export interface BillingCustomerTable {
+  user_id: string
+  stripe_customer_id: string
+  created_at: Timestamp
+}
+
+export type SubscriptionStatus = 'incomplete' | 'incomplete_expired' | 'trialing' | 'active' | 'past_due' | 'canceled' | 'unpaid' | 'paused'
+
+export interface SubscriptionTable {
+  user_id: string
+  stripe_subscription_id: string
+  plan_id: string | null
+  status: SubscriptionStatus
+  trial_end: Date | null
+  current_period_start: Date | null
+  current_period_end: Date | null
+  cancel_at_period_end: Generated<boolean>
+  past_due_since: Date | null
+  event_created: ColumnType<string, number | undefined, number>
+  updated_at: Timestamp
+}
+export type Subscription = Selectable<SubscriptionTable>
+
+export interface StripeEventTable {
+  id: string
+  type: string
+  payload: ColumnType<Record<string, unknown>, string, string>
+  received_at: Timestamp
+  processed_at: Date | null
+  error: string | null
+}
+
+export interface UsageRecordTable {
+  container_id: string
+  user_id: string
+  seconds: number
+  ended_at: Date
+  reported_at: Date | null
 }

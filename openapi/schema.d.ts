@@ -873,6 +873,111 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Plans
+         * @description Each plan's price, interval, trial and entitlements. Edge-cached; purged when plans change.
+         */
+        get: operations["listPlans"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/checkout-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a Stripe Checkout for a plan
+         * @description Answers the Checkout URL to send the user to. The Stripe customer is created once per user; tax is
+         *     computed by Stripe Tax from the address the user gives in Checkout. The subscription becomes visible
+         *     here when Stripe's webhook reports it.
+         */
+        post: operations["createCheckoutSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/portal-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open Stripe's customer portal
+         * @description Cards, invoices and cancelling, in Stripe's portal. 404 before a first checkout.
+         */
+        post: operations["createPortalSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/subscription": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * My subscription
+         * @description Plan, status (`free_trial` and `none` before any subscription), trial end, current period,
+         *     cancel-at-period-end and container hours used this period. From local state; never calls Stripe.
+         */
+        get: operations["getSubscription"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/stripe-webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stripe's webhook
+         * @description Verified with the signing secret over the raw body (`Stripe-Signature`); each event is stored by id
+         *     (a redelivery is a no-op) and processed by a job: checkout completed, subscription
+         *     created/updated/deleted, invoice paid (receipt mail) or payment failed (mail), customer deleted.
+         */
+        post: operations["stripeWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/maintenance": {
         parameters: {
             query?: never;
@@ -1240,6 +1345,58 @@ export interface components {
         };
         /**
          * @example {
+         *       "id": "pro",
+         *       "name": "Pro",
+         *       "price": 2900,
+         *       "interval": "month",
+         *       "currency": "usd",
+         *       "trialDays": 7,
+         *       "billedByHour": false,
+         *       "entitlements": {
+         *         "concurrentContainers": 3,
+         *         "hoursPerMonth": null,
+         *         "regions": null,
+         *         "maxDpi": 288
+         *       }
+         *     }
+         */
+        Plan: {
+            id: string;
+            name: string;
+            /** @description In the currency's smallest unit; per hour of container time when billedByHour. */
+            price: number;
+            /** @enum {string} */
+            interval: "month" | "year";
+            currency: string;
+            trialDays: number;
+            billedByHour: boolean;
+            entitlements: {
+                concurrentContainers: number;
+                hoursPerMonth: number | null;
+                regions: string[] | null;
+                maxDpi: number;
+            };
+        };
+        SubscriptionView: {
+            plan: null | {
+                id: string;
+                name: string;
+            };
+            /** @enum {string} */
+            status: "free_trial" | "none" | "incomplete" | "incomplete_expired" | "trialing" | "active" | "past_due" | "canceled" | "unpaid" | "paused";
+            /** Format: date-time */
+            trialEnd: string | null;
+            /** Format: date-time */
+            currentPeriodStart: string | null;
+            /** Format: date-time */
+            currentPeriodEnd: string | null;
+            cancelAtPeriodEnd: boolean;
+            usage: {
+                containerHours: number;
+            };
+        };
+        /**
+         * @example {
          *       "app": "chrome",
          *       "region": "us-east-1",
          *       "target": 4,
@@ -1319,7 +1476,7 @@ export interface components {
              * @description Stable machine-readable code.
              * @enum {string}
              */
-            code: "validation_failed" | "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "unprocessable" | "rate_limited" | "maintenance" | "unavailable" | "internal" | "token_invalid" | "token_expired" | "token_used";
+            code: "validation_failed" | "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "unprocessable" | "rate_limited" | "maintenance" | "unavailable" | "payment_required" | "internal" | "token_invalid" | "token_expired" | "token_used";
             requestId?: string;
             /** @description For `validation_failed`, each offending field. */
             errors?: {
@@ -1432,6 +1589,24 @@ export interface components {
                  *       "status": 401,
                  *       "code": "unauthorized",
                  *       "detail": "A bearer token is required."
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The trial is over and no subscription allows it; the detail says how to choose a plan. */
+        PaymentRequired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://docs.fractal.co/problems/payment_required",
+                 *       "title": "Payment required",
+                 *       "status": 402,
+                 *       "code": "payment_required",
+                 *       "detail": "Your free trial has ended. Choose a plan: POST /v1/billing/checkout-sessions."
                  *     }
                  */
                 "application/problem+json": components["schemas"]["Problem"];
@@ -2380,6 +2555,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            402: components["responses"]["PaymentRequired"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
@@ -3245,6 +3421,157 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+        };
+    };
+    listPlans: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The plans, in display order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["Plan"][];
+                    };
+                };
+            };
+            304: components["responses"]["NotModified"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    createCheckoutSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "plan": "pro"
+                 *     }
+                 */
+                "application/json": {
+                    plan: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The Checkout session. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: uri */
+                        url: string;
+                        /** Format: date-time */
+                        expiresAt: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createPortalSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The portal session. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: uri */
+                        url: string;
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getSubscription: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The subscription. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionView"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    stripeWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                "Stripe-Signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": string;
+            };
+        };
+        responses: {
+            /** @description Received (or received before). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        received: boolean;
+                        duplicate: boolean;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            503: components["responses"]["Unavailable"];
         };
     };
     setMaintenance: {

@@ -82,6 +82,13 @@ const EnvSchema = Type.Object({
   HOST_AGENT_PORT: Type.Integer({ default: 4678, minimum: 1, maximum: 65535 }),
   HOST_AGENT_SECRET: Type.Optional(Type.String({ minLength: 16 })),
   HOST_AGENT_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 100, maximum: 60000 }),
+  STRIPE_SECRET_KEY: Type.Optional(Type.String({ pattern: '^(sk|rk)_(test|live)_' })),
+  STRIPE_WEBHOOK_SECRET: Type.Optional(Type.String({ pattern: '^whsec_' })),
+  STRIPE_API_URL: Type.Optional(Type.String({ format: 'uri' })),
+  BILLING_ENFORCED: Type.Optional(Type.Boolean()),
+  BILLING_TRIAL_DAYS: Type.Integer({ default: 7, minimum: 0, maximum: 365 }),
+  BILLING_TRIAL_CONTAINERS: Type.Integer({ default: 1, minimum: 1, maximum: 100 }),
+  BILLING_PAST_DUE_GRACE_DAYS: Type.Integer({ default: 3, minimum: 0, maximum: 90 }),
   FLEET_SCALING_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 100 }),
   FLEET_INSTANCE_TYPE: Type.String({ default: 'g4dn.xlarge', pattern: '^[a-z][a-z0-9-]*\\.[a-z0-9]+$' }),
   FLEET_CLUSTER_MAX_SIZE: Type.Integer({ default: 10, minimum: 1, maximum: 1000 }),
@@ -188,6 +195,17 @@ function toConfig (env: Env) {
       instanceType: env.FLEET_INSTANCE_TYPE,
       clusterMaxSize: env.FLEET_CLUSTER_MAX_SIZE,
       emptyClusterGraceMs: env.FLEET_EMPTY_CLUSTER_GRACE_MS
+    },
+    billing: {
+      stripeSecretKey: env.STRIPE_SECRET_KEY ?? null,
+      webhookSecret: env.STRIPE_WEBHOOK_SECRET ?? null,
+      // A stand-in for api.stripe.com (tests): the real client, another host.
+      stripeApiUrl: env.STRIPE_API_URL ?? null,
+      // Access is decided by plans once Stripe is configured; without it everyone may stream (embedded).
+      enforced: env.BILLING_ENFORCED ?? env.STRIPE_SECRET_KEY !== undefined,
+      trialDays: env.BILLING_TRIAL_DAYS,
+      trialContainers: env.BILLING_TRIAL_CONTAINERS,
+      pastDueGraceDays: env.BILLING_PAST_DUE_GRACE_DAYS
     },
     logs: {
       maxBytes: env.LOG_MAX_BYTES,

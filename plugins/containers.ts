@@ -46,7 +46,7 @@ export default fp(async function containersPlugin (app) {
     const client = createHostAgentClient({ scheme: agent.scheme as 'http' | 'https', port: agent.port, secret: agent.secret!, timeoutMs: agent.timeoutMs })
     app.queue.define({ ...sendStartValuesJob, handle: (data: { containerId: string }) => sendStartValues(app.db, client, data.containerId) })
   }
-  app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, log: app.log, ...(onReady ? { onReady } : {}) })
+  app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, log: app.log, ...(config.billing.enforced ? { entitlement: app.entitlement } : {}), ...(onReady ? { onReady } : {}) })
   // A deleted account's containers are stopped before the account row goes.
   app.accountDeletionSteps.push((accountId) => stopAllOf(app.db, app.containerDeps, accountId))
   app.queue.define(...createContainerJobs({
@@ -93,7 +93,7 @@ export default fp(async function containersPlugin (app) {
     request.container = container
   }
   app.decorateRequest('container', null)
-}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'auth', 'accounts', 'schedules'] })
+}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'auth', 'accounts', 'schedules', 'billing'] })
 
 declare module 'fastify' {
   interface FastifyRequest {

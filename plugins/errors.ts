@@ -9,6 +9,7 @@ const table: Record<ErrorCode, { status: number, title: string }> = {
   validation_failed: { status: 400, title: 'Validation failed' },
   bad_request: { status: 400, title: 'Bad request' },
   unauthorized: { status: 401, title: 'Unauthorized' },
+  payment_required: { status: 402, title: 'Payment required' },
   forbidden: { status: 403, title: 'Forbidden' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },

@@ -1,7 +1,7 @@
 // Domain errors: a stable code and a title, no HTTP. plugins/errors.ts maps each code to a status.
 export const errorCodes = [
   'validation_failed', 'bad_request', 'unauthorized', 'forbidden', 'not_found', 'method_not_allowed', 'conflict',
-  'payload_too_large', 'unsupported_media_type', 'unprocessable', 'rate_limited', 'maintenance', 'unavailable',
+  'payload_too_large', 'unsupported_media_type', 'unprocessable', 'rate_limited', 'maintenance', 'unavailable', 'payment_required',
   'internal', 'token_invalid', 'token_expired', 'token_used'
 ] as const
 export type ErrorCode = (typeof errorCodes)[number]

@@ -28,7 +28,7 @@ end $$`.execute(db)
   await sql`
 create function fractal_assign_container(
   p_user uuid, p_key text, p_request_hash text, p_app text, p_region text, p_dpi integer,
-  p_aes_key text, p_secret_hash text, p_deadline timestamptz
+  p_aes_key text, p_secret_hash text, p_deadline timestamptz, p_max_live integer
 ) returns jsonb language plpgsql as $$
 declare
   v_record idempotency_record;
@@ -77,6 +77,11 @@ begin
   if v_live is not null then
     raise exception 'already running' using errcode = 'FR006', detail = v_live::text;
   end if;
+  -- The plan's limit of containers at once (all apps).
+  if p_max_live is not null and (select count(*) from container where user_id = p_user
+      and state in ('creating', 'starting', 'available', 'in_use')) >= p_max_live then
+    raise exception 'plan limit' using errcode = 'FR007', detail = p_max_live::text;
+  end if;
 
   update container set user_id = p_user, state = 'in_use', assigned_at = now(), updated_at = now(),
       dpi = coalesce(p_dpi, dpi)
@@ -101,6 +106,6 @@ end $$`.execute(db)
 }
 
 export async function down (db: Kysely<any>): Promise<void> {
-  await sql`drop function fractal_assign_container(uuid, text, text, text, text, integer, text, text, timestamptz)`.execute(db)
+  await sql`drop function fractal_assign_container(uuid, text, text, text, text, integer, text, text, timestamptz, integer)`.execute(db)
   await sql`drop function fractal_create_container(uuid, text, text, integer, text, text, timestamptz)`.execute(db)
 }

@@ -184,6 +184,8 @@ async function stopContainer (deps: ContainerJobDeps, data: StopContainerPayload
     // The container and its job end together: nobody reads a stopped container with a running job.
     await db.transaction().execute(async (trx) => {
       await repo.updateContainer(trx, container.id, { state: 'stopped', client_connected: false })
+      // Container time for billing: from its assignment to now.
+      if (container.user_id) await repo.recordUsage(trx, container)
       await repo.closeSessions(trx, container.id)
       await repo.insertContainerEvent(trx, { container_id: container.id, from_state: 'stopping', to_state: 'stopped', job_id: data.jobId })
       await repo.updateJob(trx, data.jobId, { state: 'succeeded', progress: 100, message: 'stopped' })

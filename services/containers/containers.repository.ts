@@ -146,3 +146,14 @@ export function closeSessions (db: Db, containerId: string) {
 export function openSession (db: Db, containerId: string, userId: string | null) {
   return db.insertInto('container_session').values({ container_id: containerId, user_id: userId }).execute()
 }
+
+/** A held container's time, once (its stop): seconds since it was handed over (or ran, or was made). */
+export function recordUsage (db: Db, container: { id: string, user_id: string | null, assigned_at: Date | null, running_at: Date | null, created_at: Date }) {
+  const since = container.assigned_at ?? container.running_at ?? container.created_at
+  return db.insertInto('usage_record').values({
+    container_id: container.id,
+    user_id: container.user_id!,
+    seconds: Math.max(0, Math.round((Date.now() - since.getTime()) / 1000)),
+    ended_at: new Date()
+  }).onConflict((oc) => oc.column('container_id').doNothing()).execute()
+}

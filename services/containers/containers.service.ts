@@ -2,6 +2,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { Container, ContainerState, DB, Job } from '../../db/types.js'
 import { DomainError } from '../errors.js'
+import { PlanForbidsDpi, PlanForbidsRegion, PlanLimit } from '../billing/billing.errors.js'
+import type { Entitlement } from '../billing/billing.service.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import {
@@ -31,6 +33,8 @@ export const stopContainerJob = { family: 'containers', name: 'stopContainer' } 
 
 export interface ContainerDeps {
   queue: JobQueue
+  /** The user's plan limits (billing); none: no limits. Throws payment_required when they may not stream. */
+  entitlement?: (userId: string) => Promise<Entitlement>
   /** A container became ready for its user (a warm claim, a finished start): its host agent hears of it. */
   onReady?: (container: Container) => Promise<void>
   log?: { warn (obj: object, msg: string): void }
@@ -82,6 +86,7 @@ function assignmentError (err: unknown, input: { app: string, region?: string | 
       return new DomainError('maintenance', 'Down for maintenance', e.message ?? 'Down for maintenance.', { retryAfter })
     }
     case 'FR006': return new AlreadyRunning(input.app, e.detail ?? '')
+    case 'FR007': return new PlanLimit(Number(e.detail))
     default: return err
   }
 }
@@ -105,12 +110,18 @@ export async function assignContainer (
 ): Promise<Assignment> {
   const hash = requestHash({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null })
   const secret = newSecret()
-  const region = input.region ?? (input.near ? pickRegion(await repo.listOpenOffers(db, input.app), input.near)?.region_code : undefined)
+  // The plan decides (from local state, cached): may they at all, how many at once, where, how sharp.
+  const entitled = deps.entitlement ? await deps.entitlement(userId) : null
+  if (entitled && input.dpi !== undefined && input.dpi > entitled.maxDpi) throw new PlanForbidsDpi(entitled.maxDpi)
+  if (entitled?.regions && input.region && !entitled.regions.includes(input.region)) throw new PlanForbidsRegion(input.region)
+  const allowed = (offers: Awaited<ReturnType<typeof repo.listOpenOffers>>) => entitled?.regions ? offers.filter((o) => entitled.regions!.includes(o.region_code)) : offers
+  const region = input.region ?? (input.near || entitled?.regions ? pickRegion(allowed(await repo.listOpenOffers(db, input.app)), input.near ?? null)?.region_code : undefined)
   let result: AssignOutcome
   try {
     const { rows } = await sql<{ result: AssignOutcome }>`select fractal_assign_container(
       ${userId}::uuid, ${idempotencyKey}, ${hash}, ${input.app}, ${region ?? null}, ${input.dpi ?? null}::integer,
-      ${randomBytes(16).toString('hex')}, ${hashSecret(secret)}, ${new Date(Date.now() + deps.startTimeoutMs)}::timestamptz
+      ${randomBytes(16).toString('hex')}, ${hashSecret(secret)}, ${new Date(Date.now() + deps.startTimeoutMs)}::timestamptz,
+      ${entitled ? entitled.concurrentContainers : null}::integer
     ) as result`.execute(db)
     result = rows[0]!.result
   } catch (err) {

@@ -1,0 +1,53 @@
+// The plans of db/plans.json and how they land in the database (the seed and npm run stripe:sync use it).
+import { readFile } from 'node:fs/promises'
+import { sql, type Kysely } from 'kysely'
+import type { DB, Entitlements } from './types.js'
+
+export const plansFile = new URL('./plans.json', import.meta.url)
+
+export interface PlanDefinition {
+  id: string
+  name: string
+  amount: number
+  currency: string
+  interval: 'month' | 'year'
+  trialDays: number
+  billedByHour: boolean
+  entitlements: Entitlements
+}
+
+export async function readPlansFile (path: URL | string = plansFile): Promise<PlanDefinition[]> {
+  return (JSON.parse(await readFile(path, 'utf8')) as { plans: PlanDefinition[] }).plans
+}
+
+/** The plans of the file into the database (ids, prices, entitlements); Stripe ids are kept. */
+export async function upsertPlans (db: Kysely<DB>, plans: PlanDefinition[], stripeIds: Map<string, { product: string, price: string }> = new Map()) {
+  if (plans.length === 0) return
+  await db.insertInto('plan').values(plans.map((p, i) => ({
+    id: p.id,
+    name: p.name,
+    amount: p.amount,
+    currency: p.currency,
+    interval: p.interval,
+    trial_days: p.trialDays,
+    billed_by_hour: p.billedByHour,
+    entitlements: JSON.stringify(p.entitlements),
+    sort_order: i,
+    stripe_product_id: stripeIds.get(p.id)?.product ?? null,
+    stripe_price_id: stripeIds.get(p.id)?.price ?? null
+  }))).onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({
+    name: eb.ref('excluded.name'),
+    amount: eb.ref('excluded.amount'),
+    currency: eb.ref('excluded.currency'),
+    interval: eb.ref('excluded.interval'),
+    trial_days: eb.ref('excluded.trial_days'),
+    billed_by_hour: eb.ref('excluded.billed_by_hour'),
+    entitlements: eb.ref('excluded.entitlements'),
+    sort_order: eb.ref('excluded.sort_order'),
+    active: true,
+    stripe_product_id: sql`coalesce(excluded.stripe_product_id, plan.stripe_product_id)`,
+    stripe_price_id: sql`coalesce(excluded.stripe_price_id, plan.stripe_price_id)`,
+    updated_at: sql`now()`
+  }))).execute()
+  await db.updateTable('plan').set({ active: false }).where('id', 'not in', plans.map((p) => p.id)).execute()
+}

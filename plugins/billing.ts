@@ -1,0 +1,86 @@
+import fp from 'fastify-plugin'
+import Stripe from 'stripe'
+import {
+  entitlementOf, processStripeEvent, processStripeEventJob, reportUsage, type BillingDeps, type Entitlement
+} from '../services/billing/billing.service.js'
+import { sendMail } from '../services/mail/mail.service.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    billingDeps: BillingDeps
+    /** The user's entitlement, from local state (cached 5 s per process; dropped everywhere on change). */
+    entitlement (userId: string): Promise<Entitlement>
+  }
+}
+
+/**
+ * Billing: the real Stripe client (pointed at STRIPE_API_URL when set: a stand-in in tests), the job that
+ * processes stored webhook events (subscription state, receipt and payment-failed mails), and the
+ * entitlement check the containers feature asks before handing out a container.
+ */
+export default fp(async function billingPlugin (app) {
+  const { billing, appUrl } = app.config
+  let stripe: Stripe | null = null
+  if (billing.stripeSecretKey) {
+    const api = billing.stripeApiUrl ? new URL(billing.stripeApiUrl) : null
+    stripe = new Stripe(billing.stripeSecretKey, {
+      maxNetworkRetries: 2,
+      timeout: 10_000,
+      ...(api ? { host: api.hostname, port: Number(api.port || (api.protocol === 'https:' ? 443 : 80)), protocol: api.protocol.replace(':', '') as 'http' | 'https' } : {})
+    })
+  }
+  const cache = new Map<string, { at: number, value: Entitlement }>()
+  await app.broadcast.subscribe('billing:changed', (id) => { cache.delete(id as string) })
+  const deps: BillingDeps = {
+    stripe,
+    webhookSecret: billing.webhookSecret,
+    queue: app.queue,
+    appUrl,
+    trialDays: billing.trialDays,
+    trialContainers: billing.trialContainers,
+    pastDueGraceDays: billing.pastDueGraceDays,
+    enforced: billing.enforced,
+    async forget (userId) {
+      cache.delete(userId)
+      await app.broadcast.publish('billing:changed', userId)
+    }
+  }
+  app.decorate('billingDeps', deps)
+  app.decorate('entitlement', async (userId: string) => {
+    const hit = cache.get(userId)
+    if (hit && Date.now() - hit.at < 5000) return hit.value
+    const value = await entitlementOf(app.db, deps, userId)
+    cache.set(userId, { at: Date.now(), value })
+    if (cache.size > 50_000) cache.delete(cache.keys().next().value!)
+    return value
+  })
+
+  app.schedules.add({ name: 'report-usage', everyMs: 60_000, run: () => reportUsage(app.db, deps) })
+  app.queue.define({
+    ...processStripeEventJob,
+    handle: (data: { eventId: string }) => processStripeEvent(app.db, deps, data.eventId, async (userId, kind, invoice) => {
+      const account = await app.db.selectFrom('account').select(['email', 'name']).where('id', '=', userId).executeTakeFirst()
+      if (!account) return
+      if (kind === 'receipt') {
+        const line = invoice.lines?.data?.[0]
+        await sendMail(app.queue, {
+          to: account.email,
+          template: 'payment-receipt',
+          data: {
+            name: account.name,
+            amount: invoice.amount_paid,
+            currency: invoice.currency,
+            period: { start: new Date((line?.period?.start ?? invoice.period_start) * 1000).toISOString(), end: new Date((line?.period?.end ?? invoice.period_end) * 1000).toISOString() },
+            invoiceUrl: invoice.hosted_invoice_url ?? `${appUrl}/billing`
+          }
+        }, { jobId: `receipt:${invoice.id}` })
+      } else {
+        await sendMail(app.queue, {
+          to: account.email,
+          template: 'payment-failed',
+          data: { name: account.name, amount: invoice.amount_due, currency: invoice.currency, link: `${appUrl}/billing` }
+        }, { jobId: `payment-failed:${invoice.id}` })
+      }
+    })
+  })
+}, { fastify: '5.x', name: 'billing', dependencies: ['config', 'db', 'queue', 'broadcast', 'mail', 'schedules'] })

@@ -1,0 +1,12 @@
+import { defineError, fieldErrors } from '../errors.js'
+
+export const PlanNotFound = defineError('not_found', 'Plan not found', (id: string) => `Plan ${id} does not exist.`,
+  () => fieldErrors('/body/plan', 'is not a plan'))
+export const BillingNotConfigured = defineError('unavailable', 'Billing unavailable', () => 'Billing is not configured on this server.')
+export const NoBillingAccount = defineError('not_found', 'No billing account', () => 'You have no billing account yet: start with a checkout session.')
+export const BadSignature = defineError('bad_request', 'Invalid signature', (why: string) => `The Stripe-Signature header does not verify: ${why}`)
+export const PaymentRequired = defineError('payment_required', 'Payment required', (why: string) => why)
+export const PlanLimit = defineError('conflict', 'Plan limit reached', (limit: number) =>
+  `Your plan runs at most ${limit} container${limit === 1 ? '' : 's'} at once. Stop one, or upgrade.`)
+export const PlanForbidsRegion = defineError('forbidden', 'Not in your plan', (region: string) => `Your plan does not include region ${region}.`)
+export const PlanForbidsDpi = defineError('forbidden', 'Not in your plan', (max: number) => `Your plan streams at up to ${max} DPI.`)

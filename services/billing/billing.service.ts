@@ -1,0 +1,316 @@
+import { sql, type Kysely } from 'kysely'
+import type Stripe from 'stripe'
+import type { DB, Entitlements, Plan, SubscriptionStatus } from '../../db/types.js'
+import type { JobQueue } from '../queue.js'
+import { upsertPlans, type PlanDefinition } from '../../db/plans.js'
+import { BadSignature, BillingNotConfigured, NoBillingAccount, PaymentRequired, PlanNotFound } from './billing.errors.js'
+
+export function listPlans (db: Kysely<DB>) {
+  return db.selectFrom('plan').selectAll().where('active', '=', true).orderBy('sort_order').orderBy('id').execute()
+}
+
+/** The meter container hours are reported to, for plans billed by the hour. */
+export const meterEventName = 'fractal_container_hours'
+
+/**
+ * `npm run stripe:sync`: each plan of the file gets its Stripe product (id `fractal_<plan>`) and a price
+ * found by its lookup key (prices are immutable: a changed amount is a new price that takes the key over),
+ * metered on the container-hours meter for plans billed by the hour; the database then maps plan → price.
+ */
+export async function syncPlansWithStripe (db: Kysely<DB>, stripe: Stripe, plans: PlanDefinition[], log: (line: string) => void = () => {}) {
+  let meterId: string | undefined
+  const ids = new Map<string, { product: string, price: string }>()
+  for (const plan of plans) {
+    const productId = `fractal_${plan.id.replace(/[^A-Za-z0-9_]/g, '_')}`
+    let product: Stripe.Product
+    try {
+      product = await stripe.products.update(productId, { name: plan.name, active: true })
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'resource_missing') throw err
+      product = await stripe.products.create({ id: productId, name: plan.name })
+      log(`product ${productId} created`)
+    }
+    const lookupKey = `fractal_${plan.id}_${plan.amount}_${plan.currency}_${plan.interval}${plan.billedByHour ? '_hourly' : ''}`
+    const found = await stripe.prices.list({ lookup_keys: [lookupKey], active: true, limit: 1 })
+    let price = found.data[0]
+    if (!price) {
+      let recurring: Stripe.PriceCreateParams.Recurring = { interval: plan.interval }
+      if (plan.billedByHour) {
+        meterId ??= await ensureMeter(stripe)
+        recurring = { interval: plan.interval, usage_type: 'metered', meter: meterId }
+      }
+      price = await stripe.prices.create({ product: product.id, currency: plan.currency, unit_amount: plan.amount, recurring, lookup_key: lookupKey, transfer_lookup_key: true })
+      log(`price ${price.id} created for ${plan.id}`)
+    }
+    ids.set(plan.id, { product: product.id, price: price.id })
+  }
+  await upsertPlans(db, plans, ids)
+  return ids
+}
+
+async function ensureMeter (stripe: Stripe): Promise<string> {
+  for await (const meter of stripe.billing.meters.list({ status: 'active', limit: 100 })) {
+    if (meter.event_name === meterEventName) return meter.id
+  }
+  const meter = await stripe.billing.meters.create({
+    display_name: 'Container hours',
+    event_name: meterEventName,
+    default_aggregation: { formula: 'sum' },
+    customer_mapping: { type: 'by_id', event_payload_key: 'stripe_customer_id' },
+    value_settings: { event_payload_key: 'hours' }
+  })
+  return meter.id
+}
+
+export interface BillingDeps {
+  stripe: Stripe | null
+  webhookSecret: string | null
+  queue: JobQueue
+  appUrl: string
+  trialDays: number
+  trialContainers: number
+  pastDueGraceDays: number
+  enforced: boolean
+  /** Dropped in every process when a user's billing state changes. */
+  forget (userId: string): Promise<void>
+}
+
+function stripeOf (deps: BillingDeps): Stripe {
+  if (!deps.stripe) throw new BillingNotConfigured()
+  return deps.stripe
+}
+
+/** The user's Stripe customer, created once (Stripe's idempotency key guards two concurrent first calls). */
+async function customerOf (db: Kysely<DB>, deps: BillingDeps, user: { id: string, email: string, name: string }): Promise<string> {
+  const known = await db.selectFrom('billing_customer').select('stripe_customer_id').where('user_id', '=', user.id).executeTakeFirst()
+  if (known) return known.stripe_customer_id
+  const customer = await stripeOf(deps).customers.create(
+    { email: user.email, name: user.name, metadata: { fractal_user_id: user.id } },
+    { idempotencyKey: `fractal-customer-${user.id}` }
+  )
+  await db.insertInto('billing_customer').values({ user_id: user.id, stripe_customer_id: customer.id })
+    .onConflict((oc) => oc.column('user_id').doNothing()).execute()
+  const row = await db.selectFrom('billing_customer').select('stripe_customer_id').where('user_id', '=', user.id).executeTakeFirstOrThrow()
+  return row.stripe_customer_id
+}
+
+async function accountOf (db: Kysely<DB>, userId: string) {
+  return db.selectFrom('account').select(['id', 'email', 'name', 'created_at']).where('id', '=', userId).executeTakeFirstOrThrow()
+}
+
+/** A Stripe Checkout session for a plan (tax by Stripe Tax); answers its URL. */
+export async function createCheckout (db: Kysely<DB>, deps: BillingDeps, userId: string, planId: string) {
+  const stripe = stripeOf(deps)
+  const plan = await db.selectFrom('plan').selectAll().where('id', '=', planId).where('active', '=', true).executeTakeFirst()
+  if (!plan || !plan.stripe_price_id) throw new PlanNotFound(planId)
+  const customer = await customerOf(db, deps, await accountOf(db, userId))
+  const session = await stripe.checkout.sessions.create({
+    mode: 'subscription',
+    customer,
+    client_reference_id: userId,
+    line_items: [plan.billed_by_hour ? { price: plan.stripe_price_id } : { price: plan.stripe_price_id, quantity: 1 }],
+    automatic_tax: { enabled: true },
+    customer_update: { address: 'auto' },
+    subscription_data: { metadata: { fractal_user_id: userId, fractal_plan_id: plan.id }, ...(plan.trial_days > 0 ? { trial_period_days: plan.trial_days } : {}) },
+    success_url: `${deps.appUrl}/billing?checkout=success`,
+    cancel_url: `${deps.appUrl}/billing?checkout=cancelled`
+  })
+  if (!session.url) throw new Error('Stripe returned a checkout session without a URL')
+  return { url: session.url, expiresAt: new Date(session.expires_at * 1000).toISOString() }
+}
+
+/** Stripe's customer portal (cards, invoices, cancel). */
+export async function createPortal (db: Kysely<DB>, deps: BillingDeps, userId: string) {
+  const stripe = stripeOf(deps)
+  const known = await db.selectFrom('billing_customer').select('stripe_customer_id').where('user_id', '=', userId).executeTakeFirst()
+  if (!known) throw new NoBillingAccount()
+  const session = await stripe.billingPortal.sessions.create({ customer: known.stripe_customer_id, return_url: `${deps.appUrl}/billing` })
+  return { url: session.url }
+}
+
+/** What the user sees of their subscription: plan, status, trial, period, cancel flag, usage this period. */
+export async function subscriptionOf (db: Kysely<DB>, deps: Pick<BillingDeps, 'trialDays'>, userId: string) {
+  const [account, sub] = await Promise.all([
+    accountOf(db, userId),
+    db.selectFrom('subscription').leftJoin('plan', 'plan.id', 'subscription.plan_id')
+      .select(['subscription.plan_id', 'subscription.status', 'subscription.trial_end', 'subscription.current_period_start', 'subscription.current_period_end', 'subscription.cancel_at_period_end', 'plan.name as plan_name'])
+      .where('subscription.user_id', '=', userId).executeTakeFirst()
+  ])
+  const trialEndsAt = new Date(account.created_at.getTime() + deps.trialDays * 86_400_000)
+  const periodStart = sub?.current_period_start ?? account.created_at
+  const usage = await db.selectFrom('usage_record').select((eb) => eb.fn.coalesce(eb.fn.sum<number>('seconds'), sql<number>`0`).as('seconds'))
+    .where('user_id', '=', userId).where('ended_at', '>=', periodStart).executeTakeFirstOrThrow()
+  return {
+    plan: sub?.plan_id ? { id: sub.plan_id, name: sub.plan_name ?? sub.plan_id } : null,
+    status: sub?.status ?? (trialEndsAt > new Date() ? 'free_trial' as const : 'none' as const),
+    trialEnd: (sub?.trial_end ?? trialEndsAt).toISOString(),
+    currentPeriodStart: sub?.current_period_start?.toISOString() ?? null,
+    currentPeriodEnd: sub?.current_period_end?.toISOString() ?? null,
+    cancelAtPeriodEnd: sub?.cancel_at_period_end ?? false,
+    usage: { containerHours: Math.round((Number(usage.seconds) / 3600) * 100) / 100 }
+  }
+}
+
+export const processStripeEventJob = { family: 'accounts', name: 'processStripeEvent' } as const
+
+/**
+ * The webhook: the raw body is verified with the signing secret (stripe.webhooks.constructEvent), stored by
+ * event id (a redelivery changes nothing) and processed by a job. Answers whether it was new.
+ */
+export async function acceptStripeEvent (db: Kysely<DB>, deps: BillingDeps, rawBody: Buffer, signature: string | undefined) {
+  const stripe = stripeOf(deps)
+  if (!deps.webhookSecret) throw new BillingNotConfigured()
+  let event: Stripe.Event
+  try {
+    event = stripe.webhooks.constructEvent(rawBody, signature ?? '', deps.webhookSecret)
+  } catch (err) {
+    throw new BadSignature((err as Error).message.split('\n')[0] ?? 'invalid')
+  }
+  const inserted = await db.insertInto('stripe_event').values({ id: event.id, type: event.type, payload: JSON.stringify(event) })
+    .onConflict((oc) => oc.column('id').doNothing()).returning('id').executeTakeFirst()
+  if (inserted) await deps.queue.enqueue(processStripeEventJob, { eventId: event.id }, { jobId: `stripe:${event.id}`, retries: 8 })
+  return { received: true, duplicate: !inserted }
+}
+
+const ts = (seconds: number | null | undefined) => (seconds ? new Date(seconds * 1000) : null)
+
+async function userOfCustomer (db: Kysely<DB>, customerId: string) {
+  return (await db.selectFrom('billing_customer').select('user_id').where('stripe_customer_id', '=', customerId).executeTakeFirst())?.user_id ?? null
+}
+
+/** A subscription object → the local row (older events never overwrite newer state). */
+async function applySubscription (db: Kysely<DB>, deps: BillingDeps, sub: Stripe.Subscription, eventCreated: number) {
+  const customerId = typeof sub.customer === 'string' ? sub.customer : sub.customer.id
+  const userId = sub.metadata?.fractal_user_id ?? await userOfCustomer(db, customerId)
+  if (!userId) return 'unknown customer'
+  const item = sub.items?.data?.[0] as (Stripe.SubscriptionItem & { current_period_start?: number, current_period_end?: number }) | undefined
+  const priceId = item?.price?.id
+  const plan = priceId ? await db.selectFrom('plan').select('id').where('stripe_price_id', '=', priceId).executeTakeFirst() : undefined
+  const legacy = sub as unknown as { current_period_start?: number, current_period_end?: number }
+  const status = sub.status as SubscriptionStatus
+  const values = {
+    user_id: userId,
+    stripe_subscription_id: sub.id,
+    plan_id: plan?.id ?? sub.metadata?.fractal_plan_id ?? null,
+    status,
+    trial_end: ts(sub.trial_end),
+    current_period_start: ts(item?.current_period_start ?? legacy.current_period_start),
+    current_period_end: ts(item?.current_period_end ?? legacy.current_period_end),
+    cancel_at_period_end: sub.cancel_at_period_end,
+    event_created: eventCreated
+  }
+  await db.insertInto('subscription').values({ ...values, past_due_since: status === 'past_due' ? new Date() : null })
+    .onConflict((oc) => oc.column('user_id').doUpdateSet({
+      ...values,
+      past_due_since: status === 'past_due' ? sql`coalesce(subscription.past_due_since, now())` : null,
+      updated_at: sql`now()`
+    }).where('subscription.event_created', '<=', String(eventCreated)))
+    .execute()
+  await deps.forget(userId)
+  return `subscription ${sub.id} is ${status}`
+}
+
+/** Processes one stored event; its outcome is kept on the row. Nothing on a request path calls Stripe for access. */
+export async function processStripeEvent (db: Kysely<DB>, deps: BillingDeps, eventId: string, notify: (userId: string, kind: 'receipt' | 'payment_failed', invoice: Stripe.Invoice) => Promise<void>) {
+  const row = await db.selectFrom('stripe_event').selectAll().where('id', '=', eventId).executeTakeFirst()
+  if (!row || row.processed_at) return { skipped: true }
+  const event = row.payload as unknown as Stripe.Event
+  let outcome = 'ignored'
+  switch (event.type) {
+    case 'checkout.session.completed': {
+      const session = event.data.object
+      if (session.mode === 'subscription' && session.subscription && deps.stripe) {
+        const subId = typeof session.subscription === 'string' ? session.subscription : session.subscription.id
+        outcome = await applySubscription(db, deps, await deps.stripe.subscriptions.retrieve(subId), event.created)
+      }
+      break
+    }
+    case 'customer.subscription.created':
+    case 'customer.subscription.updated':
+    case 'customer.subscription.deleted':
+      outcome = await applySubscription(db, deps, event.data.object, event.created)
+      break
+    case 'invoice.paid':
+    case 'invoice.payment_failed': {
+      const invoice = event.data.object
+      const customerId = typeof invoice.customer === 'string' ? invoice.customer : invoice.customer?.id
+      const userId = customerId ? await userOfCustomer(db, customerId) : null
+      if (userId) {
+        await notify(userId, event.type === 'invoice.paid' ? 'receipt' : 'payment_failed', invoice)
+        outcome = `${event.type === 'invoice.paid' ? 'receipt' : 'payment failure'} mailed`
+      } else outcome = 'unknown customer'
+      break
+    }
+    case 'customer.deleted': {
+      const customer = event.data.object
+      const userId = await userOfCustomer(db, customer.id)
+      if (userId) {
+        await db.transaction().execute(async (trx) => {
+          await trx.updateTable('subscription').set({ status: 'canceled', updated_at: sql`now()` }).where('user_id', '=', userId).execute()
+          await trx.deleteFrom('billing_customer').where('user_id', '=', userId).execute()
+        })
+        await deps.forget(userId)
+        outcome = 'customer removed'
+      }
+      break
+    }
+  }
+  await db.updateTable('stripe_event').set({ processed_at: sql`now()`, error: null }).where('id', '=', eventId).execute()
+  return { outcome }
+}
+
+/**
+ * Container hours of plans billed by the hour go to Stripe as meter events (the container id is the event's
+ * identifier: a retry is deduplicated by Stripe); usage of other plans is only marked done.
+ */
+export async function reportUsage (db: Kysely<DB>, deps: Pick<BillingDeps, 'stripe'>) {
+  const rows = await db.selectFrom('usage_record')
+    .leftJoin('subscription', 'subscription.user_id', 'usage_record.user_id')
+    .leftJoin('plan', 'plan.id', 'subscription.plan_id')
+    .leftJoin('billing_customer', 'billing_customer.user_id', 'usage_record.user_id')
+    .select(['usage_record.container_id', 'usage_record.seconds', 'usage_record.ended_at', 'plan.billed_by_hour', 'billing_customer.stripe_customer_id'])
+    .where('usage_record.reported_at', 'is', null).limit(500).execute()
+  let reported = 0
+  for (const row of rows) {
+    if (row.billed_by_hour && row.stripe_customer_id && deps.stripe) {
+      await deps.stripe.billing.meterEvents.create({
+        event_name: meterEventName,
+        identifier: row.container_id,
+        timestamp: Math.floor(row.ended_at.getTime() / 1000),
+        payload: { stripe_customer_id: row.stripe_customer_id, hours: (Math.ceil((row.seconds / 3600) * 100) / 100).toFixed(2) }
+      })
+      reported++
+    }
+    await db.updateTable('usage_record').set({ reported_at: sql`now()` }).where('container_id', '=', row.container_id).execute()
+  }
+  return { reported, settled: rows.length }
+}
+
+export interface Entitlement { concurrentContainers: number, regions: string[] | null, maxDpi: number }
+
+/**
+ * May this user start a container now, and within which limits? From local state only: the trial (from
+ * sign-up), else an active or trialing subscription, or a past-due one within the grace period. Without
+ * billing enforced everyone may, within the trial's limits multiplied out (no plan limits).
+ */
+export async function entitlementOf (db: Kysely<DB>, deps: Pick<BillingDeps, 'enforced' | 'trialDays' | 'trialContainers' | 'pastDueGraceDays' | 'appUrl'>, userId: string): Promise<Entitlement> {
+  if (!deps.enforced) return { concurrentContainers: 1000, regions: null, maxDpi: 480 }
+  const row = await db.selectFrom('account')
+    .leftJoin('subscription', 'subscription.user_id', 'account.id')
+    .leftJoin('plan', 'plan.id', 'subscription.plan_id')
+    .select(['account.created_at', 'subscription.status', 'subscription.past_due_since', 'plan.entitlements'])
+    .where('account.id', '=', userId).executeTakeFirst()
+  if (!row) throw new PaymentRequired('No account.')
+  const status = row.status
+  const planned = row.entitlements as Entitlements | null
+  const fromPlan = (e: Entitlements) => ({ concurrentContainers: e.concurrentContainers, regions: e.regions, maxDpi: e.maxDpi })
+  if ((status === 'active' || status === 'trialing') && planned) return fromPlan(planned)
+  if (status === 'past_due' && planned && row.past_due_since && row.past_due_since.getTime() + deps.pastDueGraceDays * 86_400_000 > Date.now()) return fromPlan(planned)
+  if (!status && row.created_at.getTime() + deps.trialDays * 86_400_000 > Date.now()) return { concurrentContainers: deps.trialContainers, regions: null, maxDpi: 480 }
+  const why = status === 'past_due'
+    ? 'Your last payment failed and the grace period is over.'
+    : status ? `Your subscription is ${status}.` : 'Your free trial has ended.'
+  throw new PaymentRequired(`${why} Choose a plan: POST /v1/billing/checkout-sessions (or ${deps.appUrl}/billing).`)
+}
+
+export type { Plan }
