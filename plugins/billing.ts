@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import Stripe from 'stripe'
+import type Stripe from 'stripe'
 import {
   entitlementOf, processStripeEvent, processStripeEventJob, reportUsage, type BillingDeps, type Entitlement
 } from '../services/billing/billing.service.js'
@@ -23,7 +23,9 @@ export default fp(async function billingPlugin (app) {
   let stripe: Stripe | null = null
   if (billing.stripeSecretKey) {
     const api = billing.stripeApiUrl ? new URL(billing.stripeApiUrl) : null
-    stripe = new Stripe(billing.stripeSecretKey, {
+    // The Stripe SDK loads only when billing is configured.
+    const { default: StripeClient } = await import('stripe')
+    stripe = new StripeClient(billing.stripeSecretKey, {
       maxNetworkRetries: 2,
       timeout: 10_000,
       ...(api ? { host: api.hostname, port: Number(api.port || (api.protocol === 'https:' ? 443 : 80)), protocol: api.protocol.replace(':', '') as 'http' | 'https' } : {})
