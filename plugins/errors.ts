@@ -42,7 +42,9 @@ const byStatus: Record<number, ErrorCode> = {
 
 // Errors of a dependency that is away (PostgreSQL restarting, Redis down): 503 with Retry-After, not 500.
 const unavailableCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006'])
-function isDependencyDown (err: Error & { code?: string }): boolean {
+function isDependencyDown (err: Error & { code?: string, $retryable?: unknown, $metadata?: { httpStatusCode?: number } }): boolean {
+  // A cloud API throttling us or failing (the AWS SDK's retryable and 5xx errors) is a dependency away too.
+  if (err.$retryable || (err.$metadata?.httpStatusCode ?? 0) >= 500 || /Throttl/i.test(err.name)) return true
   return (err.code !== undefined && unavailableCodes.has(err.code)) ||
     /Connection terminated|timeout exceeded when trying to connect|enableOfflineQueue|enable_offline_queue|Connection is closed/.test(err.message)
 }

@@ -41,7 +41,12 @@ async function teardown (deps: ClusterJobDeps, cluster: Cluster, jobId: string, 
   }
   const region = cluster.region_code
   if (steps.autoScalingGroupArn && !deleted.has('scaledToZero')) {
-    await provider.resizeGroup(region, cluster.name, { min: 0, max: 0, desired: 0 })
+    try {
+      await provider.resizeGroup(region, cluster.name, { min: 0, max: 0, desired: 0 })
+    } catch (err) {
+      // A group deleted by hand has nothing to drain.
+      if (!/not ?found|does not exist/i.test(`${(err as Error).name} ${(err as Error).message}`)) throw err
+    }
     await done('scaledToZero', progressFrom + 10, 'draining the hosts')
   }
   if (steps.autoScalingGroupArn && !deleted.has('autoScalingGroup') && await provider.groupInstances(region, cluster.name) > 0) return 'waiting'
@@ -107,15 +112,21 @@ async function createClusterStep (deps: ClusterJobDeps, data: ClusterJobPayload,
     }
     deps.log.warn({ err, clusterId: data.clusterId }, 'cluster creation failed: tearing down what it made')
     cluster = (await loadCluster(db, data.clusterId))!
+    let outcome: 'done' | 'waiting' | 'error' = 'error'
     try {
-      await teardown(deps, cluster, data.jobId, 0)
+      outcome = await teardown(deps, cluster, data.jobId, 0)
     } catch (teardownErr) {
       deps.log.warn({ err: teardownErr, clusterId: data.clusterId }, 'tearing down a failed cluster failed: delete it to retry')
     }
-    await db.transaction().execute(async (trx) => {
+    const cleanup = await db.transaction().execute(async (trx) => {
       await trx.updateTable('cluster').set({ status: 'failed', updated_at: sql`now()` }).where('id', '=', data.clusterId).execute()
       await trx.updateTable('job').set({ state: 'failed', progress: 100, error_code: 'cluster_create_failed', message: (err as Error).message.slice(0, 500), updated_at: sql`now()` }).where('id', '=', data.jobId).execute()
+      // Its hosts are still going: a teardown job waits for them and deletes the rest.
+      if (outcome !== 'waiting') return null
+      return trx.insertInto('job').values({ kind: 'delete_cluster', owner_id: null, message: 'tearing down a failed creation', deadline_at: new Date(Date.now() + 3_600_000) })
+        .returning('id').executeTakeFirstOrThrow()
     })
+    if (cleanup) await deps.queue.enqueue<ClusterJobPayload>(deleteClusterJob, { clusterId: data.clusterId, jobId: cleanup.id }, { jobId: cleanup.id, delayMs: deps.pollMs, retries: 5 })
     return { failed: true }
   }
 }
@@ -144,7 +155,8 @@ async function deleteClusterStep (deps: ClusterJobDeps, data: ClusterJobPayload,
       return { waiting: true }
     }
     await db.transaction().execute(async (trx) => {
-      await trx.updateTable('cluster').set({ status: 'deleted', updated_at: sql`now()` }).where('id', '=', data.clusterId).execute()
+      // A failed creation stays `failed` once cleaned up; anything else is now `deleted`.
+      await trx.updateTable('cluster').set({ status: cluster.status === 'failed' ? 'failed' : 'deleted', updated_at: sql`now()` }).where('id', '=', data.clusterId).execute()
       await trx.updateTable('job').set({ state: 'succeeded', progress: 100, message: 'deleted', updated_at: sql`now()` }).where('id', '=', data.jobId).execute()
     })
     return { deleted: true }

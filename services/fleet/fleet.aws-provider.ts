@@ -13,7 +13,7 @@ import type { FleetProvider } from './fleet.provider.js'
 
 export interface AwsFleetOptions {
   maxAttempts: number
-  /** Subnets of the Auto Scaling groups, per region (`us-east-1:subnet-a|subnet-b`), or one list for all. */
+  /** Subnets of a region's Auto Scaling groups, comma-separated (FLEET_SUBNETS, parsed in plugins/fleet.ts). */
   subnets: (region: string) => string | undefined
 }
 
