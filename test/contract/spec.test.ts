@@ -52,12 +52,16 @@ t.test('spec › every operation has an operationId, one tag, a summary, and pro
   }
 })
 
-t.test('spec › secured operations declare 401 and 403, and are never edge-cached', async (t) => {
+t.test('spec › secured operations declare 401 (and 403 when scopes apply), and are never edge-cached', async (t) => {
   for (const { path, method, op } of operations) {
-    const secured = (op.security ?? spec.security ?? []).some((r: object) => Object.keys(r).length > 0)
+    const requirements: Array<Record<string, string[]>> = op.security ?? spec.security ?? []
+    const secured = requirements.some((r) => Object.keys(r).length > 0)
     if (!secured) continue
     const name = `${method.toUpperCase()} ${path}`
-    t.ok(op.responses['401'] && op.responses['403'], `${name} documents 401 and 403`)
+    t.ok(op.responses['401'], `${name} documents 401`)
+    // A credential without scopes (a host's or a container's own secret) is valid or not: no 403 to answer.
+    const scoped = requirements.some((r) => Object.values(r).some((scopes) => scopes.length > 0))
+    if (scoped) t.ok(op.responses['403'], `${name} documents 403`)
     t.notOk(op['x-cache'], `${name} has no x-cache`)
     for (const [scheme] of Object.entries(op.security[0])) t.ok(spec.components.securitySchemes[scheme], `${name} uses a declared scheme`)
   }
@@ -66,7 +70,8 @@ t.test('spec › secured operations declare 401 and 403, and are never edge-cach
 t.test('spec › inputs refuse unknown properties (no mass assignment)', async (t) => {
   for (const { path, method, op } of operations) {
     const schema = deref(op.requestBody)?.content?.['application/json']?.schema
-    if (!schema) continue
+    // A raw body (Stripe's signed webhook) is bytes, not an object of ours.
+    if (!schema || deref(schema).format === 'binary') continue
     const branches = deref(schema).oneOf?.map(deref) ?? [deref(schema)]
     for (const branch of branches) t.equal(branch.additionalProperties, false, `${method.toUpperCase()} ${path} body`)
   }
