@@ -68,7 +68,8 @@ t.test('getFleet › valid › per region in catalog order: clusters with live c
     ],
     hosts: { active: 2, draining: 1, dead: 1 },
     containers: { in_use: 1, available: 2, starting: 1, failed: 1 },
-    warmPools: [{ app: offer.app, region: offer.region, target: 3, ready: 2, starting: 1 }]
+    warmPools: [{ app: offer.app, region: offer.region, target: 3, ready: 2, starting: 1 }],
+    decisions: []
   })
   t.same(regions.find((r) => r.region === quiet.code), {
     region: quiet.code,
@@ -76,7 +77,8 @@ t.test('getFleet › valid › per region in catalog order: clusters with live c
     clusters: [],
     hosts: { active: 0, draining: 0, dead: 0 },
     containers: {},
-    warmPools: []
+    warmPools: [],
+    decisions: []
   }, 'an empty region has zeros, not gaps')
 })
 
