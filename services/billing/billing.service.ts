@@ -298,12 +298,21 @@ export async function entitlementOf (db: Kysely<DB>, deps: Pick<BillingDeps, 'en
   const row = await db.selectFrom('account')
     .leftJoin('subscription', 'subscription.user_id', 'account.id')
     .leftJoin('plan', 'plan.id', 'subscription.plan_id')
-    .select(['account.created_at', 'subscription.status', 'subscription.past_due_since', 'plan.entitlements'])
+    .select((eb) => ['account.created_at', 'subscription.status', 'subscription.past_due_since', 'plan.entitlements',
+      // Container hours used this period (for plans with a monthly allowance).
+      eb.selectFrom('usage_record').select(sql<number>`coalesce(sum(usage_record.seconds), 0)`.as('s'))
+        .whereRef('usage_record.user_id', '=', 'account.id')
+        .where(sql<boolean>`usage_record.ended_at >= coalesce(subscription.current_period_start, account.created_at)`).as('used_seconds')])
     .where('account.id', '=', userId).executeTakeFirst()
   if (!row) throw new PaymentRequired('No account.')
   const status = row.status
   const planned = row.entitlements as Entitlements | null
-  const fromPlan = (e: Entitlements) => ({ concurrentContainers: e.concurrentContainers, regions: e.regions, maxDpi: e.maxDpi })
+  const fromPlan = (e: Entitlements) => {
+    if (e.hoursPerMonth !== null && Number(row.used_seconds ?? 0) >= e.hoursPerMonth * 3600) {
+      throw new PaymentRequired(`Your plan's ${e.hoursPerMonth} hours this period are used up. Upgrade: POST /v1/billing/checkout-sessions (or ${deps.appUrl}/billing).`)
+    }
+    return { concurrentContainers: e.concurrentContainers, regions: e.regions, maxDpi: e.maxDpi }
+  }
   if ((status === 'active' || status === 'trialing') && planned) return fromPlan(planned)
   if (status === 'past_due' && planned && row.past_due_since && row.past_due_since.getTime() + deps.pastDueGraceDays * 86_400_000 > Date.now()) return fromPlan(planned)
   if (!status && row.created_at.getTime() + deps.trialDays * 86_400_000 > Date.now()) return { concurrentContainers: deps.trialContainers, regions: null, maxDpi: 480 }
