@@ -20,6 +20,7 @@ import accountsPlugin from './plugins/accounts.js'
 import containersPlugin from './plugins/containers.js'
 import fleetPlugin from './plugins/fleet.js'
 import billingPlugin from './plugins/billing.js'
+import storagePlugin from './plugins/storage.js'
 import mailPlugin from './plugins/mail.js'
 import accountsRoutes from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
@@ -30,6 +31,7 @@ import hostsRoutes from './routes/hosts/index.js'
 import logsRoutes from './routes/logs/index.js'
 import billingRoutes from './routes/billing/index.js'
 import stripeRoutes from './routes/stripe/index.js'
+import storageRoutes from './routes/storage/index.js'
 import jobsRoutes from './routes/jobs/index.js'
 import maintenanceRoutes from './routes/maintenance/index.js'
 import hasuraRoutes from './routes/hasura/index.js'
@@ -40,7 +42,7 @@ import usersRoutes from './routes/users/index.js'
 
 /** One plugin per spec tag, in the order they register. */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes]
+  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes, storageRoutes]
 
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */
@@ -99,6 +101,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(mailPlugin)
     await app.register(accountsPlugin)
     await app.register(billingPlugin)
+    await app.register(storagePlugin)
     await app.register(containersPlugin)
     await app.register(fleetPlugin)
     // edge-cache before rate-limit: a public read kept at the origin is answered before the limiter

@@ -48,6 +48,7 @@ export interface DB {
   container_event: ContainerEventTable
   container_session: ContainerSessionTable
   host: HostTable
+  storage_connection: StorageConnectionTable
   plan: PlanTable
   billing_customer: BillingCustomerTable
   subscription: SubscriptionTable
@@ -359,3 +360,17 @@ export interface UsageRecordTable {
   ended_at: Date
   reported_at: Date | null
 }
+
+export interface StorageConnectionTable {
+  user_id: string
+  provider: string
+  account_email: string | null
+  access_token: string
+  refresh_token: string | null
+  key_id: string
+  expires_at: Date | null
+  status: Generated<'connected' | 'needs_reauth'>
+  connected_at: Timestamp
+  updated_at: Timestamp
+}
+export type StorageConnection = Selectable<StorageConnectionTable>

@@ -89,6 +89,14 @@ const EnvSchema = Type.Object({
   BILLING_TRIAL_DAYS: Type.Integer({ default: 7, minimum: 0, maximum: 365 }),
   BILLING_TRIAL_CONTAINERS: Type.Integer({ default: 1, minimum: 1, maximum: 100 }),
   BILLING_PAST_DUE_GRACE_DAYS: Type.Integer({ default: 3, minimum: 0, maximum: 90 }),
+  STORAGE_PROVIDERS: Type.Optional(Type.String({ minLength: 2 })),
+  STORAGE_TOKEN_KEYS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+:[A-Za-z0-9+/=_-]{43,}(,[A-Za-z0-9_-]+:[A-Za-z0-9+/=_-]{43,})*$' })),
+  STORAGE_CLIENT_REDIRECT: Type.Optional(Type.String({ minLength: 3 })),
+  STORAGE_GOOGLE_DRIVE_CLIENT_ID: Type.Optional(Type.String({ minLength: 1 })),
+  STORAGE_GOOGLE_DRIVE_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
+  STORAGE_DROPBOX_CLIENT_ID: Type.Optional(Type.String({ minLength: 1 })),
+  STORAGE_DROPBOX_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
+  STORAGE_HTTP_TIMEOUT_MS: Type.Integer({ default: 10000, minimum: 100, maximum: 60000 }),
   FLEET_SCALING_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 100 }),
   FLEET_INSTANCE_TYPE: Type.String({ default: 'g4dn.xlarge', pattern: '^[a-z][a-z0-9-]*\\.[a-z0-9]+$' }),
   FLEET_CLUSTER_MAX_SIZE: Type.Integer({ default: 10, minimum: 1, maximum: 1000 }),
@@ -206,6 +214,19 @@ function toConfig (env: Env) {
       trialDays: env.BILLING_TRIAL_DAYS,
       trialContainers: env.BILLING_TRIAL_CONTAINERS,
       pastDueGraceDays: env.BILLING_PAST_DUE_GRACE_DAYS
+    },
+    storage: {
+      // JSON of the providers (code, name, iconUrl, termsUrl, OAuth endpoints, scopes); default db/storage-providers.json.
+      providersJson: env.STORAGE_PROVIDERS ?? null,
+      // `kid:base64key,...` (AES-256: 32 bytes each), the first encrypts; none: one key derived from the JWT key.
+      tokenKeys: env.STORAGE_TOKEN_KEYS ?? null,
+      clientRedirect: env.STORAGE_CLIENT_REDIRECT ?? `${env.APP_URL.replace(/\/$/, '')}/storage`,
+      // OAuth clients of the built-in providers (a provider given in STORAGE_PROVIDERS carries its own).
+      clients: {
+        google_drive: { clientId: env.STORAGE_GOOGLE_DRIVE_CLIENT_ID ?? null, clientSecret: env.STORAGE_GOOGLE_DRIVE_CLIENT_SECRET ?? null },
+        dropbox: { clientId: env.STORAGE_DROPBOX_CLIENT_ID ?? null, clientSecret: env.STORAGE_DROPBOX_CLIENT_SECRET ?? null }
+      } as Record<string, { clientId: string | null, clientSecret: string | null }>,
+      httpTimeoutMs: env.STORAGE_HTTP_TIMEOUT_MS
     },
     logs: {
       maxBytes: env.LOG_MAX_BYTES,

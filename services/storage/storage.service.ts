@@ -1,0 +1,219 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { sql, type Kysely } from 'kysely'
+import type { DB } from '../../db/types.js'
+import { defineError } from '../errors.js'
+import type { TokenCipher } from './storage.crypto.js'
+
+export const UnknownProvider = defineError('not_found', 'Provider not found', (code: string) => `There is no storage provider ${code}.`)
+export const ConnectionNotFound = defineError('not_found', 'Not connected', (code: string) => `You have no ${code} connection.`)
+export const ProviderUnavailable = defineError('unavailable', 'Provider unavailable', (code: string, why: string) => `${code} did not answer as expected (${why}). Try again shortly.`)
+
+export interface StorageProvider {
+  code: string
+  name: string
+  iconUrl: string
+  termsUrl: string
+  authorizeUrl: string
+  tokenUrl: string
+  revokeUrl?: string
+  userInfoUrl?: string
+  userInfoMethod?: 'GET' | 'POST'
+  emailField?: string
+  scopes: string[]
+  authorizeParams?: Record<string, string>
+  clientId: string
+  clientSecret: string | null
+}
+
+export const providersFile = new URL('../../db/storage-providers.json', import.meta.url)
+
+/**
+ * The providers: STORAGE_PROVIDERS (JSON, each with its own clientId/clientSecret) or db/storage-providers.json
+ * with the built-in clients from config. A provider without a client id is not offered.
+ */
+export async function loadProviders (json: string | null, clients: Record<string, { clientId: string | null, clientSecret: string | null }>): Promise<StorageProvider[]> {
+  const raw = JSON.parse(json ?? await readFile(providersFile, 'utf8')) as { providers: Array<Omit<StorageProvider, 'clientId' | 'clientSecret'> & { clientId?: string, clientSecret?: string }> }
+  return raw.providers.flatMap((p) => {
+    const clientId = p.clientId ?? clients[p.code]?.clientId
+    if (!clientId) return []
+    return [{ ...p, clientId, clientSecret: p.clientSecret ?? clients[p.code]?.clientSecret ?? null }]
+  })
+}
+
+/** OAuth states: single-use, expiring, kept server-side (Redis, or this process when embedded). */
+export interface StateStore {
+  put (state: string, value: string, ttlSeconds: number): Promise<void>
+  /** The value, removed (GETDEL): a second use finds nothing. */
+  take (state: string): Promise<string | null>
+}
+
+export interface StorageDeps {
+  providers: StorageProvider[]
+  cipher: TokenCipher
+  states: StateStore
+  /** Where the provider sends the user back (this API's callback). */
+  callbackUrl: string
+  /** Where the callback sends the user afterwards (the app; a deep link for the desktop client). */
+  clientRedirect: string
+  timeoutMs: number
+  log: { warn (obj: object, msg: string): void }
+}
+
+const stateTtlSeconds = 600
+
+function providerOf (deps: StorageDeps, code: string) {
+  const provider = deps.providers.find((p) => p.code === code)
+  if (!provider) throw new UnknownProvider(code)
+  return provider
+}
+
+/** A connection begins: the provider's authorization URL with PKCE (S256) and a state bound to the user. */
+export async function startConnection (deps: StorageDeps, userId: string, code: string) {
+  const provider = providerOf(deps, code)
+  const state = randomBytes(32).toString('base64url')
+  const verifier = randomBytes(48).toString('base64url')
+  const challenge = createHash('sha256').update(verifier).digest('base64url')
+  await deps.states.put(state, JSON.stringify({ userId, provider: code, verifier }), stateTtlSeconds)
+  const url = new URL(provider.authorizeUrl)
+  url.search = new URLSearchParams({
+    response_type: 'code',
+    client_id: provider.clientId,
+    redirect_uri: deps.callbackUrl,
+    scope: provider.scopes.join(' '),
+    state,
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+    ...provider.authorizeParams
+  }).toString()
+  return { authorizationUrl: url.toString(), expiresAt: new Date(Date.now() + stateTtlSeconds * 1000).toISOString() }
+}
+
+interface TokenAnswer { access_token?: string, refresh_token?: string, expires_in?: number, error?: string, error_description?: string }
+
+async function tokenRequest (deps: StorageDeps, provider: StorageProvider, params: Record<string, string>): Promise<{ status: number, body: TokenAnswer }> {
+  const body = new URLSearchParams({ ...params, client_id: provider.clientId, ...(provider.clientSecret ? { client_secret: provider.clientSecret } : {}) })
+  let res: Response
+  try {
+    res = await fetch(provider.tokenUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }, body, signal: AbortSignal.timeout(deps.timeoutMs) })
+  } catch (err) {
+    throw new ProviderUnavailable(provider.code, (err as Error).name === 'TimeoutError' ? 'timed out' : 'unreachable')
+  }
+  const text = await res.text()
+  let parsed: TokenAnswer = {}
+  try { parsed = JSON.parse(text) as TokenAnswer } catch { /* not JSON: handled below */ }
+  return { status: res.status, body: parsed }
+}
+
+async function accountEmail (deps: StorageDeps, provider: StorageProvider, accessToken: string): Promise<string | null> {
+  if (!provider.userInfoUrl) return null
+  try {
+    const res = await fetch(provider.userInfoUrl, { method: provider.userInfoMethod ?? 'GET', headers: { authorization: `Bearer ${accessToken}` }, signal: AbortSignal.timeout(deps.timeoutMs) })
+    if (!res.ok) return null
+    const info = await res.json() as Record<string, unknown>
+    const email = info[provider.emailField ?? 'email']
+    return typeof email === 'string' ? email : null
+  } catch {
+    return null
+  }
+}
+
+/**
+ * The provider's redirect: the state is taken (single use, bound to the user who started), the code
+ * exchanged with the PKCE verifier, the tokens stored encrypted (a refresh token the provider omits this
+ * time keeps the one stored). Always answers where to send the user, with the outcome; never a token.
+ */
+export async function completeConnection (db: Kysely<DB>, deps: StorageDeps, query: { state?: string | undefined, code?: string | undefined, error?: string | undefined }): Promise<string> {
+  const back = (params: Record<string, string>) => {
+    const url = new URL(deps.clientRedirect)
+    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v)
+    return url.toString()
+  }
+  const saved = query.state ? await deps.states.take(query.state) : null
+  if (!saved) return back({ status: 'error', reason: 'invalid_state' })
+  const { userId, provider: code, verifier } = JSON.parse(saved) as { userId: string, provider: string, verifier: string }
+  if (query.error) return back({ provider: code, status: 'error', reason: query.error === 'access_denied' ? 'access_denied' : 'provider_error' })
+  if (!query.code) return back({ provider: code, status: 'error', reason: 'missing_code' })
+  const provider = deps.providers.find((p) => p.code === code)
+  if (!provider) return back({ provider: code, status: 'error', reason: 'unknown_provider' })
+  let answer: { status: number, body: TokenAnswer }
+  try {
+    answer = await tokenRequest(deps, provider, { grant_type: 'authorization_code', code: query.code, redirect_uri: deps.callbackUrl, code_verifier: verifier })
+  } catch {
+    return back({ provider: code, status: 'error', reason: 'provider_unavailable' })
+  }
+  if (answer.status !== 200 || !answer.body.access_token) {
+    deps.log.warn({ provider: code, status: answer.status, error: answer.body.error }, 'storage code exchange refused')
+    return back({ provider: code, status: 'error', reason: 'exchange_failed' })
+  }
+  const email = await accountEmail(deps, provider, answer.body.access_token)
+  const access = deps.cipher.encrypt(answer.body.access_token)
+  const refresh = answer.body.refresh_token ? deps.cipher.encrypt(answer.body.refresh_token) : null
+  const expiresAt = answer.body.expires_in ? new Date(Date.now() + answer.body.expires_in * 1000) : null
+  await db.transaction().execute(async (trx) => {
+    const existing = await trx.selectFrom('storage_connection').select(['refresh_token', 'key_id']).where('user_id', '=', userId).where('provider', '=', code).forUpdate().executeTakeFirst()
+    // Keep the stored refresh token when none came back: re-encrypted under the current key.
+    const keptRefresh = refresh ?? (existing?.refresh_token ? deps.cipher.encrypt(deps.cipher.decrypt(existing.key_id, existing.refresh_token)) : null)
+    const values = { access_token: access, refresh_token: keptRefresh, key_id: deps.cipher.keyId, expires_at: expiresAt, account_email: email, status: 'connected' as const }
+    await trx.insertInto('storage_connection').values({ user_id: userId, provider: code, ...values })
+      .onConflict((oc) => oc.columns(['user_id', 'provider']).doUpdateSet({ ...values, updated_at: sql`now()` })).execute()
+  })
+  return back({ provider: code, status: 'connected' })
+}
+
+export function listConnections (db: Kysely<DB>, userId: string) {
+  return db.selectFrom('storage_connection').select(['provider', 'account_email', 'connected_at', 'status'])
+    .where('user_id', '=', userId).orderBy('provider').execute()
+}
+
+/** Revokes at the provider (a token it no longer knows is fine), then forgets the connection. */
+export async function deleteConnection (db: Kysely<DB>, deps: StorageDeps, userId: string, code: string) {
+  const provider = providerOf(deps, code)
+  const row = await db.selectFrom('storage_connection').selectAll().where('user_id', '=', userId).where('provider', '=', code).executeTakeFirst()
+  if (!row) throw new ConnectionNotFound(code)
+  if (provider.revokeUrl) {
+    const token = deps.cipher.decrypt(row.key_id, row.refresh_token ?? row.access_token)
+    let res: Response
+    try {
+      res = await fetch(provider.revokeUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${deps.cipher.decrypt(row.key_id, row.access_token)}` }, body: new URLSearchParams({ token }), signal: AbortSignal.timeout(deps.timeoutMs) })
+    } catch (err) {
+      throw new ProviderUnavailable(code, (err as Error).name === 'TimeoutError' ? 'the revocation timed out' : 'unreachable')
+    }
+    await res.arrayBuffer()
+    if (res.status >= 500) throw new ProviderUnavailable(code, `revocation answered ${res.status}`)
+  }
+  await db.deleteFrom('storage_connection').where('user_id', '=', userId).where('provider', '=', code).execute()
+}
+
+/**
+ * Tokens a container can use now: refreshed first when they expire within five minutes. A refresh answered
+ * `invalid_grant` marks the connection `needs_reauth` (the user sees it in the list) and yields nothing.
+ */
+export async function freshTokens (db: Kysely<DB>, deps: StorageDeps, userId: string) {
+  const rows = await db.selectFrom('storage_connection').selectAll().where('user_id', '=', userId).where('status', '=', 'connected').execute()
+  const out: Array<{ provider: string, accessToken: string }> = []
+  for (const row of rows) {
+    const provider = deps.providers.find((p) => p.code === row.provider)
+    if (!provider) continue
+    let access = deps.cipher.decrypt(row.key_id, row.access_token)
+    if (row.expires_at && row.expires_at.getTime() - Date.now() < 5 * 60_000 && row.refresh_token) {
+      const refreshToken = deps.cipher.decrypt(row.key_id, row.refresh_token)
+      const answer = await tokenRequest(deps, provider, { grant_type: 'refresh_token', refresh_token: refreshToken })
+      if (answer.body.error === 'invalid_grant') {
+        await db.updateTable('storage_connection').set({ status: 'needs_reauth', updated_at: sql`now()` }).where('user_id', '=', userId).where('provider', '=', row.provider).execute()
+        continue
+      }
+      if (answer.status !== 200 || !answer.body.access_token) throw new ProviderUnavailable(row.provider, `refresh answered ${answer.status}`)
+      access = answer.body.access_token
+      await db.updateTable('storage_connection').set({
+        access_token: deps.cipher.encrypt(access),
+        refresh_token: deps.cipher.encrypt(answer.body.refresh_token ?? refreshToken),
+        key_id: deps.cipher.keyId,
+        expires_at: answer.body.expires_in ? new Date(Date.now() + answer.body.expires_in * 1000) : null,
+        updated_at: sql`now()`
+      }).where('user_id', '=', userId).where('provider', '=', row.provider).execute()
+    }
+    out.push({ provider: row.provider, accessToken: access })
+  }
+  return out
+}
