@@ -211,6 +211,7 @@ export interface ContainerTable {
   last_ping_at: Date | null
   assigned_at: Date | null
   start_job_id: string | null
+  storage_mounts: Generated<string[]>
   client_connected: Generated<boolean>
   running_at: Date | null
   created_at: Timestamp

@@ -1308,6 +1308,8 @@ export interface components {
             /** Format: date-time */
             createdAt: string;
             failureReason: string | null;
+            /** @description The cloud storage providers mounted in it (see /v1/storage/connections). */
+            storage?: string[];
             /** @description How to connect, once the container runs; only ever shown to its owner. */
             connection: null | {
                 ip: string;

@@ -3,6 +3,7 @@ import { createContainerJobs } from '../services/containers/containers.jobs.js'
 import { reapOrphans, reapSilent, reapStuckJobs, refillWarmPools, resumeStalledStarts } from '../services/containers/containers.schedules.js'
 import { authenticateContainer, ping, sendStartValues, sendStartValuesJob, stopAllOf, type ContainerDeps } from '../services/containers/containers.service.js'
 import { createHostAgentClient } from '../services/hosts/agent-client.js'
+import { freshTokens } from '../services/storage/storage.service.js'
 import type { Container } from '../db/types.js'
 import { createSimulatedProvider, type CloudProvider } from '../services/containers/provider.js'
 
@@ -44,7 +45,10 @@ export default fp(async function containersPlugin (app) {
     : undefined
   if (agent.enabled) {
     const client = createHostAgentClient({ scheme: agent.scheme as 'http' | 'https', port: agent.port, secret: agent.secret!, timeoutMs: agent.timeoutMs })
-    app.queue.define({ ...sendStartValuesJob, handle: (data: { containerId: string }) => sendStartValues(app.db, client, data.containerId) })
+    app.queue.define({
+      ...sendStartValuesJob,
+      handle: (data: { containerId: string }) => sendStartValues(app.db, client, data.containerId, (userId) => freshTokens(app.db, app.storageDeps, userId))
+    })
   }
   app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, log: app.log, ...(config.billing.enforced ? { entitlement: app.entitlement } : {}), ...(onReady ? { onReady } : {}) })
   // A deleted account's containers are stopped before the account row goes.
@@ -93,7 +97,7 @@ export default fp(async function containersPlugin (app) {
     request.container = container
   }
   app.decorateRequest('container', null)
-}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'auth', 'accounts', 'schedules', 'billing'] })
+}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'auth', 'accounts', 'schedules', 'billing', 'storage'] })
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -16,6 +16,7 @@ export function presentContainer (row: Container, viewer: string | null = row.us
     useStun: row.use_stun,
     createdAt: row.created_at.toISOString(),
     failureReason: row.failure_reason,
+    storage: row.storage_mounts ?? [],
     connection: running
       ? { ip: row.host_ip!, ports: { tcp32262: row.port_32262!, udp32263: row.port_32263!, tcp32273: row.port_32273! }, aesKey: row.aes_key }
       : null

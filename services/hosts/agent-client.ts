@@ -10,6 +10,8 @@ export interface StartValues {
 
 export interface HostAgentClient {
   setStartValues (hostIp: string, values: StartValues): Promise<void>
+  /** Mounts a user's cloud storage in the container (a fresh access token; never logged). */
+  mountStorage (hostIp: string, mount: { containerId: string, hostPort: number, provider: string, accessToken: string }): Promise<void>
 }
 
 export class AgentCallFailed extends Error {
@@ -40,6 +42,9 @@ export function createHostAgentClient (options: { scheme: 'http' | 'https', port
   return {
     setStartValues: (hostIp, values) => call(hostIp, '/set_container_start_values', {
       container_id: values.containerId, user_id: values.userId, host_port: values.hostPort, dpi: values.dpi
+    }),
+    mountStorage: (hostIp, mount) => call(hostIp, '/mount_cloud_storage', {
+      container_id: mount.containerId, host_port: mount.hostPort, provider: mount.provider, access_token: mount.accessToken
     })
   }
 }

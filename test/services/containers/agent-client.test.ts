@@ -68,3 +68,32 @@ t.test('sendStartValues › valid › without HOST_AGENT_SECRET nothing is calle
   t.equal(agent.calls.length, 0)
   await t.rejects(build(t, { HOST_AGENT_ENABLED: 'true' }), /HOST_AGENT_SECRET is required/)
 })
+
+t.test('sendStartValues › valid › the user\'s connected cloud storage is mounted with a fresh token, and the container shows it', async (t) => {
+  const agent = await fakeAgent(t, () => 200)
+  const app = await build(t, { HOST_AGENT_SECRET: secret, HOST_AGENT_SCHEME: 'http', HOST_AGENT_PORT: String(agent.port), STORAGE_GOOGLE_DRIVE_CLIENT_ID: 'drive-client' })
+  const offer = await given(app).offer()
+  const warm = await given(app).warmContainer(offer)
+  await app.db.updateTable('container').set({ host_ip: '127.0.0.1' }).where('id', '=', warm.id).execute()
+  const user = await given(app).signedIn()
+  const { cipher } = app.storageDeps
+  await app.db.insertInto('storage_connection').values({
+    user_id: user.account.id,
+    provider: 'google_drive',
+    account_email: 'drive@example.test',
+    key_id: cipher.keyId,
+    access_token: cipher.encrypt('drive-access-token'),
+    refresh_token: cipher.encrypt('drive-refresh-token'),
+    expires_at: new Date(Date.now() + 3600_000)
+  }).execute()
+  app.queue.startWorker(1)
+
+  await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offer.app }, headers: { ...user.headers, 'idempotency-key': randomUUID() } })
+
+  t.ok(await until(() => agent.calls.length === 2))
+  t.same(agent.calls[1], { path: '/mount_cloud_storage', secret, body: { container_id: warm.id, host_port: 41000, provider: 'google_drive', access_token: 'drive-access-token' } })
+  t.ok(await until(async () => (await app.inject({ method: 'GET', url: `/v1/containers/${warm.id}`, headers: user.headers })).json().storage.length === 1))
+  const read = await app.inject({ method: 'GET', url: `/v1/containers/${warm.id}`, headers: user.headers })
+  t.same(read.json().storage, ['google_drive'])
+  t.notMatch(read.body, /drive-access-token/, 'the token is never shown')
+})
