@@ -326,6 +326,7 @@ export interface BillingCustomerTable {
   user_id: string
   stripe_customer_id: string
   created_at: Timestamp
+  deleted_at: Date | null
 }
 
 export type SubscriptionStatus = 'incomplete' | 'incomplete_expired' | 'trialing' | 'active' | 'past_due' | 'canceled' | 'unpaid' | 'paused'

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type Stripe from 'stripe'
 import {
-  entitlementOf, processStripeEvent, processStripeEventJob, reportUsage, type BillingDeps, type Entitlement
+  entitlementOf, processStripeEvent, processStripeEventJob, reportUsage, requeueStripeEvents, type BillingDeps, type Entitlement
 } from '../services/billing/billing.service.js'
 import { sendMail } from '../services/mail/mail.service.js'
 
@@ -58,6 +58,7 @@ export default fp(async function billingPlugin (app) {
   })
 
   app.schedules.add({ name: 'report-usage', everyMs: 60_000, run: () => reportUsage(app.db, deps) })
+  app.schedules.add({ name: 'stripe-events', everyMs: 60_000, run: () => requeueStripeEvents(app.db, app.queue) })
   app.queue.define({
     ...processStripeEventJob,
     handle: (data: { eventId: string }) => processStripeEvent(app.db, deps, data.eventId, async (userId, kind, invoice) => {

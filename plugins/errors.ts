@@ -71,6 +71,10 @@ export function toProblem (err: FastifyError, request: FastifyRequest): { proble
     const { retryAfter, ...extra } = err.extra ?? {}
     return { problem: make(err.code, err.message, { title: err.title, ...extra }), retryAfter: retryAfter as number | undefined }
   }
+  // A payment provider's refusal is ours to handle, not the caller's fault: never its 4xx, never its message.
+  if (/^Stripe/.test(err.name ?? '') || /^Stripe/.test((err as { type?: string }).type ?? '')) {
+    return { problem: make('unavailable', 'The payment provider could not handle the request. Try again shortly.'), retryAfter: 30 }
+  }
   if (err.validation) {
     const errors = err.validation.map((e) => ({ field: fieldOf(err.validationContext, e), message: e.message ?? 'is invalid' }))
     return { problem: make('validation_failed', errors.map((e) => `${e.field.slice(1)} ${e.message}`).join('; '), { errors }) }

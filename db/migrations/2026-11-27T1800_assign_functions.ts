@@ -71,7 +71,12 @@ begin
     raise exception '%', v_window.message using errcode = 'FR005', detail = extract(epoch from v_window.ends_at)::text;
   end if;
 
-  perform pg_advisory_xact_lock(hashtextextended(p_user::text || ':' || p_app, 0));
+  -- One assignment per user and app at a time; with a plan limit (counted over every app), one per user.
+  if p_max_live is not null then
+    perform pg_advisory_xact_lock(hashtextextended(p_user::text, 0));
+  else
+    perform pg_advisory_xact_lock(hashtextextended(p_user::text || ':' || p_app, 0));
+  end if;
   select id into v_live from container where user_id = p_user and app_id = p_app
     and state in ('creating', 'starting', 'available', 'in_use') limit 1;
   if v_live is not null then

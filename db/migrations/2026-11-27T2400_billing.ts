@@ -26,6 +26,8 @@ export async function up (db: Kysely<any>): Promise<void> {
     .addColumn('user_id', 'uuid', (c) => c.notNull())
     .addColumn('stripe_customer_id', 'text', (c) => c.notNull())
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+    // Deleted in Stripe: the next checkout makes a new customer (the row keeps the old id until then).
+    .addColumn('deleted_at', 'timestamptz')
     .addPrimaryKeyConstraint('billing_customer_pkey', ['user_id'])
     .addUniqueConstraint('billing_customer_stripe_uq', ['stripe_customer_id'])
     .addForeignKeyConstraint('billing_customer_user_id_fkey', ['user_id'], 'account', ['id'], (fk) => fk.onDelete('cascade'))

@@ -14,7 +14,8 @@ export const meterEventName = 'fractal_container_hours'
 
 /**
  * `npm run stripe:sync`: each plan of the file gets its Stripe product (id `fractal_<plan>`) and a price
- * found by its lookup key (prices are immutable: a changed amount is a new price that takes the key over),
+ * found by its lookup key, which carries the amount (prices are immutable: a changed amount is a new price
+ * under a new key, the plan maps to it, subscribers of the old price keep it),
  * metered on the container-hours meter for plans billed by the hour; the database then maps plan → price.
  */
 export async function syncPlansWithStripe (db: Kysely<DB>, stripe: Stripe, plans: PlanDefinition[], log: (line: string) => void = () => {}) {
@@ -80,16 +81,20 @@ function stripeOf (deps: BillingDeps): Stripe {
   return deps.stripe
 }
 
-/** The user's Stripe customer, created once (Stripe's idempotency key guards two concurrent first calls). */
+/**
+ * The user's Stripe customer, created once (Stripe's idempotency key guards two concurrent first calls). A
+ * customer deleted in Stripe is replaced by a new one (a key of its own, so Stripe does not replay the old).
+ */
 async function customerOf (db: Kysely<DB>, deps: BillingDeps, user: { id: string, email: string, name: string }): Promise<string> {
-  const known = await db.selectFrom('billing_customer').select('stripe_customer_id').where('user_id', '=', user.id).executeTakeFirst()
-  if (known) return known.stripe_customer_id
+  const known = await db.selectFrom('billing_customer').select(['stripe_customer_id', 'deleted_at']).where('user_id', '=', user.id).executeTakeFirst()
+  if (known && !known.deleted_at) return known.stripe_customer_id
   const customer = await stripeOf(deps).customers.create(
     { email: user.email, name: user.name, metadata: { fractal_user_id: user.id } },
-    { idempotencyKey: `fractal-customer-${user.id}` }
+    { idempotencyKey: known ? `fractal-customer-${user.id}-after-${known.stripe_customer_id}` : `fractal-customer-${user.id}` }
   )
   await db.insertInto('billing_customer').values({ user_id: user.id, stripe_customer_id: customer.id })
-    .onConflict((oc) => oc.column('user_id').doNothing()).execute()
+    .onConflict((oc) => oc.column('user_id').doUpdateSet({ stripe_customer_id: customer.id, deleted_at: null }).where('billing_customer.deleted_at', 'is not', null))
+    .execute()
   const row = await db.selectFrom('billing_customer').select('stripe_customer_id').where('user_id', '=', user.id).executeTakeFirstOrThrow()
   return row.stripe_customer_id
 }
@@ -122,7 +127,7 @@ export async function createCheckout (db: Kysely<DB>, deps: BillingDeps, userId:
 /** Stripe's customer portal (cards, invoices, cancel). */
 export async function createPortal (db: Kysely<DB>, deps: BillingDeps, userId: string) {
   const stripe = stripeOf(deps)
-  const known = await db.selectFrom('billing_customer').select('stripe_customer_id').where('user_id', '=', userId).executeTakeFirst()
+  const known = await db.selectFrom('billing_customer').select('stripe_customer_id').where('user_id', '=', userId).where('deleted_at', 'is', null).executeTakeFirst()
   if (!known) throw new NoBillingAccount()
   const session = await stripe.billingPortal.sessions.create({ customer: known.stripe_customer_id, return_url: `${deps.appUrl}/billing` })
   return { url: session.url }
@@ -168,8 +173,18 @@ export async function acceptStripeEvent (db: Kysely<DB>, deps: BillingDeps, rawB
   }
   const inserted = await db.insertInto('stripe_event').values({ id: event.id, type: event.type, payload: JSON.stringify(event) })
     .onConflict((oc) => oc.column('id').doNothing()).returning('id').executeTakeFirst()
-  if (inserted) await deps.queue.enqueue(processStripeEventJob, { eventId: event.id }, { jobId: `stripe:${event.id}`, retries: 8 })
+  // A redelivery of an event not processed yet (its enqueue may have failed) queues it again.
+  const pending = inserted ? true : Boolean(await db.selectFrom('stripe_event').select('id').where('id', '=', event.id).where('processed_at', 'is', null).executeTakeFirst())
+  if (pending) await deps.queue.enqueue(processStripeEventJob, { eventId: event.id }, { jobId: `stripe:${event.id}:${Date.now()}`, retries: 8 })
   return { received: true, duplicate: !inserted }
+}
+
+/** Events stored but not processed a minute later (their queue entry was lost): queued again. */
+export async function requeueStripeEvents (db: Kysely<DB>, queue: JobQueue) {
+  const stale = await db.selectFrom('stripe_event').select('id').where('processed_at', 'is', null)
+    .where('received_at', '<', new Date(Date.now() - 60_000)).orderBy('received_at').limit(500).execute()
+  for (const { id } of stale) await queue.enqueue(processStripeEventJob, { eventId: id }, { jobId: `stripe:${id}:${Date.now()}`, retries: 8 })
+  return { requeued: stale.length }
 }
 
 const ts = (seconds: number | null | undefined) => (seconds ? new Date(seconds * 1000) : null)
@@ -246,8 +261,9 @@ export async function processStripeEvent (db: Kysely<DB>, deps: BillingDeps, eve
       const userId = await userOfCustomer(db, customer.id)
       if (userId) {
         await db.transaction().execute(async (trx) => {
-          await trx.updateTable('subscription').set({ status: 'canceled', updated_at: sql`now()` }).where('user_id', '=', userId).execute()
-          await trx.deleteFrom('billing_customer').where('user_id', '=', userId).execute()
+          // The deletion's time guards the state: an older subscription event arriving late does not revive it.
+          await trx.updateTable('subscription').set({ status: 'canceled', event_created: sql`greatest(event_created, ${event.created})`, updated_at: sql`now()` }).where('user_id', '=', userId).execute()
+          await trx.updateTable('billing_customer').set({ deleted_at: sql`now()` }).where('user_id', '=', userId).execute()
         })
         await deps.forget(userId)
         outcome = 'customer removed'
