@@ -31,6 +31,7 @@ export default fp(async function billingPlugin (app) {
       ...(api ? { host: api.hostname, port: Number(api.port || (api.protocol === 'https:' ? 443 : 80)), protocol: api.protocol.replace(':', '') as 'http' | 'https' } : {})
     })
   }
+  if (!billing.enforced) app.log.info('billing is off (no STRIPE_SECRET_KEY): every user may stream, without plan limits')
   const cache = new Map<string, { at: number, value: Entitlement }>()
   await app.broadcast.subscribe('billing:changed', (id) => { cache.delete(id as string) })
   const deps: BillingDeps = {
@@ -61,29 +62,34 @@ export default fp(async function billingPlugin (app) {
   app.schedules.add({ name: 'stripe-events', everyMs: 60_000, run: () => requeueStripeEvents(app.db, app.queue) })
   app.queue.define({
     ...processStripeEventJob,
-    handle: (data: { eventId: string }) => processStripeEvent(app.db, deps, data.eventId, async (userId, kind, invoice) => {
-      const account = await app.db.selectFrom('account').select(['email', 'name']).where('id', '=', userId).executeTakeFirst()
-      if (!account) return
-      if (kind === 'receipt') {
-        const line = invoice.lines?.data?.[0]
-        await sendMail(app.queue, {
-          to: account.email,
-          template: 'payment-receipt',
-          data: {
-            name: account.name,
-            amount: invoice.amount_paid,
-            currency: invoice.currency,
-            period: { start: new Date((line?.period?.start ?? invoice.period_start) * 1000).toISOString(), end: new Date((line?.period?.end ?? invoice.period_end) * 1000).toISOString() },
-            invoiceUrl: invoice.hosted_invoice_url ?? `${appUrl}/billing`
-          }
-        }, { jobId: `receipt:${invoice.id}` })
-      } else {
-        await sendMail(app.queue, {
-          to: account.email,
-          template: 'payment-failed',
-          data: { name: account.name, amount: invoice.amount_due, currency: invoice.currency, link: `${appUrl}/billing` }
-        }, { jobId: `payment-failed:${invoice.id}` })
-      }
-    })
+    handle: async (data: { eventId: string }) => {
+      const result = await processEvent(data.eventId)
+      if (result.outcome === 'unknown customer') app.log.warn({ eventId: data.eventId }, 'stripe event for a customer we do not know: nothing changed')
+      return result
+    }
+  })
+  const processEvent = (eventId: string) => processStripeEvent(app.db, deps, eventId, async (userId, kind, invoice) => {
+    const account = await app.db.selectFrom('account').select(['email', 'name']).where('id', '=', userId).executeTakeFirst()
+    if (!account) return
+    if (kind === 'receipt') {
+      const line = invoice.lines?.data?.[0]
+      await sendMail(app.queue, {
+        to: account.email,
+        template: 'payment-receipt',
+        data: {
+          name: account.name,
+          amount: invoice.amount_paid,
+          currency: invoice.currency,
+          period: { start: new Date((line?.period?.start ?? invoice.period_start) * 1000).toISOString(), end: new Date((line?.period?.end ?? invoice.period_end) * 1000).toISOString() },
+          invoiceUrl: invoice.hosted_invoice_url ?? `${appUrl}/billing`
+        }
+      }, { jobId: `receipt:${invoice.id}` })
+    } else {
+      await sendMail(app.queue, {
+        to: account.email,
+        template: 'payment-failed',
+        data: { name: account.name, amount: invoice.amount_due, currency: invoice.currency, link: `${appUrl}/billing` }
+      }, { jobId: `payment-failed:${invoice.id}` })
+    }
   })
 }, { fastify: '5.x', name: 'billing', dependencies: ['config', 'db', 'queue', 'broadcast', 'mail', 'schedules'] })
