@@ -53,18 +53,37 @@ export interface BuildOptions {
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 
-function loggerFor (config: Config): FastifyServerOptions['logger'] {
+/** Query parameters that carry credentials (an OAuth code or state, a token) never reach a log line. */
+const secretParams = /([?&](?:code|state|token|access_token|refresh_token|id_token|client_secret|code_verifier)=)[^&#]*/gi
+
+const requestLogShape = {
+  req (req: { method?: string, url?: string, hostname?: string, ip?: string, socket?: { remotePort?: number } }) {
+    return {
+      method: req.method,
+      url: req.url?.includes('?') ? req.url.replace(secretParams, '$1[redacted]') : req.url,
+      hostname: req.hostname,
+      remoteAddress: req.ip,
+      remotePort: req.socket?.remotePort
+    }
+  }
+}
+
+function loggerFor (config: Config, given?: BuildOptions['logger']): FastifyServerOptions['logger'] {
+  if (given === false) return false
   return {
     level: config.logLevel,
-    redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
-    ...(config.env === 'development' && process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {})
+    ...(config.env === 'development' && process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
+    ...(typeof given === 'object' ? given : {}),
+    // Whatever logger a caller brings, credentials stay out of it.
+    redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]', 'req.headers["x-container-secret"]', 'req.headers["x-host-secret"]', 'req.headers["stripe-signature"]'],
+    serializers: requestLogShape
   }
 }
 
 /** Makes the app: infrastructure plugins in dependency order, then one plugin per spec tag. */
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? loggerFor(config),
+    logger: loggerFor(config, options.logger),
     // X-Request-Id is accepted when it looks like an id, generated otherwise, and echoed (below).
     genReqId: (req) => {
       const given = req.headers['x-request-id']

@@ -7,7 +7,8 @@ import type { TokenCipher } from './storage.crypto.js'
 
 export const UnknownProvider = defineError('not_found', 'Provider not found', (code: string) => `There is no storage provider ${code}.`)
 export const ConnectionNotFound = defineError('not_found', 'Not connected', (code: string) => `You have no ${code} connection.`)
-export const ProviderUnavailable = defineError('unavailable', 'Provider unavailable', (code: string, why: string) => `${code} did not answer as expected (${why}). Try again shortly.`)
+export const ProviderUnavailable = defineError('unavailable', 'Provider unavailable', (code: string, why: string) => `${code} did not answer as expected (${why}). Try again shortly.`,
+  () => ({ retryAfter: 30 }))
 
 export interface StorageProvider {
   code: string
@@ -150,6 +151,19 @@ export async function completeConnection (db: Kysely<DB>, deps: StorageDeps, que
   const access = deps.cipher.encrypt(answer.body.access_token)
   const refresh = answer.body.refresh_token ? deps.cipher.encrypt(answer.body.refresh_token) : null
   const expiresAt = answer.body.expires_in ? new Date(Date.now() + answer.body.expires_in * 1000) : null
+  try {
+    await storeTokens(db, deps, userId, code, { access, refresh, expiresAt, email })
+  } catch (err) {
+    // The account went away while its owner was at the provider: nothing to connect (the tokens are revoked).
+    if ((err as { code?: string }).code !== '23503') throw err
+    await revoke(deps, provider, answer.body.refresh_token ?? answer.body.access_token, answer.body.access_token).catch(() => {})
+    return back({ provider: code, status: 'error', reason: 'account_gone' })
+  }
+  return back({ provider: code, status: 'connected' })
+}
+
+async function storeTokens (db: Kysely<DB>, deps: StorageDeps, userId: string, code: string, t: { access: string, refresh: string | null, expiresAt: Date | null, email: string | null }) {
+  const { access, refresh, expiresAt, email } = t
   await db.transaction().execute(async (trx) => {
     const existing = await trx.selectFrom('storage_connection').select(['refresh_token', 'key_id']).where('user_id', '=', userId).where('provider', '=', code).forUpdate().executeTakeFirst()
     // Keep the stored refresh token when none came back: re-encrypted under the current key.
@@ -158,7 +172,6 @@ export async function completeConnection (db: Kysely<DB>, deps: StorageDeps, que
     await trx.insertInto('storage_connection').values({ user_id: userId, provider: code, ...values })
       .onConflict((oc) => oc.columns(['user_id', 'provider']).doUpdateSet({ ...values, updated_at: sql`now()` })).execute()
   })
-  return back({ provider: code, status: 'connected' })
 }
 
 export function listConnections (db: Kysely<DB>, userId: string) {
@@ -171,18 +184,21 @@ export async function deleteConnection (db: Kysely<DB>, deps: StorageDeps, userI
   const provider = providerOf(deps, code)
   const row = await db.selectFrom('storage_connection').selectAll().where('user_id', '=', userId).where('provider', '=', code).executeTakeFirst()
   if (!row) throw new ConnectionNotFound(code)
-  if (provider.revokeUrl) {
-    const token = deps.cipher.decrypt(row.key_id, row.refresh_token ?? row.access_token)
-    let res: Response
-    try {
-      res = await fetch(provider.revokeUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${deps.cipher.decrypt(row.key_id, row.access_token)}` }, body: new URLSearchParams({ token }), signal: AbortSignal.timeout(deps.timeoutMs) })
-    } catch (err) {
-      throw new ProviderUnavailable(code, (err as Error).name === 'TimeoutError' ? 'the revocation timed out' : 'unreachable')
-    }
-    await res.arrayBuffer()
-    if (res.status >= 500) throw new ProviderUnavailable(code, `revocation answered ${res.status}`)
-  }
+  await revoke(deps, provider, deps.cipher.decrypt(row.key_id, row.refresh_token ?? row.access_token), deps.cipher.decrypt(row.key_id, row.access_token))
   await db.deleteFrom('storage_connection').where('user_id', '=', userId).where('provider', '=', code).execute()
+}
+
+/** Revokes a token at the provider; a 4xx (a token it no longer knows) is fine, a 5xx or no answer is not. */
+async function revoke (deps: StorageDeps, provider: StorageProvider, token: string, accessToken: string) {
+  if (!provider.revokeUrl) return
+  let res: Response
+  try {
+    res = await fetch(provider.revokeUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${accessToken}` }, body: new URLSearchParams({ token }), signal: AbortSignal.timeout(deps.timeoutMs) })
+  } catch (err) {
+    throw new ProviderUnavailable(provider.code, (err as Error).name === 'TimeoutError' ? 'the revocation timed out' : 'unreachable')
+  }
+  await res.arrayBuffer()
+  if (res.status >= 500) throw new ProviderUnavailable(provider.code, `revocation answered ${res.status}`)
 }
 
 /**
