@@ -1056,8 +1056,10 @@ export interface paths {
          * @description Exchanges the code (with the PKCE verifier) and stores the tokens, then redirects (302) to the app's
          *     storage page (`STORAGE_CLIENT_REDIRECT`, a deep link for the desktop app) with `provider`, `status`
          *     (`connected` or `error`) and, on error, `reason` (`invalid_state`, `access_denied`, `provider_error`,
-         *     `exchange_failed`, `provider_unavailable`, `missing_code`). A missing, reused, expired or unknown
-         *     state is `invalid_state`. No token or code ever appears in the redirect.
+         *     `exchange_failed`, `provider_unavailable`, `missing_code`, `unknown_provider` (removed from the config
+         *     meanwhile), `account_gone` (the account was deleted meanwhile; the tokens are revoked)). A missing,
+         *     reused, expired or unknown state is `invalid_state`. No token or code ever appears in the redirect or
+         *     in a log line.
          */
         get: operations["storageCallback"];
         put?: never;
