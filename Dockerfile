@@ -4,6 +4,7 @@
 #   web (default)  docker run -p 3000:3000 -e DATABASE_URL=… -e REDIS_URL=… -e JWT_PRIVATE_KEY="$(cat key.pem)" fractal-webserver
 #   worker         docker run --no-healthcheck -e … fractal-webserver node dist/worker.js
 #   migrations     docker run --rm --no-healthcheck -e … fractal-webserver node dist/db/migrate.js
+#   stripe sync    docker run --rm --no-healthcheck -e … -e STRIPE_SECRET_KEY=… fractal-webserver node dist/stripe-sync.js
 # Production does not migrate on start (DATABASE_AUTO_MIGRATE defaults to off): run the migrations as a
 # release step before rolling out web and worker. NODE_ENV=production also requires JWT_PRIVATE_KEY, in the
 # worker and migrations too (they load the same config).
@@ -25,7 +26,8 @@ COPY . .
 RUN npm run build \
   && test -f dist/openapi/openapi.yaml \
   && ls dist/db/migrations/*.js > /dev/null \
-  && test -f dist/services/mail/templates/layout.html.eta
+  && test -f dist/services/mail/templates/layout.html.eta \
+  && test -f dist/db/plans.json && test -f dist/db/storage-providers.json
 
 # ---- runtime: production dependencies and dist/ only ----
 FROM ${NODE_IMAGE} AS runtime
