@@ -92,9 +92,14 @@ async function customerOf (db: Kysely<DB>, deps: BillingDeps, user: { id: string
     { email: user.email, name: user.name, metadata: { fractal_user_id: user.id } },
     { idempotencyKey: known ? `fractal-customer-${user.id}-after-${known.stripe_customer_id}` : `fractal-customer-${user.id}` }
   )
+  // Concurrent first checkouts all get the same customer (one idempotency key): the first insert wins, the
+  // others conflict on either unique key and do nothing. A deleted customer's row is pointed at the new one.
   await db.insertInto('billing_customer').values({ user_id: user.id, stripe_customer_id: customer.id })
-    .onConflict((oc) => oc.column('user_id').doUpdateSet({ stripe_customer_id: customer.id, deleted_at: null }).where('billing_customer.deleted_at', 'is not', null))
-    .execute()
+    .onConflict((oc) => oc.doNothing()).execute()
+  if (known?.deleted_at) {
+    await db.updateTable('billing_customer').set({ stripe_customer_id: customer.id, deleted_at: null })
+      .where('user_id', '=', user.id).where('deleted_at', 'is not', null).execute()
+  }
   const row = await db.selectFrom('billing_customer').select('stripe_customer_id').where('user_id', '=', user.id).executeTakeFirstOrThrow()
   return row.stripe_customer_id
 }
