@@ -32,6 +32,7 @@ import { Redis } from 'ioredis'
 import pg from 'pg'
 import { assignmentBench, type AssignmentBenchResult } from './assignment.js'
 import { drainLogs, startS3, type LogDrainResult } from './logs.js'
+import { webhookBench, type WebhookBenchResult } from './webhooks.js'
 import { assignment as assignmentTargets, benchBootstrapSecret, idleRssTargetMb, scenarios as allScenarios, startupTargetMs, type Headers, type Scenario } from './scenarios.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -466,6 +467,41 @@ async function main (): Promise<boolean> {
       log
     })
   }
+  // The entitlement check's cost: the same assignment throughput against a second ours with billing on
+  // (every bench user is inside the trial), compared with the first (billing off).
+  let entitled: AssignmentBenchResult | null = null
+  if (assignment !== null) {
+    try {
+      const billed = await startServer('ours-billing', ['dist/server.js'], {
+        ...oursEnv, DATABASE_AUTO_MIGRATE: 'false', DATABASE_SEED: 'false', STRIPE_SECRET_KEY: 'sk_test_bench', STRIPE_WEBHOOK_SECRET: 'whsec_bench', STRIPE_API_URL: 'http://127.0.0.1:9'
+      }, '/readyz')
+      entitled = await assignmentBench({
+        ours: billed.child.baseUrl,
+        bare: bare.child.baseUrl,
+        databaseUrl: databaseUrl.href,
+        privateKey: keys.privateKey,
+        connections: settings.connections,
+        duration: settings.duration,
+        spread: (): Record<string, string> => settings.rateLimit === 'spread' ? { 'x-forwarded-for': nextClientAddress() } : {},
+        race: false,
+        log
+      })
+      await stop(billed.child)
+    } catch (err) {
+      log(`entitlement bench failed: ${(err as Error).message}`)
+    }
+  }
+
+  // Stripe webhooks: accepted and processed per second (an app in this process on the bench database).
+  let webhooks: WebhookBenchResult | null = null
+  if (settings.assignment !== 'only') {
+    try {
+      webhooks = await webhookBench({ databaseUrl: databaseUrl.href, redisUrl: settings.redisUrl, privateKey: keys.privateKey, events: 3000, log })
+      log(`webhooks: ${Math.round(webhooks.acceptedPerSec)} accepted/s, ${Math.round(webhooks.processedPerSec)} processed/s`)
+    } catch (err) {
+      log(`webhook bench failed: ${(err as Error).message}`)
+    }
+  }
   await sleep(settleMs)
   const oursRssAfter = await rssMb(ours.child)
   const bareRssAfter = await rssMb(bare.child)
@@ -523,11 +559,18 @@ async function main (): Promise<boolean> {
           ], ['p99 ms', formatMs(assignment.throughput.ours.p99), formatMs(assignment.throughput.bare.p99), '–', '–', '–']]),
         '',
         `Statuses: ${JSON.stringify(assignment.throughput.ours.statuses)}. After the load: ${assignment.invariant.doubleHeld} containers held by two users, ${assignment.invariant.usersWithTwo} users holding two — ${assignment.invariant.pass ? 'pass' : '**FAIL**'}.`,
-        ''
+        '',
+        ...(entitled === null
+          ? []
+          : [`With billing on (the entitlement check on every assignment; bench users are in their trial): **${formatInt(entitled.throughput.assignedPerSec)} assignments/s**, p99 ${formatMs(entitled.throughput.ours.p99)} ms: ${((1 - entitled.throughput.assignedPerSec / Math.max(1, assignment.throughput.assignedPerSec)) * 100).toFixed(1)} % below billing off (target ≤ 10 %: ${entitled.throughput.assignedPerSec >= assignment.throughput.assignedPerSec * 0.9 ? 'pass' : 'FAIL'}). Statuses: ${JSON.stringify(entitled.throughput.ours.statuses)}.`, ''])
       ]
   const logSection = logDrain === null
     ? []
     : ['## Log uploads to S3 (s3rver)', '', `${formatInt(logDrain.stored)} logs of 10 KB (gzipped: ${formatInt(logDrain.averageBytes)} bytes) stored by one worker process in ${(logDrain.ms / 1000).toFixed(1)} s: **${formatInt(logDrain.perSecond)} uploads/s**${logDrain.pending > 0 ? ` (${logDrain.pending} still pending at the time limit)` : ''}.`, '']
+  const webhookTarget = 500
+  const webhookSection = webhooks === null
+    ? []
+    : ['## Stripe webhooks', '', `${formatInt(webhooks.events)} signed subscription events: **${formatInt(webhooks.acceptedPerSec)} accepted/s** (signature, stored by id), **${formatInt(webhooks.processedPerSec)} processed/s** by 8 concurrent jobs (target ≥ ${webhookTarget}/s: ${webhooks.processedPerSec >= webhookTarget && webhooks.pending === 0 ? 'pass' : 'FAIL'})${webhooks.pending > 0 ? `; ${webhooks.pending} not processed in time` : ''}.`, '']
   const rateLimitNote = {
     spread: 'on, each request from another client address (X-Forwarded-For, TRUST_PROXY=127.0.0.1)',
     off: 'off (RATE_LIMIT_ENABLED=false)',
@@ -546,6 +589,7 @@ async function main (): Promise<boolean> {
     throughput,
     '',
     ...logSection,
+    ...webhookSection,
     ...assignmentSection,
     '## Startup and memory',
     '',
