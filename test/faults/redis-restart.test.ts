@@ -1,41 +1,13 @@
 // Redis restarting under the containers feature: assignments keep working (the start job is committed
 // and the reaper queues it once Redis is back), /readyz says 503 meanwhile, and no start job is lost,
 // not even those the restarted Redis forgot (no persistence here).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer, type AddressInfo } from 'node:net'
 import { randomUUID } from 'node:crypto'
-import { Redis } from 'ioredis'
 import t from 'tap'
 import { build } from '../helpers/build.js'
+import { freePort, hasRedisServer, startRedis } from '../helpers/redis-server.js'
 import { given } from '../helpers/given.js'
 import { until } from '../helpers/wait.js'
-
-const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
-}
-
-async function startRedis (port: number): Promise<ChildProcess> {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-  probe.on('error', () => {})
-  const up = await until(async () => {
-    try {
-      if (probe.status !== 'ready') await probe.connect()
-      return (await probe.ping()) === 'PONG'
-    } catch { return false }
-  }, 5000)
-  probe.disconnect()
-  if (!up) throw new Error(`redis-server did not start on port ${port}`)
-  return proc
-}
 
 t.test('faults › Redis restarting › assignments answer 202 meanwhile, /readyz is 503, and every start job runs once Redis is back', { skip: hasRedisServer ? false : 'redis-server is not installed (apt-get install redis-server)' }, async (t) => {
   const port = await freePort()

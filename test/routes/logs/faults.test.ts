@@ -1,10 +1,8 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer, type AddressInfo } from 'node:net'
 import { gunzipSync } from 'node:zlib'
-import { Redis } from 'ioredis'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
+import { freePort, hasRedisServer, startRedis } from '../../helpers/redis-server.js'
 import { given } from '../../helpers/given.js'
 import { s3rverCredentials, startS3 } from '../../helpers/s3.js'
 import { until } from '../../helpers/wait.js'
@@ -23,33 +21,6 @@ async function uploadLog (app: App, headers: Record<string, string>, text: strin
 const logRow = (app: App, id: string) => app.db.selectFrom('log_upload').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
 const jobOf = (app: App, id: string) => app.db.selectFrom('job').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
 const daysAgo = (days: number) => new Date(Date.now() - days * 86_400_000)
-
-const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
-}
-
-/** A Redis of this test's own (no persistence), so it can go away without touching the shared one. */
-async function startRedis (port: number): Promise<ChildProcess> {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-  probe.on('error', () => {})
-  const up = await until(async () => {
-    try {
-      if (probe.status !== 'ready') await probe.connect()
-      return (await probe.ping()) === 'PONG'
-    } catch { return false }
-  }, 5000)
-  probe.disconnect()
-  if (!up) throw new Error(`redis-server did not start on port ${port}`)
-  return proc
-}
 
 t.test('uploadLog › faults › S3 away: the upload is still accepted, the job fails and retries, the log waits in the spool and is stored once S3 is back', async (t) => {
   const s3 = await startS3(t)
