@@ -1,15 +1,17 @@
 import fp from 'fastify-plugin'
 import type Stripe from 'stripe'
 import {
-  entitlementOf, processStripeEvent, processStripeEventJob, reportUsage, requeueStripeEvents, type BillingDeps, type Entitlement
+  entitlementOf, entitlementTerms, processStripeEvent, processStripeEventJob, reportUsage, requeueStripeEvents, type BillingDeps, type Entitlement
 } from '../services/billing/billing.service.js'
 import { sendMail } from '../services/mail/mail.service.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     billingDeps: BillingDeps
-    /** The user's entitlement, from local state (cached 5 s per process; dropped everywhere on change). */
+    /** The user's entitlement, from local state (fractal_entitlement; the assignment asks it in its own round trip). */
     entitlement (userId: string): Promise<Entitlement>
+    /** The terms the entitlement is decided with; null when billing is not enforced. */
+    entitlementTerms: ReturnType<typeof entitlementTerms>
   }
 }
 
@@ -32,8 +34,6 @@ export default fp(async function billingPlugin (app) {
     })
   }
   if (!billing.enforced) app.log.info('billing is off (no STRIPE_SECRET_KEY): every user may stream, without plan limits')
-  const cache = new Map<string, { at: number, value: Entitlement }>()
-  await app.broadcast.subscribe('billing:changed', (id) => { cache.delete(id as string) })
   const deps: BillingDeps = {
     stripe,
     webhookSecret: billing.webhookSecret,
@@ -42,21 +42,11 @@ export default fp(async function billingPlugin (app) {
     trialDays: billing.trialDays,
     trialContainers: billing.trialContainers,
     pastDueGraceDays: billing.pastDueGraceDays,
-    enforced: billing.enforced,
-    async forget (userId) {
-      cache.delete(userId)
-      await app.broadcast.publish('billing:changed', userId)
-    }
+    enforced: billing.enforced
   }
   app.decorate('billingDeps', deps)
-  app.decorate('entitlement', async (userId: string) => {
-    const hit = cache.get(userId)
-    if (hit && Date.now() - hit.at < 5000) return hit.value
-    const value = await entitlementOf(app.db, deps, userId)
-    cache.set(userId, { at: Date.now(), value })
-    if (cache.size > 50_000) cache.delete(cache.keys().next().value!)
-    return value
-  })
+  app.decorate('entitlement', (userId: string) => entitlementOf(app.db, deps, userId))
+  app.decorate('entitlementTerms', entitlementTerms(deps))
 
   app.schedules.add({ name: 'report-usage', everyMs: 60_000, run: () => reportUsage(app.db, deps) })
   app.schedules.add({ name: 'stripe-events', everyMs: 60_000, run: () => requeueStripeEvents(app.db, app.queue) })

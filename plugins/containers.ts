@@ -50,7 +50,7 @@ export default fp(async function containersPlugin (app) {
       handle: (data: { containerId: string }) => sendStartValues(app.db, client, data.containerId, (userId) => freshTokens(app.db, app.storageDeps, userId))
     })
   }
-  app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, log: app.log, ...(config.billing.enforced ? { entitlement: app.entitlement } : {}), ...(onReady ? { onReady } : {}) })
+  app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, log: app.log, ...(app.entitlementTerms ? { entitlement: { terms: app.entitlementTerms, appUrl: config.appUrl } } : {}), ...(onReady ? { onReady } : {}) })
   // A deleted account's containers are stopped before the account row goes.
   app.accountDeletionSteps.push((accountId) => stopAllOf(app.db, app.containerDeps, accountId))
   app.queue.define(...createContainerJobs({

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely'
 import type Stripe from 'stripe'
-import type { DB, Entitlements, Plan, SubscriptionStatus } from '../../db/types.js'
+import type { DB, Plan, SubscriptionStatus } from '../../db/types.js'
 import type { JobQueue } from '../queue.js'
 import { upsertPlans, type PlanDefinition } from '../../db/plans.js'
 import { BadSignature, BillingNotConfigured, NoBillingAccount, PaymentRequired, PlanNotFound } from './billing.errors.js'
@@ -72,8 +72,6 @@ export interface BillingDeps {
   trialContainers: number
   pastDueGraceDays: number
   enforced: boolean
-  /** Dropped in every process when a user's billing state changes. */
-  forget (userId: string): Promise<void>
 }
 
 function stripeOf (deps: BillingDeps): Stripe {
@@ -226,7 +224,6 @@ async function applySubscription (db: Kysely<DB>, deps: BillingDeps, sub: Stripe
       updated_at: sql`now()`
     }).where('subscription.event_created', '<=', String(eventCreated)))
     .execute()
-  await deps.forget(userId)
   return `subscription ${sub.id} is ${status}`
 }
 
@@ -270,7 +267,6 @@ export async function processStripeEvent (db: Kysely<DB>, deps: BillingDeps, eve
           await trx.updateTable('subscription').set({ status: 'canceled', event_created: sql`greatest(event_created, ${event.created})`, updated_at: sql`now()` }).where('user_id', '=', userId).execute()
           await trx.updateTable('billing_customer').set({ deleted_at: sql`now()` }).where('user_id', '=', userId).execute()
         })
-        await deps.forget(userId)
         outcome = 'customer removed'
       }
       break
@@ -309,38 +305,37 @@ export async function reportUsage (db: Kysely<DB>, deps: Pick<BillingDeps, 'stri
 
 export interface Entitlement { concurrentContainers: number, regions: string[] | null, maxDpi: number }
 
+/** What billing hands the assignment: the terms fractal_entitlement decides with (null: billing off). */
+export const entitlementTerms = (deps: Pick<BillingDeps, 'enforced' | 'trialDays' | 'trialContainers' | 'pastDueGraceDays'>) =>
+  deps.enforced ? { trialDays: deps.trialDays, trialContainers: deps.trialContainers, graceDays: deps.pastDueGraceDays } : null
+
+/** The reasons fractal_entitlement raises (SQLSTATE FR008) as the 402's detail. */
+export function paymentRequired (reason: string, appUrl: string) {
+  const upgrade = `POST /v1/billing/checkout-sessions (or ${appUrl}/billing)`
+  if (reason.startsWith('hours ')) return new PaymentRequired(`Your plan's ${reason.slice(6)} hours this period are used up. Upgrade: ${upgrade}.`)
+  const why = reason === 'past due'
+    ? 'Your last payment failed and the grace period is over.'
+    : reason.startsWith('status ') ? `Your subscription is ${reason.slice(7)}.` : reason === 'no account' ? 'No account.' : 'Your free trial has ended.'
+  return new PaymentRequired(`${why} Choose a plan: ${upgrade}.`)
+}
+
 /**
- * May this user start a container now, and within which limits? From local state only: the trial (from
- * sign-up), else an active or trialing subscription, or a past-due one within the grace period. Without
- * billing enforced everyone may, within the trial's limits multiplied out (no plan limits).
+ * May this user start a container now, and within which limits? The one answer is the SQL function
+ * fractal_entitlement (migration T2700), from local state only: the trial (from sign-up), else an active or
+ * trialing subscription, or a past-due one within the grace period, and the plan's monthly hours.
+ * The assignment calls it inside its own round trip; this is the same answer for anything else.
  */
 export async function entitlementOf (db: Kysely<DB>, deps: Pick<BillingDeps, 'enforced' | 'trialDays' | 'trialContainers' | 'pastDueGraceDays' | 'appUrl'>, userId: string): Promise<Entitlement> {
-  if (!deps.enforced) return { concurrentContainers: 1000, regions: null, maxDpi: 480 }
-  const row = await db.selectFrom('account')
-    .leftJoin('subscription', 'subscription.user_id', 'account.id')
-    .leftJoin('plan', 'plan.id', 'subscription.plan_id')
-    .select((eb) => ['account.created_at', 'subscription.status', 'subscription.past_due_since', 'plan.entitlements',
-      // Container hours used this period (for plans with a monthly allowance).
-      eb.selectFrom('usage_record').select(sql<number>`coalesce(sum(usage_record.seconds), 0)`.as('s'))
-        .whereRef('usage_record.user_id', '=', 'account.id')
-        .where(sql<boolean>`usage_record.ended_at >= coalesce(subscription.current_period_start, account.created_at)`).as('used_seconds')])
-    .where('account.id', '=', userId).executeTakeFirst()
-  if (!row) throw new PaymentRequired('No account.')
-  const status = row.status
-  const planned = row.entitlements as Entitlements | null
-  const fromPlan = (e: Entitlements) => {
-    if (e.hoursPerMonth !== null && Number(row.used_seconds ?? 0) >= e.hoursPerMonth * 3600) {
-      throw new PaymentRequired(`Your plan's ${e.hoursPerMonth} hours this period are used up. Upgrade: POST /v1/billing/checkout-sessions (or ${deps.appUrl}/billing).`)
-    }
-    return { concurrentContainers: e.concurrentContainers, regions: e.regions, maxDpi: e.maxDpi }
+  const terms = entitlementTerms(deps)
+  if (!terms) return { concurrentContainers: 1000, regions: null, maxDpi: 480 }
+  try {
+    const { rows } = await sql<{ e: Entitlement }>`select fractal_entitlement(${userId}::uuid, ${JSON.stringify(terms)}::jsonb) as e`.execute(db)
+    return rows[0]!.e
+  } catch (err) {
+    const e = err as { code?: string, detail?: string }
+    if (e.code === 'FR008') throw paymentRequired(e.detail ?? '', deps.appUrl)
+    throw err
   }
-  if ((status === 'active' || status === 'trialing') && planned) return fromPlan(planned)
-  if (status === 'past_due' && planned && row.past_due_since && row.past_due_since.getTime() + deps.pastDueGraceDays * 86_400_000 > Date.now()) return fromPlan(planned)
-  if (!status && row.created_at.getTime() + deps.trialDays * 86_400_000 > Date.now()) return { concurrentContainers: deps.trialContainers, regions: null, maxDpi: 480 }
-  const why = status === 'past_due'
-    ? 'Your last payment failed and the grace period is over.'
-    : status ? `Your subscription is ${status}.` : 'Your free trial has ended.'
-  throw new PaymentRequired(`${why} Choose a plan: POST /v1/billing/checkout-sessions (or ${deps.appUrl}/billing).`)
 }
 
 export type { Plan }

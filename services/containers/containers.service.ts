@@ -3,7 +3,7 @@ import { sql, type Kysely, type Transaction } from 'kysely'
 import type { Container, ContainerState, DB, Job } from '../../db/types.js'
 import { DomainError } from '../errors.js'
 import { PlanForbidsDpi, PlanForbidsRegion, PlanLimit } from '../billing/billing.errors.js'
-import type { Entitlement } from '../billing/billing.service.js'
+import { paymentRequired, type entitlementTerms } from '../billing/billing.service.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import {
@@ -12,7 +12,7 @@ import {
 } from './containers.errors.js'
 import * as repo from './containers.repository.js'
 import { warmPools } from './containers.warm-pools.js'
-import { pickRegion, type Location } from './geo.js'
+import { rankRegions, type Location } from './geo.js'
 import type { CloudProvider } from './provider.js'
 import type { HostAgentClient } from '../hosts/agent-client.js'
 
@@ -33,8 +33,12 @@ export const stopContainerJob = { family: 'containers', name: 'stopContainer' } 
 
 export interface ContainerDeps {
   queue: JobQueue
-  /** The user's plan limits (billing); none: no limits. Throws payment_required when they may not stream. */
-  entitlement?: (userId: string) => Promise<Entitlement>
+  /**
+   * Billing enforced: the terms fractal_entitlement decides with (inside the assignment's round trip:
+   * payment_required when they may not stream, else the plan's limits) and where to send them to pay.
+   * None: no plan limits.
+   */
+  entitlement?: { terms: NonNullable<ReturnType<typeof entitlementTerms>>, appUrl: string }
   /** A container became ready for its user (a warm claim, a finished start): its host agent hears of it. */
   onReady?: (container: Container) => Promise<void>
   log?: { warn (obj: object, msg: string): void }
@@ -74,7 +78,7 @@ function revive<T> (row: Record<string, unknown>): T {
 }
 
 /** The SQLSTATEs fractal_assign_container raises (db/migrations/2026-11-27T1800_assign_functions.ts). */
-function assignmentError (err: unknown, input: { app: string, region?: string | undefined }): unknown {
+function assignmentError (err: unknown, input: { app: string, region?: string | undefined }, appUrl: string): unknown {
   const e = err as { code?: string, detail?: string, message?: string }
   switch (e.code) {
     case 'FR001': return new IdempotencyMismatch()
@@ -87,6 +91,9 @@ function assignmentError (err: unknown, input: { app: string, region?: string | 
     }
     case 'FR006': return new AlreadyRunning(input.app, e.detail ?? '')
     case 'FR007': return new PlanLimit(Number(e.detail))
+    case 'FR008': return paymentRequired(e.detail ?? '', appUrl)
+    case 'FR009': return new PlanForbidsRegion(e.detail ?? input.region ?? '')
+    case 'FR010': return new PlanForbidsDpi(Number(e.detail))
     default: return err
   }
 }
@@ -110,22 +117,19 @@ export async function assignContainer (
 ): Promise<Assignment> {
   const hash = requestHash({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null })
   const secret = newSecret()
-  // The plan decides (from local state, cached): may they at all, how many at once, where, how sharp.
-  const entitled = deps.entitlement ? await deps.entitlement(userId) : null
-  if (entitled && input.dpi !== undefined && input.dpi > entitled.maxDpi) throw new PlanForbidsDpi(entitled.maxDpi)
-  if (entitled?.regions && input.region && !entitled.regions.includes(input.region)) throw new PlanForbidsRegion(input.region)
-  const allowed = (offers: Awaited<ReturnType<typeof repo.listOpenOffers>>) => entitled?.regions ? offers.filter((o) => entitled.regions!.includes(o.region_code)) : offers
-  const region = input.region ?? (input.near || entitled?.regions ? pickRegion(allowed(await repo.listOpenOffers(db, input.app)), input.near ?? null)?.region_code : undefined)
+  // Near the client: the open regions in order of preference; the function takes the first the plan allows.
+  const prefer = !input.region && input.near ? rankRegions(await repo.listOpenOffers(db, input.app), input.near).map((o) => o.region_code) : null
+  const terms = deps.entitlement ? JSON.stringify(deps.entitlement.terms) : null
   let result: AssignOutcome
   try {
     const { rows } = await sql<{ result: AssignOutcome }>`select fractal_assign_container(
-      ${userId}::uuid, ${idempotencyKey}, ${hash}, ${input.app}, ${region ?? null}, ${input.dpi ?? null}::integer,
+      ${userId}::uuid, ${idempotencyKey}, ${hash}, ${input.app}, ${input.region ?? null}, ${input.dpi ?? null}::integer,
       ${randomBytes(16).toString('hex')}, ${hashSecret(secret)}, ${new Date(Date.now() + deps.startTimeoutMs)}::timestamptz,
-      ${entitled ? entitled.concurrentContainers : null}::integer
+      ${terms}::jsonb, ${prefer}::text[]
     ) as result`.execute(db)
     result = rows[0]!.result
   } catch (err) {
-    throw assignmentError(err, input)
+    throw assignmentError(err, input, deps.entitlement?.appUrl ?? '')
   }
   if (result.outcome === 'replay') {
     const again = await replay(db, { status: result.status, body: result.body })

@@ -49,15 +49,16 @@ export interface RegionOffer extends Location { region_code: string, warm: numbe
 export const nearEnoughKm = 1000
 
 /**
- * The region for a client: the nearest open one; among those about as near (within `nearEnoughKm` of the
- * nearest), one with a warm container first. Without a location, the catalog's order.
+ * The regions for a client, best first: the nearest open one; among those about as near (within
+ * `nearEnoughKm` of the nearest), those with a warm container first (an instant start); then the rest by
+ * distance. The assignment takes the first its plan allows. Without a location, the catalog's order.
  */
-export function pickRegion (offers: RegionOffer[], near: Location | null): RegionOffer | undefined {
-  if (!near || offers.length < 2) return offers[0]
+export function rankRegions (offers: RegionOffer[], near: Location | null): RegionOffer[] {
+  if (!near || offers.length < 2) return offers
   const byDistance = offers.map((o) => ({ o, d: distanceKm(near, o) })).sort((x, y) => x.d - y.d)
-  const nearest = byDistance[0]!
-  const warmNearby = byDistance.find((x) => x.o.warm > 0 && x.d <= nearest.d + nearEnoughKm)
-  return (warmNearby ?? nearest).o
+  const limit = byDistance[0]!.d + nearEnoughKm
+  const warmNearby = byDistance.filter((x) => x.o.warm > 0 && x.d <= limit)
+  return [...warmNearby, ...byDistance.filter((x) => !warmNearby.includes(x))].map((x) => x.o)
 }
 
 /** The client's location: the edge's headers, else (when enabled) geoip-lite on its IP. */

@@ -165,7 +165,7 @@ t.test('assignContainer › insufficient permissions › a region outside the pl
   t.equal(picked.json().container.region, inside.code, 'not the catalog\'s first region, the plan\'s')
 })
 
-t.test('assignContainer › valid › a subscription change by webhook is seen at once (the cached entitlement is dropped)', async (t) => {
+t.test('assignContainer › valid › a subscription change by webhook is seen by the next assignment', async (t) => {
   const { app, stripe, price } = await billingApp(t)
   app.queue.startWorker(2)
   const offer = await given(app).offer()
@@ -192,4 +192,49 @@ t.test('assignContainer › valid › billing configured but not enforced (BILLI
   await trialOver(app, user.account.id)
 
   t.equal((await assign(app, user.headers, { app: offer.app, dpi: 480 })).statusCode, 201)
+})
+
+t.test('assignContainer › insufficient permissions › payment: a plan\'s monthly hours used up this period is 402; last period\'s hours do not count', async (t) => {
+  const { app, stripe } = await billingApp(t)
+  app.queue.startWorker(2)
+  const offer = await given(app).offer()
+  await given(app).warmContainer(offer)
+  const user = await subscriber(app, stripe, 'starter')
+  const { current_period_start: periodStart } = await app.db.selectFrom('subscription').select('current_period_start').where('user_id', '=', user.account.id).executeTakeFirstOrThrow()
+  t.ok(periodStart, 'the webhook stored the current period')
+  const used = (hours: number, endedAt: Date) => app.db.insertInto('usage_record')
+    .values({ container_id: randomUUID(), user_id: user.account.id, seconds: hours * 3600, ended_at: endedAt }).execute()
+  // Starter allows 40 hours a month: 45 of them before this period, 39 in it.
+  await used(45, new Date(periodStart!.getTime() - 86_400_000))
+  await used(39, new Date(periodStart!.getTime() + 1000))
+  t.equal((await assign(app, user.headers, { app: offer.app })).statusCode, 201, '39 of 40 hours used: streams')
+
+  await used(1, new Date(periodStart!.getTime() + 2000))
+  const other = await given(app).offer()
+  const res = await assign(app, user.headers, { app: other.app })
+  t.equal(res.statusCode, 402)
+  t.match(res.json(), { code: 'payment_required', detail: /40 hours this period are used up.*checkout-sessions/ })
+  t.equal((await liveContainers(app, user.account.id)).length, 1, 'nothing more handed out')
+})
+
+t.test('assignContainer › valid › a regional plan and a client location: the nearest region the plan allows, not the nearest', async (t) => {
+  const { app, stripe } = await billingApp(t)
+  app.queue.startWorker(2)
+  const g = given(app)
+  const dublin = await g.region()
+  const virginia = await g.region()
+  await app.db.updateTable('region').set({ latitude: 53.3, longitude: -6.3 }).where('code', '=', dublin.code).execute()
+  await app.db.updateTable('region').set({ latitude: 38.9, longitude: -77.4 }).where('code', '=', virginia.code).execute()
+  const offered = await g.app({ regions: [dublin.code, virginia.code] })
+  for (const r of [dublin, virginia]) await app.db.insertInto('cluster').values({ region_code: r.code, name: `fractal-${r.code}-1`, capacity: 10, capacity_provider: null }).execute()
+  await app.db.updateTable('plan').set({ entitlements: JSON.stringify({ concurrentContainers: 2, hoursPerMonth: null, regions: [virginia.code], maxDpi: 288 }) }).where('id', '=', 'starter').execute()
+  const regional = await subscriber(app, stripe, 'starter')
+  const worldwide = await subscriber(app, stripe, 'pro')
+  const london = { 'cloudfront-viewer-latitude': '51.5', 'cloudfront-viewer-longitude': '-0.1' }
+
+  const near = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offered.id }, headers: { ...worldwide.headers, ...london, 'idempotency-key': randomUUID() } })
+  t.equal(near.json().container.region, dublin.code, 'a worldwide plan: the nearest')
+  const allowed = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offered.id }, headers: { ...regional.headers, ...london, 'idempotency-key': randomUUID() } })
+  t.equal(allowed.statusCode, 202)
+  t.equal(allowed.json().container.region, virginia.code, 'the plan\'s region, though further')
 })
