@@ -34,6 +34,7 @@ import stripeRoutes from './routes/stripe/index.js'
 import storageRoutes from './routes/storage/index.js'
 import jobsRoutes from './routes/jobs/index.js'
 import maintenanceRoutes from './routes/maintenance/index.js'
+import cacheRoutes from './routes/cache/index.js'
 import hasuraRoutes from './routes/hasura/index.js'
 import newsletterRoutes from './routes/newsletter/index.js'
 import sessionsRoutes from './routes/sessions/index.js'
@@ -42,7 +43,7 @@ import usersRoutes from './routes/users/index.js'
 
 /** One plugin per spec tag, in the order they register. */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes, storageRoutes]
+  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, cacheRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes, storageRoutes]
 
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */

@@ -41,6 +41,7 @@ export const operationTags = {
   listUsers: 'users',
   listWarmPools: 'containers',
   pingContainer: 'container-agent',
+  purgeCache: 'cache',
   refreshSession: 'sessions',
   requestPasswordReset: 'accounts',
   revokeMySession: 'accounts',

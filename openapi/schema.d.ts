@@ -1093,6 +1093,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/cache/purge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Purge the edge cache
+         * @description Forgets cached public reads by surrogate key (`tags`, e.g. `apps`, `app:chrome`, `regions`) or
+         *     everything (`all: true`), at the origin at once (every web process) and at the configured edge
+         *     (`CACHE_PURGER`) through a queued job that retries until the edge confirms. The tags an operation's
+         *     answers carry are in its `x-cache` (see the README's cache policy table).
+         */
+        post: operations["purgeCache"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/status": {
         parameters: {
             query?: never;
@@ -3873,6 +3896,62 @@ export interface operations {
             404: components["responses"]["NotFound"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    purgeCache: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    tags?: string[];
+                    /**
+                     * @description Purge everything instead of tags.
+                     * @constant
+                     */
+                    all?: true;
+                } & (unknown | unknown);
+            };
+        };
+        responses: {
+            /** @description Dropped at the origin; the edge purge is queued. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "purger": "varnish",
+                     *       "tags": [
+                     *         "app:chrome",
+                     *         "apps"
+                     *       ],
+                     *       "everything": false
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * @description Where the edge purge goes.
+                         * @enum {string}
+                         */
+                        purger: "none" | "varnish" | "fastly" | "cloudflare";
+                        /** @description The tags purged (empty when everything is). */
+                        tags: string[];
+                        everything: boolean;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
     getStatus: {

@@ -28,6 +28,16 @@ const EnvSchema = Type.Object({
   TRUST_PROXY: Type.String({ default: '' }),
   RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
   ORIGIN_CACHE_TTL_MS: Type.Integer({ default: 5000, minimum: 0, maximum: 300000 }),
+  SHARED_CACHE_TTL_MS: Type.Integer({ default: 5000, minimum: 0, maximum: 300000 }),
+  CACHE_PURGER: Enum(['none', 'varnish', 'fastly', 'cloudflare'], 'none'),
+  VARNISH_PURGE_URLS: Type.String({ default: '' }),
+  FASTLY_API_URL: Type.String({ default: 'https://api.fastly.com', format: 'uri' }),
+  FASTLY_API_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
+  FASTLY_SERVICE_ID: Type.Optional(Type.String({ minLength: 1 })),
+  CLOUDFLARE_API_URL: Type.String({ default: 'https://api.cloudflare.com/client/v4', format: 'uri' }),
+  CLOUDFLARE_API_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
+  CLOUDFLARE_ZONE_ID: Type.Optional(Type.String({ minLength: 1 })),
+  CACHE_PURGE_TIMEOUT_MS: Type.Integer({ default: 10000, minimum: 100, maximum: 60000 }),
   BODY_LIMIT: Type.Integer({ default: 1048576, minimum: 1024 }),
   REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10000, minimum: 0 }),
@@ -143,7 +153,17 @@ function toConfig (env: Env) {
       shutdownGraceMs: env.SHUTDOWN_GRACE_MS
     },
     rateLimit: { enabled: env.RATE_LIMIT_ENABLED },
-    cache: { originTtlMs: env.ORIGIN_CACHE_TTL_MS },
+    cache: {
+      originTtlMs: env.ORIGIN_CACHE_TTL_MS,
+      sharedTtlMs: env.SHARED_CACHE_TTL_MS,
+      purger: {
+        kind: env.CACHE_PURGER as 'none' | 'varnish' | 'fastly' | 'cloudflare',
+        varnishUrls: toList(env.VARNISH_PURGE_URLS),
+        fastly: { apiUrl: env.FASTLY_API_URL, token: env.FASTLY_API_TOKEN ?? null, serviceId: env.FASTLY_SERVICE_ID ?? null },
+        cloudflare: { apiUrl: env.CLOUDFLARE_API_URL, token: env.CLOUDFLARE_API_TOKEN ?? null, zoneId: env.CLOUDFLARE_ZONE_ID ?? null },
+        timeoutMs: env.CACHE_PURGE_TIMEOUT_MS
+      }
+    },
     worker: { concurrency: env.WORKER_CONCURRENCY },
     appUrl: env.APP_URL.replace(/\/$/, ''),
     mail: { smtpUrl: env.SMTP_URL ?? null, from: env.MAIL_FROM },

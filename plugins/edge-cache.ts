@@ -13,6 +13,8 @@ export interface CachePolicy {
   vary?: string[]
   /** Surrogate keys; `{field}` is filled from the response body, e.g. `app:{id}`. */
   tags?: string[]
+  /** Per-user (an operation with `security`): the client may keep it, no shared cache may. */
+  private?: boolean
 }
 
 declare module 'fastify' {
@@ -38,6 +40,7 @@ const maxEntries = 1000
 const notModifiedDrops = ['content-type', 'content-length', 'content-security-policy', 'referrer-policy', 'strict-transport-security', 'x-content-type-options', 'x-frame-options']
 
 function cacheControl (p: CachePolicy): string {
+  if (p.private) return `private, max-age=${p.maxAge}`
   const parts = ['public', `max-age=${p.maxAge}`]
   if (p.sMaxAge !== undefined) parts.push(`s-maxage=${p.sMaxAge}`)
   if (p.staleWhileRevalidate !== undefined) parts.push(`stale-while-revalidate=${p.staleWhileRevalidate}`)
@@ -84,21 +87,26 @@ export default fp(async function edgeCachePlugin (app) {
   // Bumped by every invalidation: a read that started before it does not store what it computed.
   let generation = 0
 
-  const dropLocal = (tags: readonly string[]) => {
+  const dropLocal = (tags: readonly string[] | '*') => {
     generation++
+    if (tags === '*') return store.clear()
     const wanted = new Set(tags)
     for (const [key, rep] of store) if (rep.tags.some((t) => wanted.has(t))) store.delete(key)
   }
 
-  if (ttlMs > 0) await app.broadcast.subscribe('cache:invalidate', (tags) => { dropLocal(tags as string[]) })
+  if (ttlMs > 0) await app.broadcast.subscribe('cache:invalidate', (tags) => { dropLocal(tags as string[] | '*') })
 
+  const drop = async (tags: readonly string[] | '*') => {
+    dropLocal(tags)
+    if (ttlMs > 0) await app.broadcast.publish('cache:invalidate', tags)
+    await app.queue.enqueue<PurgeTagsPayload>(purgeTagsJob, tags === '*' ? { tags: [], all: true } : { tags: [...tags] }, { retries: 5 })
+  }
   app.decorate('cache', {
+    purger: app.config.cache.purger.kind,
     async invalidate (tags: readonly string[]) {
-      if (tags.length === 0) return
-      dropLocal(tags)
-      if (ttlMs > 0) await app.broadcast.publish('cache:invalidate', tags)
-      await app.queue.enqueue<PurgeTagsPayload>(purgeTagsJob, { tags: [...tags] }, { retries: 5 })
-    }
+      if (tags.length > 0) await drop(tags)
+    },
+    invalidateAll: () => drop('*')
   })
 
   const serve = (request: FastifyRequest, reply: FastifyReply, rep: Representation) => {
@@ -123,11 +131,13 @@ export default fp(async function edgeCachePlugin (app) {
       return
     }
     const value = cacheControl(policy)
-    const cdnValue = policy.sMaxAge !== undefined ? `max-age=${policy.sMaxAge}` : null
-    const vary = (policy.vary ?? ['Accept-Encoding']).join(', ')
-    const templates = policy.tags ?? []
+    const shared = !policy.private
+    const cdnValue = shared && policy.sMaxAge !== undefined ? `max-age=${policy.sMaxAge}` : null
+    const vary = [...(policy.vary ?? ['Accept-Encoding']), ...(shared ? [] : ['Authorization'])].join(', ')
+    const templates = shared ? policy.tags ?? [] : []
     const routeTtl = Math.min(ttlMs, policy.maxAge * 1000)
-    const keep = routeTtl > 0 && route.method === 'GET'
+    // Only shared answers are kept at the origin (a private one is per user).
+    const keep = shared && routeTtl > 0 && route.method === 'GET'
 
     append('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
       const state: RequestState = { generation };
@@ -169,7 +179,10 @@ export default fp(async function edgeCachePlugin (app) {
         return payload
       }
       reply.header('cache-control', value)
-      if (cdnValue) reply.header('cdn-cache-control', cdnValue)
+      if (cdnValue) {
+        reply.header('cdn-cache-control', cdnValue)
+        reply.header('surrogate-control', cdnValue)
+      }
       reply.header('vary', vary)
 
       let rep = state?.served

@@ -112,6 +112,11 @@ function indexOperations (document: Record<string, any>): Map<string, Operation>
         response: Object.keys(response).length > 0 ? response : undefined
       }
       for (const key of Object.keys(schema) as Array<keyof FastifySchema>) if (schema[key] === undefined) delete schema[key]
+      const security = op.security ?? document.security ?? []
+      // An authenticated answer in a shared cache is another user's data: refused unless it says private.
+      if (op['x-cache'] && !op['x-cache'].private && security.some((r: object) => Object.keys(r).length > 0)) {
+        throw new Error(`operation ${op.operationId} declares x-cache but also security: a shared cache would serve one user's answer to another (add private: true to cache it in the client only)`)
+      }
       operations.set(op.operationId, {
         operationId: op.operationId,
         method: method.toUpperCase(),
@@ -122,7 +127,7 @@ function indexOperations (document: Record<string, any>): Map<string, Operation>
         schema,
         bodyTypes: content ? Object.keys(content) : null,
         bodyRequired: Boolean(op.requestBody?.required),
-        security: op.security ?? document.security ?? [],
+        security,
         cache: op['x-cache'],
         rateLimit: op['x-rate-limit'],
         bodyLimit: op['x-body-limit']

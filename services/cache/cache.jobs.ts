@@ -1,7 +1,8 @@
 import type { JobDefinition } from '../queue.js'
 import type { Purger } from './cache.purger.js'
 
-export interface PurgeTagsPayload { tags: string[] }
+/** Tags to forget at the edge, or everything (`all`). */
+export interface PurgeTagsPayload { tags: string[], all?: boolean }
 
 export const purgeTagsJob = { family: 'cache-purge', name: 'purgeTags' } as const
 
@@ -9,8 +10,9 @@ export function createCacheJobs (deps: { purger: Purger }): JobDefinition[] {
   return [{
     ...purgeTagsJob,
     async handle (data: PurgeTagsPayload) {
-      await deps.purger.purge(data.tags)
-      return { purged: data.tags }
+      if (data.all) await deps.purger.purgeAll()
+      else await deps.purger.purge(data.tags)
+      return { purger: deps.purger.kind, purged: data.all ? 'everything' : data.tags }
     }
   }]
 }
