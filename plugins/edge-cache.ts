@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { createStorage } from 'async-cache-dedupe'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { purgeTagsJob, type PurgeTagsPayload } from '../services/cache/cache.jobs.js'
@@ -76,9 +77,12 @@ function tagsFor (templates: readonly string[], body: unknown): string[] {
  * ETag with 304 on If-None-Match, Vary, Surrogate-Key/xkey. Everything else is `no-store` (and `private`
  * behind auth).
  *
- * Public reads are also kept at the origin for a short time (ORIGIN_CACHE_TTL_MS): concurrent identical
- * requests compute once, the ETag is computed once per representation, and a 304 costs no query.
- * `app.cache.invalidate(tags)` drops them here and, through Redis, in every other process.
+ * Public reads are also kept at the origin, in two layers. In this process for ORIGIN_CACHE_TTL_MS:
+ * concurrent identical requests compute once, the ETag is computed once per representation, a 304 costs
+ * no query. Behind it, in Redis for SHARED_CACHE_TTL_MS (async-cache-dedupe's Redis storage, which keeps
+ * the tag → keys references): after a purge, many web processes ask Redis, and only the first to miss
+ * computes. `app.cache.invalidate(tags)` drops both layers here and, through Redis pub/sub, in every
+ * other process, then queues the edge purge (CACHE_PURGER).
  */
 export default fp(async function edgeCachePlugin (app) {
   const ttlMs = app.config.cache.originTtlMs
@@ -86,6 +90,30 @@ export default fp(async function edgeCachePlugin (app) {
   const pending = new Map<string, Promise<Representation | null>>()
   // Bumped by every invalidation: a read that started before it does not store what it computed.
   let generation = 0
+
+  // The shared layer: only with Redis, and only where the local one is on (tests write rows directly).
+  const sharedTtlS = Math.ceil(app.config.cache.sharedTtlMs / 1000)
+  const shared = app.redis && ttlMs > 0 && sharedTtlS > 0
+    ? createStorage('redis', { client: app.redis, log: app.log.child({ component: 'shared-cache' }), invalidation: { referencesTTL: Math.max(60, sharedTtlS * 2) } })
+    : null
+  const sharedKey = (url: string) => `edge:${url}`
+  // Every representation also carries '*', so that everything can be dropped at once.
+  const sharedRefs = (tags: readonly string[]) => ['edge:*', ...tags.map((t) => `edge:${t}`)]
+  const fromShared = async (url: string): Promise<Representation | null> => {
+    if (!shared) return null
+    try {
+      const rep = await shared.get(sharedKey(url)) as Representation | undefined
+      return rep ? { ...rep, expires: Date.now() + Math.min(ttlMs, sharedTtlS * 1000) } : null
+    } catch (err) {
+      app.log.warn({ err }, 'shared cache unavailable: computing')
+      return null
+    }
+  }
+  const toShared = (url: string, rep: Representation, ttlS: number) => {
+    if (!shared || ttlS <= 0) return
+    shared.set(sharedKey(url), { body: rep.body, etag: rep.etag, contentType: rep.contentType, tags: rep.tags }, ttlS, sharedRefs(rep.tags))
+      .catch((err: unknown) => app.log.warn({ err }, 'shared cache unavailable: not stored'))
+  }
 
   const dropLocal = (tags: readonly string[] | '*') => {
     generation++
@@ -98,6 +126,13 @@ export default fp(async function edgeCachePlugin (app) {
 
   const drop = async (tags: readonly string[] | '*') => {
     dropLocal(tags)
+    if (shared) {
+      try {
+        await shared.invalidate(tags === '*' ? ['edge:*'] : sharedRefs(tags).slice(1))
+      } catch (err) {
+        app.log.warn({ err }, 'shared cache unavailable: its copies expire by themselves')
+      }
+    }
     if (ttlMs > 0) await app.broadcast.publish('cache:invalidate', tags)
     await app.queue.enqueue<PurgeTagsPayload>(purgeTagsJob, tags === '*' ? { tags: [], all: true } : { tags: [...tags] }, { retries: 5 })
   }
@@ -161,6 +196,14 @@ export default fp(async function edgeCachePlugin (app) {
           resolve(rep)
         }
       }
+      // Another process may have computed it since the last purge.
+      const sharedRep = await fromShared(key)
+      if (sharedRep && state.generation === generation) {
+        if (store.size >= maxEntries) store.delete(store.keys().next().value!)
+        store.set(key, sharedRep)
+        state.pending.resolve(sharedRep)
+        return serve(request, reply, sharedRep)
+      }
     })
 
     append('preSerialization', async (request: FastifyRequest, _reply: FastifyReply, payload: unknown) => {
@@ -199,6 +242,7 @@ export default fp(async function edgeCachePlugin (app) {
         if (keep && state && state.generation === generation) {
           if (store.size >= maxEntries) store.delete(store.keys().next().value!)
           store.set(request.url, rep)
+          toShared(request.url, rep, Math.min(sharedTtlS, policy.maxAge))
         }
         state?.pending?.resolve(rep)
       }

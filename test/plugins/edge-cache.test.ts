@@ -2,6 +2,7 @@ import t from 'tap'
 import { buildApp } from '../../app.js'
 import { build, testConfig } from '../helpers/build.js'
 import { bearer, given } from '../helpers/given.js'
+import { freePort, hasRedisServer, startRedis } from '../helpers/redis-server.js'
 
 t.test('edge cache › surrogate keys name what a representation depends on, templated from the body', async (t) => {
   const app = await build(t)
@@ -89,4 +90,53 @@ t.test('edge cache › a 304 carries the cache metadata only (RFC 9110), whether
     t.equal(res.headers.vary, first.headers.vary)
     for (const name of ['content-type', 'content-security-policy', 'x-frame-options', 'surrogate-key']) t.notOk(res.headers[name], `no ${name}`)
   }
+})
+
+t.test('edge cache › shared layer: a second process serves what the first computed from Redis, without a query; a purge drops it there too', async (t) => {
+  const config = await testConfig(t, { ORIGIN_CACHE_TTL_MS: '60000', SHARED_CACHE_TTL_MS: '60000' })
+  const a = await buildApp(config, { logger: false })
+  const b = await buildApp(config, { logger: false })
+  t.teardown(() => Promise.all([a.close(), b.close()]))
+  await Promise.all([a.ready(), b.ready()])
+  await given(a).region({ code: 'eu-sharedx-1', name: 'Shared before' })
+  let bQueries = 0
+  const original = b.db.selectFrom.bind(b.db)
+  b.db.selectFrom = ((...args: Parameters<typeof original>) => { bQueries++; return original(...args) }) as typeof original
+
+  const fromA = await a.inject({ method: 'GET', url: '/v1/regions' })
+  // Written behind the API's back: B would see it if it asked the database.
+  await given(a).region({ code: 'eu-behind-1', name: 'Behind the back' })
+  // A stores in Redis after answering: wait for it on a busy machine.
+  for (let i = 0; i < 40 && !(await a.redis.exists('edge:/v1/regions')); i++) await new Promise((resolve) => setTimeout(resolve, 25))
+  const fromB = await b.inject({ method: 'GET', url: '/v1/regions' })
+  t.equal(fromB.body, fromA.body, 'the same bytes')
+  t.equal(fromB.headers.etag, fromA.headers.etag, 'the same validator, not recomputed')
+  t.equal(bQueries, 0, 'B did not query the database')
+
+  await a.cache.invalidate(['regions'])
+  let afterB = await b.inject({ method: 'GET', url: '/v1/regions' })
+  for (let i = 0; i < 40 && !/Behind the back/.test(afterB.body); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 25))
+    afterB = await b.inject({ method: 'GET', url: '/v1/regions' })
+  }
+  t.match(afterB.body, /Behind the back/, 'the purge dropped the shared copy: B computed afresh')
+  t.ok(bQueries > 0)
+})
+
+t.test('edge cache › shared layer: Redis away, reads are computed (no error, no wait)', { skip: hasRedisServer ? false : 'redis-server is not installed (apt-get install redis-server)' }, async (t) => {
+  const port = await freePort()
+  let redis = await startRedis(port)
+  t.teardown(() => { redis.kill('SIGKILL') })
+  const app = await build(t, { REDIS_URL: `redis://127.0.0.1:${port}`, ORIGIN_CACHE_TTL_MS: '60000', SHARED_CACHE_TTL_MS: '60000', RATE_LIMIT_ENABLED: 'false' })
+  await given(app).region({ code: 'eu-away-1' })
+  redis.kill('SIGKILL')
+  await new Promise((resolve) => redis.once('exit', resolve))
+  const started = Date.now()
+  const res = await app.inject({ method: 'GET', url: '/v1/regions' })
+  t.equal(res.statusCode, 200, res.body)
+  t.match(res.body, /eu-away-1/)
+  t.ok(Date.now() - started < 2000, 'no wait for Redis')
+  // Back before the app closes (its queue waits for Redis to close cleanly).
+  redis = await startRedis(port)
+  await new Promise((resolve) => setTimeout(resolve, 300))
 })
