@@ -24,6 +24,8 @@ export interface AssignmentBenchOptions {
   spread: () => Record<string, string>
   /** false: the throughput part only (a second run against the same database). */
   race?: boolean
+  /** false: ours only (a repeated round compares ours with ours). */
+  withBare?: boolean
   log: (line: string) => void
 }
 
@@ -130,17 +132,17 @@ export async function assignmentBench (o: AssignmentBenchOptions): Promise<Assig
         })
       }]
     })
-    const bareResult = await run(`${o.bare}/v1/containers`)
+    const bareResult = o.withBare === false ? null : await run(`${o.bare}/v1/containers`)
     const oursResult = await run(`${o.ours}/v1/containers`)
     const statuses = Object.fromEntries(Object.entries(oursResult.statusCodeStats).map(([s, { count }]) => [s, count]))
     const assigned = statuses['201'] ?? 0
     const throughput = {
       ours: { reqPerSec: oursResult.requests.average, p99: oursResult.latency.p99, statuses },
-      bare: { reqPerSec: bareResult.requests.average, p99: bareResult.latency.p99 },
-      ratio: oursResult.requests.average / Math.max(1, bareResult.requests.average),
+      bare: { reqPerSec: bareResult?.requests.average ?? 0, p99: bareResult?.latency.p99 ?? 0 },
+      ratio: bareResult ? oursResult.requests.average / Math.max(1, bareResult.requests.average) : 0,
       assignedPerSec: assigned / o.duration
     }
-    o.log(`throughput: ours ${Math.round(throughput.ours.reqPerSec)} req/s (p99 ${throughput.ours.p99} ms, ${JSON.stringify(statuses)}), bare ${Math.round(throughput.bare.reqPerSec)} req/s`)
+    o.log(`throughput: ours ${Math.round(throughput.ours.reqPerSec)} req/s (p99 ${throughput.ours.p99} ms, ${JSON.stringify(statuses)})${bareResult ? `, bare ${Math.round(throughput.bare.reqPerSec)} req/s` : ''}`)
     return { race, throughput, invariant: await invariant(db) }
   } finally {
     await db.end()

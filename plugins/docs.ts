@@ -26,7 +26,10 @@ export default fp(async function docsPlugin (app) {
   for (const [ext, { type, body }] of Object.entries(bodies)) {
     const etag = etagOf(body)
     app.get(`/openapi.${ext}`, { schema: { hide: true } }, async (request, reply) => {
-      reply.header('cache-control', 'public, max-age=300, s-maxage=3600, stale-while-revalidate=300').header('etag', etag)
+      // Edge-cached like the public reads; a deploy brings a new document (purge tag `openapi`).
+      reply.header('cache-control', 'public, max-age=300, s-maxage=3600, stale-while-revalidate=300, stale-if-error=86400').header('etag', etag)
+        .header('cdn-cache-control', 'max-age=3600').header('surrogate-control', 'max-age=3600')
+        .header('surrogate-key', 'openapi').header('xkey', 'openapi').header('vary', 'Accept-Encoding')
       if (request.headers['if-none-match'] === etag) return reply.code(304).send()
       return reply.type(type).send(body)
     })

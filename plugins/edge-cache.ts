@@ -86,6 +86,7 @@ function tagsFor (templates: readonly string[], body: unknown): string[] {
  */
 export default fp(async function edgeCachePlugin (app) {
   const ttlMs = app.config.cache.originTtlMs
+  const cacheTags = app.config.cache.purger.kind === 'cloudflare'
   const store = new Map<string, Representation>()
   const pending = new Map<string, Promise<Representation | null>>()
   // Bumped by every invalidation: a read that started before it does not store what it computed.
@@ -217,8 +218,9 @@ export default fp(async function edgeCachePlugin (app) {
       const status = reply.statusCode
       if (status >= 400 || (status !== 200 && status !== 304)) {
         state?.pending?.resolve(null)
-        // Misses get a short edge life, so a burst for a missing id does not reach us; failures none.
-        reply.header('cache-control', status >= 500 || status === 429 ? 'no-store' : 'public, max-age=0, s-maxage=10')
+        // Misses get a short edge life, so a burst for a missing id does not reach us; failures none, and
+        // a private operation's errors (a 401 for one caller) never reach a shared cache.
+        reply.header('cache-control', !shared ? 'private, no-store' : status >= 500 || status === 429 ? 'no-store' : 'public, max-age=0, s-maxage=10')
         return payload
       }
       reply.header('cache-control', value)
@@ -258,6 +260,8 @@ export default fp(async function edgeCachePlugin (app) {
       if (rep.tags.length > 0) {
         reply.header('surrogate-key', rep.tags.join(' '))
         reply.header('xkey', rep.tags.join(' '))
+        // Cloudflare purges by Cache-Tag (comma-separated; it strips the header before the client).
+        if (cacheTags) reply.header('cache-tag', rep.tags.join(','))
       }
       return payload
     })

@@ -93,7 +93,7 @@ function fastlyPurger (config: PurgerConfig): Purger {
   }
 }
 
-/** Cloudflare's purge by cache tag (Cache-Tag is what Cloudflare reads; we send it as Surrogate-Key too). */
+/** Cloudflare's purge by cache tag (the edge-cache plugin sends `Cache-Tag` when CACHE_PURGER=cloudflare). */
 function cloudflarePurger (config: PurgerConfig): Purger {
   const { apiUrl, token, zoneId } = config.cloudflare
   if (!token || !zoneId) throw new Error('CACHE_PURGER=cloudflare needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ZONE_ID')

@@ -25,9 +25,11 @@ t.test('spec › generated types and the operation map are fresh (npm run genera
   const out = mkdtempSync(join(tmpdir(), 'fractal-gen-'))
   t.teardown(() => rmSync(out, { recursive: true, force: true }))
   await run(process.execPath, ['--import', 'tsx', 'openapi/generate.ts', '--out', out], { cwd: root })
-  for (const file of ['schema.d.ts', 'operations.ts']) {
+  for (const file of ['schema.d.ts', 'operations.ts', 'cache-policy.md']) {
     t.equal(readFileSync(join(out, file), 'utf8'), readFileSync(join(root, 'openapi', file), 'utf8'), `openapi/${file} is up to date`)
   }
+  const table = readFileSync(join(out, 'cache-policy.md'), 'utf8').split('\n').slice(1).join('\n')
+  t.ok(readFileSync(join(root, 'README.md'), 'utf8').includes(`<!-- cache-policy:start -->\n${table}<!-- cache-policy:end -->`), 'the README\'s cache policy table is up to date')
 })
 
 t.test('spec › the code type-checks against the generated types (Handler<> included)', async (t) => {

@@ -1,0 +1,177 @@
+// The edge-cache benches (issue 9), run by bench/run.ts against the running ours:
+// 1. Purge storm: 100 clients read the public reads (every catalog app, the lists, plans, status) while an
+//    operator purges everything once a second. The origin's two layers (per process, then Redis) must keep
+//    the database at about one computation per distinct key per purge, not one per request.
+// 2. Varnish: GET /v1/apps through varnishd with deploy/varnish/default.vcl (a HIT) against ours directly,
+//    same run. Skipped, with the reason printed, where varnishd is not installed.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { importPKCS8, SignJWT } from 'jose'
+import pg from 'pg'
+
+export interface EdgeBenchOptions {
+  ours: string
+  databaseUrl: string
+  privateKey: string
+  connections: number
+  duration: number
+  spread: () => Record<string, string>
+  freePort: () => Promise<number>
+  log: (line: string) => void
+}
+
+export interface PurgeStormResult {
+  keys: number
+  purges: number
+  requests: number
+  reqPerSec: number
+  p99: number
+  statuses: Record<string, number>
+  queries: number
+  queriesPerSec: number
+  /** Distinct keys × purges per second: one computation per key after each purge. */
+  keysPerSec: number
+}
+
+export interface VarnishResult {
+  skipped: string | null
+  hit?: { reqPerSec: number, p99: number, hits: number, misses: number }
+  origin?: { reqPerSec: number, p99: number }
+  ratio?: number
+}
+
+async function adminToken (privateKey: string): Promise<string> {
+  const key = await importPKCS8(privateKey, 'ES256')
+  return new SignJWT({ role: 'admin', scopes: ['admin'], sid: randomUUID() })
+    .setProtectedHeader({ alg: 'ES256' }).setSubject(randomUUID()).setIssuer('https://api.fractal.co').setAudience('fractal')
+    .setIssuedAt().setExpirationTime('1h').sign(key)
+}
+
+/** Transactions committed in the bench database: each of ours' queries is one (autocommit). */
+async function committed (db: pg.Client, name: string): Promise<number> {
+  const { rows } = await db.query<{ n: string }>('select xact_commit::text n from pg_stat_database where datname = $1', [name])
+  return Number(rows[0]?.n ?? 0)
+}
+
+export async function purgeStorm (o: EdgeBenchOptions): Promise<PurgeStormResult> {
+  const db = new pg.Client({ connectionString: o.databaseUrl })
+  await db.connect()
+  try {
+    const name = new URL(o.databaseUrl).pathname.slice(1)
+    const apps = (await db.query<{ id: string }>('select id from app order by id')).rows.map((r) => r.id)
+    const paths = ['/v1/apps', '/v1/regions', '/v1/plans', '/v1/status', '/v1/storage-providers', ...apps.map((id) => `/v1/apps/${id}`)]
+    const token = await adminToken(o.privateKey)
+    o.log(`purge storm: ${paths.length} distinct public reads, ${o.connections} clients, everything purged every second`)
+    // Backends report their counters at most once a second and when idle for a while: settle first.
+    await sleep(1500)
+    const before = await committed(db, name)
+    let purges = 0
+    const storm = { stop: false }
+    const purging = (async () => {
+      while (!storm.stop) {
+        await sleep(1000)
+        if (storm.stop) break
+        const res = await fetch(`${o.ours}/v1/admin/cache/purge`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...o.spread() },
+          body: JSON.stringify({ all: true })
+        })
+        await res.arrayBuffer()
+        if (res.status === 202) purges++
+      }
+    })()
+    let next = 0
+    const result = await autocannon({
+      url: o.ours,
+      connections: o.connections,
+      duration: o.duration,
+      requests: [{ setupRequest: (request) => ({ ...request, path: paths[next++ % paths.length]!, headers: { ...request.headers, ...o.spread() } }) }]
+    })
+    storm.stop = true
+    await purging
+    // PostgreSQL 15 flushes a backend's counters when it has been idle for 10 s at most.
+    await sleep(11_000)
+    const queries = await committed(db, name) - before
+    const statuses = Object.fromEntries(Object.entries(result.statusCodeStats).map(([s, { count }]) => [s, count]))
+    return {
+      keys: paths.length,
+      purges,
+      requests: result.requests.total,
+      reqPerSec: result.requests.average,
+      p99: result.latency.p99,
+      statuses,
+      queries,
+      queriesPerSec: queries / o.duration,
+      keysPerSec: paths.length * purges / o.duration
+    }
+  } finally {
+    await db.end()
+  }
+}
+
+const vclPath = fileURLToPath(new URL('../deploy/varnish/default.vcl', import.meta.url))
+
+function varnishd (): string | null {
+  for (const candidate of ['varnishd', '/usr/sbin/varnishd']) {
+    if (spawnSync(candidate, ['-V']).status === 0) return candidate
+  }
+  return null
+}
+
+/** varnishd in the foreground on a free port, in front of ours, with our VCL (its backend rewritten). */
+async function startVarnish (binary: string, origin: URL, port: number): Promise<{ proc: ChildProcess, dir: string }> {
+  const dir = await mkdtemp(join(os.tmpdir(), 'fractal-varnish-'))
+  const vcl = (await readFile(vclPath, 'utf8'))
+    .replace(/(\.host\s*=\s*)"[^"]*"/, `$1"${origin.hostname}"`)
+    .replace(/(\.port\s*=\s*)"[^"]*"/, `$1"${origin.port}"`)
+  await writeFile(join(dir, 'default.vcl'), vcl)
+  const proc = spawn(binary, ['-F', '-a', `127.0.0.1:${port}`, '-f', join(dir, 'default.vcl'), '-n', join(dir, 'work'), '-s', 'malloc,64m', '-p', 'thread_pool_min=50'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`varnishd exited with ${proc.exitCode}`)
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/healthz`)
+      await res.arrayBuffer()
+      return { proc, dir }
+    } catch {
+      if (Date.now() > deadline) throw new Error('varnishd did not answer within 15 s')
+      await sleep(100)
+    }
+  }
+}
+
+export async function varnishBench (o: EdgeBenchOptions): Promise<VarnishResult> {
+  const binary = varnishd()
+  if (!binary) return { skipped: 'varnishd is not installed (apt-get install varnish varnish-modules)' }
+  const port = await o.freePort()
+  const { proc, dir } = await startVarnish(binary, new URL(o.ours), port)
+  try {
+    const run = async (base: string) => autocannon({ url: `${base}/v1/apps`, connections: o.connections, duration: o.duration, requests: [{ setupRequest: (r) => ({ ...r, headers: { ...r.headers, ...o.spread() } }) }] })
+    // One read fills the cache; the measured run reads it. The origin run asks ours directly (its origin layer on).
+    await (await fetch(`http://127.0.0.1:${port}/v1/apps`)).arrayBuffer()
+    const through = await run(`http://127.0.0.1:${port}`)
+    const direct = await run(o.ours)
+    const sample = await fetch(`http://127.0.0.1:${port}/v1/apps`)
+    await sample.arrayBuffer()
+    const hits = /hit/i.test(sample.headers.get('x-cache') ?? '') ? 1 : 0
+    o.log(`varnish: ${Math.round(through.requests.average)} req/s through Varnish (X-Cache ${sample.headers.get('x-cache')}), ${Math.round(direct.requests.average)} req/s at the origin`)
+    return {
+      skipped: null,
+      hit: { reqPerSec: through.requests.average, p99: through.latency.p99, hits, misses: 1 - hits },
+      origin: { reqPerSec: direct.requests.average, p99: direct.latency.p99 },
+      ratio: through.requests.average / Math.max(1, direct.requests.average)
+    }
+  } finally {
+    proc.kill('SIGTERM')
+    await Promise.race([once(proc, 'exit'), sleep(5000)])
+    if (proc.exitCode === null) proc.kill('SIGKILL')
+    await rm(dir, { recursive: true, force: true })
+  }
+}
