@@ -66,7 +66,7 @@ export async function purgeStorm (o: EdgeBenchOptions): Promise<PurgeStormResult
   try {
     const name = new URL(o.databaseUrl).pathname.slice(1)
     const apps = (await db.query<{ id: string }>('select id from app order by id')).rows.map((r) => r.id)
-    const paths = ['/v1/apps', '/v1/regions', '/v1/plans', '/v1/status', '/v1/storage-providers', ...apps.map((id) => `/v1/apps/${id}`)]
+    const paths = ['/v1/apps', '/v1/regions', '/v1/plans', '/v1/status', '/v1/storage/providers', ...apps.map((id) => `/v1/apps/${id}`)]
     const token = await adminToken(o.privateKey)
     o.log(`purge storm: ${paths.length} distinct public reads, ${o.connections} clients, everything purged every second`)
     // Backends report their counters at most once a second and when idle for a while: settle first.
@@ -132,7 +132,8 @@ async function startVarnish (binary: string, origin: URL, port: number): Promise
     .replace(/(\.host\s*=\s*)"[^"]*"/, `$1"${origin.hostname}"`)
     .replace(/(\.port\s*=\s*)"[^"]*"/, `$1"${origin.port}"`)
   await writeFile(join(dir, 'default.vcl'), vcl)
-  const proc = spawn(binary, ['-F', '-a', `127.0.0.1:${port}`, '-f', join(dir, 'default.vcl'), '-n', join(dir, 'work'), '-s', 'malloc,64m', '-p', 'thread_pool_min=50'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // -j none: no privilege separation (the bench may run as root; the work dir is ours); -T none: no CLI port.
+  const proc = spawn(binary, ['-F', '-j', 'none', '-T', 'none', '-a', `127.0.0.1:${port}`, '-f', join(dir, 'default.vcl'), '-n', join(dir, 'work'), '-s', 'malloc,64m', '-p', 'thread_pool_min=50'], { stdio: ['ignore', 'pipe', 'pipe'] })
   const deadline = Date.now() + 15_000
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`varnishd exited with ${proc.exitCode}`)

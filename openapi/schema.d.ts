@@ -3908,13 +3908,14 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    tags?: string[];
+                    tags: string[];
+                } | {
                     /**
                      * @description Purge everything instead of tags.
                      * @constant
                      */
-                    all?: true;
-                } & (unknown | unknown);
+                    all: true;
+                };
             };
         };
         responses: {

@@ -168,7 +168,10 @@ export default fp(async function edgeCachePlugin (app) {
     }
     const value = cacheControl(policy)
     const shared = !policy.private
-    const cdnValue = shared && policy.sMaxAge !== undefined ? `max-age=${policy.sMaxAge}` : null
+    // RFC 9213: a cache reading CDN-Cache-Control ignores Cache-Control, so the stale directives go here too.
+    const cdnValue = shared && policy.sMaxAge !== undefined
+      ? [`max-age=${policy.sMaxAge}`, policy.staleWhileRevalidate !== undefined ? `stale-while-revalidate=${policy.staleWhileRevalidate}` : '', policy.staleIfError !== undefined ? `stale-if-error=${policy.staleIfError}` : ''].filter(Boolean).join(', ')
+      : null
     const vary = [...(policy.vary ?? ['Accept-Encoding']), ...(shared ? [] : ['Authorization'])].join(', ')
     const templates = shared ? policy.tags ?? [] : []
     const routeTtl = Math.min(ttlMs, policy.maxAge * 1000)

@@ -34,6 +34,19 @@ export interface Operation {
   rateLimit?: RateLimitExtension
   /** `x-body-limit`: bytes, or the path of a byte count in the config (`logs.maxBytes`). */
   bodyLimit?: number | string
+  /** `deprecated: true` with `x-deprecated-at` and `x-sunset` (dates): the headers every answer carries. */
+  deprecation?: { deprecation: string, sunset: string }
+}
+
+/** RFC 9745 `Deprecation` (@epoch seconds) and RFC 8594 `Sunset` (an HTTP date) of a deprecated operation. */
+function deprecationOf (op: Record<string, any>): Operation['deprecation'] {
+  if (!op.deprecated) return undefined
+  const at = Date.parse(op['x-deprecated-at'] ?? '')
+  const sunset = Date.parse(op['x-sunset'] ?? '')
+  if (Number.isNaN(at) || Number.isNaN(sunset) || sunset <= at) {
+    throw new Error(`operation ${op.operationId} is deprecated: it needs x-deprecated-at and a later x-sunset (dates), so that its callers are told when it goes`)
+  }
+  return { deprecation: `@${Math.floor(at / 1000)}`, sunset: new Date(sunset).toUTCString() }
 }
 
 export interface OpenApiRegistry {
@@ -128,6 +141,7 @@ function indexOperations (document: Record<string, any>): Map<string, Operation>
         bodyTypes: content ? Object.keys(content) : null,
         bodyRequired: Boolean(op.requestBody?.required),
         security,
+        deprecation: deprecationOf(op),
         cache: op['x-cache'],
         rateLimit: op['x-rate-limit'],
         bodyLimit: op['x-body-limit']
@@ -292,6 +306,14 @@ export default fp(async function openapiRoutesPlugin (app) {
       if (secured) route.preHandler = securityHook(app, operation.security)
       if (operation.bodyTypes) route.preValidation = bodyGuard(operation)
       if (responseAjv) route.preSerialization = responseValidator(responseAjv, operation)
+      if (operation.deprecation) {
+        const { deprecation, sunset } = operation.deprecation
+        route.onSend = async (_request, reply, payload) => {
+          reply.header('deprecation', deprecation).header('sunset', sunset)
+            .header('link', '</docs>; rel="deprecation"; type="text/html"')
+          return payload
+        }
+      }
       this.route(route)
       registered.add(operation.operationId)
     }

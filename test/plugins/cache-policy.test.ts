@@ -2,37 +2,11 @@
 // plugins/openapi-routes.ts): an authenticated operation may only be cached privately (by the client), and
 // public reads tell every kind of edge how long to keep them and by which tags to forget them.
 //
-// The app reads the spec from openapi/spec.ts's `specPath` and offers no option to pass another document, and
-// the function that indexes operations (and refuses the policy) is not exported. So the tests that need a
-// modified spec load the app with `t.mockImport`, replacing only `specPath` with a copy of openapi.yaml
-// changed in one place (the same mechanism test/services/accounts/secrets.test.ts uses).
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+// The tests that need a modified spec build the app on a changed copy (test/helpers/app-with-spec.ts).
 import t from 'tap'
-import type { FastifyInstance } from 'fastify'
-import { parse, stringify } from 'yaml'
-import { specPath } from '../../openapi/spec.js'
-import { build, testConfig, type Overrides } from '../helpers/build.js'
+import { appWithSpec, type Document, type SpecTest } from '../helpers/app-with-spec.js'
+import { build } from '../helpers/build.js'
 import { bearer, given } from '../helpers/given.js'
-
-type Test = Parameters<typeof testConfig>[0] & { mockImport: <T>(module: string, mocks: Record<string, unknown>) => Promise<T> }
-type Document = Record<string, any>
-
-/** Builds the whole app on a copy of openapi.yaml that `change` edited; resolves once it is ready. */
-async function appWithSpec (t: Test, change: (document: Document) => void, overrides: Overrides = {}): Promise<FastifyInstance> {
-  const document = parse(await readFile(specPath, 'utf8')) as Document
-  change(document)
-  const dir = await mkdtemp(join(tmpdir(), 'cache-policy-spec-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const file = join(dir, 'openapi.yaml')
-  await writeFile(file, stringify(document))
-  const { buildApp } = await t.mockImport<typeof import('../../app.js')>('../../app.js', { '../../openapi/spec.ts': { specPath: file } })
-  const app = await buildApp(await testConfig(t, overrides), { logger: false })
-  t.teardown(() => app.close())
-  await app.ready()
-  return app
-}
 
 const getMe = (document: Document) => document.paths['/v1/users/me'].get
 
@@ -69,7 +43,7 @@ t.test('cache policy › start-up › private: true on an operation with securit
 
 // --- private: true ------------------------------------------------------------------------------------
 
-async function privateMe (t: Test) {
+async function privateMe (t: SpecTest) {
   // A large origin TTL: were a private answer kept at the origin, the second user would get the first one's.
   return appWithSpec(t, (d) => {
     getMe(d)['x-cache'] = { maxAge: 30, sMaxAge: 300, staleWhileRevalidate: 60, tags: ['users', 'user:{id}'], private: true }
@@ -130,9 +104,9 @@ t.test('cache policy › public › Cache-Control from x-cache; Surrogate-Contro
   const app = await build(t)
   await given(app).region()
   const cases: Array<[string, string, string]> = [
-    ['/v1/regions', 'public, max-age=60, s-maxage=300, stale-while-revalidate=60, stale-if-error=86400', 'max-age=300'],
-    ['/v1/apps', 'public, max-age=60, s-maxage=300, stale-while-revalidate=60, stale-if-error=86400', 'max-age=300'],
-    ['/v1/status', 'public, max-age=10, s-maxage=10, stale-if-error=300', 'max-age=10']
+    ['/v1/regions', 'public, max-age=60, s-maxage=300, stale-while-revalidate=60, stale-if-error=86400', 'max-age=300, stale-while-revalidate=60, stale-if-error=86400'],
+    ['/v1/apps', 'public, max-age=60, s-maxage=300, stale-while-revalidate=60, stale-if-error=86400', 'max-age=300, stale-while-revalidate=60, stale-if-error=86400'],
+    ['/v1/status', 'public, max-age=10, s-maxage=10, stale-while-revalidate=5, stale-if-error=300', 'max-age=10, stale-while-revalidate=5, stale-if-error=300']
   ]
   for (const [url, cacheControl, cdn] of cases) {
     const res = await app.inject({ method: 'GET', url })
