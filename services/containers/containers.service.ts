@@ -378,7 +378,8 @@ export interface JobEvent { id: string, event: 'progress' | 'succeeded' | 'faile
 
 /**
  * The job's changes as they happen: each new version once (its update time is the event id, so a client
- * resuming with Last-Event-ID gets only newer ones), then the terminal state, then the end. `null` is a
+ * resuming with Last-Event-ID gets only newer ones), then the terminal state (id: its update time + 1),
+ * then the end. `null` is a
  * keep-alive tick. Polls the job row; stops when `signal` aborts.
  */
 export async function * jobEvents (db: Kysely<DB>, principal: { userId: string, role: string }, id: string, lastEventId: string | undefined, signal: AbortSignal, options = { pollMs: 250, keepAliveMs: 15_000 }): AsyncGenerator<JobEvent | null> {
@@ -386,9 +387,11 @@ export async function * jobEvents (db: Kysely<DB>, principal: { userId: string, 
   let last = lastEventId ? Number(lastEventId) : 0
   let quietSince = Date.now()
   while (!signal.aborted) {
-    const version = job.updated_at.getTime()
     const terminal = job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled'
-    if (version > last || (terminal && last === 0)) {
+    // The terminal event's id is one past its update time: a client that saw a progress event of the same
+    // millisecond still gets it when it resumes, and one that saw it does not get it twice.
+    const version = job.updated_at.getTime() + (terminal ? 1 : 0)
+    if (version > last) {
       last = version
       quietSince = Date.now()
       yield { id: String(version), event: terminal ? job.state as JobEvent['event'] : 'progress', job }

@@ -72,3 +72,16 @@ t.test('streamJobEvents › non-existing › 404', async (t) => {
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${randomUUID()}/events`, headers: user.headers })).statusCode, 404)
 })
+
+t.test('streamJobEvents › valid › a client that saw a progress event of the same millisecond as the end still gets the terminal event', async (t) => {
+  const app = await build(t)
+  const user = await given(app).signedIn()
+  const job = await app.db.insertInto('job').values({ kind: 'start_container', owner_id: user.account.id, message: 'queued', deadline_at: new Date(Date.now() + 60_000) }).returningAll().executeTakeFirstOrThrow()
+  const at = new Date()
+  // The last progress the client saw, and the end, in the same millisecond.
+  await app.db.updateTable('job').set({ state: 'succeeded', progress: 100, updated_at: at }).where('id', '=', job.id).execute()
+  const res = await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/events`, headers: { ...user.headers, 'last-event-id': String(at.getTime()) } })
+  t.match(res.body, /event: succeeded/, 'the end is not lost')
+  const again = await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/events`, headers: { ...user.headers, 'last-event-id': String(at.getTime() + 1) } })
+  t.notMatch(again.body, /event: succeeded/, 'and not sent twice once seen')
+})
