@@ -5,6 +5,7 @@ import broadcastPlugin from './plugins/broadcast.js'
 import configPlugin, { embeddedDefaults, type Config } from './plugins/config.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
+import queueDashboardPlugin from './plugins/queue-dashboard.js'
 import edgeCachePlugin from './plugins/edge-cache.js'
 import errorsPlugin from './plugins/errors.js'
 import healthPlugin from './plugins/health.js'
@@ -40,10 +41,13 @@ import newsletterRoutes from './routes/newsletter/index.js'
 import sessionsRoutes from './routes/sessions/index.js'
 import systemRoutes from './routes/system/index.js'
 import usersRoutes from './routes/users/index.js'
+import partnersRoutes from './routes/partners/index.js'
+import partnerRoutes from './routes/partner/index.js'
 
 /** One plugin per spec tag, in the order they register. */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, cacheRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes, storageRoutes]
+  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, cacheRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes, storageRoutes,
+  partnersRoutes, partnerRoutes]
 
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */
@@ -132,6 +136,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(healthPlugin)
     await app.register(openapiRoutesPlugin)
     await app.register(docsPlugin)
+    await app.register(queueDashboardPlugin)
 
     for (const feature of options.features ?? features) await app.register(feature)
   } catch (err) {

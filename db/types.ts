@@ -58,6 +58,8 @@ export interface DB {
   log_upload: LogUploadTable
   idempotency_record: IdempotencyRecordTable
   maintenance: MaintenanceTable
+  partner: PartnerTable
+  partner_api_key: PartnerApiKeyTable
 }
 
 export type Region = Selectable<RegionTable>
@@ -81,6 +83,7 @@ export interface AccountTable {
   disabled_at: Date | null
   deleted_at: Date | null
   last_sign_in_at: Date | null
+  partner_id: string | null
   created_at: Timestamp
   updated_at: Timestamp
 }
@@ -376,3 +379,27 @@ export interface StorageConnectionTable {
   updated_at: Timestamp
 }
 export type StorageConnection = Selectable<StorageConnectionTable>
+
+export interface PartnerTable {
+  id: Generated<string>
+  name: string
+  created_at: Timestamp
+}
+export type Partner = Selectable<PartnerTable>
+
+export type PartnerScope = 'partner:read'
+
+/** `key_hash`: sha256 (base64url) of the whole key; the key itself is shown once, at creation. */
+export interface PartnerApiKeyTable {
+  id: Generated<string>
+  partner_id: string
+  name: string
+  prefix: string
+  key_hash: string
+  scopes: PartnerScope[]
+  expires_at: Date
+  last_used_at: Date | null
+  created_at: Timestamp
+  revoked_at: Date | null
+}
+export type PartnerApiKey = Selectable<PartnerApiKeyTable>

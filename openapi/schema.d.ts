@@ -347,8 +347,10 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Change a user's role, or disable them
-         * @description Roles are granted only here, by an admin. Disabling revokes every session of the user.
+         * Change a user's role or partner, or disable them
+         * @description Roles are granted only here, by an admin. Disabling revokes every session of the user. `partnerId` puts
+         *     the user in a partner's organisation (their partner API then sees them), `null` takes them out; an
+         *     unknown partner is a 422.
          */
         patch: operations["updateUser"];
         trace?: never;
@@ -509,6 +511,30 @@ export interface paths {
         get: operations["streamJobEvents"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/queue-dashboard/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open the queue dashboard in a browser
+         * @description The queue dashboard (`/admin/queues`: queues, jobs and failures, bull-arena over bee-queue) is a web
+         *     page, and a browser cannot send a bearer token to it. This sets an `HttpOnly`, `SameSite=Strict` cookie
+         *     scoped to `/admin/queues` holding this admin's access token (it ends with the token: 15 minutes at most,
+         *     and with the session). Then open the returned `url`. Tools may call `/admin/queues` with the
+         *     `Authorization` header instead. Without Redis (embedded defaults) the dashboard answers 503.
+         */
+        post: operations["openQueueDashboard"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1237,6 +1263,144 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/partners": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List partners
+         * @description Newest first, with the number of users each one has.
+         */
+        get: operations["listPartners"];
+        put?: never;
+        /**
+         * Create a partner
+         * @description A school or company whose people stream through us. Names are unique (case-insensitive). Audited.
+         */
+        post: operations["createPartner"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/partners/{partnerId}/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                partnerId: components["parameters"]["PartnerId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * List a partner's API keys
+         * @description Newest first, revoked and expired ones included; never the secret.
+         */
+        get: operations["listPartnerKeys"];
+        put?: never;
+        /**
+         * Create a partner API key
+         * @description Answers the key once, in `key` (`frp_<prefix>_<secret>`): only its SHA-256 hash is kept, so a lost key
+         *     cannot be shown again (make another and revoke the old one). `prefix` is what later lists show to
+         *     recognise it. Every key expires: `expiresAt` at most one year ahead, one year when left out. Audited.
+         */
+        post: operations["createPartnerKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/partners/{partnerId}/keys/{keyId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                partnerId: components["parameters"]["PartnerId"];
+                keyId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke a partner API key
+         * @description The key stops working at once. Revoking a revoked key again is a no-op (204). Audited.
+         */
+        delete: operations["revokePartnerKey"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/partner/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List your users
+         * @description The accounts an operator assigned to your organisation, newest first.
+         */
+        get: operations["listPartnerUsers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/partner/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Container hours of your users in a month
+         * @description Per user (those with any usage that month, newest user first) and in total. A container's time counts
+         *     in the month (UTC) its session ended; a running container counts once it stops. `user` narrows it to
+         *     one of your users (404 for anyone else).
+         */
+        get: operations["getPartnerUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/partner/containers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your users' running containers
+         * @description Containers your users hold now (creating, starting, available or in use), newest first. Never their
+         *     connection details. `user` narrows it to one of your users (404 for anyone else).
+         */
+        get: operations["listPartnerContainers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1294,6 +1458,8 @@ export interface components {
             disabled: boolean;
             /** Format: date-time */
             lastSignInAt: string | null;
+            /** @description The partner the user belongs to (see the `partners` operations); null for none. */
+            partnerId: null | components["schemas"]["Uuid"];
         };
         UserPage: {
             items: components["schemas"]["AdminUser"][];
@@ -1638,6 +1804,125 @@ export interface components {
             /** @description Pass as `cursor` for the next page; null on the last page. */
             nextCursor: string | null;
         };
+        PartnerName: string;
+        /**
+         * @description `partner:read`: the read-only partner operations (users, usage, running containers).
+         * @enum {string}
+         */
+        PartnerScope: "partner:read";
+        Partner: {
+            id: components["schemas"]["Uuid"];
+            name: string;
+            /** @description Accounts assigned to this partner. */
+            users: number;
+            /** Format: date-time */
+            createdAt: string;
+        };
+        PartnerPage: {
+            items: components["schemas"]["Partner"][];
+            nextCursor: string | null;
+        };
+        PartnerApiKey: {
+            id: components["schemas"]["Uuid"];
+            partnerId: components["schemas"]["Uuid"];
+            name: string;
+            /** @description The start of the key (`frp_…`), to recognise it; never the secret. */
+            prefix: string;
+            scopes: components["schemas"]["PartnerScope"][];
+            /** Format: date-time */
+            expiresAt: string;
+            /**
+             * Format: date-time
+             * @description Last accepted call, to the minute (null: never used).
+             */
+            lastUsedAt: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            revokedAt: string | null;
+        };
+        PartnerApiKeyCreated: {
+            id: components["schemas"]["Uuid"];
+            partnerId: components["schemas"]["Uuid"];
+            name: string;
+            prefix: string;
+            scopes: components["schemas"]["PartnerScope"][];
+            /** Format: date-time */
+            expiresAt: string;
+            lastUsedAt: null;
+            /** Format: date-time */
+            createdAt: string;
+            revokedAt: null;
+            /** @description The whole key: send it as X-Api-Key. Shown only in this answer. */
+            key: string;
+        };
+        PartnerApiKeyPage: {
+            items: components["schemas"]["PartnerApiKey"][];
+            nextCursor: string | null;
+        };
+        PartnerUser: {
+            id: components["schemas"]["Uuid"];
+            email: string;
+            name: string;
+            /** Format: date-time */
+            createdAt: string;
+        };
+        PartnerUserPage: {
+            items: components["schemas"]["PartnerUser"][];
+            nextCursor: string | null;
+        };
+        PartnerUsage: {
+            /** @description `YYYY-MM` */
+            month: string;
+            /**
+             * Format: date-time
+             * @description Start of the month (UTC), included.
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @description Start of the next month (UTC), excluded.
+             */
+            to: string;
+            totals: {
+                /** @description Users with usage this month. */
+                users: number;
+                /** @description Container sessions that ended this month. */
+                containers: number;
+                seconds: number;
+                /** @description `seconds` / 3600, rounded to two decimals. */
+                hours: number;
+            };
+            items: {
+                userId: components["schemas"]["Uuid"];
+                email: string;
+                name: string;
+                containers: number;
+                seconds: number;
+                hours: number;
+            }[];
+            nextCursor: string | null;
+        };
+        PartnerContainer: {
+            id: components["schemas"]["Uuid"];
+            user: {
+                id: components["schemas"]["Uuid"];
+                email: string;
+            };
+            app: components["schemas"]["AppId"];
+            region: components["schemas"]["RegionCode"];
+            /** @enum {string} */
+            state: "creating" | "starting" | "available" | "in_use";
+            /**
+             * Format: date-time
+             * @description When it was handed to the user (or, while it starts, created).
+             */
+            startedAt: string;
+        };
+        PartnerContainerPage: {
+            items: components["schemas"]["PartnerContainer"][];
+            nextCursor: string | null;
+        };
         Health: {
             /** @constant */
             status: "ok";
@@ -1706,6 +1991,24 @@ export interface components {
                  *       "status": 401,
                  *       "code": "unauthorized",
                  *       "detail": "A bearer token is required."
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description No partner API key, or one that is wrong, expired or revoked. */
+        PartnerKeyUnauthorized: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "https://docs.fractal.co/problems/unauthorized",
+                 *       "title": "Unauthorized",
+                 *       "status": 401,
+                 *       "code": "unauthorized",
+                 *       "detail": "A partner API key is required in X-Api-Key."
                  *     }
                  */
                 "application/problem+json": components["schemas"]["Problem"];
@@ -1888,6 +2191,7 @@ export interface components {
         Limit: number;
         /** @description The `nextCursor` of the previous page. */
         Cursor: string;
+        PartnerId: components["schemas"]["Uuid"];
         RegionCode: components["schemas"]["RegionCode"];
     };
     requestBodies: never;
@@ -2472,6 +2776,8 @@ export interface operations {
                 "application/json": {
                     role?: components["schemas"]["Role"];
                     disabled?: boolean;
+                    /** @description The partner the user belongs to; null for none. */
+                    partnerId?: null | components["schemas"]["Uuid"];
                 };
             };
         };
@@ -2829,6 +3135,47 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+        };
+    };
+    openQueueDashboard: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The cookie is set; open the dashboard. */
+            201: {
+                headers: {
+                    /** @description `fractal_queues=<token>; Path=/admin/queues; HttpOnly; SameSite=Strict; Max-Age=<seconds>` (and `Secure` over HTTPS). */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "url": "/admin/queues",
+                     *       "expiresAt": "2026-11-27T20:15:00.000Z"
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * @description Where the dashboard is.
+                         * @example /admin/queues
+                         */
+                        url: string;
+                        /**
+                         * Format: date-time
+                         * @description When the cookie (and the token in it) ends.
+                         */
+                        expiresAt: string;
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
         };
     };
     cancelJob: {
@@ -4093,6 +4440,352 @@ export interface operations {
                 };
             };
             304: components["responses"]["NotModified"];
+        };
+    };
+    listPartners: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of partners. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PartnerPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    createPartner: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Springfield Elementary"
+                 *     }
+                 */
+                "application/json": {
+                    name: components["schemas"]["PartnerName"];
+                };
+            };
+        };
+        responses: {
+            /** @description The partner. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "5f0c6a3e-2b1d-4c8e-9a7f-0d3e2c1b4a59",
+                     *       "name": "Springfield Elementary",
+                     *       "users": 0,
+                     *       "createdAt": "2026-11-27T12:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Partner"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    listPartnerKeys: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path: {
+                partnerId: components["parameters"]["PartnerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of keys. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PartnerApiKeyPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    createPartnerKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                partnerId: components["parameters"]["PartnerId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Student information system",
+                 *       "scopes": [
+                 *         "partner:read"
+                 *       ],
+                 *       "expiresAt": "2027-06-30T00:00:00Z"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description What the key is for (shown in lists). */
+                    name: string;
+                    scopes: components["schemas"]["PartnerScope"][];
+                    /**
+                     * Format: date-time
+                     * @description In the future and at most one year ahead (default: one year).
+                     */
+                    expiresAt?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The key, with its secret shown this once. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0b9f7e4c-8d2a-4f51-a6c3-7e1d2b3c4a5f",
+                     *       "partnerId": "5f0c6a3e-2b1d-4c8e-9a7f-0d3e2c1b4a59",
+                     *       "name": "Student information system",
+                     *       "prefix": "frp_3f9a1c2b7d4e",
+                     *       "scopes": [
+                     *         "partner:read"
+                     *       ],
+                     *       "expiresAt": "2027-06-30T00:00:00.000Z",
+                     *       "lastUsedAt": null,
+                     *       "createdAt": "2026-11-27T12:00:00.000Z",
+                     *       "revokedAt": null,
+                     *       "key": "frp_3f9a1c2b7d4e_q0Zt3uV9mX1cYk7PbR2sL8wN4jH6gF5dA0eC3vB9nM2"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PartnerApiKeyCreated"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+        };
+    };
+    revokePartnerKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                partnerId: components["parameters"]["PartnerId"];
+                keyId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    listPartnerUsers: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of users. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                     *           "email": "bart@springfield.example",
+                     *           "name": "Bart Simpson",
+                     *           "createdAt": "2026-09-01T08:00:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PartnerUserPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["PartnerKeyUnauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    getPartnerUsage: {
+        parameters: {
+            query?: {
+                /** @description The month, `YYYY-MM` (UTC); this month when left out. */
+                month?: string;
+                /** @description Only this user (one of yours). */
+                user?: components["schemas"]["Uuid"];
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The month's usage; `totals` cover every page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "month": "2026-11",
+                     *       "from": "2026-11-01T00:00:00.000Z",
+                     *       "to": "2026-12-01T00:00:00.000Z",
+                     *       "totals": {
+                     *         "users": 1,
+                     *         "containers": 3,
+                     *         "seconds": 16200,
+                     *         "hours": 4.5
+                     *       },
+                     *       "items": [
+                     *         {
+                     *           "userId": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                     *           "email": "bart@springfield.example",
+                     *           "name": "Bart Simpson",
+                     *           "containers": 3,
+                     *           "seconds": 16200,
+                     *           "hours": 4.5
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PartnerUsage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["PartnerKeyUnauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
+    listPartnerContainers: {
+        parameters: {
+            query?: {
+                /** @description Only this user's containers (one of yours). */
+                user?: components["schemas"]["Uuid"];
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of containers. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "3c2b1a09-8f7e-4d6c-9b5a-4e3d2c1b0a98",
+                     *           "user": {
+                     *             "id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                     *             "email": "bart@springfield.example"
+                     *           },
+                     *           "app": "chrome",
+                     *           "region": "us-east-1",
+                     *           "state": "in_use",
+                     *           "startedAt": "2026-11-27T09:15:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PartnerContainerPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["PartnerKeyUnauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
 }

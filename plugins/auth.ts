@@ -6,19 +6,31 @@ import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import type { components } from '../openapi/schema.js'
 import { DomainError } from '../services/errors.js'
+import { authenticatePartnerKey, type PartnerKeyIdentity } from '../services/partners/partners.service.js'
 
 import type { Role } from '../db/types.js'
 
 export type { Role }
 
-/** Who is calling, once a security handler has accepted the request. */
-export interface Principal {
+/** A signed-in user (bearer access token). */
+export interface UserPrincipal {
   kind: 'user'
   userId: string
   sessionId: string
   role: Role
   scopes: readonly string[]
 }
+
+/** A partner's system, with one of the partner's API keys (X-Api-Key). */
+export interface PartnerPrincipal {
+  kind: 'partner'
+  partnerId: string
+  keyId: string
+  scopes: readonly string[]
+}
+
+/** Who is calling, once a security handler has accepted the request. */
+export type Principal = UserPrincipal | PartnerPrincipal
 
 /** `sid` names the session: revoking it stops its access tokens at once. */
 export interface AccessTokenClaims { sub: string, role: Role, scopes: string[], sid: string }
@@ -37,6 +49,8 @@ declare module 'fastify' {
     verifyBearer (header: string | undefined): Promise<AccessTokenClaims | null>
     /** Key material other signatures derive their keys from (HKDF), so rotating the JWT key rotates them. */
     jwtSigningSecret: string
+    /** The partner API key of a request (X-Api-Key), verified once per request; null when there is no valid one. */
+    verifyPartnerKey (request: FastifyRequest): Promise<PartnerKeyIdentity | null>
   }
   interface FastifyRequest {
     principal: Principal | null
@@ -167,5 +181,29 @@ export default fp(async function authPlugin (app) {
     request.principal = { kind: 'user', userId: claims.sub, sessionId: claims.sid, role: claims.role, scopes: [...granted] }
   }
 
-  app.decorate('securityHandlers', { bearer })
-}, { fastify: '5.x', name: 'auth', dependencies: ['config', 'errors', 'redis', 'broadcast'] })
+  // Partner keys: X-Api-Key rather than Authorization, which always holds our JWTs here (the `key: user` rate
+  // limit, Hasura and the SDK read it as one). The outcome is kept per request, so the rate limiter (which
+  // keys partner operations by API key and runs first) and the security handler share one lookup.
+  const partnerKeys = new WeakMap<FastifyRequest, Promise<PartnerKeyIdentity>>()
+  function partnerKeyOf (request: FastifyRequest): Promise<PartnerKeyIdentity> {
+    let outcome = partnerKeys.get(request)
+    if (!outcome) {
+      const header = request.headers['x-api-key']
+      outcome = authenticatePartnerKey(app.db, typeof header === 'string' ? header : undefined)
+      partnerKeys.set(request, outcome)
+    }
+    return outcome
+  }
+  app.decorate('verifyPartnerKey', (request: FastifyRequest) => partnerKeyOf(request).catch(() => null))
+
+  const partnerKey: SecurityHandler = async (request, scopes) => {
+    const key = await partnerKeyOf(request)
+    const missing = scopes.filter((s) => !key.scopes.includes(s))
+    if (missing.length > 0) {
+      throw new DomainError('forbidden', 'Forbidden', `This operation needs the scope${missing.length > 1 ? 's' : ''} ${missing.join(', ')}.`)
+    }
+    request.principal = { kind: 'partner', partnerId: key.partnerId, keyId: key.keyId, scopes: key.scopes }
+  }
+
+  app.decorate('securityHandlers', { bearer, partnerKey })
+}, { fastify: '5.x', name: 'auth', dependencies: ['config', 'errors', 'db', 'redis', 'broadcast'] })

@@ -15,7 +15,7 @@ const methods = ['get', 'put', 'post', 'patch', 'delete', 'head', 'options'] as 
 // Response bodies Fastify serialises (fast-json-stringify): other types (text/plain) are sent as they are.
 const jsonTypes = ['application/json', 'application/problem+json']
 
-interface RateLimitExtension { max: number, timeWindow: string | number, key?: 'ip' | 'user' }
+interface RateLimitExtension { max: number, timeWindow: string | number, key?: 'ip' | 'user' | 'partnerKey' }
 
 /** One operation of the spec, resolved ($refs inlined) and turned into what Fastify needs. */
 export interface Operation {
@@ -207,20 +207,24 @@ function bodyGuard (operation: Operation) {
 /**
  * `key: user` counts per user: the limiter runs before the security handlers, so the key comes from the
  * bearer token verified here (fast-jwt's cache makes the second verification free); a request without a
- * valid token counts against its IP (and the security handler then answers 401).
+ * valid token counts against its IP (and the security handler then answers 401). `key: partnerKey` counts
+ * per partner API key the same way (verified once per request, the security handler reuses the outcome).
  */
 function rateLimitConfig (app: FastifyInstance, ext: RateLimitExtension) {
+  const keyGenerators = {
+    user: async (request: FastifyRequest) => {
+      const claims = await app.verifyBearer(request.headers.authorization)
+      return claims ? `u:${claims.sub}` : `ip:${request.ip}`
+    },
+    partnerKey: async (request: FastifyRequest) => {
+      const key = await app.verifyPartnerKey(request)
+      return key ? `pk:${key.keyId}` : `ip:${request.ip}`
+    }
+  }
   return {
     max: ext.max,
     timeWindow: ext.timeWindow,
-    ...(ext.key === 'user'
-      ? {
-          keyGenerator: async (request: FastifyRequest) => {
-            const claims = await app.verifyBearer(request.headers.authorization)
-            return claims ? `u:${claims.sub}` : `ip:${request.ip}`
-          }
-        }
-      : {})
+    ...(ext.key === 'user' || ext.key === 'partnerKey' ? { keyGenerator: keyGenerators[ext.key] } : {})
   }
 }
 

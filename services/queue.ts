@@ -29,3 +29,6 @@ export interface JobQueue {
   enqueue<D>(job: Pick<JobDefinition<D>, 'family' | 'name'>, data: D, options?: EnqueueOptions): Promise<string>
   counts (family: QueueFamily): Promise<QueueCounts>
 }
+
+/** Where the queue dashboard is, and the cookie `POST /v1/admin/queue-dashboard/session` sets for it. */
+export const queueDashboard = { path: '/admin/queues', cookie: 'fractal_queues' } as const

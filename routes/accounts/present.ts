@@ -17,7 +17,7 @@ export function presentUser (row: Account): Schemas['User'] {
 }
 
 export function presentAdminUser (row: Account): Schemas['AdminUser'] {
-  return { ...presentUser(row), disabled: row.disabled_at !== null, lastSignInAt: row.last_sign_in_at?.toISOString() ?? null }
+  return { ...presentUser(row), disabled: row.disabled_at !== null, lastSignInAt: row.last_sign_in_at?.toISOString() ?? null, partnerId: row.partner_id }
 }
 
 export function presentSession (row: Session, currentSessionId: string): Schemas['Session'] {

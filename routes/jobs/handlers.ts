@@ -3,9 +3,19 @@ import type { Handlers } from '../../openapi/handler-types.js'
 import * as containers from '../../services/containers/containers.service.js'
 import { childrenOf } from '../../services/fleet/ami.service.js'
 import { presentJob } from '../containers/present.js'
+import { queueDashboard } from '../../services/queue.js'
 import { principalOf } from '../request-context.js'
 
 export const handlers = {
+  async openQueueDashboard (request, reply) {
+    // The bearer token this admin sent (the security hook verified it), in a cookie for the dashboard's path.
+    const token = request.headers.authorization!.replace(/^Bearer\s+/i, '')
+    const { exp } = this.jwt.decode<{ exp: number }>(token)!
+    const maxAge = Math.max(0, exp - Math.floor(Date.now() / 1000))
+    reply.header('set-cookie', `${queueDashboard.cookie}=${token}; Path=${queueDashboard.path}; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${request.protocol === 'https' ? '; Secure' : ''}`)
+    return reply.code(201).send({ url: queueDashboard.path, expiresAt: new Date(exp * 1000).toISOString() })
+  },
+
   async getJob (request) {
     const job = await containers.getJob(this.db, principalOf(request), request.params.jobId)
     return presentJob(job, job.kind === 'roll_ami' ? await childrenOf(this.db, job.id) : undefined)

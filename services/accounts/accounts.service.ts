@@ -2,6 +2,8 @@ import type { Kysely } from 'kysely'
 import type { Account, DB, EmailTokenPurpose, Role, Session } from '../../db/types.js'
 import { sendMail } from '../mail/mail.service.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
+import { UnknownPartner } from '../partners/partners.errors.js'
+import { partnerExists } from '../partners/partners.service.js'
 import type { JobQueue } from '../queue.js'
 import {
   AccountGone, CannotDemoteSelf, CurrentPasswordRequired, EmailTaken, InvalidCredentials, InvalidRefreshToken,
@@ -366,15 +368,20 @@ export async function listUsers (db: Kysely<DB>, query: { limit: number, cursor?
   return pageOf(rows, query.limit)
 }
 
-/** An admin changes a role or disables an account; either signs the account out so new scopes apply. */
-export async function updateUser (db: Kysely<DB>, deps: AccountDeps, actor: { userId: string }, userId: string, input: { role?: Role, disabled?: boolean }, ctx: RequestContext) {
+/**
+ * An admin changes a role or disables an account (either signs the account out so new scopes apply), or
+ * puts it in a partner's organisation (`partnerId`; null takes it out).
+ */
+export async function updateUser (db: Kysely<DB>, deps: AccountDeps, actor: { userId: string }, userId: string, input: { role?: Role, disabled?: boolean, partnerId?: string | null }, ctx: RequestContext) {
   if (actor.userId === userId && ((input.role !== undefined && input.role !== 'admin') || input.disabled === true)) throw new CannotDemoteSelf()
   const { account, revoked } = await db.transaction().execute(async (trx) => {
     const before = await repo.findAccountById(trx, userId)
     if (!before) throw new UserNotFound(userId)
+    if (input.partnerId && input.partnerId !== before.partner_id && !(await partnerExists(trx, input.partnerId))) throw new UnknownPartner(input.partnerId)
     const account = (await repo.updateAccount(trx, userId, {
       ...(input.role !== undefined ? { role: input.role } : {}),
-      ...(input.disabled !== undefined ? { disabled_at: input.disabled ? (before.disabled_at ?? new Date()) : null } : {})
+      ...(input.disabled !== undefined ? { disabled_at: input.disabled ? (before.disabled_at ?? new Date()) : null } : {}),
+      ...(input.partnerId !== undefined ? { partner_id: input.partnerId } : {})
     }))!
     const target = { target_type: 'account', target_id: userId, actor_id: actor.userId, ip: ctx.ip, user_agent: ctx.userAgent }
     let revoked: string[] = []
@@ -385,6 +392,9 @@ export async function updateUser (db: Kysely<DB>, deps: AccountDeps, actor: { us
     if (input.disabled !== undefined && input.disabled !== (before.disabled_at !== null)) {
       await repo.insertAuditEvent(trx, { ...target, action: input.disabled ? 'user.disabled' : 'user.enabled' })
       if (input.disabled) revoked = [...revoked, ...await repo.revokeSessions(trx, { accountId: userId }, 'disabled')]
+    }
+    if (input.partnerId !== undefined && input.partnerId !== before.partner_id) {
+      await repo.insertAuditEvent(trx, { ...target, action: 'user.partner_changed', details: { from: before.partner_id, to: input.partnerId } })
     }
     return { account, revoked }
   })
