@@ -8,6 +8,7 @@ import docsPlugin from './plugins/docs.js'
 import queueDashboardPlugin from './plugins/queue-dashboard.js'
 import edgeCachePlugin from './plugins/edge-cache.js'
 import errorsPlugin from './plugins/errors.js'
+import auditPlugin from './plugins/audit.js'
 import healthPlugin from './plugins/health.js'
 import jobsPlugin from './plugins/jobs.js'
 import metricsPlugin from './plugins/metrics.js'
@@ -36,6 +37,7 @@ import storageRoutes from './routes/storage/index.js'
 import jobsRoutes from './routes/jobs/index.js'
 import maintenanceRoutes from './routes/maintenance/index.js'
 import cacheRoutes from './routes/cache/index.js'
+import auditRoutes from './routes/audit/index.js'
 import hasuraRoutes from './routes/hasura/index.js'
 import newsletterRoutes from './routes/newsletter/index.js'
 import sessionsRoutes from './routes/sessions/index.js'
@@ -46,7 +48,7 @@ import partnerRoutes from './routes/partner/index.js'
 
 /** One plugin per spec tag, in the order they register. */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, cacheRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes, storageRoutes,
+  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes, storageRoutes,
   partnersRoutes, partnerRoutes]
 
 export interface BuildOptions {
@@ -114,6 +116,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     for (const line of embeddedDefaults(config)) app.log.info(`embedded default: ${line}`)
 
     await app.register(errorsPlugin)
+    await app.register(auditPlugin)
     await app.register(dbPlugin)
     await app.register(redisPlugin)
     await app.register(broadcastPlugin)

@@ -31,6 +31,7 @@ export const operationTags = {
   hostHandshake: 'hosts',
   hostHeartbeat: 'hosts',
   listApps: 'catalog',
+  listAuditEvents: 'audit',
   listClusters: 'fleet',
   listContainers: 'containers',
   listHosts: 'fleet',

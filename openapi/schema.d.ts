@@ -72,7 +72,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get one app */
+        /**
+         * Get one app
+         * @description One app of the catalog, with the enabled regions where it is offered.
+         */
         get: operations["getApp"];
         put?: never;
         post?: never;
@@ -255,7 +258,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The signed-in user */
+        /**
+         * The signed-in user
+         * @description The account of the access token: name, e-mail (and a pending new one), role, and whether the address is verified.
+         */
         get: operations["getMe"];
         put?: never;
         post?: never;
@@ -306,8 +312,36 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Revoke one of my sessions */
+        /**
+         * Revoke one of my sessions
+         * @description Signs that session out (its access and refresh tokens stop working at once); another user's session is a 404.
+         */
         delete: operations["revokeMySession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the audit trail
+         * @description Every admin action (role changes, users disabled, partners and their keys, clusters, AMI rolls,
+         *     warm-pool targets, maintenance windows), every sign-in and failed sign-in, password and e-mail
+         *     changes, refresh-token reuse: who (`actorId`), what (`action`), on what (`targetType`/`targetId`),
+         *     from where (`ip`, `userAgent`) and when. Newest first, cursor-paginated. The trail is append-only in
+         *     the database itself (a trigger refuses UPDATE and DELETE). `action` takes an exact name or a prefix
+         *     ending in `.*` (`session.*`).
+         */
+        get: operations["listAuditEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -384,7 +418,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Confirm a subscription */
+        /**
+         * Confirm a subscription
+         * @description Takes the single-use token from the confirmation mail (double opt-in); the address is subscribed from then on.
+         */
         post: operations["confirmNewsletter"];
         delete?: never;
         options?: never;
@@ -459,7 +496,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One of my containers, with its connection info */
+        /**
+         * One of my containers, with its connection info
+         * @description Its state, app, region and settings, and how to connect once it runs (`connection`, only ever shown to
+         *     its owner). Another user's container is a 404, like one that does not exist.
+         */
         get: operations["getContainer"];
         put?: never;
         post?: never;
@@ -470,7 +511,11 @@ export interface paths {
         delete: operations["stopContainer"];
         options?: never;
         head?: never;
-        /** Change the STUN flag or DPI of one of my containers */
+        /**
+         * Change the STUN flag or DPI of one of my containers
+         * @description Changes what the streaming protocol in the container reads at its next start of a session (see
+         *     `GET /v1/containers/{containerId}/protocol-info`).
+         */
         patch: operations["updateContainer"];
         trace?: never;
     };
@@ -591,7 +636,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** The container says it is alive, and whether a user is connected */
+        /**
+         * The container says it is alive, and whether a user is connected
+         * @description Sent every few seconds by the streaming container: `available: true` while it waits for a user, `false`
+         *     once one is connected. The first ping marks a starting container ready.
+         */
         post: operations["pingContainer"];
         delete?: never;
         options?: never;
@@ -606,7 +655,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** What the streaming protocol in the container needs to know */
+        /**
+         * What the streaming protocol in the container needs to know
+         * @description Read by the streaming protocol when it starts: who the container is for, its DPI and STUN settings, and
+         *     which release branch to update from.
+         */
         get: operations["getProtocolInfo"];
         put?: never;
         post?: never;
@@ -1461,6 +1514,32 @@ export interface components {
             /** @description The partner the user belongs to (see the `partners` operations); null for none. */
             partnerId: null | components["schemas"]["Uuid"];
         };
+        AuditEventPage: {
+            items: components["schemas"]["AuditEvent"][];
+            /** @description The next page's cursor; null on the last page. */
+            nextCursor: string | null;
+        };
+        AuditEvent: {
+            /** @description Increasing with time. */
+            id: string;
+            /** Format: date-time */
+            at: string;
+            /** @description What happened: `user.role_changed`, `session.sign_in_failed`, `partner.key_created`, ... */
+            action: string;
+            /**
+             * Format: uuid
+             * @description Who acted; null for the system or an anonymous caller.
+             */
+            actorId: string | null;
+            targetType: string | null;
+            targetId: string | null;
+            ip: string | null;
+            userAgent: string | null;
+            /** @description What changed (before and after, reasons). */
+            details: {
+                [key: string]: unknown;
+            };
+        };
         UserPage: {
             items: components["schemas"]["AdminUser"][];
             nextCursor: string | null;
@@ -1954,27 +2033,27 @@ export interface components {
             };
             content?: never;
         };
-        /** @description The request is malformed; `errors` names each bad field. */
+        /**
+         * @description The request is malformed: `validation_failed` with `errors` naming each bad field, or `bad_request`
+         *     (a body that is not valid JSON, a cursor this API did not return).
+         */
         BadRequest: {
             headers: {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "type": "https://docs.fractal.co/problems/validation_failed",
-                 *       "title": "Validation failed",
-                 *       "status": 400,
-                 *       "code": "validation_failed",
-                 *       "detail": "query/limit must be <= 100",
-                 *       "errors": [
-                 *         {
-                 *           "field": "/query/limit",
-                 *           "message": "must be <= 100"
-                 *         }
-                 *       ]
-                 *     }
-                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /**
+         * @description The request is malformed (`validation_failed`), or the token from the mail is not one we sent
+         *     (`token_invalid`), has expired (`token_expired`) or was already used (`token_used`): ask for a new mail.
+         */
+        TokenRejected: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -2172,15 +2251,6 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
-                /**
-                 * @example {
-                 *       "type": "https://docs.fractal.co/problems/unavailable",
-                 *       "title": "Service unavailable",
-                 *       "status": 503,
-                 *       "code": "unavailable",
-                 *       "detail": "The database is not reachable."
-                 *     }
-                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -2269,6 +2339,17 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "code": "us-east-1",
+                     *       "name": "US East (N. Virginia)",
+                     *       "enabled": false,
+                     *       "location": {
+                     *         "latitude": 38.9,
+                     *         "longitude": -77.4
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["Region"];
                 };
             };
@@ -2347,6 +2428,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "chrome",
+                     *       "name": "Google Chrome",
+                     *       "description": "The web browser, streamed with a GPU behind it.",
+                     *       "iconUrl": "https://cdn.fractal.co/icons/chrome.svg",
+                     *       "category": "browser",
+                     *       "regions": [
+                     *         "us-east-1",
+                     *         "eu-west-1"
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["App"];
                 };
             };
@@ -2407,6 +2501,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "token": "Xk3vQ9pL2mN8rT5wZ1yB7cD4fG6hJ0sA-uE_iO"
+                 *     }
+                 */
                 "application/json": components["schemas"]["TokenRequest"];
             };
         };
@@ -2417,10 +2516,21 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "email": "ada@example.com",
+                     *       "name": "Ada Lovelace",
+                     *       "role": "user",
+                     *       "emailVerified": true,
+                     *       "pendingEmail": null,
+                     *       "createdAt": "2026-11-20T09:14:03.000Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["User"];
                 };
             };
-            400: components["responses"]["BadRequest"];
+            400: components["responses"]["TokenRejected"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
@@ -2436,6 +2546,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "email": "ada@example.com"
+                 *     }
+                 */
                 "application/json": {
                     email: components["schemas"]["Email"];
                 };
@@ -2448,6 +2563,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "email": "ada@example.com",
+                     *       "message": "If ada@example.com has an account, we sent it a link to choose a new password."
+                     *     }
+                     */
                     "application/json": components["schemas"]["Accepted"];
                 };
             };
@@ -2466,6 +2587,12 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "token": "Xk3vQ9pL2mN8rT5wZ1yB7cD4fG6hJ0sA-uE_iO",
+                 *       "password": "a-new-long-passphrase"
+                 *     }
+                 */
                 "application/json": {
                     token: components["schemas"]["OpaqueToken"];
                     password: components["schemas"]["Password"];
@@ -2480,7 +2607,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            400: components["responses"]["BadRequest"];
+            400: components["responses"]["TokenRejected"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["Unprocessable"];
@@ -2515,6 +2642,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "tokenType": "Bearer",
+                     *       "accessToken": "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6IjdIbF9oUkRzNm9nIn0.eyJzdWIiOiIzYzFkMTE5Yi0yZjhmLTRlNmEtOWM4YS04ZTJmMGI4ZjNjMWQiLCJyb2xlIjoidXNlciIsInNjb3BlcyI6WyJhY2NvdW50IiwiY29udGFpbmVycyJdfQ.q1cJ8m2Hn4Vx0bT6sW9eR3kP7fA5yL1uZ8gD2oN6iC4rE0tQ9wS3aM5vX7jK1pB2hF8nY6cU4lO0dG3zI9eT5g",
+                     *       "expiresIn": 900,
+                     *       "refreshToken": "q0Zt3uV9mX1cYk7PbR2sL8wN4jH6gF5dA0eC3vB9nM2",
+                     *       "refreshExpiresIn": 2592000,
+                     *       "user": {
+                     *         "id": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *         "email": "ada@example.com",
+                     *         "name": "Ada Lovelace",
+                     *         "role": "user",
+                     *         "emailVerified": true,
+                     *         "pendingEmail": null,
+                     *         "createdAt": "2026-11-20T09:14:03.000Z"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
@@ -2544,6 +2689,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "tokenType": "Bearer",
+                     *       "accessToken": "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6IjdIbF9oUkRzNm9nIn0.eyJzdWIiOiIzYzFkMTE5Yi0yZjhmLTRlNmEtOWM4YS04ZTJmMGI4ZjNjMWQiLCJyb2xlIjoidXNlciIsInNjb3BlcyI6WyJhY2NvdW50IiwiY29udGFpbmVycyJdfQ.q1cJ8m2Hn4Vx0bT6sW9eR3kP7fA5yL1uZ8gD2oN6iC4rE0tQ9wS3aM5vX7jK1pB2hF8nY6cU4lO0dG3zI9eT5g",
+                     *       "expiresIn": 900,
+                     *       "refreshToken": "q0Zt3uV9mX1cYk7PbR2sL8wN4jH6gF5dA0eC3vB9nM2",
+                     *       "refreshExpiresIn": 2592000,
+                     *       "user": {
+                     *         "id": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *         "email": "ada@example.com",
+                     *         "name": "Ada Lovelace",
+                     *         "role": "user",
+                     *         "emailVerified": true,
+                     *         "pendingEmail": null,
+                     *         "createdAt": "2026-11-20T09:14:03.000Z"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
@@ -2565,6 +2728,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "refreshToken": "q0Zt3uV9mX1cYk7PbR2sL8wN4jH6gF5dA0eC3vB9nM2"
+                 *     }
+                 */
                 "application/json": {
                     refreshToken: components["schemas"]["OpaqueToken"];
                 };
@@ -2577,6 +2745,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "tokenType": "Bearer",
+                     *       "accessToken": "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6IjdIbF9oUkRzNm9nIn0.eyJzdWIiOiIzYzFkMTE5Yi0yZjhmLTRlNmEtOWM4YS04ZTJmMGI4ZjNjMWQiLCJyb2xlIjoidXNlciIsInNjb3BlcyI6WyJhY2NvdW50IiwiY29udGFpbmVycyJdfQ.q1cJ8m2Hn4Vx0bT6sW9eR3kP7fA5yL1uZ8gD2oN6iC4rE0tQ9wS3aM5vX7jK1pB2hF8nY6cU4lO0dG3zI9eT5g",
+                     *       "expiresIn": 900,
+                     *       "refreshToken": "Lm4Nq7Rs0Tu3Vw6Xy9Za2Bc5De8Fg1Hi4Jk7Lm0No3P",
+                     *       "refreshExpiresIn": 2592000,
+                     *       "user": {
+                     *         "id": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *         "email": "ada@example.com",
+                     *         "name": "Ada Lovelace",
+                     *         "role": "user",
+                     *         "emailVerified": true,
+                     *         "pendingEmail": null,
+                     *         "createdAt": "2026-11-20T09:14:03.000Z"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["TokenPair"];
                 };
             };
@@ -2622,6 +2808,17 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "email": "ada@example.com",
+                     *       "name": "Ada Lovelace",
+                     *       "role": "user",
+                     *       "emailVerified": true,
+                     *       "pendingEmail": null,
+                     *       "createdAt": "2026-11-20T09:14:03.000Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["User"];
                 };
             };
@@ -2673,6 +2870,17 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "email": "ada@example.com",
+                     *       "name": "Ada Lovelace",
+                     *       "role": "user",
+                     *       "emailVerified": true,
+                     *       "pendingEmail": "ada.king@example.com",
+                     *       "createdAt": "2026-11-20T09:14:03.000Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["User"];
                 };
             };
@@ -2699,6 +2907,30 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+                     *           "createdAt": "2026-11-27T08:30:12.000Z",
+                     *           "lastUsedAt": "2026-11-27T09:14:00.000Z",
+                     *           "expiresAt": "2026-12-27T09:14:00.000Z",
+                     *           "ip": "203.0.113.7",
+                     *           "userAgent": "Fractal/3.2.0 (Windows 11)",
+                     *           "current": true
+                     *         },
+                     *         {
+                     *           "id": "4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8",
+                     *           "createdAt": "2026-11-20T18:02:44.000Z",
+                     *           "lastUsedAt": "2026-11-24T21:40:05.000Z",
+                     *           "expiresAt": "2026-12-24T21:40:05.000Z",
+                     *           "ip": "198.51.100.23",
+                     *           "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5)",
+                     *           "current": false
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["Session"][];
                     };
@@ -2732,6 +2964,72 @@ export interface operations {
             404: components["responses"]["NotFound"];
         };
     };
+    listAuditEvents: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+                /**
+                 * @description An action (`user.role_changed`) or a prefix (`session.*`).
+                 * @example session.*
+                 */
+                action?: string;
+                /** @description Who acted (a user id). */
+                actor?: components["schemas"]["Uuid"];
+                /** @example account */
+                targetType?: string;
+                targetId?: string;
+                /** @description The client address the request came from. */
+                ip?: string;
+                /** @description From this time (inclusive). */
+                since?: string;
+                /** @description Before this time. */
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the trail, newest first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "4711",
+                     *           "at": "2026-11-27T19:02:11.318Z",
+                     *           "action": "user.role_changed",
+                     *           "actorId": "9b2f8f0e-6a0b-4c9e-8a8e-2f0b8f3c1d11",
+                     *           "targetType": "account",
+                     *           "targetId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *           "ip": "203.0.113.7",
+                     *           "userAgent": "Mozilla/5.0",
+                     *           "details": {
+                     *             "from": "user",
+                     *             "to": "developer"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "nextCursor": "NDcxMA"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AuditEventPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     listUsers: {
         parameters: {
             query?: {
@@ -2754,6 +3052,37 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *           "email": "ada@example.com",
+                     *           "name": "Ada Lovelace",
+                     *           "role": "user",
+                     *           "emailVerified": true,
+                     *           "pendingEmail": null,
+                     *           "createdAt": "2026-11-20T09:14:03.000Z",
+                     *           "disabled": false,
+                     *           "lastSignInAt": "2026-11-27T08:30:12.000Z",
+                     *           "partnerId": null
+                     *         },
+                     *         {
+                     *           "id": "9b2f8f0e-6a0b-4c9e-8a8e-2f0b8f3c1d11",
+                     *           "email": "grace@example.com",
+                     *           "name": "Grace Hopper",
+                     *           "role": "admin",
+                     *           "emailVerified": true,
+                     *           "pendingEmail": null,
+                     *           "createdAt": "2026-06-01T10:00:00.000Z",
+                     *           "disabled": false,
+                     *           "lastSignInAt": "2026-11-27T07:58:41.000Z",
+                     *           "partnerId": null
+                     *         }
+                     *       ],
+                     *       "nextCursor": "MjAyNi0wNi0wMVQxMDowMDowMC4wMDBa"
+                     *     }
+                     */
                     "application/json": components["schemas"]["UserPage"];
                 };
             };
@@ -2788,6 +3117,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "email": "ada@example.com",
+                     *       "name": "Ada Lovelace",
+                     *       "role": "developer",
+                     *       "emailVerified": true,
+                     *       "pendingEmail": null,
+                     *       "createdAt": "2026-11-20T09:14:03.000Z",
+                     *       "disabled": false,
+                     *       "lastSignInAt": "2026-11-27T08:30:12.000Z",
+                     *       "partnerId": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["AdminUser"];
                 };
             };
@@ -2809,6 +3152,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "email": "ada@example.com"
+                 *     }
+                 */
                 "application/json": {
                     email: components["schemas"]["Email"];
                 };
@@ -2821,6 +3169,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "email": "ada@example.com",
+                     *       "message": "If ada@example.com is not subscribed yet, we sent it a link to confirm."
+                     *     }
+                     */
                     "application/json": components["schemas"]["Accepted"];
                 };
             };
@@ -2839,6 +3193,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "token": "Xk3vQ9pL2mN8rT5wZ1yB7cD4fG6hJ0sA-uE_iO"
+                 *     }
+                 */
                 "application/json": components["schemas"]["TokenRequest"];
             };
         };
@@ -2849,10 +3208,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "email": "ada@example.com",
+                     *       "status": "subscribed"
+                     *     }
+                     */
                     "application/json": components["schemas"]["NewsletterSubscription"];
                 };
             };
-            400: components["responses"]["BadRequest"];
+            400: components["responses"]["TokenRejected"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
@@ -2869,6 +3234,11 @@ export interface operations {
         };
         requestBody?: {
             content: {
+                /**
+                 * @example {
+                 *       "List-Unsubscribe": "One-Click"
+                 *     }
+                 */
                 "application/x-www-form-urlencoded": {
                     /** @constant */
                     "List-Unsubscribe"?: "One-Click";
@@ -2882,6 +3252,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "email": "ada@example.com",
+                     *       "status": "unsubscribed"
+                     *     }
+                     */
                     "application/json": components["schemas"]["NewsletterSubscription"];
                 };
             };
@@ -2918,6 +3294,49 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *           "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *           "app": "chrome",
+                     *           "region": "us-east-1",
+                     *           "state": "in_use",
+                     *           "dpi": 144,
+                     *           "useStun": false,
+                     *           "createdAt": "2026-11-27T09:15:00.000Z",
+                     *           "failureReason": null,
+                     *           "storage": [
+                     *             "google_drive"
+                     *           ],
+                     *           "connection": {
+                     *             "ip": "198.51.100.7",
+                     *             "ports": {
+                     *               "tcp32262": 41000,
+                     *               "udp32263": 41001,
+                     *               "tcp32273": 41002
+                     *             },
+                     *             "aesKey": "5f3c9a1e7b2d4c6e8a0f1b3d5e7c9a2b"
+                     *           }
+                     *         },
+                     *         {
+                     *           "id": "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+                     *           "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *           "app": "figma",
+                     *           "region": "us-east-1",
+                     *           "state": "stopped",
+                     *           "dpi": 144,
+                     *           "useStun": false,
+                     *           "createdAt": "2026-11-26T15:20:00.000Z",
+                     *           "failureReason": null,
+                     *           "storage": [],
+                     *           "connection": null
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["Container"][];
                         nextCursor: string | null;
@@ -2962,6 +3381,31 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *       "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "app": "chrome",
+                     *       "region": "us-east-1",
+                     *       "state": "in_use",
+                     *       "dpi": 144,
+                     *       "useStun": false,
+                     *       "createdAt": "2026-11-27T09:15:00.000Z",
+                     *       "failureReason": null,
+                     *       "storage": [
+                     *         "google_drive"
+                     *       ],
+                     *       "connection": {
+                     *         "ip": "198.51.100.7",
+                     *         "ports": {
+                     *           "tcp32262": 41000,
+                     *           "udp32263": 41001,
+                     *           "tcp32273": 41002
+                     *         },
+                     *         "aesKey": "5f3c9a1e7b2d4c6e8a0f1b3d5e7c9a2b"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["Container"];
                 };
             };
@@ -2973,6 +3417,34 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "job": {
+                     *         "id": "fef26b73-0c4d-4b8a-9e21-5d7c3a9b1e42",
+                     *         "kind": "start_container",
+                     *         "state": "queued",
+                     *         "progress": 0,
+                     *         "message": "Queued",
+                     *         "result": null,
+                     *         "errorCode": null,
+                     *         "createdAt": "2026-11-27T09:15:00.000Z",
+                     *         "updatedAt": "2026-11-27T09:15:00.000Z"
+                     *       },
+                     *       "container": {
+                     *         "id": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *         "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *         "app": "chrome",
+                     *         "region": "us-east-1",
+                     *         "state": "creating",
+                     *         "dpi": 144,
+                     *         "useStun": false,
+                     *         "createdAt": "2026-11-27T09:15:00.000Z",
+                     *         "failureReason": null,
+                     *         "storage": [],
+                     *         "connection": null
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ContainerStarting"];
                 };
             };
@@ -3006,6 +3478,31 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *       "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "app": "chrome",
+                     *       "region": "us-east-1",
+                     *       "state": "in_use",
+                     *       "dpi": 144,
+                     *       "useStun": false,
+                     *       "createdAt": "2026-11-27T09:15:00.000Z",
+                     *       "failureReason": null,
+                     *       "storage": [
+                     *         "google_drive"
+                     *       ],
+                     *       "connection": {
+                     *         "ip": "198.51.100.7",
+                     *         "ports": {
+                     *           "tcp32262": 41000,
+                     *           "udp32263": 41001,
+                     *           "tcp32273": 41002
+                     *         },
+                     *         "aesKey": "5f3c9a1e7b2d4c6e8a0f1b3d5e7c9a2b"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["Container"];
                 };
             };
@@ -3034,6 +3531,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "fef26b73-0c4d-4b8a-9e21-5d7c3a9b1e42",
+                     *       "kind": "stop_container",
+                     *       "state": "queued",
+                     *       "progress": 0,
+                     *       "message": null,
+                     *       "result": null,
+                     *       "errorCode": null,
+                     *       "createdAt": "2026-11-27T09:15:00.000Z",
+                     *       "updatedAt": "2026-11-27T09:15:00.000Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Job"];
                 };
             };
@@ -3054,6 +3564,12 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "dpi": 192,
+                 *       "useStun": true
+                 *     }
+                 */
                 "application/json": {
                     useStun?: boolean;
                     dpi?: number;
@@ -3067,6 +3583,31 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *       "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "app": "chrome",
+                     *       "region": "us-east-1",
+                     *       "state": "in_use",
+                     *       "dpi": 192,
+                     *       "useStun": true,
+                     *       "createdAt": "2026-11-27T09:15:00.000Z",
+                     *       "failureReason": null,
+                     *       "storage": [
+                     *         "google_drive"
+                     *       ],
+                     *       "connection": {
+                     *         "ip": "198.51.100.7",
+                     *         "ports": {
+                     *           "tcp32262": 41000,
+                     *           "udp32263": 41001,
+                     *           "tcp32273": 41002
+                     *         },
+                     *         "aesKey": "5f3c9a1e7b2d4c6e8a0f1b3d5e7c9a2b"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["Container"];
                 };
             };
@@ -3095,6 +3636,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "fef26b73-0c4d-4b8a-9e21-5d7c3a9b1e42",
+                     *       "kind": "start_container",
+                     *       "state": "running",
+                     *       "progress": 60,
+                     *       "message": "Waiting for the container's first ping",
+                     *       "result": null,
+                     *       "errorCode": null,
+                     *       "createdAt": "2026-11-27T09:15:00.000Z",
+                     *       "updatedAt": "2026-11-27T09:15:21.000Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Job"];
                 };
             };
@@ -3195,6 +3749,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "fef26b73-0c4d-4b8a-9e21-5d7c3a9b1e42",
+                     *       "kind": "start_container",
+                     *       "state": "cancelled",
+                     *       "progress": 40,
+                     *       "message": "Cancelled",
+                     *       "result": null,
+                     *       "errorCode": "cancelled",
+                     *       "createdAt": "2026-11-27T09:15:00.000Z",
+                     *       "updatedAt": "2026-11-27T09:15:12.000Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Job"];
                 };
             };
@@ -3221,6 +3788,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "fef26b73-0c4d-4b8a-9e21-5d7c3a9b1e42",
+                     *       "kind": "stop_container",
+                     *       "state": "queued",
+                     *       "progress": 0,
+                     *       "message": null,
+                     *       "result": null,
+                     *       "errorCode": null,
+                     *       "createdAt": "2026-11-27T09:15:00.000Z",
+                     *       "updatedAt": "2026-11-27T09:15:00.000Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Job"];
                 };
             };
@@ -3240,6 +3820,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "available": true
+                 *     }
+                 */
                 "application/json": {
                     /** @description true: waiting for a user; false: a user is connected. */
                     available: boolean;
@@ -3278,6 +3863,17 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "containerId": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *       "state": "in_use",
+                     *       "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "dpi": 144,
+                     *       "useStun": false,
+                     *       "branch": "prod",
+                     *       "autoupdate": true
+                     *     }
+                     */
                     "application/json": {
                         containerId: components["schemas"]["Uuid"];
                         state: components["schemas"]["ContainerState"];
@@ -3312,6 +3908,26 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "app": "chrome",
+                     *           "region": "us-east-1",
+                     *           "target": 5,
+                     *           "ready": 3,
+                     *           "starting": 2
+                     *         },
+                     *         {
+                     *           "app": "figma",
+                     *           "region": "eu-west-1",
+                     *           "target": 2,
+                     *           "ready": 2,
+                     *           "starting": 0
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["WarmPool"][];
                     };
@@ -3351,6 +3967,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "app": "chrome",
+                     *       "region": "us-east-1",
+                     *       "target": 5,
+                     *       "ready": 3,
+                     *       "starting": 2
+                     *     }
+                     */
                     "application/json": components["schemas"]["WarmPool"];
                 };
             };
@@ -3405,6 +4030,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "hostId": "2b7c9e1f-3a4d-4e5f-8a6b-7c8d9e0f1a2b",
+                     *       "secret": "hs_8Jk2Lm5Np8Qr1St4Uv7Wx0Yz3Ab6Cd9Ef2Gh5Ij8K",
+                     *       "heartbeatIntervalSeconds": 30
+                     *     }
+                     */
                     "application/json": components["schemas"]["HostCredentials"];
                 };
             };
@@ -3414,6 +4046,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "hostId": "2b7c9e1f-3a4d-4e5f-8a6b-7c8d9e0f1a2b",
+                     *       "secret": "hs_8Jk2Lm5Np8Qr1St4Uv7Wx0Yz3Ab6Cd9Ef2Gh5Ij8K",
+                     *       "heartbeatIntervalSeconds": 30
+                     *     }
+                     */
                     "application/json": components["schemas"]["HostCredentials"];
                 };
             };
@@ -3496,6 +4135,36 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "6e5d4c3b-2a19-4f80-b7c6-d5e4f3a2b1c0",
+                     *           "name": "fractal-us-east-1-3",
+                     *           "region": "us-east-1",
+                     *           "status": "active",
+                     *           "instanceType": "g4dn.xlarge",
+                     *           "ami": "ami-0abcdef1234567890",
+                     *           "minSize": 1,
+                     *           "maxSize": 10,
+                     *           "capacity": 40,
+                     *           "capacityProvider": "fractal-us-east-1-3-capacity",
+                     *           "liveContainers": 12,
+                     *           "usage": {
+                     *             "tasks": 12,
+                     *             "instances": 3,
+                     *             "cpuLeft": 4096,
+                     *             "memoryLeftMb": 20480,
+                     *             "desired": 3,
+                     *             "at": "2026-11-27T09:10:00.000Z"
+                     *           },
+                     *           "createdAt": "2026-10-02T14:00:00.000Z",
+                     *           "updatedAt": "2026-11-27T09:10:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["Cluster"][];
                         nextCursor: string | null;
@@ -3543,6 +4212,37 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "cluster": {
+                     *         "id": "6e5d4c3b-2a19-4f80-b7c6-d5e4f3a2b1c0",
+                     *         "name": "fractal-us-east-1-3",
+                     *         "region": "us-east-1",
+                     *         "status": "creating",
+                     *         "instanceType": "g4dn.xlarge",
+                     *         "ami": "ami-0abcdef1234567890",
+                     *         "minSize": 1,
+                     *         "maxSize": 10,
+                     *         "capacity": 40,
+                     *         "capacityProvider": null,
+                     *         "liveContainers": 0,
+                     *         "usage": null,
+                     *         "createdAt": "2026-11-27T09:15:00.000Z",
+                     *         "updatedAt": "2026-11-27T09:15:00.000Z"
+                     *       },
+                     *       "job": {
+                     *         "id": "fef26b73-0c4d-4b8a-9e21-5d7c3a9b1e42",
+                     *         "kind": "create_cluster",
+                     *         "state": "queued",
+                     *         "progress": 0,
+                     *         "message": null,
+                     *         "result": null,
+                     *         "errorCode": null,
+                     *         "createdAt": "2026-11-27T09:15:00.000Z",
+                     *         "updatedAt": "2026-11-27T09:15:00.000Z"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ClusterWithJob"];
                 };
             };
@@ -3572,6 +4272,31 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "6e5d4c3b-2a19-4f80-b7c6-d5e4f3a2b1c0",
+                     *       "name": "fractal-us-east-1-3",
+                     *       "region": "us-east-1",
+                     *       "status": "active",
+                     *       "instanceType": "g4dn.xlarge",
+                     *       "ami": "ami-0abcdef1234567890",
+                     *       "minSize": 1,
+                     *       "maxSize": 10,
+                     *       "capacity": 40,
+                     *       "capacityProvider": "fractal-us-east-1-3-capacity",
+                     *       "liveContainers": 12,
+                     *       "usage": {
+                     *         "tasks": 12,
+                     *         "instances": 3,
+                     *         "cpuLeft": 4096,
+                     *         "memoryLeftMb": 20480,
+                     *         "desired": 3,
+                     *         "at": "2026-11-27T09:10:00.000Z"
+                     *       },
+                     *       "createdAt": "2026-10-02T14:00:00.000Z",
+                     *       "updatedAt": "2026-11-27T09:10:00.000Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Cluster"];
                 };
             };
@@ -3602,6 +4327,44 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "cluster": {
+                     *         "id": "6e5d4c3b-2a19-4f80-b7c6-d5e4f3a2b1c0",
+                     *         "name": "fractal-us-east-1-3",
+                     *         "region": "us-east-1",
+                     *         "status": "deleting",
+                     *         "instanceType": "g4dn.xlarge",
+                     *         "ami": "ami-0abcdef1234567890",
+                     *         "minSize": 1,
+                     *         "maxSize": 10,
+                     *         "capacity": 40,
+                     *         "capacityProvider": "fractal-us-east-1-3-capacity",
+                     *         "liveContainers": 12,
+                     *         "usage": {
+                     *           "tasks": 12,
+                     *           "instances": 3,
+                     *           "cpuLeft": 4096,
+                     *           "memoryLeftMb": 20480,
+                     *           "desired": 3,
+                     *           "at": "2026-11-27T09:10:00.000Z"
+                     *         },
+                     *         "createdAt": "2026-10-02T14:00:00.000Z",
+                     *         "updatedAt": "2026-11-27T09:20:00.000Z"
+                     *       },
+                     *       "job": {
+                     *         "id": "fef26b73-0c4d-4b8a-9e21-5d7c3a9b1e42",
+                     *         "kind": "delete_cluster",
+                     *         "state": "queued",
+                     *         "progress": 0,
+                     *         "message": null,
+                     *         "result": null,
+                     *         "errorCode": null,
+                     *         "createdAt": "2026-11-27T09:15:00.000Z",
+                     *         "updatedAt": "2026-11-27T09:15:00.000Z"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ClusterWithJob"];
                 };
             };
@@ -3641,6 +4404,31 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "6e5d4c3b-2a19-4f80-b7c6-d5e4f3a2b1c0",
+                     *       "name": "fractal-us-east-1-3",
+                     *       "region": "us-east-1",
+                     *       "status": "active",
+                     *       "instanceType": "g4dn.xlarge",
+                     *       "ami": "ami-0abcdef1234567890",
+                     *       "minSize": 1,
+                     *       "maxSize": 20,
+                     *       "capacity": 80,
+                     *       "capacityProvider": "fractal-us-east-1-3-capacity",
+                     *       "liveContainers": 12,
+                     *       "usage": {
+                     *         "tasks": 12,
+                     *         "instances": 3,
+                     *         "cpuLeft": 4096,
+                     *         "memoryLeftMb": 20480,
+                     *         "desired": 3,
+                     *         "at": "2026-11-27T09:10:00.000Z"
+                     *       },
+                     *       "createdAt": "2026-10-02T14:00:00.000Z",
+                     *       "updatedAt": "2026-11-27T09:20:00.000Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Cluster"];
                 };
             };
@@ -3690,6 +4478,30 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "fef26b73-0c4d-4b8a-9e21-5d7c3a9b1e42",
+                     *       "kind": "roll_ami",
+                     *       "state": "queued",
+                     *       "progress": 0,
+                     *       "message": null,
+                     *       "result": null,
+                     *       "errorCode": null,
+                     *       "createdAt": "2026-11-27T09:15:00.000Z",
+                     *       "updatedAt": "2026-11-27T09:15:00.000Z",
+                     *       "parentId": null,
+                     *       "children": [
+                     *         {
+                     *           "id": "3d4e5f6a-7b8c-4d9e-8f0a-1b2c3d4e5f6a",
+                     *           "state": "queued",
+                     *           "progress": 0,
+                     *           "message": null,
+                     *           "errorCode": null,
+                     *           "result": null
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["Job"];
                 };
             };
@@ -3724,6 +4536,30 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "2b7c9e1f-3a4d-4e5f-8a6b-7c8d9e0f1a2b",
+                     *           "instanceId": "i-0123456789abcdef0",
+                     *           "region": "us-east-1",
+                     *           "clusterId": "6e5d4c3b-2a19-4f80-b7c6-d5e4f3a2b1c0",
+                     *           "ip": "198.51.100.20",
+                     *           "ami": "ami-0abcdef1234567890",
+                     *           "instanceType": "g4dn.xlarge",
+                     *           "status": "active",
+                     *           "memory": {
+                     *             "totalKb": 16337000,
+                     *             "freeKb": 9120000,
+                     *             "availableKb": 12000000
+                     *           },
+                     *           "lastHeartbeatAt": "2026-11-27T09:14:30.000Z",
+                     *           "createdAt": "2026-10-02T14:06:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["Host"][];
                         nextCursor: string | null;
@@ -3750,6 +4586,54 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "regions": [
+                     *         {
+                     *           "region": "us-east-1",
+                     *           "enabled": true,
+                     *           "clusters": [
+                     *             {
+                     *               "id": "6e5d4c3b-2a19-4f80-b7c6-d5e4f3a2b1c0",
+                     *               "name": "fractal-us-east-1-3",
+                     *               "status": "active",
+                     *               "capacity": 40,
+                     *               "liveContainers": 12
+                     *             }
+                     *           ],
+                     *           "hosts": {
+                     *             "active": 3,
+                     *             "draining": 0,
+                     *             "dead": 0
+                     *           },
+                     *           "containers": {
+                     *             "available": 3,
+                     *             "starting": 2,
+                     *             "in_use": 9,
+                     *             "stopped": 41,
+                     *             "failed": 1
+                     *           },
+                     *           "warmPools": [
+                     *             {
+                     *               "app": "chrome",
+                     *               "region": "us-east-1",
+                     *               "target": 5,
+                     *               "ready": 3,
+                     *               "starting": 2
+                     *             }
+                     *           ],
+                     *           "decisions": [
+                     *             {
+                     *               "action": "create_cluster",
+                     *               "reason": "free capacity 3 of 40 (8 %) is under 20 %",
+                     *               "clusterId": null,
+                     *               "at": "2026-11-27T09:00:00.000Z"
+                     *             }
+                     *           ]
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         regions: components["schemas"]["FleetRegion"][];
                     };
@@ -3779,6 +4663,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "8f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+                     *           "sender": "client",
+                     *           "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *           "containerId": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *           "bytes": 18422,
+                     *           "status": "stored",
+                     *           "createdAt": "2026-11-27T10:02:00.000Z",
+                     *           "storedAt": "2026-11-27T10:02:01.000Z",
+                     *           "downloadUrl": "https://fractal-logs.s3.amazonaws.com/logs/3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d/7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15/client-20261127T100200Z.txt.gz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature=3b0c1f"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["LogPage"];
                 };
             };
@@ -3803,6 +4705,10 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example 2026-11-27T10:01:58.412Z INFO  client: connected to 198.51.100.7:41000
+                 *     2026-11-27T10:01:59.003Z WARN  video: decoder fell back to software
+                 */
                 "text/plain": string;
                 "application/gzip": string;
             };
@@ -3816,6 +4722,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "8f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+                     *       "sender": "client",
+                     *       "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "containerId": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *       "bytes": 0,
+                     *       "status": "pending",
+                     *       "createdAt": "2026-11-27T10:02:00.000Z",
+                     *       "storedAt": null,
+                     *       "downloadUrl": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["LogUpload"];
                 };
             };
@@ -3879,6 +4798,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "8f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+                     *           "sender": "client",
+                     *           "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *           "containerId": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *           "bytes": 18422,
+                     *           "status": "stored",
+                     *           "createdAt": "2026-11-27T10:02:00.000Z",
+                     *           "storedAt": "2026-11-27T10:02:01.000Z",
+                     *           "downloadUrl": "https://fractal-logs.s3.amazonaws.com/logs/3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d/7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15/client-20261127T100200Z.txt.gz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature=3b0c1f"
+                     *         },
+                     *         {
+                     *           "id": "9a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
+                     *           "sender": "server",
+                     *           "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *           "containerId": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *           "bytes": 52011,
+                     *           "status": "stored",
+                     *           "createdAt": "2026-11-27T10:02:00.000Z",
+                     *           "storedAt": "2026-11-27T10:02:01.000Z",
+                     *           "downloadUrl": "https://fractal-logs.s3.amazonaws.com/logs/3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d/7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15/server-20261127T100200Z.txt.gz?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature=3b0c1f"
+                     *         }
+                     *       ],
+                     *       "nextCursor": "OWEwYjFjMmQ"
+                     *     }
+                     */
                     "application/json": components["schemas"]["LogPage"];
                 };
             };
@@ -3902,6 +4850,57 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "starter",
+                     *           "name": "Starter",
+                     *           "price": 900,
+                     *           "interval": "month",
+                     *           "currency": "usd",
+                     *           "trialDays": 7,
+                     *           "billedByHour": false,
+                     *           "entitlements": {
+                     *             "concurrentContainers": 1,
+                     *             "hoursPerMonth": 40,
+                     *             "regions": null,
+                     *             "maxDpi": 144
+                     *           }
+                     *         },
+                     *         {
+                     *           "id": "pro",
+                     *           "name": "Pro",
+                     *           "price": 2900,
+                     *           "interval": "month",
+                     *           "currency": "usd",
+                     *           "trialDays": 7,
+                     *           "billedByHour": false,
+                     *           "entitlements": {
+                     *             "concurrentContainers": 3,
+                     *             "hoursPerMonth": null,
+                     *             "regions": null,
+                     *             "maxDpi": 288
+                     *           }
+                     *         },
+                     *         {
+                     *           "id": "pay-as-you-go",
+                     *           "name": "Pay as you go",
+                     *           "price": 50,
+                     *           "interval": "month",
+                     *           "currency": "usd",
+                     *           "trialDays": 0,
+                     *           "billedByHour": true,
+                     *           "entitlements": {
+                     *             "concurrentContainers": 2,
+                     *             "hoursPerMonth": null,
+                     *             "regions": null,
+                     *             "maxDpi": 288
+                     *           }
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: components["schemas"]["Plan"][];
                     };
@@ -3937,6 +4936,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "url": "https://checkout.stripe.com/c/pay/cs_test_a1B2c3D4e5F6g7H8i9J0",
+                     *       "expiresAt": "2026-11-28T09:15:00.000Z"
+                     *     }
+                     */
                     "application/json": {
                         /** Format: uri */
                         url: string;
@@ -3970,6 +4975,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "url": "https://billing.stripe.com/p/session/test_YWNjdF8xTjJrM2w0"
+                     *     }
+                     */
                     "application/json": {
                         /** Format: uri */
                         url: string;
@@ -3998,6 +5008,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "plan": {
+                     *         "id": "pro",
+                     *         "name": "Pro"
+                     *       },
+                     *       "status": "active",
+                     *       "trialEnd": null,
+                     *       "currentPeriodStart": "2026-11-01T00:00:00.000Z",
+                     *       "currentPeriodEnd": "2026-12-01T00:00:00.000Z",
+                     *       "cancelAtPeriodEnd": false,
+                     *       "usage": {
+                     *         "containerHours": 37.5
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["SubscriptionView"];
                 };
             };
@@ -4016,6 +5042,7 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /** @example {"id":"evt_1QxYz2AbCdEfGh","object":"event","type":"invoice.paid","created":1795770000,"data":{"object":{"id":"in_1QxYz1AbCdEfGh","object":"invoice","customer":"cus_R2d2C3po","amount_paid":2900,"currency":"usd"}}} */
                 "application/json": string;
             };
         };
@@ -4026,6 +5053,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "received": true,
+                     *       "duplicate": false
+                     *     }
+                     */
                     "application/json": {
                         received: boolean;
                         duplicate: boolean;
@@ -4053,6 +5086,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "code": "google_drive",
+                     *           "name": "Google Drive",
+                     *           "iconUrl": "https://cdn.fractal.co/icons/google-drive.svg",
+                     *           "termsUrl": "https://policies.google.com/terms"
+                     *         },
+                     *         {
+                     *           "code": "dropbox",
+                     *           "name": "Dropbox",
+                     *           "iconUrl": "https://cdn.fractal.co/icons/dropbox.svg",
+                     *           "termsUrl": "https://www.dropbox.com/terms"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: {
                             code: string;
@@ -4084,6 +5135,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "provider": "google_drive",
+                     *           "accountEmail": "ada@example.com",
+                     *           "connectedAt": "2026-11-21T16:45:00.000Z",
+                     *           "status": "connected"
+                     *         },
+                     *         {
+                     *           "provider": "dropbox",
+                     *           "accountEmail": "ada@example.com",
+                     *           "connectedAt": "2026-10-05T11:02:00.000Z",
+                     *           "status": "needs_reauth"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         items: {
                             provider: string;
@@ -4126,6 +5195,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "authorizationUrl": "https://accounts.google.com/o/oauth2/v2/auth?client_id=1234-abc.apps.googleusercontent.com&response_type=code&scope=openid%20email%20https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fdrive.file&state=s_7Hk2Lp9Qr4&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&access_type=offline&prompt=consent",
+                     *       "expiresAt": "2026-11-27T09:25:00.000Z"
+                     *     }
+                     */
                     "application/json": {
                         /** Format: uri */
                         authorizationUrl: string;
@@ -4231,6 +5306,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "windows": [
+                     *         {
+                     *           "scope": "eu-west-1",
+                     *           "message": "Upgrading the GPU hosts",
+                     *           "startsAt": "2026-11-27T09:15:00.000Z",
+                     *           "endsAt": "2026-11-27T09:45:00.000Z"
+                     *         }
+                     *       ],
+                     *       "runningJobs": 2
+                     *     }
+                     */
                     "application/json": {
                         windows: components["schemas"]["MaintenanceWindow"][];
                         runningJobs: number;
@@ -4317,6 +5405,29 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "degraded",
+                     *       "message": null,
+                     *       "regions": [
+                     *         {
+                     *           "code": "us-east-1",
+                     *           "status": "up",
+                     *           "message": null
+                     *         },
+                     *         {
+                     *           "code": "eu-west-1",
+                     *           "status": "maintenance",
+                     *           "message": "Upgrading the GPU hosts"
+                     *         },
+                     *         {
+                     *           "code": "ap-south-1",
+                     *           "status": "disabled",
+                     *           "message": null
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         /** @enum {string} */
                         status: "ok" | "degraded" | "maintenance";
@@ -4375,6 +5486,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ok"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Health"];
                 };
             };
@@ -4395,6 +5511,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ready",
+                     *       "checks": {
+                     *         "database": "ok",
+                     *         "redis": "ok"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
@@ -4416,6 +5541,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example # HELP http_requests_total HTTP requests
+                     *     # TYPE http_requests_total counter
+                     *     http_requests_total{method="GET",route="/v1/regions",status_code="200"} 1027
+                     *     # HELP queue_jobs Jobs per queue and state
+                     *     # TYPE queue_jobs gauge
+                     *     queue_jobs{queue="containers",state="waiting"} 0
+                     */
                     "text/plain": string;
                 };
             };
@@ -4436,6 +5569,21 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "keys": [
+                     *         {
+                     *           "kty": "EC",
+                     *           "crv": "P-256",
+                     *           "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                     *           "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                     *           "kid": "7Hl_hRDs6ogPq1cJ8m2Hn4Vx0bT6sW9eR3kP7fA5yL0",
+                     *           "alg": "ES256",
+                     *           "use": "sig"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["JwkSet"];
                 };
             };
@@ -4462,6 +5610,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "5f0c6a3e-2b1d-4c8e-9a7f-0d3e2c1b4a59",
+                     *           "name": "Springfield Elementary",
+                     *           "users": 412,
+                     *           "createdAt": "2026-09-01T07:30:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["PartnerPage"];
                 };
             };
@@ -4537,6 +5698,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "0b9f7e4c-8d2a-4f51-a6c3-7e1d2b3c4a5f",
+                     *           "partnerId": "5f0c6a3e-2b1d-4c8e-9a7f-0d3e2c1b4a59",
+                     *           "name": "Student information system",
+                     *           "prefix": "frp_3f9a1c2b7d4e",
+                     *           "scopes": [
+                     *             "partner:read"
+                     *           ],
+                     *           "expiresAt": "2027-06-30T00:00:00.000Z",
+                     *           "lastUsedAt": "2026-11-27T09:12:00.000Z",
+                     *           "createdAt": "2026-11-27T12:00:00.000Z",
+                     *           "revokedAt": null
+                     *         },
+                     *         {
+                     *           "id": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                     *           "partnerId": "5f0c6a3e-2b1d-4c8e-9a7f-0d3e2c1b4a59",
+                     *           "name": "Old SIS export",
+                     *           "prefix": "frp_9b8a7c6d5e4f",
+                     *           "scopes": [
+                     *             "partner:read"
+                     *           ],
+                     *           "expiresAt": "2027-09-01T08:00:00.000Z",
+                     *           "lastUsedAt": null,
+                     *           "createdAt": "2026-09-01T08:00:00.000Z",
+                     *           "revokedAt": "2026-11-27T12:05:00.000Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["PartnerApiKeyPage"];
                 };
             };

@@ -1,4 +1,6 @@
 import type { Handlers } from '../../openapi/handler-types.js'
+import { recordAudit } from '../../services/audit/audit.service.js'
+import { principalOf } from '../request-context.js'
 
 export const handlers = {
   async purgeCache (request, reply) {
@@ -6,7 +8,7 @@ export const handlers = {
     const tags = 'tags' in body ? body.tags : null
     if (tags) await this.cache.invalidate(tags)
     else await this.cache.invalidateAll()
-    request.log.info({ tags, everything: !tags }, 'cache purged by an operator')
+    await recordAudit(this.db, { action: 'cache.purged', actorId: principalOf(request).userId, target: { type: 'cache', id: tags ? 'tags' : 'all' }, details: { tags, everything: !tags } })
     return reply.code(202).send({ purger: this.cache.purger, tags: tags ?? [], everything: !tags })
   }
 } satisfies Handlers<'cache'>

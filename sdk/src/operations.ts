@@ -9,6 +9,7 @@ export const bearerOperations: ReadonlySet<string> = new Set([
   'DELETE /v1/storage/connections/{provider}',
   'DELETE /v1/users/me',
   'DELETE /v1/users/me/sessions/{sessionId}',
+  'GET /v1/admin/audit',
   'GET /v1/admin/clusters',
   'GET /v1/admin/clusters/{clusterId}',
   'GET /v1/admin/fleet',

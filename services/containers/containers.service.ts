@@ -15,6 +15,7 @@ import { warmPools } from './containers.warm-pools.js'
 import { rankRegions, type Location } from './geo.js'
 import type { CloudProvider } from './provider.js'
 import type { HostAgentClient } from '../hosts/agent-client.js'
+import { recordAudit } from '../audit/audit.service.js'
 
 export interface StartContainerPayload {
   containerId: string
@@ -261,13 +262,7 @@ export async function setWarmPoolTarget (db: Kysely<DB>, actorId: string, app: s
     const before = await trx.selectFrom('app_region').select('warm_pool_target').where('app_id', '=', app).where('region_code', '=', region).forUpdate().executeTakeFirst()
     if (!before) throw new PoolNotFound(app, region)
     await trx.updateTable('app_region').set({ warm_pool_target: target }).where('app_id', '=', app).where('region_code', '=', region).execute()
-    await trx.insertInto('audit_event').values({
-      action: 'warm_pool.target_set',
-      actor_id: actorId,
-      target_type: 'warm_pool',
-      target_id: `${app}/${region}`,
-      details: JSON.stringify({ from: before.warm_pool_target, to: target })
-    }).execute()
+    await recordAudit(trx, { action: 'warm_pool.target_set', actorId, target: { type: 'warm_pool', id: `${app}/${region}` }, details: { from: before.warm_pool_target, to: target } })
   })
   const [pool] = await listWarmPools(db, { app, region })
   return pool!

@@ -9,6 +9,7 @@ import { isTransient } from '../containers/provider.js'
 import { defineError } from '../errors.js'
 import type { JobDefinition, JobQueue } from '../queue.js'
 import type { FleetProvider } from './fleet.provider.js'
+import { recordAudit } from '../audit/audit.service.js'
 
 export const RollRegionNotFound = defineError('not_found', 'Region not found', (code: string) => `Region ${code} does not exist.`)
 export const RollNeedsMaintenance = defineError('conflict', 'Not in maintenance',
@@ -49,7 +50,7 @@ export async function rollAmi (db: Kysely<DB>, deps: RollDeps, actorId: string, 
       }).execute()
     }
     await trx.updateTable('region').set({ current_ami: input.ami, updated_at: sql`now()` }).where('code', '=', region).execute()
-    await trx.insertInto('audit_event').values({ action: 'region.ami_roll', actor_id: actorId, target_type: 'region', target_id: region, details: JSON.stringify({ from: found.current_ami, to: input.ami, strategy, clusters: clusters.length }) }).execute()
+    await recordAudit(trx, { action: 'region.ami_roll', actorId, target: { type: 'region', id: region }, details: { from: found.current_ami, to: input.ami, strategy, clusters: clusters.length } })
     return parent
   })
   await deps.queue.enqueue<RollAmiPayload>(rollAmiJob, { jobId: job.id, region, ami: input.ami, minHealthyPercent: strategy === 'rolling' ? 90 : 0 }, { jobId: job.id, retries: 5 })

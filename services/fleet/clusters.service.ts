@@ -6,6 +6,7 @@ import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import { BadSizes, ClusterBusy, ClusterNotActive, ClusterNotFound, ClusterRegionNotFound, NoAmi } from './clusters.errors.js'
 import type { FleetProvider } from './fleet.provider.js'
+import { recordAudit } from '../audit/audit.service.js'
 
 export const createClusterJob = { family: 'fleet', name: 'createCluster' } as const
 export const deleteClusterJob = { family: 'fleet', name: 'deleteCluster' } as const
@@ -23,7 +24,7 @@ export interface ClusterDeps {
 const live = ['creating', 'starting', 'available', 'in_use', 'stopping'] as const
 
 async function audit (db: Kysely<DB>, actorId: string | null, action: string, clusterId: string, details: Record<string, unknown>) {
-  await db.insertInto('audit_event').values({ action, actor_id: actorId, target_type: 'cluster', target_id: clusterId, details: JSON.stringify(details) }).execute()
+  await recordAudit(db, { action, actorId, target: { type: 'cluster', id: clusterId }, details })
 }
 
 export async function recordSteps (db: Kysely<DB>, id: string, steps: Partial<ClusterSteps>) {
@@ -55,7 +56,7 @@ export async function createCluster (
       capacity: input.maxSize * deps.containersPerHost,
       job_id: job.id
     }).returningAll().executeTakeFirstOrThrow()
-    await trx.insertInto('audit_event').values({ action: 'cluster.create', actor_id: actorId, target_type: 'cluster', target_id: cluster.id, details: JSON.stringify({ name, ...input, ami }) }).execute()
+    await recordAudit(trx, { action: 'cluster.create', actorId, target: { type: 'cluster', id: cluster.id }, details: { name, ...input, ami } })
     return { cluster, job }
   })
   await deps.queue.enqueue<ClusterJobPayload>(createClusterJob, { clusterId: created.cluster.id, jobId: created.job.id }, { jobId: created.job.id, retries: 5 })
@@ -136,7 +137,7 @@ export async function deleteCluster (db: Kysely<DB>, deps: ClusterDeps, actorId:
     }).returningAll().executeTakeFirstOrThrow()
     if (cluster.status === 'deleted') return { cluster, job, queued: false }
     const updated = await trx.updateTable('cluster').set({ status: 'deleting', job_id: job.id, updated_at: sql`now()` }).where('id', '=', id).returningAll().executeTakeFirstOrThrow()
-    await trx.insertInto('audit_event').values({ action: 'cluster.delete', actor_id: actorId, target_type: 'cluster', target_id: id, details: JSON.stringify({ force, liveContainers: liveCount }) }).execute()
+    await recordAudit(trx, { action: 'cluster.delete', actorId, target: { type: 'cluster', id }, details: { force, liveContainers: liveCount } })
     return { cluster: updated, job, queued: true }
   })
   if (created.queued) {

@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
 import type { CacheInvalidator } from '../cache/cache.js'
 import { DomainError, defineError } from '../errors.js'
+import { recordAudit } from '../audit/audit.service.js'
 
 export const RegionUnknown = defineError('not_found', 'Region not found', (code: string) => `Region ${code} does not exist.`)
 
@@ -40,7 +41,7 @@ export async function setMaintenance (
   } else {
     await db.deleteFrom('maintenance').where('scope', '=', scope).execute()
   }
-  await db.insertInto('audit_event').values({ action: input.enabled ? 'maintenance.started' : 'maintenance.ended', actor_id: ownerId, target_type: 'maintenance', target_id: scope, details: JSON.stringify({ message: input.message ?? null, minutes: input.minutes ?? null }) }).execute()
+  await recordAudit(db, { action: input.enabled ? 'maintenance.started' : 'maintenance.ended', actorId: ownerId, target: { type: 'maintenance', id: scope }, details: { message: input.message ?? null, minutes: input.minutes ?? null } })
   await deps.cache.invalidate(['status'])
   const deadline = Date.now() + (input.waitSeconds ?? 0) * 1000
   let running = await runningJobs(db)

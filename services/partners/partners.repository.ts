@@ -146,7 +146,3 @@ export function partnerContainers (db: Db, partnerId: string, user: string | nul
     .limit(page.limit)
     .execute()
 }
-
-export function insertAuditEvent (db: Db, event: { action: string, actor_id: string, target_type: string, target_id: string, details?: Record<string, unknown> }) {
-  return db.insertInto('audit_event').values({ ...event, details: JSON.stringify(event.details ?? {}) }).execute()
-}

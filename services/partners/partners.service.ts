@@ -7,6 +7,7 @@ import {
 } from './partners.errors.js'
 import { hashPartnerKey, looksLikePartnerKey, newPartnerKey } from './partners.keys.js'
 import * as repo from './partners.repository.js'
+import { recordAudit } from '../audit/audit.service.js'
 
 const day = 86_400_000
 /** The longest a key may live (and how long it lives when no expiry is given). */
@@ -25,7 +26,7 @@ export async function createPartner (db: Kysely<DB>, actorId: string, input: { n
       if (err.code === '23505') throw new PartnerNameTaken(name)
       throw err
     })
-    await repo.insertAuditEvent(trx, { action: 'partner.created', actor_id: actorId, target_type: 'partner', target_id: partner.id, details: { name } })
+    await recordAudit(trx, { action: 'partner.created', actorId, target: { type: 'partner', id: partner.id }, details: { name } })
     return { ...partner, users: 0 }
   })
 }
@@ -51,13 +52,7 @@ export async function createPartnerKey (db: Kysely<DB>, actorId: string, partner
   return db.transaction().execute(async (trx) => {
     if (!(await repo.partnerExists(trx, partnerId))) throw new PartnerNotFound(partnerId)
     const row = await repo.insertPartnerKey(trx, { partner_id: partnerId, name: input.name.trim(), prefix, key_hash: hash, scopes: [...new Set(input.scopes)], expires_at: expiresAt })
-    await repo.insertAuditEvent(trx, {
-      action: 'partner.key_created',
-      actor_id: actorId,
-      target_type: 'partner_api_key',
-      target_id: row.id,
-      details: { partnerId, prefix, scopes: row.scopes, expiresAt: expiresAt.toISOString() }
-    })
+    await recordAudit(trx, { action: 'partner.key_created', actorId, target: { type: 'partner_api_key', id: row.id }, details: { partnerId, prefix, scopes: row.scopes, expiresAt: expiresAt.toISOString() } })
     return { row, key }
   })
 }
@@ -77,7 +72,7 @@ export async function revokePartnerKey (db: Kysely<DB>, actorId: string, partner
       if (!(await repo.findPartnerKey(trx, partnerId, keyId))) throw new PartnerKeyNotFound(keyId)
       return
     }
-    await repo.insertAuditEvent(trx, { action: 'partner.key_revoked', actor_id: actorId, target_type: 'partner_api_key', target_id: keyId, details: { partnerId, prefix: revoked.prefix } })
+    await recordAudit(trx, { action: 'partner.key_revoked', actorId, target: { type: 'partner_api_key', id: keyId }, details: { partnerId, prefix: revoked.prefix } })
   })
 }
 
