@@ -34,6 +34,7 @@ import pg from 'pg'
 import { assignmentBench, type AssignmentBenchResult } from './assignment.js'
 import { drainLogs, startS3, type LogDrainResult } from './logs.js'
 import { purgeStorm, varnishBench, type PurgeStormResult, type VarnishResult } from './edge.js'
+import { sdkBench, type SdkBenchResult } from './sdk.js'
 import { webhookBench, type WebhookBenchResult } from './webhooks.js'
 import { assignment as assignmentTargets, benchBootstrapSecret, idleRssTargetMb, scenarios as allScenarios, startupTargetMs, type Headers, type Scenario } from './scenarios.js'
 
@@ -516,6 +517,16 @@ async function main (): Promise<boolean> {
       log(`webhook bench failed: ${(err as Error).message}`)
     }
   }
+  // The SDK's overhead per call against raw fetch.
+  let sdk: SdkBenchResult | null = null
+  if (!only) {
+    try {
+      sdk = await sdkBench({ ours: ours.child.baseUrl, headers: (): Record<string, string> => settings.rateLimit === 'spread' ? { 'x-forwarded-for': nextClientAddress() } : {}, log })
+    } catch (err) {
+      log(`sdk bench failed: ${(err as Error).message}`)
+    }
+  }
+
   // The edge cache: the origin under a purge storm, and Varnish in front.
   let storm: PurgeStormResult | null = null
   let varnish: VarnishResult | null = null
@@ -617,6 +628,9 @@ async function main (): Promise<boolean> {
   const webhookSection = webhooks === null
     ? []
     : ['## Stripe webhooks', '', `${formatInt(webhooks.events)} signed subscription events: **${formatInt(webhooks.acceptedPerSec)} accepted/s** (signature, stored by id), **${formatInt(webhooks.processedPerSec)} processed/s** by 8 concurrent jobs (target ≥ ${webhookTarget}/s: ${webhooks.processedPerSec >= webhookTarget && webhooks.pending === 0 ? 'pass' : 'FAIL'})${webhooks.pending > 0 ? `; ${webhooks.pending} not processed in time` : ''}.`, '']
+  const sdkSection = sdk === null
+    ? []
+    : ['## SDK overhead', '', `GET /v1/regions, 3,000 calls 20 at a time, alternating for three rounds (best of each): raw fetch ${formatInt(sdk.rawPerSec)} calls/s, @fractal/sdk ${formatInt(sdk.sdkPerSec)} calls/s: **${sdk.overheadPct.toFixed(1)} %** per call (target ≤ 10 %: ${sdk.overheadPct <= 10 ? 'pass' : 'FAIL'}). Rounds: ${sdk.rounds.map((r) => `${formatInt(r.raw)}/${formatInt(r.sdk)}`).join(', ')}.`, '']
   const varnishTarget = 3
   const edgeSection = storm === null && varnish === null
     ? []
@@ -655,6 +669,7 @@ async function main (): Promise<boolean> {
     ...logSection,
     ...webhookSection,
     ...edgeSection,
+    ...sdkSection,
     ...assignmentSection,
     '## Startup and memory',
     '',
