@@ -61,6 +61,7 @@ declare
   v_enabled boolean;
   v_window maintenance;
   v_live uuid;
+  v_live_count bigint;
   v_container container;
   v_created jsonb;
 begin
@@ -118,14 +119,13 @@ begin
   else
     perform pg_advisory_xact_lock(hashtextextended(p_user::text || ':' || p_app, 0));
   end if;
-  select id into v_live from container where user_id = p_user and app_id = p_app
-    and state in ('creating', 'starting', 'available', 'in_use') limit 1;
+  -- One read of the user's live containers answers both: this app's (one at a time) and all (the plan's limit).
+  select (array_agg(id) filter (where app_id = p_app))[1], count(*) into v_live, v_live_count
+    from container where user_id = p_user and state in ('creating', 'starting', 'available', 'in_use');
   if v_live is not null then
     raise exception 'already running' using errcode = 'FR006', detail = v_live::text;
   end if;
-  -- The plan's limit of containers at once (all apps).
-  if v_max_live is not null and (select count(*) from container where user_id = p_user
-      and state in ('creating', 'starting', 'available', 'in_use')) >= v_max_live then
+  if v_max_live is not null and v_live_count >= v_max_live then
     raise exception 'plan limit' using errcode = 'FR007', detail = v_max_live::text;
   end if;
 
