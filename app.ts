@@ -7,7 +7,7 @@ import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import queueDashboardPlugin from './plugins/queue-dashboard.js'
 import edgeCachePlugin from './plugins/edge-cache.js'
-import errorsPlugin from './plugins/errors.js'
+import errorsPlugin, { frameworkError } from './plugins/errors.js'
 import auditPlugin from './plugins/audit.js'
 import healthPlugin from './plugins/health.js'
 import jobsPlugin from './plugins/jobs.js'
@@ -104,7 +104,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     return503OnClosing: true,
     // PGlite (embedded) starts and migrates in seconds, not the default 10 s budget on a busy machine.
     pluginTimeout: 60_000,
-    ajv: { customOptions: { strict: false } }
+    ajv: { customOptions: { strict: false } },
+    frameworkErrors: frameworkError
   })
   app.addHook('onSend', async (request, reply, payload) => {
     reply.header('x-request-id', request.id)

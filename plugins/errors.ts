@@ -49,6 +49,10 @@ function isDependencyDown (err: Error & { code?: string, $retryable?: unknown, $
     /Connection terminated|timeout exceeded when trying to connect|enableOfflineQueue|enable_offline_queue|Connection is closed/.test(err.message)
 }
 
+// A value PostgreSQL cannot store or compare (a NUL character, a lone surrogate, an integer out of range):
+// the caller's input, so a 400, never a 500.
+const badValueCodes = new Set(['22021', '22P05', '22003', '22P02', '22001', '22007', '22008', '2200N'])
+
 interface FieldError { field: string, message: string }
 interface Problem { type: string, title: string, status: number, code: ErrorCode, detail?: string, instance?: string, requestId?: string, errors?: FieldError[] }
 
@@ -69,7 +73,9 @@ export function toProblem (err: FastifyError, request: FastifyRequest): { proble
   if (err instanceof DomainError) {
     // retryAfter is a header, not a member of the problem.
     const { retryAfter, ...extra } = err.extra ?? {}
-    return { problem: make(err.code, err.message, { title: err.title, ...extra }), retryAfter: retryAfter as number | undefined }
+    // Every 503 says when to come back (the spec's Unavailable response declares Retry-After).
+    const after = retryAfter as number | undefined ?? (table[err.code].status === 503 ? 60 : undefined)
+    return { problem: make(err.code, err.message, { title: err.title, ...extra }), retryAfter: after }
   }
   // A payment provider's refusal is ours to handle, not the caller's fault: never its 4xx, never its message.
   if (/^Stripe/.test(err.name ?? '') || /^Stripe/.test((err as { type?: string }).type ?? '')) {
@@ -78,6 +84,9 @@ export function toProblem (err: FastifyError, request: FastifyRequest): { proble
   if (err.validation) {
     const errors = err.validation.map((e) => ({ field: fieldOf(err.validationContext, e), message: e.message ?? 'is invalid' }))
     return { problem: make('validation_failed', errors.map((e) => `${e.field.slice(1)} ${e.message}`).join('; '), { errors }) }
+  }
+  if (err.code && badValueCodes.has(err.code)) {
+    return { problem: make('bad_request', 'A value in the request cannot be stored (a NUL character, an unpaired surrogate, or a number out of range).') }
   }
   const status = err.statusCode ?? 500
   if (status >= 400 && status < 500) {
@@ -94,6 +103,13 @@ export function toProblem (err: FastifyError, request: FastifyRequest): { proble
 export function sendProblem (reply: FastifyReply, problem: Problem, retryAfter?: number) {
   if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter))
   return reply.code(problem.status).type('application/problem+json').send(problem)
+}
+
+/** Fastify's own refusals before any route runs (a malformed URL, a path parameter too long): problems too. */
+export function frameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400
+  const { problem } = toProblem(Object.assign(new Error(err.code === 'FST_ERR_BAD_URL' ? 'The URL is malformed (bad percent-encoding).' : err.message), { statusCode: status }) as FastifyError, request)
+  return sendProblem(reply, { ...problem, status })
 }
 
 export default fp(async function errorsPlugin (app) {

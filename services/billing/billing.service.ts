@@ -3,7 +3,7 @@ import type Stripe from 'stripe'
 import type { DB, Plan, SubscriptionStatus } from '../../db/types.js'
 import type { JobQueue } from '../queue.js'
 import { upsertPlans, type PlanDefinition } from '../../db/plans.js'
-import { BadSignature, BillingNotConfigured, NoBillingAccount, PaymentRequired, PlanNotFound } from './billing.errors.js'
+import { BadSignature, NotAnEvent, BillingNotConfigured, NoBillingAccount, PaymentRequired, PlanNotFound } from './billing.errors.js'
 
 export function listPlans (db: Kysely<DB>) {
   return db.selectFrom('plan').selectAll().where('active', '=', true).orderBy('sort_order').orderBy('id').execute()
@@ -174,6 +174,9 @@ export async function acceptStripeEvent (db: Kysely<DB>, deps: BillingDeps, rawB
   } catch (err) {
     throw new BadSignature((err as Error).message.split('\n')[0] ?? 'invalid')
   }
+  // Signed, but not an event (a test payload, a misconfigured sender): refused, nothing stored.
+  const shape = event as unknown as { id?: unknown, type?: unknown } | null
+  if (!shape || typeof shape.id !== 'string' || typeof shape.type !== 'string' || shape.id.length === 0) throw new NotAnEvent()
   const inserted = await db.insertInto('stripe_event').values({ id: event.id, type: event.type, payload: JSON.stringify(event) })
     .onConflict((oc) => oc.column('id').doNothing()).returning('id').executeTakeFirst()
   // A redelivery of an event not processed yet (its enqueue may have failed) queues it again.

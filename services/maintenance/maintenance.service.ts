@@ -32,16 +32,19 @@ export async function setMaintenance (
 ) {
   const scope = input.region ?? 'global'
   if (input.region && !(await db.selectFrom('region').select('code').where('code', '=', input.region).executeTakeFirst())) throw new RegionUnknown(input.region)
-  if (input.enabled) {
-    const endsAt = new Date(Date.now() + (input.minutes ?? 60) * 60_000)
-    const message = input.message ?? 'Down for maintenance. Try again later.'
-    await db.insertInto('maintenance').values({ scope, message, owner_id: ownerId, ends_at: endsAt })
-      .onConflict((oc) => oc.column('scope').doUpdateSet({ message, owner_id: ownerId, ends_at: endsAt, starts_at: sql`now()` }))
-      .execute()
-  } else {
-    await db.deleteFrom('maintenance').where('scope', '=', scope).execute()
-  }
-  await recordAudit(db, { action: input.enabled ? 'maintenance.started' : 'maintenance.ended', actorId: ownerId, target: { type: 'maintenance', id: scope }, details: { message: input.message ?? null, minutes: input.minutes ?? null } })
+  // The window and its audit row together: a refused audit row (a value PostgreSQL cannot store) starts nothing.
+  await db.transaction().execute(async (trx) => {
+    if (input.enabled) {
+      const endsAt = new Date(Date.now() + (input.minutes ?? 60) * 60_000)
+      const message = input.message ?? 'Down for maintenance. Try again later.'
+      await trx.insertInto('maintenance').values({ scope, message, owner_id: ownerId, ends_at: endsAt })
+        .onConflict((oc) => oc.column('scope').doUpdateSet({ message, owner_id: ownerId, ends_at: endsAt, starts_at: sql`now()` }))
+        .execute()
+    } else {
+      await trx.deleteFrom('maintenance').where('scope', '=', scope).execute()
+    }
+    await recordAudit(trx, { action: input.enabled ? 'maintenance.started' : 'maintenance.ended', actorId: ownerId, target: { type: 'maintenance', id: scope }, details: { message: input.message ?? null, minutes: input.minutes ?? null } })
+  })
   await deps.cache.invalidate(['status'])
   const deadline = Date.now() + (input.waitSeconds ?? 0) * 1000
   let running = await runningJobs(db)
