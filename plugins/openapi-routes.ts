@@ -69,7 +69,7 @@ declare module 'fastify' {
 }
 
 /** Inlines every local `$ref` (siblings such as `description` are kept); a cycle stops start-up. */
-function dereference (document: Record<string, any>) {
+export function dereference (document: Record<string, any>) {
   const resolve = (pointer: string) => pointer.slice(2).split('/')
     .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
     .reduce<any>((node, key) => node?.[key], document)

@@ -10,6 +10,7 @@ import { Ajv, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import fc from 'fast-check'
 import { parse } from 'yaml'
+import { dereference } from '../../plugins/openapi-routes.js'
 
 const addFormats = addFormatsModule.default
 
@@ -35,27 +36,10 @@ export interface SpecOperation {
 
 const methods = ['get', 'put', 'post', 'patch', 'delete'] as const
 
-/** Every local $ref inlined (siblings kept), as the app does; a cycle ends in `{}` rather than a loop. */
-function dereferencer (document: Schema) {
-  const resolve = (pointer: string) => pointer.slice(2).split('/')
-    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .reduce<any>((node, key) => node?.[key], document)
-  const walk = (node: unknown, seen: readonly string[]): any => {
-    if (Array.isArray(node)) return node.map((n) => walk(n, seen))
-    if (node === null || typeof node !== 'object') return node
-    const { $ref, ...rest } = node as Record<string, unknown>
-    if (typeof $ref === 'string') {
-      if (seen.includes($ref)) return {}
-      return { ...walk(resolve($ref), [...seen, $ref]), ...walk(rest, seen) }
-    }
-    return Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, walk(v, seen)]))
-  }
-  return (node: unknown) => walk(node, [])
-}
-
 export function loadOperations (file: string): SpecOperation[] {
   const document = parse(readFileSync(file, 'utf8'))
-  const deref = dereferencer(document)
+  // The app's own dereferencing (plugins/openapi-routes.ts): the fuzzer sees the schemas the app validates with.
+  const deref = dereference(document)
   const operations: SpecOperation[] = []
   for (const [path, rawItem] of Object.entries<any>(document.paths ?? {})) {
     const item = deref(rawItem)
