@@ -8,8 +8,11 @@
 # Production does not migrate on start (DATABASE_AUTO_MIGRATE defaults to off): run the migrations as a
 # release step before rolling out web and worker. NODE_ENV=production also requires JWT_PRIVATE_KEY, in the
 # worker and migrations too (they load the same config).
-# The worker serves no HTTP, so its health check would always fail: disable it (--no-healthcheck, or
-# `healthcheck: { disable: true }` in compose).
+# The worker serves no API, so its health check would always fail: disable it (--no-healthcheck, or
+# `healthcheck: { disable: true }` in compose). Its Prometheus metrics (jobs processed, job durations, process)
+# are served at /metrics on WORKER_METRICS_PORT when that is set; publish that port to the scraper.
+# Tracing: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4318) to send OTLP/HTTP spans; the
+# entries (dist/server.js, dist/worker.js) start it before loading the app, so no --import flag is needed.
 # Shutdown: SIGTERM → close-with-grace waits up to SHUTDOWN_GRACE_MS (10 s) for in-flight requests and jobs;
 # give the container longer than that to stop (docker stop -t 15, compose stop_grace_period: 15s).
 

@@ -7,7 +7,7 @@ import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import queueDashboardPlugin from './plugins/queue-dashboard.js'
 import edgeCachePlugin from './plugins/edge-cache.js'
-import errorsPlugin, { frameworkError } from './plugins/errors.js'
+import errorsPlugin, { clientErrorHandler, frameworkError } from './plugins/errors.js'
 import auditPlugin from './plugins/audit.js'
 import healthPlugin from './plugins/health.js'
 import jobsPlugin from './plugins/jobs.js'
@@ -56,6 +56,8 @@ export interface BuildOptions {
   logger?: FastifyServerOptions['logger']
   /** The feature plugins to register; all of them unless a contract test says otherwise. */
   features?: FastifyPluginAsync[]
+  /** Another copy of the OpenAPI document (contract tests of the spec's extensions); openapi/openapi.yaml otherwise. */
+  specPath?: string
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -105,7 +107,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // PGlite (embedded) starts and migrates in seconds, not the default 10 s budget on a busy machine.
     pluginTimeout: 60_000,
     ajv: { customOptions: { strict: false } },
-    frameworkErrors: frameworkError
+    frameworkErrors: frameworkError,
+    clientErrorHandler,
+    // Node checks the request timeout this often (30 s by default, so a trickling client outlived it).
+    http: { connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(config.http.requestTimeoutMs / 4))) }
   })
   app.addHook('onSend', async (request, reply, payload) => {
     reply.header('x-request-id', request.id)
@@ -138,7 +143,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(rateLimitPlugin)
     await app.register(metricsPlugin)
     await app.register(healthPlugin)
-    await app.register(openapiRoutesPlugin)
+    await app.register(openapiRoutesPlugin, { specPath: options.specPath })
     await app.register(docsPlugin)
     await app.register(queueDashboardPlugin)
 

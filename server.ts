@@ -1,16 +1,32 @@
-// Web process: config → app → listen. With --with-worker (npm start) it also processes the queues.
+// Web process: config → tracing (when configured) → app → listen. With --with-worker (npm start) it also processes the queues.
 import closeWithGrace from 'close-with-grace'
-import { buildApp } from './app.js'
 import { loadConfig } from './plugins/config.js'
+import { startTelemetry } from './plugins/telemetry.js'
 
 const config = loadConfig()
+// Tracing patches pg, ioredis, redis and the AWS SDK as they load: the app is imported after it starts.
+const telemetry = await startTelemetry(config, 'fractal-webserver')
+const { buildApp } = await import('./app.js')
 const app = await buildApp(config)
 const withWorker = process.argv.includes('--with-worker')
+if (telemetry) {
+  telemetry.traceJobs(app)
+  app.log.info({ url: config.telemetry.tracesUrl }, 'tracing: spans go to the OTLP collector')
+}
 
 closeWithGrace({ delay: config.http.shutdownGraceMs }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'closing after an error')
   else app.log.info({ signal }, 'closing: finishing in-flight requests and jobs')
-  await app.close()
+  // Requests and jobs drain side by side for SHUTDOWN_GRACE_MS less a margin. Connections still open then
+  // (event streams, which never end by themselves, or slow clients) are cut, so the process exits 0
+  // within the grace period instead of being killed by its timer; an event stream resumes elsewhere.
+  const cut = setTimeout(() => {
+    app.log.info('closing: cutting the connections still open')
+    app.server.closeAllConnections()
+  }, config.http.shutdownDrainMs)
+  await Promise.all([app.close(), withWorker ? app.queue.close() : undefined])
+  clearTimeout(cut)
+  await telemetry?.shutdown()
 })
 
 await app.listen({ host: config.host, port: config.port })

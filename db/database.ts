@@ -27,8 +27,11 @@ export async function createDatabase (options: DatabaseOptions): Promise<{ db: D
       connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30000
     })
-    // An idle client losing its server (PostgreSQL restarting) must not crash the process.
+    // A client losing its server (PostgreSQL restarting) must not crash the process: the pool listens on
+    // idle clients only, and a checked-out client between two queries (inside a transaction) emits 'error'
+    // with no listener. Its next query fails instead (a 503), and the pool drops it on release.
     pool.on('error', () => {})
+    pool.on('connect', (client) => { client.on('error', () => {}) })
     return { db: new Kysely<DB>({ dialect: new PostgresDialect({ pool }) }), kind: 'postgres' }
   }
   const { PGlite } = await import('@electric-sql/pglite')

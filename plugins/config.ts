@@ -1,5 +1,6 @@
 import { isAbsolute, join, resolve } from 'node:path'
 import { Type, type Static } from '@sinclair/typebox'
+import { Ajv } from 'ajv'
 import envSchema from 'env-schema'
 import fp from 'fastify-plugin'
 
@@ -27,6 +28,7 @@ const EnvSchema = Type.Object({
   CORS_ORIGINS: Type.String({ default: '' }),
   TRUST_PROXY: Type.String({ default: '' }),
   RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
+  RATE_LIMIT_FAIL_CLOSED: Type.Boolean({ default: true }),
   ORIGIN_CACHE_TTL_MS: Type.Integer({ default: 5000, minimum: 0, maximum: 300000 }),
   SHARED_CACHE_TTL_MS: Type.Integer({ default: 5000, minimum: 0, maximum: 300000 }),
   CACHE_PURGER: Enum(['none', 'varnish', 'fastly', 'cloudflare'], 'none'),
@@ -42,6 +44,12 @@ const EnvSchema = Type.Object({
   REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10000, minimum: 0 }),
   WORKER_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 100 }),
+  QUEUE_STALL_INTERVAL_MS: Type.Integer({ default: 10000, minimum: 500, maximum: 600000 }),
+  WORKER_METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
+  OTEL_SERVICE_NAME: Type.Optional(Type.String({ minLength: 1 })),
+  OTEL_SDK_DISABLED: Type.Boolean({ default: false }),
   APP_URL: Type.String({ default: 'http://127.0.0.1:3000', format: 'uri' }),
   SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
   MAIL_FROM: Type.String({ default: 'Fractal <no-reply@fractal.co>', minLength: 3 }),
@@ -150,9 +158,12 @@ function toConfig (env: Env) {
       trustProxy: toList(env.TRUST_PROXY),
       bodyLimit: env.BODY_LIMIT,
       requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
-      shutdownGraceMs: env.SHUTDOWN_GRACE_MS
+      shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+      // What in-flight requests and jobs get of the grace period; the rest is for cutting and handing back.
+      shutdownDrainMs: Math.max(100, env.SHUTDOWN_GRACE_MS - Math.min(2000, Math.floor(env.SHUTDOWN_GRACE_MS / 4)))
     },
-    rateLimit: { enabled: env.RATE_LIMIT_ENABLED },
+    // failClosed: operations whose x-rate-limit says failClosed answer 503 while the limiter's Redis is away.
+    rateLimit: { enabled: env.RATE_LIMIT_ENABLED, failClosed: env.RATE_LIMIT_FAIL_CLOSED },
     cache: {
       originTtlMs: env.ORIGIN_CACHE_TTL_MS,
       sharedTtlMs: env.SHARED_CACHE_TTL_MS,
@@ -164,7 +175,16 @@ function toConfig (env: Env) {
         timeoutMs: env.CACHE_PURGE_TIMEOUT_MS
       }
     },
-    worker: { concurrency: env.WORKER_CONCURRENCY },
+    // metricsPort: a standalone worker serves /metrics there (the web process serves its own on PORT).
+    // stallIntervalMs: a job whose worker died goes back to the queue after one to two of these.
+    worker: { concurrency: env.WORKER_CONCURRENCY, metricsPort: env.WORKER_METRICS_PORT ?? null, stallIntervalMs: env.QUEUE_STALL_INTERVAL_MS },
+    // Traces go to an OTLP/HTTP collector only when an endpoint is set (the standard OTEL_* variables).
+    telemetry: {
+      tracesUrl: env.OTEL_SDK_DISABLED
+        ? null
+        : env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces` : null),
+      serviceName: env.OTEL_SERVICE_NAME ?? null
+    },
     appUrl: env.APP_URL.replace(/\/$/, ''),
     mail: { smtpUrl: env.SMTP_URL ?? null, from: env.MAIL_FROM },
     accounts: {
@@ -275,6 +295,8 @@ function deepFreeze<T extends object> (value: T): T {
   return Object.freeze(value)
 }
 
+let envAjv: Ajv | undefined
+
 /**
  * Parses an environment (process.env by default) into a Config. Every bad variable is reported in one
  * error, e.g. `invalid configuration: PORT must be <= 65535; DATABASE_URL must match pattern "^postgres(ql)?://"`.
@@ -282,7 +304,10 @@ function deepFreeze<T extends object> (value: T): T {
 export function loadConfig (env: Record<string, string | undefined> = process.env): Config {
   let parsed: Env
   try {
-    parsed = envSchema<Env>({ schema: EnvSchema, data: env, env: false, dotenv: false, ajv: { customOptions: (ajv) => ajv.addFormat('uri', /^https?:\/\/\S+$/) } })
+    // One Ajv for the process (env-schema's options): it compiles the schema once (tests load many configs).
+    envAjv ??= new Ajv({ allErrors: true, removeAdditional: true, useDefaults: true, coerceTypes: true, allowUnionTypes: true, addUsedSchema: false, keywords: [envSchema.keywords.separator] })
+      .addFormat('uri', /^https?:\/\/\S+$/)
+    parsed = envSchema<Env>({ schema: EnvSchema, data: env, env: false, dotenv: false, ajv: envAjv })
   } catch (err) {
     const parts = (err as Error).message.split(', env').map((part) => part.replace(/^(env)?\//, ''))
     const message = [...new Set(parts)].join('; ')

@@ -80,13 +80,17 @@ function sendCached (request: FastifyRequest, reply: FastifyReply, body: string,
 
 /** A document served as written at `url` (.json and .yaml), serialised once, with a strong ETag; edge-cached. */
 function serveDocument (app: FastifyInstance, base: string, document: Document) {
-  const bodies = {
-    json: { type: 'application/json', body: JSON.stringify(document) },
-    yaml: { type: 'application/yaml', body: stringify(document) }
-  }
-  for (const [ext, { type, body }] of Object.entries(bodies)) {
-    const etag = etagOf(body)
-    app.get(`${base}.${ext}`, { schema: { hide: true } }, async (request, reply) => sendCached(request, reply, body, type, etag))
+  // Each serialised on its first request and kept (YAML takes longer than the rest of start-up's docs work).
+  const formats = { json: { type: 'application/json', serialise: JSON.stringify }, yaml: { type: 'application/yaml', serialise: stringify } }
+  for (const [ext, { type, serialise }] of Object.entries(formats)) {
+    let served: { body: string, etag: string } | undefined
+    app.get(`${base}.${ext}`, { schema: { hide: true } }, async (request, reply) => {
+      if (!served) {
+        const body = serialise(document)
+        served = { body, etag: etagOf(body) }
+      }
+      return sendCached(request, reply, served.body, type, served.etag)
+    })
   }
 }
 

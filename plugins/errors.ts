@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { DomainError, type ErrorCode } from '../services/errors.js'
+import { securityHeaders } from './security.js'
 
 export const problemTypeBase = 'https://docs.fractal.co/problems/'
 
@@ -41,12 +42,13 @@ const byStatus: Record<number, ErrorCode> = {
 }
 
 // Errors of a dependency that is away (PostgreSQL restarting, Redis down): 503 with Retry-After, not 500.
-const unavailableCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006'])
+// 53300: too many connections (a restarted server filling up again).
+const unavailableCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '53300'])
 function isDependencyDown (err: Error & { code?: string, $retryable?: unknown, $metadata?: { httpStatusCode?: number } }): boolean {
   // A cloud API throttling us or failing (the AWS SDK's retryable and 5xx errors) is a dependency away too.
   if (err.$retryable || (err.$metadata?.httpStatusCode ?? 0) >= 500 || /Throttl/i.test(err.name)) return true
   return (err.code !== undefined && unavailableCodes.has(err.code)) ||
-    /Connection terminated|timeout exceeded when trying to connect|enableOfflineQueue|enable_offline_queue|Connection is closed/.test(err.message)
+    /Connection terminated|timeout exceeded when trying to connect|is not queryable|enableOfflineQueue|enable_offline_queue|Connection is closed/.test(err.message)
 }
 
 // A value PostgreSQL cannot store or compare (a NUL character, a lone surrogate, an integer out of range):
@@ -109,7 +111,32 @@ export function sendProblem (reply: FastifyReply, problem: Problem, retryAfter?:
 export function frameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400
   const { problem } = toProblem(Object.assign(new Error(err.code === 'FST_ERR_BAD_URL' ? 'The URL is malformed (bad percent-encoding).' : err.message), { statusCode: status }) as FastifyError, request)
+  // Refused before routing: no hook runs, so the security headers are set here.
+  reply.headers(securityHeaders)
   return sendProblem(reply, { ...problem, status })
+}
+
+// The spec's codes (its enum is closed): these are bad requests, told apart by status and title.
+const clientErrors: Record<string, { status: number, title: string, detail: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, title: 'Request Timeout', detail: 'The request did not arrive in time.' },
+  HPE_HEADER_OVERFLOW: { status: 431, title: 'Request Header Fields Too Large', detail: 'The request headers are larger than this server accepts.' }
+}
+
+/**
+ * What Node itself refuses before Fastify sees a request (headers too large, a request too slow, bytes that
+ * are not HTTP): a problem+json answer with the security headers, then the socket is closed.
+ */
+export function clientErrorHandler (this: { log: { trace (o: object, m: string): void } }, err: Error & { code?: string }, socket: import('node:stream').Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const { status, title, detail } = clientErrors[err.code ?? ''] ?? { status: 400, title: 'Bad Request', detail: 'The request is not valid HTTP.' }
+  const code: ErrorCode = 'bad_request'
+  this.log.trace({ err }, `client error ${status}`)
+  if (socket.writable) {
+    const body = JSON.stringify({ type: `${problemTypeBase}${code}`, title, status, code, detail })
+    const headers = Object.entries(securityHeaders).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+    socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${headers}Connection: close\r\n\r\n${body}`)
+  }
+  socket.destroy(err)
 }
 
 export default fp(async function errorsPlugin (app) {

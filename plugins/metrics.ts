@@ -1,4 +1,7 @@
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { queueFamilies } from '../services/queue.js'
 
@@ -8,7 +11,7 @@ declare module 'fastify' {
   }
 }
 
-/** Prometheus metrics: requests by route and status, latency histogram, queue depth, process. */
+/** Prometheus metrics: requests by route and status, latency histogram, queue depth, jobs processed, process. */
 export default fp(async function metricsPlugin (app) {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
@@ -38,6 +41,38 @@ export default fp(async function metricsPlugin (app) {
     }
   })
 
+  // `job_name`, not `job`: Prometheus gives every scraped series a `job` label (the scrape job) and would
+  // rename ours to `exported_job`.
+  const jobsProcessed = new Counter({
+    name: 'jobs_processed_total',
+    help: 'Job attempts processed in this process, by outcome: success, retry (failed, another attempt follows), failed (failed for good)',
+    labelNames: ['queue', 'job_name', 'outcome'],
+    registers: [registry]
+  })
+  const jobDuration = new Histogram({
+    name: 'job_duration_seconds',
+    help: 'Time a job attempt ran in this process, whatever its outcome',
+    labelNames: ['queue', 'job_name'],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+    registers: [registry]
+  })
+  app.queue.aroundJob(async (job, run) => {
+    const labels = { queue: job.family, job_name: job.name }
+    const started = performance.now()
+    let outcome = 'failed'
+    try {
+      const result = await run()
+      outcome = 'success'
+      return result
+    } catch (err) {
+      if (!job.lastAttempt) outcome = 'retry'
+      throw err
+    } finally {
+      jobsProcessed.inc({ ...labels, outcome })
+      jobDuration.observe(labels, (performance.now() - started) / 1000)
+    }
+  })
+
   app.addHook('onResponse', async (request, reply) => {
     // The route pattern, not the URL, so ids do not explode the label set; unknown routes share one label.
     const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode }
@@ -47,3 +82,25 @@ export default fp(async function metricsPlugin (app) {
 
   app.decorate('metrics', { registry, render: () => registry.metrics() })
 }, { fastify: '5.x', name: 'metrics', dependencies: ['queue'] })
+
+/**
+ * Serves the registry at `GET /metrics` on its own port: a standalone worker has no HTTP server of its
+ * own, and its job counters and durations live in its process only.
+ */
+export async function serveMetrics (app: FastifyInstance, host: string, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+      return
+    }
+    app.metrics.render().then(
+      (body) => { res.writeHead(200, { 'content-type': app.metrics.registry.contentType }).end(body) },
+      (err) => {
+        app.log.error({ err }, 'metrics: scrape failed')
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('scrape failed\n')
+      })
+  })
+  server.listen(port, host)
+  await once(server, 'listening')
+  return server
+}

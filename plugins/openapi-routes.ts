@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { Ajv, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
+import fastJsonStringify from 'fast-json-stringify'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RouteOptions } from 'fastify'
 import { parse as parseYaml } from 'yaml'
@@ -15,7 +16,8 @@ const methods = ['get', 'put', 'post', 'patch', 'delete', 'head', 'options'] as 
 // Response bodies Fastify serialises (fast-json-stringify): other types (text/plain) are sent as they are.
 const jsonTypes = ['application/json', 'application/problem+json']
 
-interface RateLimitExtension { max: number, timeWindow: string | number, key?: 'ip' | 'user' | 'partnerKey' }
+/** `failClosed`: while the limiter's store (Redis) is away the operation answers 503 rather than going unlimited. */
+interface RateLimitExtension { max: number, timeWindow: string | number, key?: 'ip' | 'user' | 'partnerKey', failClosed?: boolean }
 
 /** One operation of the spec, resolved ($refs inlined) and turned into what Fastify needs. */
 export interface Operation {
@@ -224,16 +226,18 @@ function rateLimitConfig (app: FastifyInstance, ext: RateLimitExtension) {
   return {
     max: ext.max,
     timeWindow: ext.timeWindow,
-    ...(ext.key === 'user' || ext.key === 'partnerKey' ? { keyGenerator: keyGenerators[ext.key] } : {})
+    ...(ext.key === 'user' || ext.key === 'partnerKey' ? { keyGenerator: keyGenerators[ext.key] } : {}),
+    // Overrides the plugin's skipOnError (plugins/rate-limit.ts) for this route only.
+    ...(ext.failClosed && app.config.rateLimit.failClosed ? { skipOnError: false } : {})
   }
 }
 
 /** Test mode: every response body is checked against the schema the spec declares for its status. */
-function responseValidator (ajv: Ajv, operation: Operation) {
+function responseValidator ({ ajv, compile }: SchemaCompiler, operation: Operation) {
   const validators = new Map<string, ValidateFunction>()
   for (const [status, response] of Object.entries<any>(operation.schema.response ?? {})) {
     for (const [type, content] of Object.entries<any>(response.content ?? {})) {
-      validators.set(`${status} ${type}`, ajv.compile(content.schema))
+      validators.set(`${status} ${type}`, compile(content.schema))
     }
   }
   // A mismatch becomes a 500 problem naming it (test mode only), so the test that caused it fails.
@@ -257,6 +261,62 @@ function responseValidator (ajv: Ajv, operation: Operation) {
   }
 }
 
+// What every app of the process shares: the parsed document (per file and text) and the validators, each
+// schema compiled once (keyed by its JSON: many operations share a body or a problem shape, and tests and the
+// bench build many apps in one process). Compiling is most of start-up: this is what keeps it short.
+const parsed = new Map<string, { text: string, document: Record<string, any> }>()
+
+async function readDocument (path: string): Promise<Record<string, any>> {
+  const text = await readFile(path, 'utf8')
+  let entry = parsed.get(path)
+  if (entry?.text !== text) {
+    entry = { text, document: parseYaml(text) }
+    parsed.set(path, entry)
+  }
+  // A copy: an app may change its document (the docs' servers), never its neighbours'.
+  return structuredClone(entry.document)
+}
+
+export interface SchemaCompiler { ajv: Ajv, compile (schema: object): ValidateFunction }
+const compilers = new Map<string, SchemaCompiler>()
+
+function sharedAjv (coerceTypes: boolean | 'array'): SchemaCompiler {
+  const kind = String(coerceTypes)
+  let compiler = compilers.get(kind)
+  if (!compiler) {
+    const ajv = new Ajv({ strict: false, allErrors: true, coerceTypes, useDefaults: true, removeAdditional: false })
+    addFormats(ajv)
+    const compiled = new Map<string, ValidateFunction>()
+    compiler = {
+      ajv,
+      compile (schema) {
+        const key = JSON.stringify(schema)
+        let validate = compiled.get(key)
+        if (!validate) {
+          validate = ajv.compile(schema)
+          compiled.set(key, validate)
+        }
+        return validate
+      }
+    }
+    compilers.set(kind, compiler)
+  }
+  return compiler
+}
+
+const serializers = new Map<string, (data: unknown) => string>()
+
+/** Fastify's own response serialiser (fast-json-stringify), each schema built once per process. */
+function sharedSerializer (schema: object): (data: unknown) => string {
+  const key = JSON.stringify(schema)
+  let serialize = serializers.get(key)
+  if (!serialize) {
+    serialize = fastJsonStringify(schema)
+    serializers.set(key, serialize)
+  }
+  return serialize
+}
+
 /**
  * The contract pipeline at start-up: reads openapi.yaml once, resolves it, and lets each feature plugin
  * register its tag's operations (`app.registerOperations(tag, handlers)`) inside its own encapsulated
@@ -266,21 +326,17 @@ function responseValidator (ajv: Ajv, operation: Operation) {
  * fastify-openapi-glue does the same conversion but validates the whole document again (compiling the
  * OpenAPI meta-schema) on every registration: about 150 ms per tag. The spec is linted in CI instead.
  */
-export default fp(async function openapiRoutesPlugin (app) {
-  const document = parseYaml(await readFile(specPath, 'utf8'))
+export default fp(async function openapiRoutesPlugin (app, options: { specPath?: string }) {
+  const document = await readDocument(options.specPath ?? specPath)
   const operations = indexOperations(document)
   app.decorate('openapi', { document, operations })
 
   // Parameters arrive as strings and are coerced; bodies are not, and nothing is stripped silently.
-  const makeAjv = (coerceTypes: boolean | 'array') => {
-    const instance = new Ajv({ strict: false, allErrors: true, coerceTypes, useDefaults: true, removeAdditional: false })
-    addFormats(instance)
-    return instance
-  }
-  const bodyAjv = makeAjv(false)
-  const paramsAjv = makeAjv('array')
+  const bodyAjv = sharedAjv(false)
+  const paramsAjv = sharedAjv('array')
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : paramsAjv).compile(schema))
-  const responseAjv = app.config.validateResponses ? makeAjv(false) : null
+  const responseAjv = app.config.validateResponses ? sharedAjv(false) : null
+  app.setSerializerCompiler(({ schema }) => sharedSerializer(schema as object))
 
   const registered = new Set<string>()
   app.decorate('registerOperations', function registerOperations (this: FastifyInstance, tag: string, handlers: Record<string, AnyHandler>) {

@@ -3,7 +3,7 @@ import BeeQueue from 'bee-queue'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  queueFamilies, type EnqueueOptions, type JobContext, type JobDefinition, type JobQueue, type QueueCounts, type QueueFamily
+  queueFamilies, type EnqueueOptions, type JobContext, type JobDefinition, type JobInterceptor, type JobQueue, type QueueCounts, type QueueFamily
 } from '../services/queue.js'
 
 // Retry defaults for every job: exponential backoff from 1 s, 3 retries, 5 minutes per attempt.
@@ -14,6 +14,8 @@ interface Payload { name: string, data: unknown }
 export interface QueueRuntime extends JobQueue {
   readonly kind: 'bee-queue' | 'in-process'
   define (...definitions: JobDefinition[]): void
+  /** Wraps every later job attempt in `interceptor` (the first added is the outermost). */
+  aroundJob (interceptor: JobInterceptor): void
   /** Starts processing every family (the worker role). */
   startWorker (concurrency: number): void
   close (): Promise<void>
@@ -25,21 +27,39 @@ declare module 'fastify' {
   }
 }
 
-function dispatcher (definitions: Map<string, JobDefinition>, family: QueueFamily, log: FastifyBaseLogger) {
+function dispatcher (definitions: Map<string, JobDefinition>, interceptors: JobInterceptor[], family: QueueFamily, log: FastifyBaseLogger) {
   return async (payload: Payload, ctx: JobContext) => {
     const definition = definitions.get(`${family}/${payload.name}`)
-    if (!definition) throw new Error(`queue ${family}: no job named ${payload.name}`)
+    const attempt = { family, name: payload.name, id: ctx.id, lastAttempt: ctx.lastAttempt }
+    const run = interceptors.reduceRight<() => Promise<unknown>>(
+      (next, intercept) => () => intercept(attempt, next),
+    async () => {
+      if (!definition) throw new Error(`queue ${family}: no job named ${payload.name}`)
+      return definition.handle(payload.data, ctx)
+    })
     const started = performance.now()
     try {
-      return await definition.handle(payload.data, ctx)
+      return await run()
     } finally {
       log.debug({ job: ctx.id, family, name: payload.name, ms: Math.round(performance.now() - started) }, 'job done')
     }
   }
 }
 
-function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger): QueueRuntime {
+// Moves a job its worker could not finish from the active list back to the front of the waiting list (the
+// next one taken), unless it has left the active list meanwhile; the same move bee-queue's stall check makes.
+const handBackScript = 'if redis.call("lrem", KEYS[1], 0, ARGV[1]) > 0 then redis.call("rpush", KEYS[2], ARGV[1]) return 1 end return 0'
+
+interface BeeOptions {
+  /** A worker refreshes its jobs every half of this; a job nobody refreshed for that long is stalled. */
+  stallIntervalMs: number
+  /** How long close() lets running jobs finish before it hands them back. */
+  drainMs: number
+}
+
+function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger, options: BeeOptions): QueueRuntime {
   const definitions = new Map<string, JobDefinition>()
+  const interceptors: JobInterceptor[] = []
   const make = (family: QueueFamily, isWorker: boolean) => new BeeQueue<Payload>(family, {
     prefix: `${prefix}bq`,
     // Producers fail fast while Redis is away (the caller decides: 503, or leave it to a reaper) instead of
@@ -51,16 +71,20 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger): 
     activateDelayedJobs: isWorker,
     removeOnSuccess: true,
     removeOnFailure: false,
-    // A worker that dies leaves its jobs stalled; another worker takes them back after this long.
-    stallInterval: 10_000
+    // A worker that dies leaves its jobs stalled; another worker takes them back after one to two of these.
+    stallInterval: options.stallIntervalMs
   })
   const producers = new Map(queueFamilies.map((f) => [f, make(f, false)]))
   const workers: BeeQueue[] = []
+  // Jobs this process took whose outcome bee-queue has not recorded yet (family:id).
+  const unfinished = new Map<string, { family: QueueFamily, id: string }>()
+  let closing: Promise<void> | undefined
   const get = (family: QueueFamily) => producers.get(family)!
 
   return {
     kind: 'bee-queue',
     define (...defs) { for (const d of defs) definitions.set(`${d.family}/${d.name}`, d) },
+    aroundJob (interceptor) { interceptors.push(interceptor) },
     async enqueue (job, data, options: EnqueueOptions = {}) {
       const created = get(job.family).createJob({ name: job.name, data })
         .retries(options.retries ?? defaults.retries)
@@ -80,22 +104,46 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger): 
     startWorker (concurrency) {
       for (const family of queueFamilies) {
         const queue = make(family, true)
-        const run = dispatcher(definitions, family, log)
-        queue.process(concurrency, (job) => run(job.data, {
-          id: String(job.id),
-          // bee-queue counts retries down as it makes them.
-          lastAttempt: (job.options.retries ?? 0) <= 0,
-          reportProgress: async (p) => { job.reportProgress(p) }
-        }))
-        queue.on('failed', (job, err) => log.warn({ err, job: job.id, family }, 'job attempt failed'))
+        const run = dispatcher(definitions, interceptors, family, log)
+        queue.process(concurrency, (job) => {
+          unfinished.set(`${family}:${job.id}`, { family, id: String(job.id) })
+          return run(job.data, {
+            id: String(job.id),
+            // bee-queue counts retries down as it makes them.
+            lastAttempt: (job.options.retries ?? 0) <= 0,
+            reportProgress: async (p) => { job.reportProgress(p) }
+          })
+        })
+        // Emitted once the outcome is stored (a retry included): the job is no longer ours to hand back.
+        queue.on('succeeded', (job) => { unfinished.delete(`${family}:${job.id}`) })
+        queue.on('failed', (job, err) => {
+          unfinished.delete(`${family}:${job.id}`)
+          log.warn({ err, job: job.id, family }, 'job attempt failed')
+        })
         queue.on('error', (err) => log.error({ err, family }, 'queue error'))
+        // bee-queue looks for stalled jobs once at start only; a worker that died must not strand its jobs
+        // until the next worker starts.
+        queue.checkStalledJobs(Math.max(250, Math.floor(options.stallIntervalMs / 2)))
+        queue.on('stalled', (id) => log.warn({ job: id, family }, 'stalled job taken back (its worker died)'))
         workers.push(queue)
       }
     },
-    async close () {
-      // Workers first: active jobs get the grace period to finish, the rest stay in Redis for the next worker.
-      await Promise.allSettled(workers.map((q) => q.close(10_000)))
-      await Promise.allSettled([...producers.values()].map((q) => q.close(1000)))
+    close () {
+      closing ??= (async () => {
+        // Workers first: they stop taking jobs, and running ones get the drain period to finish.
+        await Promise.allSettled(workers.map((q) => q.close(options.drainMs)))
+        // What is still running is handed back now, for another worker to continue at once, rather than left
+        // for the stall check (jobs are idempotent: the next attempt finds what this one did).
+        const left = [...unfinished.values()]
+        await Promise.allSettled(left.map(async ({ family, id }) => {
+          const producer = get(family) as unknown as { client: { eval (...args: unknown[]): void }, toKey (key: string): string }
+          const moved = await new Promise((resolve, reject) => producer.client.eval(handBackScript, 2, producer.toKey('active'), producer.toKey('waiting'), id,
+            (err: Error | null, n: number) => { if (err) reject(err); else resolve(n) }))
+          log.info({ job: id, family, handedBack: moved === 1 }, 'job not finished at shutdown: handed back')
+        }))
+        await Promise.allSettled([...producers.values()].map((q) => q.close(1000)))
+      })()
+      return closing
     }
   }
 }
@@ -103,8 +151,9 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger): 
 interface MemoryJob { id: string, family: QueueFamily, payload: Payload, attemptsLeft: number, attempt: number, timeoutMs: number }
 
 /** The same interface without Redis, for the embedded default: jobs live in this process only. */
-function createMemoryQueues (log: FastifyBaseLogger): QueueRuntime {
+function createMemoryQueues (log: FastifyBaseLogger, drainMs: number): QueueRuntime {
   const definitions = new Map<string, JobDefinition>()
+  const interceptors: JobInterceptor[] = []
   const counts = new Map(queueFamilies.map((f) => [f, { waiting: 0, active: 0, delayed: 0, failed: 0, succeeded: 0 }]))
   const waiting = new Map<QueueFamily, MemoryJob[]>(queueFamilies.map((f) => [f, []]))
   const known = new Set<string>()
@@ -124,7 +173,7 @@ function createMemoryQueues (log: FastifyBaseLogger): QueueRuntime {
     pump(job.family)
   }
   const attempt = async (job: MemoryJob, c: QueueCounts) => {
-    const run = dispatcher(definitions, job.family, log)
+    const run = dispatcher(definitions, interceptors, job.family, log)
     let timer: NodeJS.Timeout | undefined
     try {
       await Promise.race([
@@ -166,6 +215,7 @@ function createMemoryQueues (log: FastifyBaseLogger): QueueRuntime {
   return {
     kind: 'in-process',
     define (...defs) { for (const d of defs) definitions.set(`${d.family}/${d.name}`, d) },
+    aroundJob (interceptor) { interceptors.push(interceptor) },
     async enqueue (job, data, options = {}) {
       const id = options.jobId ?? randomUUID()
       if (known.has(id)) return id
@@ -195,7 +245,10 @@ function createMemoryQueues (log: FastifyBaseLogger): QueueRuntime {
     async close () {
       closed = true
       for (const t of timers) clearTimeout(t)
-      await Promise.allSettled([...active])
+      // Running jobs get the drain period, as with Redis; in-process jobs have nobody to be handed back to.
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([Promise.allSettled([...active]), new Promise((resolve) => { timer = setTimeout(resolve, drainMs) })])
+      clearTimeout(timer)
     }
   }
 }
@@ -203,7 +256,9 @@ function createMemoryQueues (log: FastifyBaseLogger): QueueRuntime {
 export default fp(async function queuePlugin (app) {
   const { url, prefix } = app.config.redis
   if (url !== null && !/^rediss?:\/\//.test(url)) throw new Error('queue: config.redis.url is not a redis:// URL')
-  const queue = url ? createBeeQueues(url, prefix, app.log) : createMemoryQueues(app.log)
+  const queue = url
+    ? createBeeQueues(url, prefix, app.log, { stallIntervalMs: app.config.worker.stallIntervalMs, drainMs: app.config.http.shutdownDrainMs })
+    : createMemoryQueues(app.log, app.config.http.shutdownDrainMs)
   app.decorate('queue', queue)
   app.addHook('onClose', async () => { await queue.close() })
 }, { fastify: '5.x', name: 'queue', dependencies: ['config'] })

@@ -27,15 +27,30 @@ function helmetHeaders (): Record<string, string> {
   return headers
 }
 
+/**
+ * The security headers of every answer. Exported for Fastify's own refusals before routing (frameworkErrors:
+ * a malformed URL, a path too long), which no hook sees.
+ */
+export const securityHeaders: Readonly<Record<string, string>> = Object.freeze(helmetHeaders())
+
 /** Helmet's security headers, and CORS for the configured origins only (none by default). */
 export default fp(async function securityPlugin (app) {
-  const headers = helmetHeaders()
+  const headers = securityHeaders
   app.addHook('onRequest', async (_request, reply) => { reply.headers(headers) })
+  // An answer sent before its request's body arrived (a 429, a 401, a 415 on the headers alone) closes the
+  // connection: otherwise Node keeps the socket for the rest of that body, and a client that never sends it
+  // holds the connection for the keep-alive timeout (slowloris on the cheapest routes).
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.raw.complete === false) reply.header('connection', 'close')
+    return payload
+  })
 
   const origins = app.config.http.corsOrigins
   await app.register(fastifyCors, {
     origin: origins.length > 0 ? [...origins] : false,
     credentials: true,
+    // @fastify/cors allows only the CORS-safelisted methods by default: the web app's PATCH and DELETE need saying.
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
     exposedHeaders: ['Location', 'Retry-After', 'X-Request-Id', 'ETag', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'],
     maxAge: 600
   })

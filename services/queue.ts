@@ -23,6 +23,20 @@ export interface JobDefinition<D = any> {
   handle (data: D, ctx: JobContext): Promise<unknown>
 }
 
+/** One attempt at a job, as an interceptor sees it. */
+export interface JobAttempt {
+  family: QueueFamily
+  name: string
+  id: string
+  lastAttempt: boolean
+}
+
+/**
+ * Wraps every job attempt (metrics, tracing): `run` performs the attempt, and whatever the interceptor
+ * returns or throws is the attempt's outcome, so it must return or rethrow what `run` gave it.
+ */
+export type JobInterceptor = (attempt: JobAttempt, run: () => Promise<unknown>) => Promise<unknown>
+
 export interface QueueCounts { waiting: number, active: number, delayed: number, failed: number, succeeded: number }
 
 export interface JobQueue {
