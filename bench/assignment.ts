@@ -38,21 +38,21 @@ export interface AssignmentBenchResult {
 const app = 'chrome'
 const region = 'us-east-1'
 
-async function tokensFor (privateKey: string, userIds: string[]): Promise<string[]> {
+export async function tokensFor (privateKey: string, userIds: string[]): Promise<string[]> {
   const key = await importPKCS8(privateKey, 'ES256')
   return Promise.all(userIds.map((sub) => new SignJWT({ role: 'user', scopes: ['account', 'containers'], sid: randomUUID() })
     .setProtectedHeader({ alg: 'ES256' }).setSubject(sub).setIssuer('https://api.fractal.co').setAudience('fractal')
     .setIssuedAt().setExpirationTime('1h').sign(key)))
 }
 
-async function createUsers (db: pg.Client, n: number, tag: string): Promise<string[]> {
+export async function createUsers (db: pg.Client, n: number, tag: string): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
     `insert into account (email, name, email_verified_at)
      select 'bench-' || $2 || '-' || g || '@example.test', 'Bench ' || g, now() from generate_series(1, $1) g returning id`, [n, tag])
   return rows.map((r) => r.id)
 }
 
-async function createWarm (db: pg.Client, n: number): Promise<void> {
+export async function createWarm (db: pg.Client, n: number): Promise<void> {
   await db.query(
     `insert into container (app_id, region_code, user_id, state, aes_key, secret_hash, task_arn, host_ip, port_32262, port_32263, port_32273, last_ping_at)
      select $2, $3, null, 'available', md5(g::text), md5('s' || g), 'arn:aws:ecs:bench:task/' || g, '198.51.100.1', 40000, 40001, 40002, now()

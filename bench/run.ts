@@ -18,36 +18,20 @@
 // address would measure 429s. `spread` keeps the limiter (and its Redis round trip) and sends each request
 // as another client, in X-Forwarded-For from a trusted proxy (TRUST_PROXY=127.0.0.1), as behind the load
 // balancer. `off` starts ours with RATE_LIMIT_ENABLED=false; `on` sends everything as one client (429s).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { generateKeyPairSync, randomBytes } from 'node:crypto'
-import { once } from 'node:events'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer, type AddressInfo } from 'node:net'
+import { writeFile } from 'node:fs/promises'
 import os from 'node:os'
-import { join } from 'node:path'
-import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { Redis } from 'ioredis'
-import pg from 'pg'
 import { assignmentBench, type AssignmentBenchResult } from './assignment.js'
 import { drainLogs, startS3, type LogDrainResult } from './logs.js'
 import { purgeStorm, varnishBench, type PurgeStormResult, type VarnishResult } from './edge.js'
+import { envNumber, formatInt, formatMb, formatMs, freePort, log, machine, markdownTable, nextClientAddress, onCleanup, rssMb, runMain, setUpOurs, startServer, stop, type Child } from './harness.js'
 import { sdkBench, type SdkBenchResult } from './sdk.js'
 import { webhookBench, type WebhookBenchResult } from './webhooks.js'
 import { assignment as assignmentTargets, benchBootstrapSecret, idleRssTargetMb, scenarios as allScenarios, startupTargetMs, type Headers, type Scenario } from './scenarios.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
 const resultsPath = fileURLToPath(new URL('results.md', import.meta.url))
-
-function envNumber (name: string, fallback: number, min: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isFinite(value) || value < min) throw new Error(`${name} must be a number >= ${min}, not ${raw}`)
-  return value
-}
 
 const rateLimitModes = ['spread', 'off', 'on'] as const
 type RateLimitMode = typeof rateLimitModes[number]
@@ -73,154 +57,10 @@ const settings = {
 // One part alone (BENCH_ASSIGNMENT=only or BENCH_EDGE=only), or everything.
 const only = settings.edge === 'only' ? 'edge' : settings.assignment === 'only' ? 'assignment' : null
 const scenarios = only ? [] : allScenarios
-const readyPollMs = 20
 const settleMs = 2000
-// Above ours' default SHUTDOWN_GRACE_MS (10 s).
-const stopTimeoutMs = 15_000
-const maxOutputBytes = 1 << 20
-
-const log = (line: string) => console.error(line)
-
-// ---------------------------------------------------------------------------------------------------------
-// Clean-up: everything created registers how to undo it; undone in reverse order, on success, error or signal.
-
-const cleanups: Array<{ what: string, run: () => Promise<unknown> }> = []
-
-function onCleanup (what: string, run: () => Promise<unknown>): void {
-  cleanups.push({ what, run })
-}
-
-async function cleanUp (): Promise<void> {
-  for (let step = cleanups.pop(); step; step = cleanups.pop()) {
-    try {
-      await step.run()
-    } catch (err) {
-      log(`clean-up: ${step.what} failed: ${(err as Error).message}`)
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Child servers
-
-interface Child {
-  name: string
-  process: ChildProcess
-  baseUrl: string
-  /** How it ended (`exited with code 1`), null while running. */
-  ended: string | null
-  /** What it wrote to stdout and stderr, interleaved (the first MiB). */
-  output (): string
-}
-
-class StartError extends Error {
-  constructor (message: string, readonly output: string) {
-    super(message)
-  }
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
-}
-
-function describe (err: unknown): string {
-  const cause = (err as { cause?: { code?: string, message?: string } }).cause
-  return cause?.code ?? cause?.message ?? (err as Error).message
-}
-
-/**
- * Spawns `node <args>` (node itself, so the pid is the server's) on a free port and polls
- * `readyPath` every 20 ms; resolves with the time from spawn to its first 200.
- */
-async function startServer (name: string, args: string[], env: NodeJS.ProcessEnv, readyPath: string | null): Promise<{ child: Child, readyMs: number }> {
-  const port = await freePort()
-  const chunks: Buffer[] = []
-  let kept = 0
-  const keep = (chunk: Buffer) => {
-    if (kept >= maxOutputBytes) return
-    chunks.push(chunk)
-    kept += chunk.length
-  }
-  const started = performance.now()
-  const proc = spawn(process.execPath, args, {
-    cwd: root,
-    env: { ...env, HOST: '127.0.0.1', PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const child: Child = {
-    name,
-    process: proc,
-    baseUrl: `http://127.0.0.1:${port}`,
-    ended: null,
-    output: () => Buffer.concat(chunks).toString('utf8')
-  }
-  proc.stdout?.on('data', keep)
-  proc.stderr?.on('data', keep)
-  proc.on('error', (err) => { child.ended ??= `could not be spawned: ${err.message}` })
-  proc.on('exit', (code, signal) => { child.ended = signal ? `was killed by ${signal}` : `exited with code ${code}` })
-  onCleanup(`stopping ${name}`, () => stop(child))
-
-  // A process that does not listen (the worker) is started and left to its work.
-  if (readyPath === null) return { child, readyMs: 0 }
-  let last = 'no answer yet'
-  for (;;) {
-    if (child.ended) throw new StartError(`${name} ${child.ended} before answering 200 on ${readyPath} (last poll: ${last})`, child.output())
-    if (performance.now() - started > settings.readyTimeoutMs) {
-      throw new StartError(`${name} did not answer 200 on ${readyPath} within ${settings.readyTimeoutMs / 1000} s (last poll: ${last})`, child.output())
-    }
-    try {
-      const res = await fetch(child.baseUrl + readyPath, { signal: AbortSignal.timeout(2000) })
-      const body = await res.text()
-      if (res.status === 200) return { child, readyMs: performance.now() - started }
-      last = `${res.status} ${body.slice(0, 500)}`
-    } catch (err) {
-      last = describe(err)
-    }
-    await sleep(readyPollMs)
-  }
-}
-
-/** SIGTERM, then wait; SIGKILL when it is still there after 15 s. */
-async function stop (child: Child): Promise<void> {
-  const proc = child.process
-  if (proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return
-  const exited = once(proc, 'exit').then(() => 'exited' as const)
-  proc.kill('SIGTERM')
-  const outcome = await Promise.race([exited, sleep(stopTimeoutMs, 'timeout' as const, { ref: false })])
-  if (outcome === 'timeout') {
-    log(`${child.name} still running ${stopTimeoutMs / 1000} s after SIGTERM: SIGKILL`)
-    proc.kill('SIGKILL')
-    await exited
-  }
-}
-
-/** VmRSS of a process in MB (MiB), null off Linux or once it is gone. */
-async function rssMb (child: Child): Promise<number | null> {
-  try {
-    const status = await readFile(`/proc/${child.process.pid}/status`, 'utf8')
-    const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1]
-    return kb === undefined ? null : Number(kb) / 1024
-  } catch {
-    return null
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Load
-
-let clientCount = 0
-
-/** The next of 2^20 client addresses (10.0.0.0/12): each stays far below 600 requests a minute. */
-function nextClientAddress (): string {
-  const i = clientCount++ % 0x100000
-  return `10.${i >>> 16}.${(i >>> 8) & 255}.${i & 255}`
-}
 
 async function load (child: Child, scenario: Scenario, prepared: Headers, duration: number): Promise<autocannon.Result> {
   const json = scenario.body !== undefined && typeof scenario.body !== 'string'
@@ -288,64 +128,6 @@ function problemsOf (server: string, m: Measured, expectStatus: number): string[
   return problems
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Database and Redis
-
-async function dropStaleDatabases (admin: pg.Client): Promise<void> {
-  // Left by runs killed before their clean-up, more than an hour ago.
-  const { rows } = await admin.query<{ datname: string }>(
-    "select datname from pg_database where datname ~ '^fractal_bench_[0-9]+$' and substring(datname from 15)::bigint < $1",
-    [Date.now() - 3600_000])
-  for (const { datname } of rows) {
-    await admin.query(`drop database if exists "${datname}" with (force)`)
-    log(`dropped stale database ${datname}`)
-  }
-}
-
-async function deleteRedisKeys (prefix: string): Promise<number> {
-  // One attempt: Redis away must not hold the clean-up (or the exit) forever.
-  const redis = new Redis(settings.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 5000, retryStrategy: () => null })
-  redis.on('error', () => {})
-  let deleted = 0
-  try {
-    await redis.connect()
-    let cursor = '0'
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-      cursor = next
-      if (keys.length > 0) deleted += await redis.unlink(...keys)
-    } while (cursor !== '0')
-  } finally {
-    redis.disconnect()
-  }
-  return deleted
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Report
-
-const formatInt = (n: number) => Math.round(n).toLocaleString('en-US')
-const formatMs = (n: number) => String(Math.round(n * 10) / 10)
-const formatMb = (n: number | null) => n === null ? 'n/a' : n.toFixed(1)
-
-function markdownTable (header: string[], rows: string[][]): string {
-  const widths = header.map((cell, i) => Math.max(cell.length, ...rows.map((row) => row[i]?.length ?? 0)))
-  const line = (cells: string[]) => `| ${cells.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ')} |`
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
-}
-
-function machine (loadAtStart: number[]): string[] {
-  const cpus = os.cpus()
-  return [
-    `- Date: ${new Date().toISOString()}`,
-    `- CPU: ${cpus[0]?.model ?? 'unknown'}, ${cpus.length} cores; ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM`,
-    `- OS: ${os.type()} ${os.release()} ${os.arch()}; load average at start ${loadAtStart.map((n) => n.toFixed(2)).join(' / ')}`,
-    `- Node: ${process.version}`
-  ]
-}
-
-// ---------------------------------------------------------------------------------------------------------
-
 interface Row {
   scenario: Scenario
   ours: Measured
@@ -359,51 +141,23 @@ async function main (): Promise<boolean> {
   const loadAtStart = os.loadavg()
   log(`bench: ${settings.duration} s per run, ${settings.connections} connections, warm-up ${settings.warmup} s, rate limit ${settings.rateLimit}`)
 
-  const admin = new pg.Client({ connectionString: settings.databaseUrl })
-  admin.on('error', (err) => log(`admin connection: ${err.message}`))
-  await admin.connect()
-  onCleanup('closing the admin connection', () => admin.end())
-  await dropStaleDatabases(admin)
-  const database = `fractal_bench_${Date.now()}`
-  await admin.query(`create database "${database}"`)
-  onCleanup(`dropping database ${database}`, () => admin.query(`drop database if exists "${database}" with (force)`))
-  const databaseUrl = new URL(settings.databaseUrl)
-  databaseUrl.pathname = `/${database}`
-
-  const dataDir = await mkdtemp(join(os.tmpdir(), 'fractal-bench-'))
-  onCleanup(`removing ${dataDir}`, () => rm(dataDir, { recursive: true, force: true }))
-  const redisPrefix = `bench:${randomBytes(4).toString('hex')}:`
-  onCleanup(`deleting the Redis keys ${redisPrefix}*`, () => deleteRedisKeys(redisPrefix))
-
+  // Ours runs as in production: compiled JavaScript, a configured key pair, migrations at start.
+  const { database, databaseUrl, dataDir, redisPrefix, keys, env } = await setUpOurs(settings)
   // A real S3 peer (s3rver) for the logs.
   const s3 = await startS3(dataDir)
   onCleanup('stopping s3rver', () => s3.close())
-
-  // Ours runs as in production: compiled JavaScript, a configured key pair, migrations at start.
-  log('building dist/ (npm run build)')
-  execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' })
-  const keys = generateKeyPairSync('ec', { namedCurve: 'P-256', privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } })
   const oursEnv: NodeJS.ProcessEnv = {
-    ...process.env,
-    NODE_ENV: 'production',
-    JWT_PRIVATE_KEY: keys.privateKey,
-    DATABASE_URL: databaseUrl.href,
-    DATABASE_AUTO_MIGRATE: 'true',
-    DATABASE_SEED: 'true',
-    REDIS_URL: settings.redisUrl,
-    REDIS_PREFIX: redisPrefix,
-    LOG_LEVEL: 'warn',
-    DATA_DIR: dataDir,
+    ...env,
     RATE_LIMIT_ENABLED: settings.rateLimit === 'off' ? 'false' : 'true',
     TRUST_PROXY: settings.rateLimit === 'spread' ? '127.0.0.1' : '',
     HOST_BOOTSTRAP_SECRET: benchBootstrapSecret,
     ...s3.env
   }
   log(`starting ours (database ${database}, Redis prefix ${redisPrefix})`)
-  const ours = await startServer('ours', ['dist/server.js'], oursEnv, '/readyz')
+  const ours = await startServer('ours', ['dist/server.js'], oursEnv, '/readyz', settings.readyTimeoutMs)
   const oursRssAtReady = await rssMb(ours.child)
   log(`ours ready in ${Math.round(ours.readyMs)} ms`)
-  const bare = await startServer('bare', ['--import', 'tsx', 'bench/bare.ts'], { ...process.env, NODE_ENV: 'production' }, '/healthz')
+  const bare = await startServer('bare', ['--import', 'tsx', 'bench/bare.ts'], { ...process.env, NODE_ENV: 'production' }, '/healthz', settings.readyTimeoutMs)
   const bareRssAtReady = await rssMb(bare.child)
   log(`bare ready in ${Math.round(bare.readyMs)} ms`)
 
@@ -647,7 +401,7 @@ async function main (): Promise<boolean> {
             : [markdownTable(['GET /v1/apps', 'req/s', 'p99 ms'], [
                 ['through Varnish (HIT)', formatInt(varnish.hit!.reqPerSec), formatMs(varnish.hit!.p99)],
                 ['ours directly (origin layer on)', formatInt(varnish.origin!.reqPerSec), formatMs(varnish.origin!.p99)]
-              ]), '', `Varnish HIT / origin: **${varnish.ratio!.toFixed(2)}×** (target ≥ ${varnishTarget}×: ${varnish.ratio! >= varnishTarget ? 'pass' : 'FAIL'}).`, ''])
+              ]), '', `Varnish HIT / origin: **${varnish.ratio!.toFixed(2)}×**, both loaded by ${varnish.generator} (target ≥ ${varnishTarget}×: ${varnish.ratio! >= varnishTarget ? 'pass' : 'FAIL'}).`, ''])
       ]
   const rateLimitNote = {
     spread: 'on, each request from another client address (X-Forwarded-For, TRUST_PROXY=127.0.0.1)',
@@ -692,27 +446,4 @@ async function main (): Promise<boolean> {
   return rows.every((r) => r.pass) && startupPass && rssPass && assignmentPass
 }
 
-// Ctrl-C reaches this process twice (from the terminal and relayed by the tsx CLI): clean up once, ignore the rest.
-let interrupted = false
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (interrupted) return
-    interrupted = true
-    log(`${signal}: stopping the servers and cleaning up`)
-    cleanUp().finally(() => process.exit(130))
-  })
-}
-
-try {
-  const pass = await main()
-  process.exitCode = pass ? 0 : 1
-} catch (err) {
-  process.exitCode = 1
-  if (err instanceof StartError) {
-    log(`\n${err.message}. Its output:\n${'-'.repeat(72)}\n${err.output}${'-'.repeat(72)}`)
-  } else {
-    log(`\nbench failed: ${(err as Error).stack ?? String(err)}`)
-  }
-} finally {
-  await cleanUp()
-}
+await runMain(main)
