@@ -71,4 +71,11 @@ t.test('faults › Redis down › fail-closed operations answer 503 with Retry-A
 
   redis = await startRedis(port)
   t.ok(await until(async () => (await signIn(closed)).statusCode === 200, 10_000), 'Redis back: sign-in works again without a restart')
+
+  // Shutting down while Redis is away (SIGTERM during an outage) completes, without an error.
+  redis.kill('SIGKILL')
+  await once(redis, 'exit')
+  const startedAt = Date.now()
+  await t.resolves(Promise.all([closed.close(), open.close()]), 'both apps close with Redis away')
+  t.ok(Date.now() - startedAt < 5000, 'promptly')
 })
