@@ -224,7 +224,7 @@ t.test('tracing › without an OTLP endpoint nothing is loaded and nothing is se
   const server = await startServer(t, config, { OTEL_SERVICE_NAME: 'half-configured', OTEL_BSP_SCHEDULE_DELAY: '10', NODE_DEBUG: 'module' })
 
   t.equal((await fetch(`${server.base}/v1/regions`, { headers: { traceparent } })).status, 200)
-  t.equal(await server.stop(), 0)
+  t.equal(await server.stop(), 0, 'exits 0 on SIGTERM', { output: server.output().split('\n').filter((l) => !/^MODULE /.test(l)).slice(-30).join('\n') })
   t.notMatch(server.output(), /tracing: spans go/)
   t.ok(/node_modules\/pg\/lib\/client\.js/.test(server.output()), 'the debug output lists the modules loaded')
   // @opentelemetry/api, the no-op facade, is prom-client's (for exemplars) and loads either way.
