@@ -384,7 +384,7 @@ async function main (): Promise<boolean> {
     : ['## Stripe webhooks', '', `${formatInt(webhooks.events)} signed subscription events: **${formatInt(webhooks.acceptedPerSec)} accepted/s** (signature, stored by id), **${formatInt(webhooks.processedPerSec)} processed/s** by 8 concurrent jobs (target ≥ ${webhookTarget}/s: ${webhooks.processedPerSec >= webhookTarget && webhooks.pending === 0 ? 'pass' : 'FAIL'})${webhooks.pending > 0 ? `; ${webhooks.pending} not processed in time` : ''}.`, '']
   const sdkSection = sdk === null
     ? []
-    : ['## SDK overhead', '', `GET /v1/regions, 3,000 calls 20 at a time, alternating for three rounds (best of each): raw fetch ${formatInt(sdk.rawPerSec)} calls/s, @fractal/sdk ${formatInt(sdk.sdkPerSec)} calls/s: **${sdk.overheadPct.toFixed(1)} %** per call (target ≤ 10 %: ${sdk.overheadPct <= 10 ? 'pass' : 'FAIL'}). Rounds: ${sdk.rounds.map((r) => `${formatInt(r.raw)}/${formatInt(r.sdk)}`).join(', ')}.`, '']
+    : ['## SDK overhead', '', `GET /v1/regions, ${formatInt(sdk.calls)} calls 20 at a time, raw fetch and @fractal/sdk interleaved call by call: median ${sdk.rawMedianMs.toFixed(2)} ms raw, ${sdk.sdkMedianMs.toFixed(2)} ms through the SDK (p99 ${formatMs(sdk.rawP99Ms)} / ${formatMs(sdk.sdkP99Ms)} ms): **${sdk.overheadPct.toFixed(1)} %** per call (target ≤ 10 %: ${sdk.overheadPct <= 10 ? 'pass' : 'FAIL'}).`, '']
   const varnishTarget = 3
   const edgeSection = storm === null && varnish === null
     ? []
