@@ -1286,7 +1286,10 @@ export interface paths {
         };
         /**
          * Prometheus metrics
-         * @description Request counts and latency by route and status, queue depth per queue, process metrics.
+         * @description Request counts and latency by route and status (`http_requests_total`, `http_request_duration_seconds`),
+         *     queue depth per queue and state (`queue_jobs`), job attempts by outcome and job durations of the jobs this
+         *     process ran (`jobs_processed_total{queue,job_name,outcome}`, `job_duration_seconds`), process metrics. Meant
+         *     for the scraper inside the deployment: keep it off the public edge.
          */
         get: operations["getMetrics"];
         put?: never;
