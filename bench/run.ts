@@ -163,11 +163,12 @@ async function main (): Promise<boolean> {
 
   // Headers each scenario needs, per server (an ETag is the server's own).
   const prepared = new Map<Scenario, { ours: Headers, bare: Headers }>()
+  const context = { databaseUrl: databaseUrl.href, privateKey: keys.privateKey }
   for (const scenario of scenarios) {
     const withBare = scenario.bare !== false
     prepared.set(scenario, {
-      ours: await scenario.prepare?.(ours.child.baseUrl) ?? {},
-      bare: withBare && !scenario.bareAs ? await scenario.prepare?.(bare.child.baseUrl) ?? {} : {}
+      ours: await scenario.prepare?.(ours.child.baseUrl, context) ?? {},
+      bare: withBare && !scenario.bareAs ? await scenario.prepare?.(bare.child.baseUrl, context) ?? {} : {}
     })
   }
 
