@@ -4,7 +4,7 @@
 //    the database at about one computation per distinct key per purge, not one per request.
 // 2. Varnish: GET /v1/apps through varnishd with deploy/varnish/default.vcl (a HIT) against ours directly,
 //    same run. Skipped, with the reason printed, where varnishd is not installed. The load comes from wrk
-//    (C, two threads) where it is installed: autocannon (one JavaScript thread) saturates near 20,000 req/s
+//    (C, one thread) where it is installed: autocannon (one JavaScript thread) saturates near 20,000 req/s
 //    on two cores, below what Varnish serves, and would measure itself. Both sides get the same generator.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -66,11 +66,11 @@ request = function()
 end
 `
 
-/** wrk with two threads; req/s, p99 (from --latency) and the non-2xx/3xx and socket errors it counts. */
+/** wrk with one thread (it outruns both servers; a second would take CPU from them); req/s, p99 (from --latency) and the non-2xx/3xx and socket errors it counts. */
 async function wrk (url: string, connections: number, duration: number, dir: string): Promise<Measured> {
   const script = join(dir, 'spread.lua')
   await writeFile(script, wrkScript)
-  const proc = spawn('wrk', ['-t', '2', '-c', String(connections), '-d', `${duration}s`, '--latency', '-s', script, url], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn('wrk', ['-t', '1', '-c', String(connections), '-d', `${duration}s`, '--latency', '-s', script, url], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
   proc.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })
