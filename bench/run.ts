@@ -1,5 +1,5 @@
 // `npm run bench`: ours (server.ts on a fresh PostgreSQL database, with Redis) against bench/bare.ts, in the
-// same run on the same machine. Measures ours' startup to ready and idle RSS, then req/s and p99 of every
+// same run on the same machine. Measures ours' startup to ready and idle RSS, then req/s, p50 and p99 of every
 // scenario of bench/scenarios.ts on both servers, alternating. Prints a markdown table and writes it, with the
 // machine, to bench/results.md. Exits 1 when a row fails.
 //
@@ -93,6 +93,7 @@ async function load (child: Child, scenario: Scenario, prepared: Headers, durati
 
 interface Measured {
   reqPerSec: number
+  p50: number
   p99: number
   /** Responses by status. */
   statuses: Record<string, number>
@@ -108,6 +109,7 @@ function summarize (result: autocannon.Result, expectStatus: number): Measured {
   const expected = statuses[String(expectStatus)] ?? 0
   return {
     reqPerSec: result.requests.average,
+    p50: result.latency.p50,
     p99: result.latency.p99,
     statuses,
     expected,
@@ -195,7 +197,7 @@ async function main (): Promise<boolean> {
       const child = side === 'ours' ? ours.child : bare.child
       const m = summarize(await load(child, scenario, headers[side], settings.duration), scenario.expectStatus)
       measured[side] = m
-      log(`${scenario.name} · ${side}: ${formatInt(m.reqPerSec)} req/s, p99 ${formatMs(m.p99)} ms, ${JSON.stringify(m.statuses)}, ${m.errors} errors, ${m.timeouts} timeouts`)
+      log(`${scenario.name} · ${side}: ${formatInt(m.reqPerSec)} req/s, p50 ${formatMs(m.p50)} ms, p99 ${formatMs(m.p99)} ms, ${JSON.stringify(m.statuses)}, ${m.errors} errors, ${m.timeouts} timeouts`)
     }
     const oursM = measured.ours!
     const bareM = measured.bare ?? null
@@ -314,12 +316,14 @@ async function main (): Promise<boolean> {
   const bareRssAfter = await rssMb(bare.child)
 
   const throughput = markdownTable(
-    ['scenario', 'ours req/s', 'ours p99 ms', 'bare req/s', 'bare p99 ms', 'ratio', 'target', 'result'],
+    ['scenario', 'ours req/s', 'ours p50 ms', 'ours p99 ms', 'bare req/s', 'bare p50 ms', 'bare p99 ms', 'ratio', 'target', 'result'],
     rows.map((r) => [
       r.scenario.name,
       formatInt(r.ours.reqPerSec),
+      formatMs(r.ours.p50),
       formatMs(r.ours.p99),
       r.bare ? formatInt(r.bare.reqPerSec) : '–',
+      r.bare ? formatMs(r.bare.p50) : '–',
       r.bare ? formatMs(r.bare.p99) : '–',
       r.ratio === null ? '–' : r.ratio.toFixed(2),
       [r.scenario.target === null ? '' : `≥ ${r.scenario.target}`, r.scenario.minReqPerSec ? `≥ ${formatInt(r.scenario.minReqPerSec)}/s` : ''].filter(Boolean).join(', ') || '–',
