@@ -3,12 +3,12 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../app.js'
 import { build, testConfig } from '../helpers/build.js'
 import { until } from '../helpers/wait.js'
+import { freePort } from '../helpers/redis-server.js'
 
 const root = new URL('../..', import.meta.url).pathname
 
@@ -81,14 +81,6 @@ t.test('getMetrics › valid › a job the worker does not know is counted as fa
   app.queue.startWorker(1)
   t.ok(await until(async () => value(await scrape(app), 'jobs_processed_total', { queue: 'logs', job_name: 'fromANewerRelease', outcome: 'failed' }) === 1))
 })
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  return port
-}
 
 t.test('worker › WORKER_METRICS_PORT serves the standalone worker\'s job metrics at /metrics', async (t) => {
   const config = await testConfig(t)

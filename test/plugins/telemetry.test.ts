@@ -4,7 +4,6 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer as createHttpServer } from 'node:http'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -14,6 +13,7 @@ import { testConfig } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
 import { s3rverCredentials, startS3 } from '../helpers/s3.js'
 import { until } from '../helpers/wait.js'
+import { freePort } from '../helpers/redis-server.js'
 
 // Three server and worker processes start here, each loading the whole app: more than the default file budget.
 t.setTimeout(300_000)
@@ -69,14 +69,6 @@ async function startReceiver (t: Test, port = 0) {
   await once(server, 'listening')
   t.teardown(() => new Promise((resolve) => server.close(resolve)))
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, spans, posts }
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  return port
 }
 
 /** `tsx server.ts --with-worker` on this test's database and Redis prefix, ready to serve. */
