@@ -127,6 +127,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(redisPlugin)
     await app.register(broadcastPlugin)
     await app.register(queuePlugin)
+    // Early: features register their own metrics (the assignment batch sizes) on its registry.
+    await app.register(metricsPlugin)
     await app.register(jobsPlugin)
     await app.register(schedulesPlugin)
     await app.register(securityPlugin)
@@ -141,7 +143,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // spends a Redis round trip on it (both read route config in onRoute, so both precede every route).
     await app.register(edgeCachePlugin)
     await app.register(rateLimitPlugin)
-    await app.register(metricsPlugin)
     await app.register(healthPlugin)
     await app.register(openapiRoutesPlugin, { specPath: options.specPath })
     await app.register(docsPlugin)

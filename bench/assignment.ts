@@ -134,6 +134,7 @@ export async function assignmentBench (o: AssignmentBenchOptions): Promise<Assig
     })
     const bareResult = o.withBare === false ? null : await run(`${o.bare}/v1/containers`)
     const oursResult = await run(`${o.ours}/v1/containers`)
+    if (process.env.BENCH_LATENCY_DETAIL) o.log(`latency: ${JSON.stringify(oursResult.latency)}`)
     const statuses = Object.fromEntries(Object.entries(oursResult.statusCodeStats).map(([s, { count }]) => [s, count]))
     const assigned = statuses['201'] ?? 0
     const throughput = {

@@ -73,6 +73,10 @@ const EnvSchema = Type.Object({
   CONTAINER_PING_TIMEOUT_MS: Type.Integer({ default: 90000, minimum: 1000 }),
   ORPHAN_TASK_GRACE_MS: Type.Integer({ default: 300000, minimum: 0 }),
   CONTAINER_STALLED_MS: Type.Integer({ default: 300000, minimum: 100 }),
+  // Concurrent assignments share a transaction (group commit): at most this many each (a subtransaction
+  // each; PostgreSQL caches 64 per transaction), this many such transactions at once.
+  ASSIGN_BATCH_SIZE: Type.Integer({ default: 32, minimum: 1, maximum: 60 }),
+  ASSIGN_BATCHES_IN_FLIGHT: Type.Integer({ default: 2, minimum: 1, maximum: 100 }),
   WARM_POOL_INTERVAL_MS: Type.Integer({ default: 15000, minimum: 100 }),
   WARM_POOL_MAX_STARTS: Type.Integer({ default: 10, minimum: 1, maximum: 1000 }),
   REAP_INTERVAL_MS: Type.Integer({ default: 30000, minimum: 100 }),
@@ -204,6 +208,7 @@ function toConfig (env: Env) {
       pingTimeoutMs: env.CONTAINER_PING_TIMEOUT_MS,
       orphanGraceMs: env.ORPHAN_TASK_GRACE_MS,
       stalledMs: env.CONTAINER_STALLED_MS,
+      assignBatch: { maxSize: env.ASSIGN_BATCH_SIZE, maxInFlight: env.ASSIGN_BATCHES_IN_FLIGHT },
       warmPoolIntervalMs: env.WARM_POOL_INTERVAL_MS,
       warmPoolMaxStarts: env.WARM_POOL_MAX_STARTS,
       reapIntervalMs: env.REAP_INTERVAL_MS,

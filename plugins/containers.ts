@@ -1,7 +1,8 @@
+import { Histogram } from 'prom-client'
 import fp from 'fastify-plugin'
 import { createContainerJobs } from '../services/containers/containers.jobs.js'
 import { reapOrphans, reapSilent, reapStuckJobs, refillWarmPools, resumeStalledStarts } from '../services/containers/containers.schedules.js'
-import { authenticateContainer, ping, sendStartValues, sendStartValuesJob, stopAllOf, type ContainerDeps } from '../services/containers/containers.service.js'
+import { assignmentBatcher, authenticateContainer, ping, sendStartValues, sendStartValuesJob, stopAllOf, type ContainerDeps } from '../services/containers/containers.service.js'
 import { createHostAgentClient } from '../services/hosts/agent-client.js'
 import { freshTokens } from '../services/storage/storage.service.js'
 import type { Container } from '../db/types.js'
@@ -50,7 +51,21 @@ export default fp(async function containersPlugin (app) {
       handle: (data: { containerId: string }) => sendStartValues(app.db, client, data.containerId, (userId) => freshTokens(app.db, app.storageDeps, userId))
     })
   }
-  app.decorate('containerDeps', { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, log: app.log, ...(app.entitlementTerms ? { entitlement: { terms: app.entitlementTerms, appUrl: config.appUrl } } : {}), ...(onReady ? { onReady } : {}) })
+  // How many assignments share a transaction: 1 when calm, more under load (see assignmentBatcher).
+  const batchSizes = new Histogram({
+    name: 'container_assignment_batch_size',
+    help: 'Assignments per PostgreSQL transaction (group commit of concurrent POST /v1/containers)',
+    buckets: [1, 2, 4, 8, 16, 32, 48, 60],
+    registers: [app.metrics.registry]
+  })
+  app.decorate('containerDeps', {
+    queue: app.queue,
+    startTimeoutMs: settings.startTimeoutMs,
+    log: app.log,
+    assignments: assignmentBatcher(app.db, { ...settings.assignBatch, onBatch: (size) => { batchSizes.observe(size) } }),
+    ...(app.entitlementTerms ? { entitlement: { terms: app.entitlementTerms, appUrl: config.appUrl } } : {}),
+    ...(onReady ? { onReady } : {})
+  })
   // A deleted account's containers are stopped before the account row goes.
   app.accountDeletionSteps.push((accountId) => stopAllOf(app.db, app.containerDeps, accountId))
   app.queue.define(...createContainerJobs({
@@ -97,7 +112,7 @@ export default fp(async function containersPlugin (app) {
     request.container = container
   }
   app.decorateRequest('container', null)
-}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'auth', 'accounts', 'schedules', 'billing', 'storage'] })
+}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'metrics', 'auth', 'accounts', 'schedules', 'billing', 'storage'] })
 
 declare module 'fastify' {
   interface FastifyRequest {

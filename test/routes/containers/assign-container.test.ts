@@ -83,6 +83,51 @@ t.test('assignContainer › concurrency › 30 users and 10 warm containers: eac
   t.equal(new Set(owners.map((o) => o.user_id)).size, 30, 'one container per user')
 })
 
+t.test('assignContainer › concurrency › assignments made at once share transactions; one refused is rolled back alone, the others answered as if alone', async (t) => {
+  const app = await build(t, { ASSIGN_BATCHES_IN_FLIGHT: '1' })
+  const offer = await given(app).offer()
+  for (let i = 0; i < 4; i++) await given(app).warmContainer(offer)
+  const users = await Promise.all(Array.from({ length: 6 }, () => given(app).signedIn()))
+  const running = await given(app).signedIn()
+  t.equal((await assign(app, running.headers, { app: offer.app, region: offer.region })).statusCode, 201)
+  const strayKey = randomUUID()
+
+  const [again, stray, ...answers] = await Promise.all([
+    assign(app, running.headers, { app: offer.app, region: offer.region }),
+    assign(app, users[0]!.headers, { app: 'no-such-app', region: offer.region }, strayKey),
+    ...users.map((u) => assign(app, u.headers, { app: offer.app, region: offer.region }))
+  ])
+
+  t.match(again!.json(), { status: 409, code: 'conflict' }, 'a second container: refused')
+  t.match(stray!.json(), { status: 404, code: 'not_found' }, 'an unknown app: refused')
+  t.same(answers.map((a) => a.statusCode).sort(), [201, 201, 201, 202, 202, 202], 'the others: 3 warm (one was taken before), 3 starting')
+  // The refused request left nothing behind: its key is free for another body (a replay would be 422).
+  const retried = await assign(app, users[0]!.headers, { app: offer.app, region: offer.region }, strayKey)
+  t.equal(retried.statusCode, 409, 'answered afresh: the user has a container by now')
+  const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
+  const sum = Number(/^container_assignment_batch_size_sum (\d+)/m.exec(metrics)?.[1])
+  const count = Number(/^container_assignment_batch_size_count (\d+)/m.exec(metrics)?.[1])
+  t.equal(sum, 10, 'every assignment went through a batch')
+  t.ok(count < sum, `fewer transactions than assignments (${count} for ${sum})`)
+})
+
+t.test('assignContainer › concurrency › two users asking three times each at once, in crossed order, batches two at a time: one container each, no deadlock', async (t) => {
+  const app = await build(t, { ASSIGN_BATCHES_IN_FLIGHT: '3', ASSIGN_BATCH_SIZE: '2' })
+  const offer = await given(app).offer()
+  await given(app).warmContainer(offer)
+  const [a, b] = await Promise.all([given(app).signedIn(), given(app).signedIn()])
+  const order = [a!, b!, b!, a!, a!, b!]
+
+  const answers = await Promise.all(order.map((u) => assign(app, u.headers, { app: offer.app, region: offer.region })))
+
+  for (const user of [a!, b!]) {
+    const own = answers.filter((_, i) => order[i] === user).map((r) => r.statusCode).sort()
+    t.equal(own.filter((s) => s === 409).length, 2, 'two refused as already running')
+    t.equal(own.filter((s) => s === 201 || s === 202).length, 1, 'one container')
+  }
+  t.equal(answers.filter((r) => r.statusCode === 201).length, 1, 'the one warm container to one of them')
+})
+
 t.test('assignContainer › invalid input › missing or malformed key, bad body, second container, disabled region', async (t) => {
   const app = await build(t)
   const offer = await given(app).offer()
