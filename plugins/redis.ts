@@ -12,9 +12,7 @@ export default fp(async function redisPlugin (app) {
     // Fail fast while Redis is away instead of queueing commands: callers decide (503, or fail open).
     maxRetriesPerRequest: 1,
     enableOfflineQueue: false,
-    connectTimeout: 5000,
-    // Commands issued in the same tick go out in one write (the rate limit's INCR of concurrent requests).
-    enableAutoPipelining: true
+    connectTimeout: 5000
   })
   // Our client, closed by us: @fastify/redis closes the clients it makes with QUIT, which throws while
   // Redis is away, and shutting down then (SIGTERM during an outage) must still succeed.
