@@ -32,17 +32,28 @@ export class Batcher<I, O> {
       const batch = this.#waiting.splice(0, this.#maxSize)
       this.#inFlight++
       this.#onBatch?.(batch.length)
-      // run is called on a later tick, so that a throw inside it rejects the batch instead of the submitter.
-      Promise.resolve(batch.map((call) => call.input))
-        .then(this.#run)
-        .then(
-          (outputs) => { batch.forEach((call, i) => call.resolve(outputs[i]!)) },
-          (err: unknown) => { batch.forEach((call) => call.reject(err)) }
-        )
-        .finally(() => {
-          this.#inFlight--
-          this.#pump()
+      let running: Promise<O[]>
+      try {
+        running = this.#run(batch.map((call) => call.input))
+      } catch (err) {
+        running = Promise.reject(err)
+      }
+      // The next batch leaves before this one's callers go on with their answers, so the store works on it
+      // while they do (freeing the slot after them would leave it idle meanwhile).
+      running.then(
+        (outputs) => {
+          this.#done()
+          batch.forEach((call, i) => { call.resolve(outputs[i]!) })
+        },
+        (err: unknown) => {
+          this.#done()
+          batch.forEach((call) => { call.reject(err) })
         })
     }
+  }
+
+  #done (): void {
+    this.#inFlight--
+    this.#pump()
   }
 }
