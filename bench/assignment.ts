@@ -5,10 +5,14 @@
 // 2. Throughput: POST /v1/containers at N connections for the run's duration, every request another user
 //    with a fresh Idempotency-Key, against a warm pool larger than the run can drain: assignments per second
 //    and p99, compared with bare Fastify answering a constant 201. Then the same invariant is checked.
+// 3. Paced: the same at a fixed rate over the same N connections (bench/run.ts asks for the target rate,
+//    1,000 a second): p50 and p99 at that load. The run above measures latency at saturation, where N busy
+//    connections make the mean N / throughput (Little's law) whatever the server does.
 //
 // Users and containers are written straight into the bench database (accounts without passwords, tokens
 // signed with the server's key): argon2 sign-ins would measure argon2, not assignment.
 import { randomUUID } from 'node:crypto'
+import { Agent, request as httpRequest } from 'node:http'
 import autocannon from 'autocannon'
 import { importPKCS8, SignJWT } from 'jose'
 import pg from 'pg'
@@ -26,12 +30,16 @@ export interface AssignmentBenchOptions {
   race?: boolean
   /** false: ours only (a repeated round compares ours with ours). */
   withBare?: boolean
+  /** Also a run paced at this many requests a second over the same connections (latency at a given load). */
+  pacedRate?: number
   log: (line: string) => void
 }
 
 export interface AssignmentBenchResult {
   race: { users: number, warm: number, assigned: number, queued: number, other: Record<string, number>, distinctHolders: number, pass: boolean }
-  throughput: { ours: { reqPerSec: number, p99: number, statuses: Record<string, number> }, bare: { reqPerSec: number, p99: number }, ratio: number, assignedPerSec: number }
+  throughput: { ours: { reqPerSec: number, p50: number, p99: number, statuses: Record<string, number> }, bare: { reqPerSec: number, p99: number }, ratio: number, assignedPerSec: number }
+  /** The paced run: what it asked for, what it got, and its latency. */
+  paced: { rate: number, reqPerSec: number, p50: number, p99: number, statuses: Record<string, number> } | null
   invariant: { doubleHeld: number, usersWithTwo: number, pass: boolean }
 }
 
@@ -65,6 +73,56 @@ async function invariant (db: pg.Client) {
     `select count(*)::int n from (select user_id from container where app_id = $1 and user_id is not null
        and state in ('creating', 'starting', 'available', 'in_use') group by user_id having count(*) > 1) x`, [app])).rows[0].n as number
   return { doubleHeld, usersWithTwo, pass: doubleHeld === 0 && usersWithTwo === 0 }
+}
+
+/**
+ * An open-model load: request i is due at start + i / rate, whatever the answers before it, over at most
+ * `connections` keep-alive connections (a request due while all are busy waits for one). Latency counts
+ * from when a request was due, so a server falling behind shows in it (no coordinated omission). autocannon's
+ * own rate limit cannot do this: each connection sends its quota back to back at the start of each second.
+ */
+export async function pacedLoad (o: {
+  url: string,
+  rate: number,
+  duration: number,
+  connections: number,
+  next: () => { headers: Record<string, string>, body: string }
+}): Promise<{ reqPerSec: number, p50: number, p99: number, statuses: Record<string, number> }> {
+  const target = new URL(o.url)
+  const agent = new Agent({ keepAlive: true, maxSockets: o.connections })
+  const latencies: number[] = []
+  const statuses: Record<string, number> = {}
+  const total = Math.round(o.rate * o.duration)
+  const started = performance.now()
+  const send = (due: number) => new Promise<void>((resolve) => {
+    const { headers, body } = o.next()
+    const req = httpRequest({ agent, host: target.hostname, port: target.port, path: target.pathname, method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume()
+      res.on('end', () => {
+        latencies.push(performance.now() - due)
+        statuses[String(res.statusCode)] = (statuses[String(res.statusCode)] ?? 0) + 1
+        resolve()
+      })
+    })
+    req.on('error', () => {
+      statuses.error = (statuses.error ?? 0) + 1
+      resolve()
+    })
+    req.end(body)
+  })
+  const inFlight: Array<Promise<void>> = []
+  let sent = 0
+  while (sent < total) {
+    const now = performance.now()
+    for (; sent < total && started + (sent * 1000) / o.rate <= now; sent++) inFlight.push(send(started + (sent * 1000) / o.rate))
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+  await Promise.all(inFlight)
+  const elapsed = (performance.now() - started) / 1000
+  agent.destroy()
+  latencies.sort((a, b) => a - b)
+  const at = (q: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))] ?? 0)
+  return { reqPerSec: latencies.length / elapsed, p50: at(0.5), p99: at(0.99), statuses }
 }
 
 export async function assignmentBench (o: AssignmentBenchOptions): Promise<AssignmentBenchResult> {
@@ -106,8 +164,8 @@ export async function assignmentBench (o: AssignmentBenchOptions): Promise<Assig
       o.log(`race: ${race.assigned} assigned, ${race.queued} queued, ${JSON.stringify(other)} other, ${race.distinctHolders} distinct holders`)
     }
 
-    // 2. Throughput. More users and warm containers than the run can use up at 5,000 a second.
-    const supply = Math.max(5000, Math.ceil(o.duration * 5000))
+    // 2. Throughput. More users and warm containers than the runs can use up at 5,000 a second.
+    const supply = Math.max(5000, Math.ceil(o.duration * (5000 + (o.pacedRate ?? 0))))
     o.log(`assignment throughput: ${supply} users and warm containers`)
     const users = await createUsers(db, supply, `load-${Date.now()}`)
     await createWarm(db, supply)
@@ -134,17 +192,34 @@ export async function assignmentBench (o: AssignmentBenchOptions): Promise<Assig
     })
     const bareResult = o.withBare === false ? null : await run(`${o.bare}/v1/containers`)
     const oursResult = await run(`${o.ours}/v1/containers`)
-    if (process.env.BENCH_LATENCY_DETAIL) o.log(`latency: ${JSON.stringify(oursResult.latency)}`)
-    const statuses = Object.fromEntries(Object.entries(oursResult.statusCodeStats).map(([s, { count }]) => [s, count]))
+    const statusesOf = (result: autocannon.Result) => Object.fromEntries(Object.entries(result.statusCodeStats).map(([s, { count }]) => [s, count]))
+    const statuses = statusesOf(oursResult)
     const assigned = statuses['201'] ?? 0
     const throughput = {
-      ours: { reqPerSec: oursResult.requests.average, p99: oursResult.latency.p99, statuses },
+      ours: { reqPerSec: oursResult.requests.average, p50: oursResult.latency.p50, p99: oursResult.latency.p99, statuses },
       bare: { reqPerSec: bareResult?.requests.average ?? 0, p99: bareResult?.latency.p99 ?? 0 },
       ratio: bareResult ? oursResult.requests.average / Math.max(1, bareResult.requests.average) : 0,
       assignedPerSec: assigned / o.duration
     }
-    o.log(`throughput: ours ${Math.round(throughput.ours.reqPerSec)} req/s (p99 ${throughput.ours.p99} ms, ${JSON.stringify(statuses)})${bareResult ? `, bare ${Math.round(throughput.bare.reqPerSec)} req/s` : ''}`)
-    return { race, throughput, invariant: await invariant(db) }
+    o.log(`throughput: ours ${Math.round(throughput.ours.reqPerSec)} req/s (p50 ${throughput.ours.p50} ms, p99 ${throughput.ours.p99} ms, ${JSON.stringify(statuses)})${bareResult ? `, bare ${Math.round(throughput.bare.reqPerSec)} req/s` : ''}`)
+    // 3. The same, paced: the latency at a given rate, where the run above measures it at saturation (with
+    //    N connections always busy, the mean latency is N / throughput whatever the server does).
+    let paced: AssignmentBenchResult['paced'] = null
+    if (o.pacedRate) {
+      const result = await pacedLoad({
+        url: `${o.ours}/v1/containers`,
+        rate: o.pacedRate,
+        duration: o.duration,
+        connections: o.connections,
+        next: () => ({
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[next++ % tokens.length]}`, 'idempotency-key': randomUUID(), ...o.spread() },
+          body: JSON.stringify({ app, region })
+        })
+      })
+      paced = { rate: o.pacedRate, ...result }
+      o.log(`paced at ${o.pacedRate}/s: ${Math.round(paced.reqPerSec)} req/s, p50 ${paced.p50} ms, p99 ${paced.p99} ms, ${JSON.stringify(paced.statuses)}`)
+    }
+    return { race, throughput, paced, invariant: await invariant(db) }
   } finally {
     await db.end()
   }

@@ -227,6 +227,7 @@ async function main (): Promise<boolean> {
       connections: settings.connections,
       duration: settings.duration,
       spread: (): Record<string, string> => settings.rateLimit === 'spread' ? { 'x-forwarded-for': nextClientAddress() } : {},
+      pacedRate: assignmentTargets.minPerSec,
       log
     })
   }
@@ -349,8 +350,12 @@ async function main (): Promise<boolean> {
     return `- ${r.scenario.name} (${r.scenario.method ?? 'GET'} ${r.scenario.path}, expect ${r.scenario.expectStatus}): ${counts('ours', r.ours)}; ${counts('bare', r.bare)}${verdict}`
   })
 
-  const assignmentPass = assignment === null || (assignment.race.pass && assignment.invariant.pass &&
-    assignment.throughput.assignedPerSec >= assignmentTargets.minPerSec && assignment.throughput.ours.p99 <= assignmentTargets.maxP99Ms)
+  // The targets: ≥ 1,000 assignments/s at N connections, and p99 ≤ 50 ms at that rate (the paced run). The
+  // p99 at saturation is shown beside it, with no target: it is N / throughput by Little's law.
+  const pacedPass = assignment?.paced != null && assignment.paced.p99 <= assignmentTargets.maxP99Ms &&
+    assignment.paced.reqPerSec >= assignmentTargets.minPerSec * 0.97 && Object.keys(assignment.paced.statuses).every((s) => s === '201')
+  const throughputPass = assignment !== null && assignment.throughput.assignedPerSec >= assignmentTargets.minPerSec
+  const assignmentPass = assignment === null || (assignment.race.pass && assignment.invariant.pass && throughputPass && pacedPass)
   const assignmentSection = assignment === null
     ? []
     : [
@@ -361,15 +366,29 @@ async function main (): Promise<boolean> {
         markdownTable(
           ['measure', 'ours', 'bare', 'ratio', 'target', 'result'],
           [[
-            'assignments/s (201) at ' + settings.connections + ' connections',
+            'assignments/s (201) at ' + settings.connections + ' connections, as fast as they go',
             formatInt(assignment.throughput.assignedPerSec),
             formatInt(assignment.throughput.bare.reqPerSec),
             assignment.throughput.ratio.toFixed(2),
-            `≥ ${formatInt(assignmentTargets.minPerSec)}/s, p99 ≤ ${assignmentTargets.maxP99Ms} ms`,
-            assignment.throughput.assignedPerSec >= assignmentTargets.minPerSec && assignment.throughput.ours.p99 <= assignmentTargets.maxP99Ms ? 'pass' : 'FAIL'
-          ], ['p99 ms', formatMs(assignment.throughput.ours.p99), formatMs(assignment.throughput.bare.p99), '–', '–', '–']]),
+            `≥ ${formatInt(assignmentTargets.minPerSec)}/s`,
+            throughputPass ? 'pass' : 'FAIL'
+          ], [
+            'p50 / p99 ms at that saturation',
+            `${formatMs(assignment.throughput.ours.p50)} / ${formatMs(assignment.throughput.ours.p99)}`,
+            `– / ${formatMs(assignment.throughput.bare.p99)}`,
+            '–',
+            `– (mean = ${settings.connections} / throughput)`,
+            '–'
+          ], [
+            `p50 / p99 ms at ${formatInt(assignmentTargets.minPerSec)} assignments/s over ${settings.connections} connections (paced)`,
+            assignment.paced ? `${formatMs(assignment.paced.p50)} / ${formatMs(assignment.paced.p99)} (${formatInt(assignment.paced.reqPerSec)}/s)` : 'n/a',
+            '–',
+            '–',
+            `p99 ≤ ${assignmentTargets.maxP99Ms} ms`,
+            pacedPass ? 'pass' : 'FAIL'
+          ]]),
         '',
-        `Statuses: ${JSON.stringify(assignment.throughput.ours.statuses)}. After the load: ${assignment.invariant.doubleHeld} containers held by two users, ${assignment.invariant.usersWithTwo} users holding two — ${assignment.invariant.pass ? 'pass' : '**FAIL**'}.`,
+        `Statuses: ${JSON.stringify(assignment.throughput.ours.statuses)}${assignment.paced ? `; paced: ${JSON.stringify(assignment.paced.statuses)}` : ''}. After the load: ${assignment.invariant.doubleHeld} containers held by two users, ${assignment.invariant.usersWithTwo} users holding two — ${assignment.invariant.pass ? 'pass' : '**FAIL**'}.`,
         '',
         ...(entitled === null
           ? []
