@@ -7,7 +7,7 @@ import fp from 'fastify-plugin'
 // The environment, as a schema. The Config type below is derived from it; nothing restates it.
 const Enum = <T extends string>(values: readonly T[], def: T) => Type.Unsafe<T>({ type: 'string', enum: values, default: def })
 
-const EnvSchema = Type.Object({
+export const EnvSchema = Type.Object({
   NODE_ENV: Enum(['development', 'production', 'test'], 'development'),
   HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
@@ -45,6 +45,7 @@ const EnvSchema = Type.Object({
   SHUTDOWN_GRACE_MS: Type.Integer({ default: 10000, minimum: 0 }),
   WORKER_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 100 }),
   QUEUE_STALL_INTERVAL_MS: Type.Integer({ default: 10000, minimum: 500, maximum: 600000 }),
+  QUEUE_RETRY_BACKOFF_MS: Type.Integer({ default: 1000, minimum: 10, maximum: 600000 }),
   WORKER_METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
@@ -181,7 +182,7 @@ function toConfig (env: Env) {
     },
     // metricsPort: a standalone worker serves /metrics there (the web process serves its own on PORT).
     // stallIntervalMs: a job whose worker died goes back to the queue after one to two of these.
-    worker: { concurrency: env.WORKER_CONCURRENCY, metricsPort: env.WORKER_METRICS_PORT ?? null, stallIntervalMs: env.QUEUE_STALL_INTERVAL_MS },
+    worker: { concurrency: env.WORKER_CONCURRENCY, metricsPort: env.WORKER_METRICS_PORT ?? null, stallIntervalMs: env.QUEUE_STALL_INTERVAL_MS, retryBackoffMs: env.QUEUE_RETRY_BACKOFF_MS },
     // Traces go to an OTLP/HTTP collector only when an endpoint is set (the standard OTEL_* variables).
     telemetry: {
       tracesUrl: env.OTEL_SDK_DISABLED

@@ -6,8 +6,9 @@ import {
   queueFamilies, type EnqueueOptions, type JobContext, type JobDefinition, type JobInterceptor, type JobQueue, type QueueCounts, type QueueFamily
 } from '../services/queue.js'
 
-// Retry defaults for every job: exponential backoff from 1 s, 3 retries, 5 minutes per attempt.
-const defaults = { retries: 3, backoffMs: 1000, timeoutMs: 5 * 60_000 }
+// Retry defaults for every job: 3 retries, 5 minutes per attempt; exponential backoff from
+// QUEUE_RETRY_BACKOFF_MS (1 s).
+const defaults = { retries: 3, timeoutMs: 5 * 60_000 }
 
 interface Payload { name: string, data: unknown }
 
@@ -53,6 +54,7 @@ const handBackScript = 'if redis.call("lrem", KEYS[1], 0, ARGV[1]) > 0 then redi
 interface BeeOptions {
   /** A worker refreshes its jobs every half of this; a job nobody refreshed for that long is stalled. */
   stallIntervalMs: number
+  retryBackoffMs: number
   /** How long close() lets running jobs finish before it hands them back. */
   drainMs: number
 }
@@ -60,6 +62,7 @@ interface BeeOptions {
 function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger, options: BeeOptions): QueueRuntime {
   const definitions = new Map<string, JobDefinition>()
   const interceptors: JobInterceptor[] = []
+  const { retryBackoffMs } = options
   const make = (family: QueueFamily, isWorker: boolean) => new BeeQueue<Payload>(family, {
     prefix: `${prefix}bq`,
     // Producers fail fast while Redis is away (the caller decides: 503, or leave it to a reaper) instead of
@@ -88,7 +91,7 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger, o
     async enqueue (job, data, options: EnqueueOptions = {}) {
       const created = get(job.family).createJob({ name: job.name, data })
         .retries(options.retries ?? defaults.retries)
-        .backoff('exponential', defaults.backoffMs)
+        .backoff('exponential', retryBackoffMs)
         .timeout(options.timeoutMs ?? defaults.timeoutMs)
       const id = options.jobId ?? randomUUID()
       created.setId(id)
@@ -151,7 +154,7 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger, o
 interface MemoryJob { id: string, family: QueueFamily, payload: Payload, attemptsLeft: number, attempt: number, timeoutMs: number }
 
 /** The same interface without Redis, for the embedded default: jobs live in this process only. */
-function createMemoryQueues (log: FastifyBaseLogger, drainMs: number): QueueRuntime {
+function createMemoryQueues (log: FastifyBaseLogger, drainMs: number, retryBackoffMs: number): QueueRuntime {
   const definitions = new Map<string, JobDefinition>()
   const interceptors: JobInterceptor[] = []
   const counts = new Map(queueFamilies.map((f) => [f, { waiting: 0, active: 0, delayed: 0, failed: 0, succeeded: 0 }]))
@@ -185,7 +188,7 @@ function createMemoryQueues (log: FastifyBaseLogger, drainMs: number): QueueRunt
       log.warn({ err, job: job.id, family: job.family }, 'job attempt failed')
       if (job.attemptsLeft > 0 && !closed) {
         c.delayed++
-        later(defaults.backoffMs * 2 ** job.attempt, () => { c.delayed--; push({ ...job, attemptsLeft: job.attemptsLeft - 1, attempt: job.attempt + 1 }) })
+        later(retryBackoffMs * 2 ** job.attempt, () => { c.delayed--; push({ ...job, attemptsLeft: job.attemptsLeft - 1, attempt: job.attempt + 1 }) })
       } else {
         c.failed++
       }
@@ -257,8 +260,8 @@ export default fp(async function queuePlugin (app) {
   const { url, prefix } = app.config.redis
   if (url !== null && !/^rediss?:\/\//.test(url)) throw new Error('queue: config.redis.url is not a redis:// URL')
   const queue = url
-    ? createBeeQueues(url, prefix, app.log, { stallIntervalMs: app.config.worker.stallIntervalMs, drainMs: app.config.http.shutdownDrainMs })
-    : createMemoryQueues(app.log, app.config.http.shutdownDrainMs)
+    ? createBeeQueues(url, prefix, app.log, { stallIntervalMs: app.config.worker.stallIntervalMs, retryBackoffMs: app.config.worker.retryBackoffMs, drainMs: app.config.http.shutdownDrainMs })
+    : createMemoryQueues(app.log, app.config.http.shutdownDrainMs, app.config.worker.retryBackoffMs)
   app.decorate('queue', queue)
   app.addHook('onClose', async () => { await queue.close() })
 }, { fastify: '5.x', name: 'queue', dependencies: ['config'] })

@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { embeddedDefaults, loadConfig } from '../../plugins/config.js'
+import { EnvSchema, embeddedDefaults, loadConfig } from '../../plugins/config.js'
 import { buildApp } from '../../app.js'
 
 t.test('config › every bad variable is named in one message', async (t) => {
@@ -31,4 +32,15 @@ t.test('config › an empty environment selects the embedded defaults and says w
 t.test('config › production without a signing key stops start-up', async (t) => {
   const config = loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', LOG_LEVEL: 'silent' })
   await t.rejects(buildApp(config, { logger: false }), /auth: JWT_PRIVATE_KEY is required in production/)
+})
+
+t.test('config › every variable is in the README\'s configuration table with its default', async (t) => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+  for (const [name, schema] of Object.entries(EnvSchema.properties)) {
+    // A row's first cell names one variable or several (`A` / `B`), its second their defaults.
+    const row = readme.split('\n').find((line) => line.startsWith('| ') && line.split(' | ')[0]!.includes(`\`${name}\``))
+    t.ok(row, `${name} has a row`)
+    const fallback = (schema as { default?: unknown }).default
+    if (row && fallback !== undefined && fallback !== '') t.ok(row.includes(`\`${String(fallback)}\``), `${name}'s row gives its default ${String(fallback)}`)
+  }
 })

@@ -19,7 +19,8 @@ type Headers = Record<string, string>
 
 const publicUrl = 'https://api.fractal.test'
 const regionAmi = 'ami-0123456789abcdef0'
-const aws: Overrides = { CLOUD_PROVIDER: 'aws', CLUSTER_POLL_MS: '20', PUBLIC_URL: publicUrl }
+// Job retries after 50 ms, 100 ms… instead of 1 s, 2 s… (what is tested is that they happen, not when).
+const aws: Overrides = { CLOUD_PROVIDER: 'aws', CLUSTER_POLL_MS: '20', QUEUE_RETRY_BACKOFF_MS: '50', PUBLIC_URL: publicUrl }
 const base = '/v1/admin/clusters'
 
 const create = (app: App, headers: Headers, body: unknown) => app.inject({ method: 'POST', url: base, payload: body as object, headers })
@@ -47,7 +48,7 @@ function isProblem (t: Test, res: Awaited<ReturnType<App['inject']>>, status: nu
 async function onAws (t: Test, overrides: Overrides = {}, model: FleetModel | null = fleetModel(), regionCode?: string) {
   // Restored after the app closed (teardowns run last-in first-out): no job ever reaches the real AWS.
   if (model) t.teardown(() => model.restore())
-  const app = await build(t, model ? { ...aws, ...overrides } : { CLUSTER_POLL_MS: '20', ...overrides })
+  const app = await build(t, model ? { ...aws, ...overrides } : { CLUSTER_POLL_MS: '20', QUEUE_RETRY_BACKOFF_MS: '50', ...overrides })
   const region = await given(app).region(regionCode ? { code: regionCode } : {})
   await app.db.updateTable('region').set({ current_ami: regionAmi }).where('code', '=', region.code).execute()
   const dev = await given(app).signedIn({ role: 'developer' })
