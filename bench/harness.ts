@@ -11,8 +11,8 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { Redis } from 'ioredis'
 import pg from 'pg'
+import { deleteRedisKeys } from '../test/helpers/redis.js'
 
 export const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -183,25 +183,6 @@ export async function dropStaleDatabases (admin: pg.Client): Promise<void> {
     await admin.query(`drop database if exists "${datname}" with (force)`)
     log(`dropped stale database ${datname}`)
   }
-}
-
-export async function deleteRedisKeys (redisUrl: string, prefix: string): Promise<number> {
-  // One attempt: Redis away must not hold the clean-up (or the exit) forever.
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 5000, retryStrategy: () => null })
-  redis.on('error', () => {})
-  let deleted = 0
-  try {
-    await redis.connect()
-    let cursor = '0'
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-      cursor = next
-      if (keys.length > 0) deleted += await redis.unlink(...keys)
-    } while (cursor !== '0')
-  } finally {
-    redis.disconnect()
-  }
-  return deleted
 }
 
 export const formatInt = (n: number) => Math.round(n).toLocaleString('en-US')

@@ -1,10 +1,10 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
 import { buildApp } from '../../app.js'
 import { loadConfig, type Config, type Env } from '../../plugins/config.js'
 import { createTestDatabase } from './database.js'
 import { redisUrl } from './env.js'
+import { deleteRedisKeys } from './redis.js'
 
 type Test = { teardown (fn: () => unknown): void }
 export type Overrides = Partial<Record<keyof Env, string>>
@@ -18,18 +18,7 @@ const keys = generateKeyPairSync('ec', {
 
 /** Deletes this file's keys only (never FLUSHALL: other files run beside us). */
 export async function deleteRedisPrefix (prefix: string): Promise<void> {
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 })
-  try {
-    await redis.connect()
-    let cursor = '0'
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-      cursor = next
-      if (found.length > 0) await redis.del(...found)
-    } while (cursor !== '0')
-  } finally {
-    redis.disconnect()
-  }
+  await deleteRedisKeys(redisUrl, prefix)
 }
 
 /** The config of a test app: its own database and Redis prefix, silent logs, responses checked against the spec. */
