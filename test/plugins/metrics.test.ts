@@ -1,16 +1,13 @@
 // Job metrics on /metrics (in-process queue and bee-queue), the standalone worker's metrics port, and the
 // Grafana dashboard, whose every metric and label must exist in a real scrape.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../app.js'
 import { build, testConfig } from '../helpers/build.js'
+import { runEntry } from '../helpers/processes.js'
 import { until } from '../helpers/wait.js'
 import { freePort } from '../helpers/redis-server.js'
-
-const root = new URL('../..', import.meta.url).pathname
 
 interface Sample { name: string, labels: Record<string, string>, value: number }
 
@@ -85,24 +82,15 @@ t.test('getMetrics › valid › a job the worker does not know is counted as fa
 t.test('worker › WORKER_METRICS_PORT serves the standalone worker\'s job metrics at /metrics', async (t) => {
   const config = await testConfig(t)
   const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', 'worker.ts'], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH!,
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'info',
-      WORKER_METRICS_PORT: String(port),
-      DATABASE_URL: config.db.url!,
-      REDIS_URL: config.redis.url!,
-      REDIS_PREFIX: config.redis.prefix
-    },
-    stdio: ['ignore', 'pipe', 'pipe']
+  const { child, waitFor, exited } = runEntry(t, 'worker.ts', {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    WORKER_METRICS_PORT: String(port),
+    DATABASE_URL: config.db.url!,
+    REDIS_URL: config.redis.url!,
+    REDIS_PREFIX: config.redis.prefix
   })
-  let output = ''
-  child.stdout.on('data', (d) => { output += d })
-  child.stderr.on('data', (d) => { output += d })
-  t.teardown(() => { child.kill('SIGKILL') })
-  t.ok(await until(() => /worker started/.test(output), 60_000), 'worker started')
+  t.ok(await waitFor(/worker started/), 'worker started')
   const metricsUrl = `http://127.0.0.1:${port}/metrics`
 
   const web = await buildApp(config, { logger: false })
@@ -122,8 +110,7 @@ t.test('worker › WORKER_METRICS_PORT serves the standalone worker\'s job metri
   t.equal((await fetch(`http://127.0.0.1:${port}/v1/regions`)).status, 404, 'nothing else is served there')
 
   child.kill('SIGTERM')
-  const [code] = await once(child, 'exit')
-  t.equal(code, 0)
+  t.equal(await exited, 0)
   t.equal(await fetch(metricsUrl).then(() => 'answered', () => 'refused'), 'refused', 'the port closes with the worker')
 })
 

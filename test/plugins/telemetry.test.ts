@@ -1,6 +1,5 @@
 // Tracing as production runs it: server.ts in a child process (so the instrumentations load before pg, ioredis,
 // bee-queue's redis and the AWS SDK, as they do there), its spans POSTed to an OTLP/HTTP receiver of ours.
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer as createHttpServer } from 'node:http'
@@ -12,6 +11,7 @@ import { loadConfig, type Config } from '../../plugins/config.js'
 import { testConfig } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
 import { s3rverCredentials, startS3 } from '../helpers/s3.js'
+import { runEntry } from '../helpers/processes.js'
 import { until } from '../helpers/wait.js'
 import { freePort } from '../helpers/redis-server.js'
 
@@ -19,7 +19,6 @@ import { freePort } from '../helpers/redis-server.js'
 t.setTimeout(300_000)
 
 type Test = { teardown (fn: () => unknown): void }
-const root = new URL('../..', import.meta.url).pathname
 
 interface Span {
   traceId: string
@@ -76,38 +75,28 @@ async function startServer (t: Test, config: Config, env: Record<string, string>
   const dataDir = mkdtempSync(join(tmpdir(), 'fractal-otel-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
   const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts', '--with-worker'], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH!,
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'info',
-      PORT: String(port),
-      DATA_DIR: dataDir,
-      DATABASE_URL: config.db.url!,
-      REDIS_URL: config.redis.url!,
-      REDIS_PREFIX: config.redis.prefix,
-      JWT_PRIVATE_KEY: config.jwt.privateKey!,
-      JWT_PUBLIC_KEY: config.jwt.publicKey!,
-      ...env
-    },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let output = ''
-  child.stdout.on('data', (d) => { output += d })
-  child.stderr.on('data', (d) => { output += d })
-  t.teardown(() => { child.kill('SIGKILL') })
+  const { child, output, exited } = runEntry(t, 'server.ts', {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    PORT: String(port),
+    DATA_DIR: dataDir,
+    DATABASE_URL: config.db.url!,
+    REDIS_URL: config.redis.url!,
+    REDIS_PREFIX: config.redis.prefix,
+    JWT_PRIVATE_KEY: config.jwt.privateKey!,
+    JWT_PUBLIC_KEY: config.jwt.publicKey!,
+    ...env
+  }, ['--with-worker'])
   const base = `http://127.0.0.1:${port}`
   const ready = await until(() => fetch(`${base}/readyz`).then((r) => r.ok, () => false), 60_000)
-  if (!ready) throw new Error(`server did not start:\n${output}`)
+  if (!ready) throw new Error(`server did not start:\n${output()}`)
   return {
     base,
-    output: () => output,
+    output,
     /** SIGTERM, as an orchestrator stops it; resolves with the exit code. */
     async stop () {
       child.kill('SIGTERM')
-      const [code] = await once(child, 'exit')
-      return code as number
+      return await exited as number
     }
   }
 }
@@ -175,32 +164,22 @@ t.test('tracing › a request and the job it queues are traced through HTTP, pg,
 t.test('tracing › the standalone worker traces its jobs as fractal-worker', async (t) => {
   const config = await testConfig(t)
   const receiver = await startReceiver(t)
-  const child = spawn(process.execPath, ['--import', 'tsx', 'worker.ts'], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH!,
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'debug',
-      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${receiver.url}/v1/traces`,
-      DATABASE_URL: config.db.url!,
-      REDIS_URL: config.redis.url!,
-      REDIS_PREFIX: config.redis.prefix
-    },
-    stdio: ['ignore', 'pipe', 'pipe']
+  const { child, waitFor, exited } = runEntry(t, 'worker.ts', {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'debug',
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${receiver.url}/v1/traces`,
+    DATABASE_URL: config.db.url!,
+    REDIS_URL: config.redis.url!,
+    REDIS_PREFIX: config.redis.prefix
   })
-  let output = ''
-  child.stdout.on('data', (d) => { output += d })
-  child.stderr.on('data', (d) => { output += d })
-  t.teardown(() => { child.kill('SIGKILL') })
-  t.ok(await until(() => /worker started/.test(output), 60_000), 'worker started')
+  t.ok(await waitFor(/worker started/), 'worker started')
 
   const web = await buildApp(config, { logger: false })
   t.teardown(() => web.close())
   await web.queue.enqueue({ family: 'cache-purge', name: 'purgeTags' }, { tags: ['apps'] }, { jobId: 'traced-purge' })
-  t.ok(await until(() => /"job":"traced-purge".*job done/.test(output), 20_000), 'the job ran')
+  t.ok(await waitFor(/"job":"traced-purge".*job done/, 20_000), 'the job ran')
   child.kill('SIGTERM')
-  const [code] = await once(child, 'exit')
-  t.equal(code, 0)
+  t.equal(await exited, 0)
 
   const job = receiver.spans.find((s) => s.name === 'job cache-purge.purgeTags')
   t.match(job, { service: 'fractal-worker', kind: CONSUMER, attributes: { 'messaging.message.id': 'traced-purge', 'job.name': 'purgeTags' } })
