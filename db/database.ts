@@ -11,6 +11,8 @@ export interface DatabaseOptions {
   url: string | null
   dataDir: string
   poolMax: number
+  /** PostgreSQL cancels a statement running longer (0: never); migrations run without it. */
+  statementTimeoutMs?: number
   /** Keep PGlite in memory instead of on disk (tests of the embedded mode). */
   inMemory?: boolean
 }
@@ -25,7 +27,10 @@ export async function createDatabase (options: DatabaseOptions): Promise<{ db: D
       connectionString: options.url,
       max: options.poolMax,
       connectionTimeoutMillis: 5000,
-      idleTimeoutMillis: 30000
+      idleTimeoutMillis: 30000,
+      // A statement stuck on a lock or a hung server fails (57014, a 503) instead of holding the request
+      // and its connection until the client gives up.
+      ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {})
     })
     // A client losing its server (PostgreSQL restarting) must not crash the process: the pool listens on
     // idle clients only, and a checked-out client between two queries (inside a transaction) emits 'error'

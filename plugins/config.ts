@@ -16,6 +16,7 @@ export const EnvSchema = Type.Object({
   DATA_DIR: Type.String({ default: './.data' }),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATABASE_POOL_MAX: Type.Integer({ default: 10, minimum: 1, maximum: 200 }),
+  DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 0, maximum: 3600000 }),
   DATABASE_AUTO_MIGRATE: Type.Optional(Type.Boolean()),
   DATABASE_SEED: Type.Optional(Type.Boolean()),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
@@ -145,6 +146,7 @@ function toConfig (env: Env) {
     db: {
       url: env.DATABASE_URL ?? null,
       poolMax: env.DATABASE_POOL_MAX,
+      statementTimeoutMs: env.DATABASE_STATEMENT_TIMEOUT_MS,
       // Development migrates on start; production runs `npm run db:migrate` as a release step.
       autoMigrate: env.DATABASE_AUTO_MIGRATE ?? env_ !== 'production',
       // Development fills an empty catalog so a fresh `npm start` has something to show.

@@ -160,6 +160,32 @@ t.test('assignContainer › valid › a session that planned its statements on a
   t.ok(scans.idx_scan >= 1, 'its primary key used instead')
 })
 
+t.test('assignContainer › faults › an assignment stuck behind a lock is cancelled after DATABASE_STATEMENT_TIMEOUT_MS: 503 with Retry-After, nothing written; the same key goes through once the lock is gone', async (t) => {
+  const app = await build(t, { DATABASE_STATEMENT_TIMEOUT_MS: '300' })
+  const offer = await given(app).offer()
+  const warm = await given(app).warmContainer(offer)
+  const user = await given(app).signedIn()
+  // Another transaction holds the lock an assignment of this user and app takes (its advisory lock).
+  const locker = new pg.Client({ connectionString: app.config.db.url! })
+  await locker.connect()
+  t.teardown(() => locker.end())
+  await locker.query('begin')
+  await locker.query("select pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))", [user.account.id, offer.app])
+  const key = randomUUID()
+
+  const stuck = await assign(app, user.headers, { app: offer.app, region: offer.region }, key)
+
+  t.equal(stuck.statusCode, 503)
+  t.match(stuck.json(), { code: 'unavailable' })
+  t.ok(Number(stuck.headers['retry-after']) > 0, 'Retry-After')
+  t.equal((await app.db.selectFrom('idempotency_record').select('key').where('user_id', '=', user.account.id).execute()).length, 0, 'no Idempotency-Key row')
+  t.match(await app.db.selectFrom('container').select(['state', 'user_id']).where('id', '=', warm.id).executeTakeFirstOrThrow(), { state: 'available', user_id: null })
+  await locker.query('commit')
+  const again = await assign(app, user.headers, { app: offer.app, region: offer.region }, key)
+  t.equal(again.statusCode, 201)
+  t.equal(again.json().id, warm.id)
+})
+
 t.test('assignContainer › invalid input › missing or malformed key, bad body, second container, disabled region', async (t) => {
   const app = await build(t)
   const offer = await given(app).offer()
