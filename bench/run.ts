@@ -11,6 +11,7 @@
 //   BENCH_RATE_LIMIT     spread (default) | off | on, see below
 //   BENCH_ASSIGNMENT     on (default) | off | only: the warm-pool assignment race and throughput (bench/assignment.ts)
 //   BENCH_EDGE           on (default) | off | only: the purge storm and Varnish in front (bench/edge.ts)
+//   BENCH_SCENARIOS      comma-separated scenario names to run (all by default), e.g. `host heartbeat`
 //   DATABASE_URL         where to create (and drop) the bench database (postgres://postgres@127.0.0.1:5432/postgres)
 //   REDIS_URL            the Redis ours uses, under a random REDIS_PREFIX deleted at the end (redis://127.0.0.1:6379)
 //
@@ -56,7 +57,8 @@ const settings = {
 
 // One part alone (BENCH_ASSIGNMENT=only or BENCH_EDGE=only), or everything.
 const only = settings.edge === 'only' ? 'edge' : settings.assignment === 'only' ? 'assignment' : null
-const scenarios = only ? [] : allScenarios
+const picked = (process.env.BENCH_SCENARIOS ?? '').split(',').map((name) => name.trim()).filter(Boolean)
+const scenarios = only ? [] : picked.length > 0 ? allScenarios.filter((s) => picked.includes(s.name)) : allScenarios
 const settleMs = 2000
 
 // ---------------------------------------------------------------------------------------------------------

@@ -87,6 +87,8 @@ export const EnvSchema = Type.Object({
   AWS_IDENTITY_CERT: Type.Optional(Type.String({ minLength: 1 })),
   HOST_HEARTBEAT_INTERVAL_S: Type.Integer({ default: 30, minimum: 1, maximum: 600 }),
   HOST_DEAD_AFTER_MS: Type.Integer({ default: 180000, minimum: 1000 }),
+  // Concurrent heartbeats share one UPDATE (group commit): at most this many hosts each.
+  HEARTBEAT_BATCH_SIZE: Type.Integer({ default: 100, minimum: 1, maximum: 1000 }),
   HOSTS_REAP_INTERVAL_MS: Type.Integer({ default: 30000, minimum: 100 }),
   LOG_MAX_BYTES: Type.Integer({ default: 5242880, minimum: 1024, maximum: 104857600 }),
   LOG_BUCKET: Type.Optional(Type.String({ minLength: 3, maxLength: 63 })),
@@ -238,6 +240,7 @@ function toConfig (env: Env) {
       identityCert: env.AWS_IDENTITY_CERT ?? null,
       heartbeatIntervalS: env.HOST_HEARTBEAT_INTERVAL_S,
       deadAfterMs: env.HOST_DEAD_AFTER_MS,
+      heartbeatBatchSize: env.HEARTBEAT_BATCH_SIZE,
       reapIntervalMs: env.HOSTS_REAP_INTERVAL_MS
     },
     fleet: {

@@ -1,12 +1,14 @@
 import { createPublicKey } from 'node:crypto'
 import fp from 'fastify-plugin'
+import { Histogram } from 'prom-client'
+import { Batcher } from '../services/batcher.js'
 import { WrongHostSecret } from '../services/hosts/hosts.errors.js'
 import { createRollJobs, type RollDeps } from '../services/fleet/ami.service.js'
 import { createClusterJobs } from '../services/fleet/clusters.jobs.js'
 import { refreshUsage, type ClusterDeps } from '../services/fleet/clusters.service.js'
 import { createSimulatedFleetProvider } from '../services/fleet/fleet.provider.js'
 import { scaleFleet } from '../services/fleet/fleet.scaling.js'
-import { reapDeadHosts } from '../services/hosts/hosts.service.js'
+import { reapDeadHosts, recordHeartbeats, type HeartbeatCall } from '../services/hosts/hosts.service.js'
 import { createUploadLogJob } from '../services/logs/logs.jobs.js'
 import { expireLogs, requeueSpooled, type LogDeps } from '../services/logs/logs.service.js'
 import { createLocalStore } from '../services/logs/logs.store.js'
@@ -16,6 +18,8 @@ declare module 'fastify' {
     logDeps: LogDeps
     clusterDeps: ClusterDeps
     rollDeps: RollDeps
+    /** Concurrent host heartbeats, recorded together (recordHeartbeats). */
+    heartbeats: Batcher<HeartbeatCall, boolean>
   }
   interface FastifyRequest {
     /** The secret the calling host agent presented (checked by the operation itself). */
@@ -46,6 +50,19 @@ export default fp(async function fleetPlugin (app) {
     if (typeof secret !== 'string' || secret.length === 0) throw new WrongHostSecret()
     request.hostSecret = secret
   }
+  // Heartbeats that arrive while others are being recorded share the next UPDATE (one round trip and one
+  // commit for many hosts); how many shows as host_heartbeat_batch_size.
+  const heartbeatBatchSizes = new Histogram({
+    name: 'host_heartbeat_batch_size',
+    help: 'Host heartbeats per UPDATE (group commit of concurrent POST /v1/hosts/{id}/heartbeats)',
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+    registers: [app.metrics.registry]
+  })
+  app.decorate('heartbeats', new Batcher((calls: HeartbeatCall[]) => recordHeartbeats(app.db, calls), {
+    maxSize: hosts.heartbeatBatchSize,
+    maxInFlight: 2,
+    onBatch: (size) => { heartbeatBatchSizes.observe(size) }
+  }))
   app.schedules.add({ name: 'reap-hosts', everyMs: hosts.reapIntervalMs, run: () => reapDeadHosts(app.db, hosts.deadAfterMs) })
 
   // The S3 SDK loads only when a bucket is configured.
@@ -94,7 +111,7 @@ export default fp(async function fleetPlugin (app) {
       return { refreshed }
     }
   })
-}, { fastify: '5.x', name: 'fleet', dependencies: ['config', 'db', 'queue', 'auth', 'schedules', 'containers'] })
+}, { fastify: '5.x', name: 'fleet', dependencies: ['config', 'db', 'queue', 'metrics', 'auth', 'schedules', 'containers'] })
 
 /** `a,b` for every region, or `us-east-1=a|b;eu-west-1=c` per region; undefined: the group's defaults. */
 export function subnetsFor (setting: string, region: string): string | undefined {

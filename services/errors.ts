@@ -29,3 +29,17 @@ export function defineError<A extends unknown[]> (code: ErrorCode, title: string
 export function fieldErrors (field: string, message: string) {
   return { errors: [{ field, message }] }
 }
+
+export const UnstorableValue = defineError('bad_request', 'Bad request',
+  () => 'A value in the request cannot be stored (a NUL character, an unpaired surrogate, or a number out of range).')
+
+/**
+ * Whether PostgreSQL can take a value as a parameter: no NUL or unpaired surrogate in a string, an integer
+ * within 64 bits. Checked before a value joins a batch (group commit), where one bad value would fail the
+ * whole statement, other callers' work included.
+ */
+export function storable (value: string | number | boolean | null | undefined): boolean {
+  if (typeof value === 'string') return !value.includes('\u0000') && value.isWellFormed()
+  if (typeof value === 'number') return Number.isSafeInteger(value) || !Number.isInteger(value)
+  return true
+}

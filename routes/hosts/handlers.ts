@@ -8,7 +8,7 @@ export const handlers = {
   },
 
   async hostHeartbeat (request, reply) {
-    await hosts.heartbeat(this.db, request.params.hostId, request.hostSecret ?? undefined, request.body)
+    await hosts.heartbeat(this.db, request.params.hostId, request.hostSecret ?? undefined, request.body, this.heartbeats)
     return reply.code(204).send()
   }
 } satisfies Handlers<'hosts'>

@@ -14,5 +14,3 @@ export const IdempotencyMismatch = defineError('unprocessable', 'Idempotency-Key
 export const WrongContainerSecret = defineError('unauthorized', 'Unauthorized', () => 'The container secret is not valid for this container.')
 export const AdminOnly = defineError('forbidden', 'Forbidden', (what: string) => `Only admins can ${what}.`)
 export const PoolNotFound = defineError('not_found', 'Warm pool not found', (app: string, region: string) => `App ${app} is not offered in region ${region}.`)
-export const UnstorableValue = defineError('bad_request', 'Bad request',
-  () => 'A value in the request cannot be stored (a NUL character, an unpaired surrogate, or a number out of range).')

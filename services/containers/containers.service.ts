@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { Container, ContainerState, DB, Job } from '../../db/types.js'
-import { DomainError } from '../errors.js'
+import { DomainError, UnstorableValue, storable } from '../errors.js'
 import { PlanForbidsDpi, PlanForbidsRegion, PlanLimit } from '../billing/billing.errors.js'
 import { paymentRequired, type entitlementTerms } from '../billing/billing.service.js'
 import { Batcher } from '../batcher.js'
@@ -9,7 +9,7 @@ import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import {
   AdminOnly, AlreadyRunning, AppNotOffered, ContainerNotFound, PoolNotFound, IdempotencyMismatch, JobNotFound, RegionDisabled, UnknownApp,
-  UnstorableValue, WrongContainerSecret
+  WrongContainerSecret
 } from './containers.errors.js'
 import * as repo from './containers.repository.js'
 import { warmPools } from './containers.warm-pools.js'
@@ -148,10 +148,6 @@ export function assignmentBatcher (db: Kysely<DB>, options: { maxSize: number, m
   return new Batcher((calls: AssignCall[]) => runAssignments(db, calls), options)
 }
 
-// A string PostgreSQL's jsonb refuses (a NUL, an unpaired surrogate) would fail the whole batch it travels
-// in, other users' assignments included: it is refused before it joins one.
-const storable = (value: string | null | undefined) => value == null || (!value.includes('\u0000') && value.isWellFormed())
-
 /**
  * Hands a user a container for an app, in one call of fractal_assign_container (batched with concurrent
  * assignments when `deps.assignments` is set): the Idempotency-Key row, the offer and maintenance checks, one
@@ -164,7 +160,8 @@ export async function assignContainer (
   db: Kysely<DB>, deps: ContainerDeps, userId: string, idempotencyKey: string,
   input: { app: string, region?: string, dpi?: number, near?: Location | null }
 ): Promise<Assignment> {
-  if (![idempotencyKey, input.app, input.region].every(storable)) throw new UnstorableValue()
+  // A value the batch's jsonb would refuse fails alone, before it joins one (with other users' assignments).
+  if (![idempotencyKey, input.app, input.region, input.dpi].every(storable)) throw new UnstorableValue()
   const secret = newSecret()
   // Near the client: the open regions in order of preference; the function takes the first the plan allows.
   const prefer = !input.region && input.near ? rankRegions(await repo.listOpenOffers(db, input.app), input.near).map((o) => o.region_code) : null

@@ -1,6 +1,8 @@
 import { createHash, createVerify, randomBytes, timingSafeEqual } from 'node:crypto'
 import { sql, type Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
+import type { Batcher } from '../batcher.js'
+import { UnstorableValue, storable } from '../errors.js'
 import { HandshakeRefused, MissingInstanceId, MissingRegion, UnknownRegion, WrongHostSecret } from './hosts.errors.js'
 
 export interface HostSettings {
@@ -105,25 +107,67 @@ export interface HeartbeatInput {
   IsDyingHeartbeat?: boolean
 }
 
+/** One heartbeat as recordHeartbeats takes it. */
+export interface HeartbeatCall {
+  hostId: string
+  secretHash: string
+  instanceType: string | null
+  totalKb: number | null
+  freeKb: number | null
+  availableKb: number | null
+  dying: boolean
+}
+
 /**
- * Records a heartbeat in one statement that is also the secret check (the row is updated only when the
- * secret's hash matches): a wrong secret or an unknown host changes nothing and is a 401. A dying heartbeat
- * marks the host draining; a dead host that beats again is active.
+ * Heartbeats of many hosts in one statement that is also the secret check: a row is updated only when its
+ * secret's hash matches. Answers, per call, whether it was recorded (false: unknown host or wrong secret,
+ * and nothing changed). A host beating twice in one batch is updated once, with the later figures. The
+ * rows are locked in id order before the update, so two batches never wait on each other in a cycle.
  */
-export async function heartbeat (db: Kysely<DB>, hostId: string, secret: string | undefined, input: HeartbeatInput) {
+export async function recordHeartbeats (db: Kysely<DB>, calls: HeartbeatCall[]): Promise<boolean[]> {
+  const latest = new Map<string, HeartbeatCall>()
+  for (const call of calls) latest.set(`${call.hostId} ${call.secretHash}`, call)
+  const beats = [...latest.values()]
+  const column = <K extends keyof HeartbeatCall>(key: K) => beats.map((b) => b[key])
+  const { rows } = await sql<{ id: string, secret_hash: string }>`
+    with beat (id, secret_hash, instance_type, total_kb, free_kb, available_kb, dying) as (
+      select * from unnest(${column('hostId')}::uuid[], ${column('secretHash')}::text[], ${column('instanceType')}::text[],
+        ${column('totalKb')}::bigint[], ${column('freeKb')}::bigint[], ${column('availableKb')}::bigint[], ${column('dying')}::boolean[])
+    ), locked as (
+      select h.id from host h join beat b on b.id = h.id and b.secret_hash = h.secret_hash order by h.id for update of h
+    )
+    update host h set last_heartbeat_at = now(), updated_at = now(), instance_type = coalesce(b.instance_type, h.instance_type),
+      memory_total_kb = b.total_kb, memory_free_kb = b.free_kb, memory_available_kb = b.available_kb,
+      status = case when b.dying then 'draining' when h.status = 'dead' then 'active' else h.status end
+    from beat b
+    where h.id = b.id and h.secret_hash = b.secret_hash and h.id in (select id from locked)
+    returning h.id, b.secret_hash`.execute(db)
+  const recorded = new Set(rows.map((r) => `${r.id} ${r.secret_hash}`))
+  return calls.map((call) => recorded.has(`${call.hostId} ${call.secretHash}`))
+}
+
+/**
+ * Records a heartbeat (batched with concurrent ones when `batcher` is given: see recordHeartbeats). A wrong
+ * secret or an unknown host changes nothing and is a 401. A dying heartbeat marks the host draining; a dead
+ * host that beats again is active.
+ */
+export async function heartbeat (
+  db: Kysely<DB>, hostId: string, secret: string | undefined, input: HeartbeatInput, batcher?: Batcher<HeartbeatCall, boolean>
+) {
   if (!secret) throw new WrongHostSecret()
-  const dying = input.dying ?? input.IsDyingHeartbeat ?? false
-  const instanceType = input.instanceType ?? input.InstanceType
-  const updated = await db.updateTable('host').set({
-    last_heartbeat_at: sql`now()`,
-    updated_at: sql`now()`,
-    ...(instanceType ? { instance_type: instanceType } : {}),
-    memory_total_kb: input.totalMemoryKb ?? input.TotalRAMinKB ?? null,
-    memory_free_kb: input.freeMemoryKb ?? input.FreeRAMinKB ?? null,
-    memory_available_kb: input.availableMemoryKb ?? input.AvailRAMinKB ?? null,
-    status: dying ? 'draining' : sql`case when status = 'dead' then 'active' else status end`
-  }).where('id', '=', hostId).where('secret_hash', '=', hashSecret(secret)).executeTakeFirst()
-  if (Number(updated.numUpdatedRows) === 0) throw new WrongHostSecret()
+  const call: HeartbeatCall = {
+    hostId,
+    secretHash: hashSecret(secret),
+    instanceType: input.instanceType ?? input.InstanceType ?? null,
+    totalKb: input.totalMemoryKb ?? input.TotalRAMinKB ?? null,
+    freeKb: input.freeMemoryKb ?? input.FreeRAMinKB ?? null,
+    availableKb: input.availableMemoryKb ?? input.AvailRAMinKB ?? null,
+    dying: input.dying ?? input.IsDyingHeartbeat ?? false
+  }
+  // A value PostgreSQL would refuse fails alone, before it joins a batch (with other hosts' heartbeats).
+  if (![call.instanceType, call.totalKb, call.freeKb, call.availableKb].every(storable)) throw new UnstorableValue()
+  const recorded = batcher ? await batcher.submit(call) : (await recordHeartbeats(db, [call]))[0]
+  if (!recorded) throw new WrongHostSecret()
 }
 
 /**

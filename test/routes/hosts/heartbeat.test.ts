@@ -75,6 +75,46 @@ t.test('hostHeartbeat › valid › a dead host that beats again is active', asy
   t.equal((await hostRow(app, host.id)).status, 'active')
 })
 
+t.test('hostHeartbeat › valid › heartbeats of many hosts at once share an UPDATE, each with its own figures; a wrong secret among them is 401 and changes nothing', async (t) => {
+  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const region = await given(app).region()
+  const hosts = await Promise.all(Array.from({ length: 12 }, () => givenHost(app, region.code)))
+  const victim = hosts[0]!
+  const before = await hostRow(app, victim.id)
+
+  const [wrong, ...answers] = await Promise.all([
+    beat(app, victim.id, { totalMemoryKb: 1, freeMemoryKb: 1, availableMemoryKb: 1, dying: true }, { 'x-host-secret': hosts[1]!.secret }),
+    ...hosts.slice(1).map((host, i) => beat(app, host.id, { totalMemoryKb: 1000 + i, freeMemoryKb: 500 + i, availableMemoryKb: 700 + i, dying: i === 0 }, { 'x-host-secret': host.secret }))
+  ])
+
+  t.equal(wrong!.statusCode, 401, 'another host\'s secret: refused')
+  t.same(answers.map((a) => a.statusCode), hosts.slice(1).map(() => 204), 'the others recorded')
+  t.same(await hostRow(app, victim.id), before, 'the refused one changed nothing')
+  for (const [i, host] of hosts.slice(1).entries()) {
+    t.match(await hostRow(app, host.id), { memory_total_kb: 1000 + i, memory_free_kb: 500 + i, memory_available_kb: 700 + i, status: i === 0 ? 'draining' : 'active' }, `host ${i + 1}'s own figures`)
+  }
+  const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
+  const sum = Number(/^host_heartbeat_batch_size_sum (\d+)/m.exec(metrics)?.[1])
+  const count = Number(/^host_heartbeat_batch_size_count (\d+)/m.exec(metrics)?.[1])
+  t.equal(sum, 12, 'every heartbeat went through a batch')
+  t.ok(count < sum, `fewer statements than heartbeats (${count} for ${sum})`)
+})
+
+t.test('hostHeartbeat › valid › one host beating several times at once: every beat 204, the host recorded once with one of them', async (t) => {
+  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const region = await given(app).region()
+  const host = await givenHost(app, region.code)
+  const others = await Promise.all(Array.from({ length: 5 }, () => givenHost(app, region.code)))
+
+  const answers = await Promise.all([
+    ...others.map((o) => beat(app, o.id, { totalMemoryKb: 1 }, { 'x-host-secret': o.secret })),
+    ...[101, 102, 103].map((kb) => beat(app, host.id, { totalMemoryKb: kb }, { 'x-host-secret': host.secret }))
+  ])
+
+  t.same(answers.map((a) => a.statusCode), answers.map(() => 204))
+  t.match((await hostRow(app, host.id)).memory_total_kb, /^10[123]$/)
+})
+
 t.test('hostHeartbeat › insufficient permissions › a wrong secret, another host\'s secret or none is 401 and nothing changes', async (t) => {
   const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
   const region = await given(app).region()
@@ -139,6 +179,26 @@ t.test('hostHeartbeat › invalid input › negative or non-integer memory, an u
   t.equal(text.statusCode, 415)
 
   t.same(await hostRow(app, host.id), snapshot, 'nothing changed')
+})
+
+t.test('hostHeartbeat › invalid input › a memory figure beyond 64 bits or an instance type with a NUL is 400 on its own: heartbeats sent with it are recorded', async (t) => {
+  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const region = await given(app).region()
+  const [bad, good] = await Promise.all([givenHost(app, region.code), givenHost(app, region.code)])
+  const before = await hostRow(app, bad.id)
+
+  const [huge, nul, fine] = await Promise.all([
+    app.inject({ method: 'POST', url: `/v1/hosts/${bad.id}/heartbeats`, headers: { 'x-host-secret': bad.secret, 'content-type': 'application/json' }, payload: '{"totalMemoryKb": 99999999999999999999999}' }),
+    beat(app, bad.id, { instanceType: 'g4dn\u0000' }, { 'x-host-secret': bad.secret }),
+    beat(app, good.id, { totalMemoryKb: 4242 }, { 'x-host-secret': good.secret })
+  ])
+
+  t.equal(huge!.statusCode, 400)
+  t.equal(huge!.json().code, 'bad_request')
+  t.equal(nul!.statusCode, 400)
+  t.equal(fine!.statusCode, 204, 'the heartbeat sent alongside is recorded')
+  t.equal((await hostRow(app, good.id)).memory_total_kb, 4242)
+  t.same(await hostRow(app, bad.id), before, 'nothing changed for the refused ones')
 })
 
 t.test('hostHeartbeat › non-existing › an unknown host id is the same 401 as a wrong secret (no existence leak)', async (t) => {
