@@ -210,13 +210,17 @@ async function main (): Promise<boolean> {
     rows.push({ scenario, ours: oursM, bare: bareM, ratio, problems, pass })
   }
   // The logs accepted by the upload scenario, stored in s3rver by a worker process started now.
+  // The worker is stopped afterwards: left running, it would start the race's queued containers, whose
+  // simulated pings would write to the database during the purge storm that counts its queries.
   let logDrain: LogDrainResult | null = null
   if (!only) {
+    let worker: Child | null = null
     logDrain = await drainLogs({
       databaseUrl: databaseUrl.href,
-      start: (env) => startServer('worker', ['dist/worker.js'], { ...oursEnv, ...env }, null),
+      start: async (env) => { worker = (await startServer('worker', ['dist/worker.js'], { ...oursEnv, ...env }, null)).child },
       log
     })
+    if (worker) await stop(worker)
   }
 
   let assignment: AssignmentBenchResult | null = null
