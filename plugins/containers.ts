@@ -1,5 +1,5 @@
-import { Histogram } from 'prom-client'
 import fp from 'fastify-plugin'
+import { Histogram } from 'prom-client'
 import { createContainerJobs } from '../services/containers/containers.jobs.js'
 import { reapOrphans, reapSilent, reapStuckJobs, refillWarmPools, resumeStalledStarts } from '../services/containers/containers.schedules.js'
 import { assignmentBatcher, authenticateContainer, ping, sendStartValues, sendStartValuesJob, stopAllOf, type ContainerDeps } from '../services/containers/containers.service.js'
