@@ -3,6 +3,7 @@ import pg from 'pg'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
+import { histogramTotals } from '../../helpers/metrics.js'
 import { until } from '../../helpers/wait.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -105,9 +106,7 @@ t.test('assignContainer › concurrency › assignments made at once share trans
   // The refused request left nothing behind: its key is free for another body (a replay would be 422).
   const retried = await assign(app, users[0]!.headers, { app: offer.app, region: offer.region }, strayKey)
   t.equal(retried.statusCode, 409, 'answered afresh: the user has a container by now')
-  const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
-  const sum = Number(/^container_assignment_batch_size_sum (\d+)/m.exec(metrics)?.[1])
-  const count = Number(/^container_assignment_batch_size_count (\d+)/m.exec(metrics)?.[1])
+  const { sum, count } = await histogramTotals(app, 'container_assignment_batch_size')
   t.equal(sum, 10, 'every assignment went through a batch')
   t.ok(count < sum, `fewer transactions than assignments (${count} for ${sum})`)
 })

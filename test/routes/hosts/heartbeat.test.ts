@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
+import { histogramTotals } from '../../helpers/metrics.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
@@ -93,9 +94,7 @@ t.test('hostHeartbeat › valid › heartbeats of many hosts at once share an UP
   for (const [i, host] of hosts.slice(1).entries()) {
     t.match(await hostRow(app, host.id), { memory_total_kb: 1000 + i, memory_free_kb: 500 + i, memory_available_kb: 700 + i, status: i === 0 ? 'draining' : 'active' }, `host ${i + 1}'s own figures`)
   }
-  const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
-  const sum = Number(/^host_heartbeat_batch_size_sum (\d+)/m.exec(metrics)?.[1])
-  const count = Number(/^host_heartbeat_batch_size_count (\d+)/m.exec(metrics)?.[1])
+  const { sum, count } = await histogramTotals(app, 'host_heartbeat_batch_size')
   t.equal(sum, 12, 'every heartbeat went through a batch')
   t.ok(count < sum, `fewer statements than heartbeats (${count} for ${sum})`)
 })
