@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { DomainError, type ErrorCode } from '../services/errors.js'
+import { DomainError, UnstorableValue, type ErrorCode } from '../services/errors.js'
 import { securityHeaders } from './security.js'
 
 export const problemTypeBase = 'https://docs.fractal.co/problems/'
@@ -89,7 +89,7 @@ export function toProblem (err: FastifyError, request: FastifyRequest): { proble
     return { problem: make('validation_failed', errors.map((e) => `${e.field.slice(1)} ${e.message}`).join('; '), { errors }) }
   }
   if (err.code && badValueCodes.has(err.code)) {
-    return { problem: make('bad_request', 'A value in the request cannot be stored (a NUL character, an unpaired surrogate, or a number out of range).') }
+    return { problem: make('bad_request', new UnstorableValue().message) }
   }
   const status = err.statusCode ?? 500
   if (status >= 400 && status < 500) {
