@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import authPlugin from './plugins/auth.js'
 import broadcastPlugin from './plugins/broadcast.js'
+import clockPlugin from './plugins/clock.js'
 import configPlugin, { embeddedDefaults, type Config } from './plugins/config.js'
+import type { Clock } from './services/clock.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import queueDashboardPlugin from './plugins/queue-dashboard.js'
@@ -58,6 +60,8 @@ export interface BuildOptions {
   features?: FastifyPluginAsync[]
   /** Another copy of the OpenAPI document (contract tests of the spec's extensions); openapi/openapi.yaml otherwise. */
   specPath?: string
+  /** The time credentials and limits are measured by; the system's unless a test moves its own. */
+  clock?: Clock
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -119,6 +123,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   try {
     await app.register(configPlugin, { config })
+    await app.register(clockPlugin, { clock: options.clock })
     for (const line of embeddedDefaults(config)) app.log.info(`embedded default: ${line}`)
 
     await app.register(errorsPlugin)

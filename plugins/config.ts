@@ -23,6 +23,7 @@ export const EnvSchema = Type.Object({
   REDIS_PREFIX: Type.String({ default: 'fractal:', pattern: '^[A-Za-z0-9:_-]*$' }),
   JWT_PRIVATE_KEY: Type.Optional(Type.String({ minLength: 1 })),
   JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_PREVIOUS_PUBLIC_KEYS: Type.String({ default: '', pattern: '^$|-----BEGIN PUBLIC KEY-----' }),
   JWT_ISSUER: Type.String({ default: 'https://api.fractal.co' }),
   JWT_AUDIENCE: Type.String({ default: 'fractal' }),
   ACCESS_TOKEN_TTL: Type.Integer({ default: 900, minimum: 60, maximum: 86400 }),
@@ -134,6 +135,10 @@ function toList (value: string): string[] {
   return value.split(',').map((s) => s.trim()).filter(Boolean)
 }
 
+function pemBlocks (value: string): string[] {
+  return value.replace(/\\n/g, '\n').match(/-----BEGIN PUBLIC KEY-----[\s\S]+?-----END PUBLIC KEY-----/g) ?? []
+}
+
 /** Env → the nested, frozen Config every part of the app reads. */
 function toConfig (env: Env) {
   const dataDir = isAbsolute(env.DATA_DIR) ? env.DATA_DIR : resolve(env.DATA_DIR)
@@ -158,6 +163,8 @@ function toConfig (env: Env) {
     jwt: {
       privateKey: env.JWT_PRIVATE_KEY ?? null,
       publicKey: env.JWT_PUBLIC_KEY ?? null,
+      // Retired keys (PEM blocks, one after the other) whose tokens still verify for one token lifetime.
+      previousPublicKeys: pemBlocks(env.JWT_PREVIOUS_PUBLIC_KEYS),
       issuer: env.JWT_ISSUER,
       audience: env.JWT_AUDIENCE,
       accessTokenTtl: env.ACCESS_TOKEN_TTL

@@ -187,7 +187,7 @@ async function main (varnishd: string): Promise<void> {
     t.equal((await edge('/v1/apps')).headers['x-cache'], 'HIT', 'apps cached')
     t.equal((await edge('/v1/storage/providers')).headers['x-cache'], 'HIT', 'storage providers cached')
 
-    const res = await edge(`/v1/regions/${region.code}`, { method: 'PATCH', body: { name: 'After the update' }, headers: bearer(given(app).token({ scopes: ['catalog:write'] })) })
+    const res = await edge(`/v1/regions/${region.code}`, { method: 'PATCH', body: { name: 'After the update' }, headers: bearer(await given(app).token({ scopes: ['catalog:write'] })) })
     t.equal(res.status, 200, 'the PATCH went through Varnish to the app')
     t.ok(await purgesSent(), 'the purge job ran')
     t.equal((await app.queue.counts('cache-purge')).failed, 0, 'and Varnish accepted the purge')
@@ -202,7 +202,7 @@ async function main (varnishd: string): Promise<void> {
   t.test('edge › varnish › POST /v1/admin/cache/purge drops only the tags it names', async (t) => {
     await purgeAll()
     for (const path of ['/v1/regions', '/v1/storage/providers']) await edge(path)
-    const res = await edge('/v1/admin/cache/purge', { method: 'POST', body: { tags: ['regions'] }, headers: bearer(given(app).token({ role: 'admin', scopes: ['admin'] })) })
+    const res = await edge('/v1/admin/cache/purge', { method: 'POST', body: { tags: ['regions'] }, headers: bearer(await given(app).token({ role: 'admin', scopes: ['admin'] })) })
     t.equal(res.status, 202)
     t.same(JSON.parse(res.body), { purger: 'varnish', tags: ['regions'], everything: false })
     t.ok(await purgesSent(), 'the purge job ran')
@@ -274,7 +274,7 @@ async function main (varnishd: string): Promise<void> {
 
   t.test('edge › varnish › Authorization on a public route bypasses the cache, and keeps its cookies', async (t) => {
     await purgeAll()
-    const token = given(app).token()
+    const token = await given(app).token()
     await edge('/v1/regions')
     t.equal((await edge('/v1/regions')).headers['x-cache'], 'HIT')
     const before = seen('/v1/regions')

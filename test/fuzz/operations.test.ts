@@ -160,7 +160,7 @@ const secretAttacks: Record<string, Array<(garbage: string) => string>> = {
 }
 const authVariants = Math.max(bearerAttacks.length, ...Object.values(secretAttacks).map((a) => a.length))
 const schemeHeader: Record<string, string> = { bearer: 'authorization', containerSecret: 'x-container-secret', hostSecret: 'x-host-secret', partnerKey: 'x-api-key' }
-const noScopeToken = g.token({ scopes: [] })
+const noScopeToken = await g.token({ scopes: [] })
 
 function properCredential (op: SpecOperation, scheme: string): string {
   switch (scheme) {

@@ -78,9 +78,19 @@ export function given (app: FastifyInstance) {
       return { offer, warm, user, container: res.json() }
     },
 
-    /** A signed access token for a made-up session (no rows): for routes that only check scopes. */
-    token (claims: Partial<{ sub: string, role: Role, scopes: string[], sid: string }> = {}) {
-      return app.issueAccessToken({ sub: claims.sub ?? randomUUID(), role: claims.role ?? 'user', scopes: claims.scopes ?? [], sid: claims.sid ?? randomUUID() })
+    /**
+     * An access token for a made-up session (no session row): for routes that only check scopes. Its account
+     * is real (a token of an account that does not exist is refused): `sub` when it names one, else a new one
+     * with `role`.
+     */
+    async token (claims: Partial<{ sub: string, role: Role, scopes: string[], sid: string }> = {}) {
+      const existing = claims.sub && /^[0-9a-f-]{36}$/.test(claims.sub)
+        ? await app.db.selectFrom('account').select(['id', 'role']).where('id', '=', claims.sub).executeTakeFirst()
+        : undefined
+      const account = existing ?? await app.db.insertInto('account').values({
+        email: `token-${suffix()}${suffix()}@example.test`, name: 'Token Holder', role: claims.role ?? 'user', password_hash: null, email_verified_at: new Date()
+      }).returning(['id', 'role']).executeTakeFirstOrThrow()
+      return app.issueAccessToken({ sub: account.id, role: claims.role ?? account.role, scopes: claims.scopes ?? [], sid: claims.sid ?? randomUUID() })
     },
 
     /** An account with a password (`password`), verified unless said otherwise. */

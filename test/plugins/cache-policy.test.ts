@@ -93,7 +93,7 @@ t.test('cache policy › private › an error answer of a private operation is n
   const badToken = await app.inject({ method: 'GET', url: '/v1/users/me', headers: bearer('not.a.jwt') })
   t.equal(badToken.statusCode, 401)
   t.notMatch(String(badToken.headers['cache-control']), /public|s-maxage/, `401 bad token: ${badToken.headers['cache-control']}`)
-  const noScope = await app.inject({ method: 'GET', url: '/v1/users/me', headers: bearer(given(app).token({ scopes: [] })) })
+  const noScope = await app.inject({ method: 'GET', url: '/v1/users/me', headers: bearer(await given(app).token({ scopes: [] })) })
   t.equal(noScope.statusCode, 403)
   t.notMatch(String(noScope.headers['cache-control']), /public|s-maxage/, `403: ${noScope.headers['cache-control']}`)
 })

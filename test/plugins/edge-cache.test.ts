@@ -52,7 +52,7 @@ t.test('edge cache › an update invalidates its tags here and in another proces
   const beforeB = await b.inject({ method: 'GET', url: '/v1/regions' })
   t.match(beforeB.body, /Before/)
 
-  const res = await a.inject({ method: 'PATCH', url: '/v1/regions/eu-east-9', payload: { name: 'After' }, headers: bearer(given(a).token({ scopes: ['catalog:write'] })) })
+  const res = await a.inject({ method: 'PATCH', url: '/v1/regions/eu-east-9', payload: { name: 'After' }, headers: bearer(await given(a).token({ scopes: ['catalog:write'] })) })
   t.equal(res.statusCode, 200)
 
   const afterA = await a.inject({ method: 'GET', url: '/v1/regions' })

@@ -67,7 +67,7 @@ t.test('getMe › insufficient permissions › no token, a garbage one or a sign
   assertProblem(t, await getMe(app), 401, 'unauthorized', 'no token')
   assertProblem(t, await getMe(app, bearer('garbage')), 401, 'unauthorized', 'garbage')
   assertProblem(t, await getMe(app, bearer(signedOut.json().accessToken)), 401, 'unauthorized', 'signed out')
-  const scoped = await getMe(app, bearer(given(app).token({ sub: me.account.id, scopes: ['fleet:read'] })))
+  const scoped = await getMe(app, bearer(await given(app).token({ sub: me.account.id, scopes: ['fleet:read'] })))
   assertProblem(t, scoped, 403, 'forbidden', 'no account scope')
   t.equal(scoped.json().detail, 'This operation needs the scope account.')
 })
@@ -248,7 +248,7 @@ t.test('updateMe › insufficient permissions › no token gets 401, a token wit
   const user = await given(app).user({ name: 'Ada Lovelace' })
 
   assertProblem(t, await updateMe(app, { name: 'Eve' }), 401, 'unauthorized')
-  assertProblem(t, await updateMe(app, { name: 'Eve' }, bearer(given(app).token({ sub: user.id, scopes: ['fleet:read'] }))), 403, 'forbidden')
+  assertProblem(t, await updateMe(app, { name: 'Eve' }, bearer(await given(app).token({ sub: user.id, scopes: ['fleet:read'] }))), 403, 'forbidden')
   t.equal((await accountRow(app, user.id))!.name, 'Ada Lovelace')
 })
 
@@ -301,7 +301,7 @@ t.test('deleteMe › insufficient permissions › no token gets 401, a token wit
   const me = await given(app).signedIn()
 
   assertProblem(t, await deleteMe(app), 401, 'unauthorized')
-  assertProblem(t, await deleteMe(app, bearer(given(app).token({ sub: me.account.id, scopes: ['fleet:read'] }))), 403, 'forbidden')
+  assertProblem(t, await deleteMe(app, bearer(await given(app).token({ sub: me.account.id, scopes: ['fleet:read'] }))), 403, 'forbidden')
   t.equal((await accountRow(app, me.account.id))!.deleted_at, null)
   t.equal((await getMe(app, me.headers)).statusCode, 200)
   t.equal((await app.queue.counts('accounts')).waiting, 0, 'no purge job')

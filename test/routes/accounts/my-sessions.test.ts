@@ -65,7 +65,7 @@ t.test('listMySessions › insufficient permissions › no token gets 401, a tok
   const me = await given(app).signedIn()
 
   assertProblem(t, await listMySessions(app), 401, 'unauthorized')
-  assertProblem(t, await listMySessions(app, bearer(given(app).token({ sub: me.account.id, sid: sidOf(me.accessToken), scopes: ['fleet:read'] }))), 403, 'forbidden')
+  assertProblem(t, await listMySessions(app, bearer(await given(app).token({ sub: me.account.id, sid: sidOf(me.accessToken), scopes: ['fleet:read'] }))), 403, 'forbidden')
 })
 
 t.test('revokeMySession › valid › revokes another of my sessions: its tokens stop working, mine keep working', async (t) => {
@@ -141,7 +141,7 @@ t.test('revokeMySession › insufficient permissions › no token gets 401, a to
   const sid = sidOf(me.accessToken)
 
   assertProblem(t, await revokeMySession(app, sid), 401, 'unauthorized')
-  assertProblem(t, await revokeMySession(app, sid, bearer(given(app).token({ sub: me.account.id, scopes: ['fleet:read'] }))), 403, 'forbidden')
+  assertProblem(t, await revokeMySession(app, sid, bearer(await given(app).token({ sub: me.account.id, scopes: ['fleet:read'] }))), 403, 'forbidden')
   t.equal((await sessionRow(app, sid)).revoked_at, null)
   t.equal((await getMe(app, me.headers)).statusCode, 200)
 })

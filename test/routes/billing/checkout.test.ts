@@ -128,7 +128,7 @@ t.test('createCheckoutSession › insufficient permissions › no token or a bad
   t.match(none.headers['content-type'], /application\/problem\+json/)
   t.match(none.json(), { code: 'unauthorized' })
   t.equal((await checkout(app, bearer('not-a-jwt'))).statusCode, 401)
-  const narrow = await checkout(app, bearer(given(app).token({ scopes: ['containers'] })))
+  const narrow = await checkout(app, bearer(await given(app).token({ scopes: ['containers'] })))
   t.equal(narrow.statusCode, 403)
   t.match(narrow.json(), { code: 'forbidden' })
   t.same(stripe.requests, [], 'nothing reached Stripe')

@@ -58,7 +58,7 @@ t.test('createPortalSession › insufficient permissions › no token or a bad o
   t.equal(none.statusCode, 401)
   t.match(none.json(), { code: 'unauthorized' })
   t.equal((await portal(app, bearer('eyJhbGciOiJub25lIn0.e30.'))).statusCode, 401)
-  const narrow = await portal(app, bearer(given(app).token({ scopes: ['containers'] })))
+  const narrow = await portal(app, bearer(await given(app).token({ scopes: ['containers'] })))
   t.equal(narrow.statusCode, 403)
   t.match(narrow.json(), { code: 'forbidden' })
   t.same(stripe.requests, [])

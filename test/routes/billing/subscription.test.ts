@@ -109,7 +109,7 @@ t.test('getSubscription › insufficient permissions › no token or a bad one i
   t.match(none.headers['content-type'], /application\/problem\+json/)
   t.match(none.json(), { code: 'unauthorized' })
   t.equal((await mine(app, bearer('garbage'))).statusCode, 401)
-  const narrow = await mine(app, bearer(given(app).token({ scopes: ['containers'] })))
+  const narrow = await mine(app, bearer(await given(app).token({ scopes: ['containers'] })))
   t.equal(narrow.statusCode, 403)
   t.match(narrow.json(), { code: 'forbidden' })
 })

@@ -234,7 +234,7 @@ t.test('purgeCache › insufficient permissions › no token or a bad one 401, a
     ['a Basic header', { authorization: 'Basic YWRtaW46YWRtaW4=' }, 401, 'unauthorized'],
     ['a user', user.headers, 403, 'forbidden'],
     ['a developer', developer.headers, 403, 'forbidden'],
-    ['a token with every scope but admin', bearer(given(app).token({ role: 'admin', scopes: ['account', 'containers', 'fleet:read', 'fleet:write', 'catalog:write', 'users:read', 'users:write'] })), 403, 'forbidden']
+    ['a token with every scope but admin', bearer(await given(app).token({ role: 'admin', scopes: ['account', 'containers', 'fleet:read', 'fleet:write', 'catalog:write', 'users:read', 'users:write'] })), 403, 'forbidden']
   ]
   for (const [who, headers, status, code] of cases) {
     for (const payload of [{ tags: ['apps'] }, { all: true }]) {

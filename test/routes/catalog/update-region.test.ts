@@ -14,7 +14,7 @@ function unsignedToken (claims: object) {
 t.test('updateRegion › valid › disables a region, returns it, and purges region and app reads', async (t) => {
   const app = await build(t)
   const region = await given(app).region({ code: 'eu-north-9' })
-  const token = given(app).token({ role: 'admin', scopes: ['catalog:write'] })
+  const token = await given(app).token({ role: 'admin', scopes: ['catalog:write'] })
 
   const res = await patch(app, region.code, { enabled: false }, bearer(token))
 
@@ -33,7 +33,7 @@ t.test('updateRegion › valid › disables a region, returns it, and purges reg
 t.test('updateRegion › insufficient permissions › no token, a bad token, an expired one, alg none: 401', async (t) => {
   const app = await build(t)
   const region = await given(app).region()
-  const valid = given(app).token({ scopes: ['catalog:write'] })
+  const valid = await given(app).token({ scopes: ['catalog:write'] })
   const [header, payload] = valid.split('.')
   const tampered = `${header}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), role: 'admin' })).toString('base64url')}.${valid.split('.')[2]}`
   const now = Math.floor(Date.now() / 1000)
@@ -64,7 +64,7 @@ t.test('updateRegion › insufficient permissions › no token, a bad token, an 
 t.test('updateRegion › insufficient permissions › a valid token without catalog:write gets 403', async (t) => {
   const app = await build(t)
   const region = await given(app).region()
-  const res = await patch(app, region.code, { enabled: false }, bearer(given(app).token({ scopes: ['catalog:read'] })))
+  const res = await patch(app, region.code, { enabled: false }, bearer(await given(app).token({ scopes: ['catalog:read'] })))
   t.equal(res.statusCode, 403)
   t.match(res.json(), { code: 'forbidden', detail: 'This operation needs the scope catalog:write.' })
   t.equal((await app.queue.counts('cache-purge')).waiting, 0, 'nothing purged')
@@ -73,7 +73,7 @@ t.test('updateRegion › insufficient permissions › a valid token without cata
 t.test('updateRegion › invalid input › each malformed body is a 400 or 415 and changes nothing', async (t) => {
   const app = await build(t)
   const region = await given(app).region()
-  const auth = bearer(given(app).token({ scopes: ['catalog:write'] }))
+  const auth = bearer(await given(app).token({ scopes: ['catalog:write'] }))
   const cases: Array<[string, unknown, number, string | undefined]> = [
     ['empty object', {}, 400, '/body'],
     ['wrong type', { enabled: 'no' }, 400, '/body/enabled'],
@@ -105,7 +105,7 @@ t.test('updateRegion › invalid input › each malformed body is a 400 or 415 a
 
 t.test('updateRegion › non-existing › 404 not_found, nothing purged', async (t) => {
   const app = await build(t)
-  const res = await patch(app, 'zz-nowhere-1', { enabled: false }, bearer(given(app).token({ scopes: ['catalog:write'] })))
+  const res = await patch(app, 'zz-nowhere-1', { enabled: false }, bearer(await given(app).token({ scopes: ['catalog:write'] })))
   t.equal(res.statusCode, 404)
   t.equal(res.json().code, 'not_found')
   t.equal((await app.queue.counts('cache-purge')).waiting, 0)

@@ -213,7 +213,7 @@ t.test('assignContainer › insufficient permissions › no token 401, a token w
   const app = await build(t)
   const offer = await given(app).offer()
   t.equal((await assign(app, {}, { app: offer.app })).statusCode, 401)
-  const res = await assign(app, { authorization: `Bearer ${given(app).token({ scopes: ['account'] })}` }, { app: offer.app })
+  const res = await assign(app, { authorization: `Bearer ${await given(app).token({ scopes: ['account'] })}` }, { app: offer.app })
   t.equal(res.statusCode, 403)
   t.equal((await app.db.selectFrom('container').selectAll().execute()).length, 0)
 })

@@ -137,7 +137,7 @@ t.test('setWarmPoolTarget › insufficient permissions › a user (no fleet:writ
   t.equal(res.statusCode, 403)
   const row = await app.db.selectFrom('app_region').select('warm_pool_target').where('app_id', '=', offer.app).executeTakeFirstOrThrow()
   t.equal(row.warm_pool_target, 0)
-  const readOnly = given(app).token({ role: 'developer', scopes: ['fleet:read'] })
+  const readOnly = await given(app).token({ role: 'developer', scopes: ['fleet:read'] })
   t.equal((await app.inject({ method: 'PUT', url: `/v1/admin/warm-pools/${offer.app}/${offer.region}`, payload: { target: 9 }, headers: bearer(readOnly) })).statusCode, 403)
 })
 

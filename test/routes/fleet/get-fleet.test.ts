@@ -87,7 +87,7 @@ t.test('getFleet › valid › the fleet follows the hosts: a dying heartbeat an
   const region = await given(app).region()
   const dying = await givenHost(app, region.code)
   const silent = await givenHost(app, region.code)
-  const reader = bearer(given(app).token({ role: 'developer', scopes: ['fleet:read'] }))
+  const reader = bearer(await given(app).token({ role: 'developer', scopes: ['fleet:read'] }))
   const hostsOf = async () => (await fleet(app, reader)).json().regions.find((r: { region: string }) => r.region === region.code).hosts
 
   t.same(await hostsOf(), { active: 2, draining: 0, dead: 0 })
@@ -107,7 +107,7 @@ t.test('getFleet › insufficient permissions › a user (no fleet:read) is 403;
   t.equal(asUser.json().code, 'forbidden')
   t.notMatch(asUser.body, /regions/)
 
-  t.equal((await fleet(app, bearer(given(app).token({ role: 'developer', scopes: ['fleet:write'] })))).statusCode, 403, 'fleet:write alone does not read')
+  t.equal((await fleet(app, bearer(await given(app).token({ role: 'developer', scopes: ['fleet:write'] })))).statusCode, 403, 'fleet:write alone does not read')
 
   const bad: Array<Record<string, string>> = [{}, { authorization: 'Bearer not-a-token' }, { authorization: 'Basic YWRtaW46YWRtaW4=' }]
   for (const headers of bad) {

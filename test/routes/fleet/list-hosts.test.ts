@@ -68,7 +68,7 @@ t.test('listHosts › valid › filtered by region and by status', async (t) => 
   const westActive = await givenHost(app, west.code)
   await app.inject({ method: 'POST', url: `/v1/hosts/${eastDraining.id}/heartbeats`, payload: { dying: true }, headers: { 'x-host-secret': eastDraining.secret } })
   await app.db.updateTable('host').set({ status: 'dead' }).where('id', '=', westDead.id).execute()
-  const reader = bearer(given(app).token({ role: 'developer', scopes: ['fleet:read'] }))
+  const reader = bearer(await given(app).token({ role: 'developer', scopes: ['fleet:read'] }))
 
   t.same(ids((await list(app, reader, { region: east.code })).json()), [eastDraining.id, eastActive.id])
   t.same(ids((await list(app, reader, { region: west.code })).json()), [westActive.id, westDead.id])
@@ -147,7 +147,7 @@ t.test('listHosts › insufficient permissions › a user (no fleet:read) is 403
   t.equal(asUser.json().code, 'forbidden')
   t.notMatch(asUser.body, host.id)
 
-  const writeOnly = await list(app, bearer(given(app).token({ role: 'developer', scopes: ['fleet:write'] })))
+  const writeOnly = await list(app, bearer(await given(app).token({ role: 'developer', scopes: ['fleet:write'] })))
   t.equal(writeOnly.statusCode, 403, 'fleet:write alone does not read')
 
   const bad: Array<Record<string, string>> = [{}, { authorization: 'Bearer not-a-token' }, { 'x-host-secret': host.secret }]

@@ -83,7 +83,7 @@ t.test('rollAmi › insufficient permissions › a user or a fleet:read token is
   const region = await given(app).region()
   const user = await given(app).signedIn()
   t.equal((await roll(app, region.code, user.headers, { ami: newAmi, strategy: 'rolling' })).statusCode, 403)
-  const reader = { authorization: `Bearer ${given(app).token({ role: 'developer', scopes: ['fleet:read'] })}` }
+  const reader = { authorization: `Bearer ${await given(app).token({ role: 'developer', scopes: ['fleet:read'] })}` }
   t.equal((await roll(app, region.code, reader, { ami: newAmi, strategy: 'rolling' })).statusCode, 403)
   t.equal((await app.inject({ method: 'POST', url: `/v1/admin/regions/${region.code}/ami`, payload: { ami: newAmi } })).statusCode, 401)
 })

@@ -19,7 +19,7 @@ async function page (app: App, path: string, headers: Record<string, string> = {
 
 t.test('openQueueDashboard › valid › an admin gets an HttpOnly cookie for /admin/queues; the dashboard then lists our queues', async (t) => {
   const app = await build(t)
-  const res = await openSession(app, adminToken(app))
+  const res = await openSession(app, await adminToken(app))
   t.equal(res.statusCode, 201)
   t.equal(res.json().url, '/admin/queues')
   t.ok(Date.parse(res.json().expiresAt) > Date.now(), 'ends with the token')
@@ -44,14 +44,14 @@ t.test('openQueueDashboard › valid › a failed job is visible in its queue, w
   await app.queue.enqueue({ family: 'mail', name: 'alwaysFails' }, { to: 'x@example.test' }, { jobId: 'fails-once', retries: 0 })
   app.queue.startWorker(1)
   for (let i = 0; i < 100 && (await app.queue.counts('mail')).failed < 1; i++) await new Promise((resolve) => setTimeout(resolve, 50))
-  const failed = await page(app, '/admin/queues/fractal/mail/failed', bearer(adminToken(app)))
+  const failed = await page(app, '/admin/queues/fractal/mail/failed', bearer(await adminToken(app)))
   t.equal(failed.statusCode, 200)
   t.match(failed.body, 'fails-once', 'the failed job is listed')
 })
 
 t.test('openQueueDashboard › insufficient permissions › no token is 401, a user token 403; the dashboard likewise, as problem+json', async (t) => {
   const app = await build(t)
-  const user = given(app).token({ scopes: ['account', 'containers'] })
+  const user = await given(app).token({ scopes: ['account', 'containers'] })
   t.equal((await app.inject({ method: 'POST', url: '/v1/admin/queue-dashboard/session' })).statusCode, 401)
   const forbidden = await openSession(app, user)
   t.equal(forbidden.statusCode, 403)
@@ -81,7 +81,7 @@ t.test('openQueueDashboard › invalid input › a forged, expired or signed-out
 
 t.test('openQueueDashboard › non-existing › without Redis (queues in process) the dashboard is 503 and says why', async (t) => {
   const app = await build(t, { REDIS_URL: '' })
-  const res = await page(app, '/admin/queues', bearer(adminToken(app)))
+  const res = await page(app, '/admin/queues', bearer(await adminToken(app)))
   t.equal(res.statusCode, 503)
   t.match(res.json(), { code: 'unavailable', detail: /no REDIS_URL/ })
   t.ok(res.headers['retry-after'])

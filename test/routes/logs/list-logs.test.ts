@@ -114,7 +114,7 @@ t.test('listMyLogs › insufficient permissions › no token is 401, a token wit
   t.equal(none.statusCode, 401)
   t.match(none.headers['content-type'], /application\/problem\+json/)
   t.equal(none.json().code, 'unauthorized')
-  const narrow = await app.inject({ method: 'GET', url: '/v1/logs', headers: bearer(given(app).token({ scopes: ['account'] })) })
+  const narrow = await app.inject({ method: 'GET', url: '/v1/logs', headers: bearer(await given(app).token({ scopes: ['account'] })) })
   t.equal(narrow.statusCode, 403)
   t.equal(narrow.json().code, 'forbidden')
 })

@@ -106,7 +106,7 @@ t.test('getLogContent › insufficient permissions › another user gets 404 (ex
   const none = await content(app, log.id)
   t.equal(none.statusCode, 401)
   t.equal(none.json().code, 'unauthorized')
-  const narrow = await content(app, log.id, bearer(given(app).token({ sub: owner.account.id, scopes: ['account'] })))
+  const narrow = await content(app, log.id, bearer(await given(app).token({ sub: owner.account.id, scopes: ['account'] })))
   t.equal(narrow.statusCode, 403, 'a token without the containers scope')
   t.equal(narrow.json().code, 'forbidden')
 })

@@ -168,7 +168,7 @@ t.test('uploadLog › insufficient permissions › a user sending server logs or
 t.test('uploadLog › insufficient permissions › a token without the containers scope is 403', async (t) => {
   const app = await localApp(t)
   const user = await given(app).user()
-  const token = given(app).token({ sub: user.id, scopes: ['account'] })
+  const token = await given(app).token({ sub: user.id, scopes: ['account'] })
   const res = await upload(app, bearer(token), { sender: 'client' }, 'hello')
   t.equal(res.statusCode, 403)
   t.equal(res.json().code, 'forbidden')

@@ -107,5 +107,5 @@ t.test('listPartnerContainers › insufficient permissions › no key or an expi
   t.equal((await app.inject({ method: 'GET', url })).statusCode, 401)
   t.equal((await app.inject({ method: 'GET', url, headers: expired.headers })).statusCode, 401)
   t.equal((await app.inject({ method: 'GET', url, headers: scopeless.headers })).statusCode, 403)
-  t.equal((await app.inject({ method: 'GET', url, headers: bearer(given(app).token({ scopes: ['containers'] })) })).statusCode, 401)
+  t.equal((await app.inject({ method: 'GET', url, headers: bearer(await given(app).token({ scopes: ['containers'] })) })).statusCode, 401)
 })

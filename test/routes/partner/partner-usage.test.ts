@@ -110,5 +110,5 @@ t.test('getPartnerUsage › insufficient permissions › no key or a revoked one
   t.equal((await app.inject({ method: 'GET', url })).statusCode, 401)
   t.equal((await app.inject({ method: 'GET', url, headers: revoked.headers })).statusCode, 401)
   t.equal((await app.inject({ method: 'GET', url, headers: scopeless.headers })).json().code, 'forbidden')
-  t.equal((await app.inject({ method: 'GET', url, headers: bearer(given(app).token({ role: 'admin', scopes: ['admin'] })) })).statusCode, 401)
+  t.equal((await app.inject({ method: 'GET', url, headers: bearer(await given(app).token({ role: 'admin', scopes: ['admin'] })) })).statusCode, 401)
 })

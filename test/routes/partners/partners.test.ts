@@ -40,7 +40,7 @@ t.test('createPartner › insufficient permissions › users and developers get 
   const asUser = await app.inject({ method: 'POST', url: '/v1/admin/partners', payload, headers: user.headers })
   t.equal(asUser.statusCode, 403)
   t.equal(asUser.json().code, 'forbidden')
-  const developer = given(app).token({ role: 'developer', scopes: ['account', 'fleet:read', 'fleet:write', 'catalog:write'] })
+  const developer = await given(app).token({ role: 'developer', scopes: ['account', 'fleet:read', 'fleet:write', 'catalog:write'] })
   t.equal((await app.inject({ method: 'POST', url: '/v1/admin/partners', payload, headers: bearer(developer) })).statusCode, 403)
   const none = await app.inject({ method: 'POST', url: '/v1/admin/partners', payload })
   t.equal(none.statusCode, 401)

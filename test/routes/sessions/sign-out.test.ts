@@ -65,7 +65,7 @@ t.test('signOut › insufficient permissions › no token, a malformed header or
 t.test('signOut › insufficient permissions › a token without the account scope gets 403', async (t) => {
   const app = await build(t)
   const me = await given(app).signedIn()
-  const token = given(app).token({ sub: me.account.id, sid: sidOf(app, me.accessToken), scopes: [] })
+  const token = await given(app).token({ sub: me.account.id, sid: sidOf(app, me.accessToken), scopes: [] })
 
   const res = await signOut(app, bearer(token))
 

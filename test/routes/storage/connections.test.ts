@@ -194,7 +194,7 @@ t.test('listStorageConnections › insufficient permissions › no token or a ba
   t.match(none.headers['content-type'], /^application\/problem\+json/)
   t.equal(none.json().code, 'unauthorized')
   t.equal((await list(app, bearer('garbage'))).statusCode, 401)
-  const noScope = await list(app, bearer(given(app).token({ sub: user.account.id, scopes: ['containers'] })))
+  const noScope = await list(app, bearer(await given(app).token({ sub: user.account.id, scopes: ['containers'] })))
   t.equal(noScope.statusCode, 403)
   t.equal(noScope.json().code, 'forbidden')
   t.notOk(noScope.body.includes(drive.email!))
@@ -300,7 +300,7 @@ t.test('deleteStorageConnection › insufficient permissions › no token or a b
   t.match(none.headers['content-type'], /^application\/problem\+json/)
   t.equal(none.json().code, 'unauthorized')
   t.equal((await disconnect(app, bearer('garbage'), 'drive')).statusCode, 401)
-  const noScope = await disconnect(app, bearer(given(app).token({ sub: user.account.id, scopes: ['containers'] })), 'drive')
+  const noScope = await disconnect(app, bearer(await given(app).token({ sub: user.account.id, scopes: ['containers'] })), 'drive')
   t.equal(noScope.statusCode, 403)
   t.equal(noScope.json().code, 'forbidden')
 

@@ -92,7 +92,7 @@ t.test('startStorageConnection › insufficient permissions › no token, a bad 
   t.equal(garbage.statusCode, 401)
   t.equal(garbage.json().code, 'unauthorized')
 
-  const noScope = await startConnection(app, bearer(given(app).token({ scopes: ['containers'] })), 'drive')
+  const noScope = await startConnection(app, bearer(await given(app).token({ scopes: ['containers'] })), 'drive')
   t.equal(noScope.statusCode, 403)
   t.equal(noScope.json().code, 'forbidden')
 

@@ -57,7 +57,7 @@ t.test('getJwks › valid › publishes the ES256 key that verifies our access t
   t.match(jwk, { kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' })
   t.notOk('d' in jwk, 'no private part')
 
-  const token = given(app).token({ sub: 'user-1', role: 'admin', scopes: ['catalog:write'] })
+  const token = await given(app).token({ sub: 'user-1', role: 'admin', scopes: ['catalog:write'] })
   const [header, payload, signature] = token.split('.')
   t.equal(JSON.parse(Buffer.from(header!, 'base64url').toString()).kid, jwk.kid, 'tokens name the key')
   const ok = verify('sha256', Buffer.from(`${header}.${payload}`), { key: createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' }, Buffer.from(signature!, 'base64url'))
