@@ -1,7 +1,6 @@
 import fp from 'fastify-plugin'
 import { createAccountJobs, type AccountDeletionStep } from '../services/accounts/accounts.jobs.js'
-import type { Account } from '../db/types.js'
-import type { AccountCache, AccountDeps, FailureThrottle } from '../services/accounts/accounts.service.js'
+import type { AccountDeps, FailureThrottle } from '../services/accounts/accounts.service.js'
 import { createGoogleVerifier, type GoogleVerifier } from '../services/accounts/google.js'
 import type { NewsletterDeps } from '../services/accounts/newsletter.js'
 
@@ -45,37 +44,12 @@ function createThrottle (redis: import('ioredis').Redis | null): FailureThrottle
   }
 }
 
-/** Accounts read in the last seconds, per process; a change anywhere drops the entry everywhere. */
-async function createAccountCache (app: import('fastify').FastifyInstance, ttlMs: number): Promise<AccountCache> {
-  const entries = new Map<string, { account: Account, until: number }>()
-  await app.broadcast.subscribe('accounts:changed', (id) => { entries.delete(id as string) })
-  // Missed messages while Redis was away: start afresh.
-  app.broadcast.onReconnect(async () => { entries.clear() })
-  return {
-    get (id) {
-      const entry = entries.get(id)
-      if (!entry) return undefined
-      if (entry.until > Date.now()) return entry.account
-      entries.delete(id)
-      return undefined
-    },
-    set (account) {
-      if (entries.size >= 10_000) entries.delete(entries.keys().next().value!)
-      entries.set(account.id, { account, until: Date.now() + ttlMs })
-    },
-    async invalidate (id) {
-      entries.delete(id)
-      await app.broadcast.publish('accounts:changed', id)
-    }
-  }
-}
-
 /** Wires the accounts domain: its dependencies, Google sign-in, and the account deletion job. */
 export default fp(async function accountsPlugin (app) {
   const { config } = app
   app.decorate('accountDeps', {
     queue: app.queue,
-    cache: await createAccountCache(app, 5000),
+    cache: app.accountCache,
     signAccessToken: (claims) => app.issueAccessToken(claims),
     revocations: { revoke: (ids) => app.revokedSessions.add(ids) },
     throttle: createThrottle(app.hasDecorator('redis') ? app.redis : null),

@@ -2,13 +2,14 @@ import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import fastifyJwt from '@fastify/jwt'
+import { createVerifier } from 'fast-jwt'
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Account, Role } from '../db/types.js'
 import type { components } from '../openapi/schema.js'
+import { getOwnAccount, type AccountCache } from '../services/accounts/accounts.service.js'
 import { DomainError } from '../services/errors.js'
 import { authenticatePartnerKey, type PartnerKeyIdentity } from '../services/partners/partners.service.js'
-
-import type { Role } from '../db/types.js'
 
 export type { Role }
 
@@ -45,8 +46,12 @@ declare module 'fastify' {
     issueAccessToken (claims: AccessTokenClaims): string
     /** Revoked sessions, checked on every bearer request (Redis, or this process when embedded). */
     revokedSessions: { add (ids: readonly string[]): Promise<void>, has (id: string): Promise<boolean> }
-    /** Verifies a bearer token (signature, issuer, audience, expiry, revocation) without scopes. */
+    /** Verifies a bearer token (signature, issuer, audience, expiry, revocation, account) without scopes. */
     verifyBearer (header: string | undefined): Promise<AccessTokenClaims | null>
+    /** The request's bearer token verified as verifyBearer does, once per request; null when it is not valid. */
+    bearerOf (request: FastifyRequest): Promise<AccessTokenClaims | null>
+    /** Accounts read in the last seconds, per process; every change drops the entry in every process. */
+    accountCache: AccountCache
     /** Key material other signatures derive their keys from (HKDF), so rotating the JWT key rotates them. */
     jwtSigningSecret: string
     /** The partner API key of a request (X-Api-Key), verified once per request; null when there is no valid one. */
@@ -59,12 +64,39 @@ declare module 'fastify' {
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
-    payload: AccessTokenClaims
+    payload: AccessTokenClaims & { iat?: number }
     user: AccessTokenClaims & { iat: number, exp: number }
   }
 }
 
 const unauthorized = (detail: string) => new DomainError('unauthorized', 'Unauthorized', detail)
+const invalidToken = () => unauthorized('The access token is not valid.')
+
+/** Accounts read in the last seconds, per process; a change anywhere drops the entry everywhere. */
+async function createAccountCache (app: FastifyInstance, ttlMs: number): Promise<AccountCache> {
+  const { clock } = app
+  const entries = new Map<string, { account: Account, until: number }>()
+  await app.broadcast.subscribe('accounts:changed', (id) => { entries.delete(id as string) })
+  // Missed messages while Redis was away: start afresh.
+  app.broadcast.onReconnect(async () => { entries.clear() })
+  return {
+    get (id) {
+      const entry = entries.get(id)
+      if (!entry) return undefined
+      if (entry.until > clock.now()) return entry.account
+      entries.delete(id)
+      return undefined
+    },
+    set (account) {
+      if (entries.size >= 10_000) entries.delete(entries.keys().next().value!)
+      entries.set(account.id, { account, until: clock.now() + ttlMs })
+    },
+    async invalidate (id) {
+      entries.delete(id)
+      await app.broadcast.publish('accounts:changed', id)
+    }
+  }
+}
 
 /** Loads the ES256 pair from config, or (outside production) from dataDir/jwt, generating it the first time. */
 async function loadKeys (privateKey: string | null, publicKey: string | null, dataDir: string, env: string) {
@@ -88,34 +120,88 @@ async function loadKeys (privateKey: string | null, publicKey: string | null, da
   }
 }
 
+/** The public JWK of an ES256 key and its RFC 7638 thumbprint as the key id (a rotated key gets a new kid). */
+function publicJwk (publicKey: string, what: string): components['schemas']['JwkSet']['keys'][number] & { kid: string } {
+  const jwk = createPublicKey(publicKey).export({ format: 'jwk' })
+  if (jwk.crv !== 'P-256') throw new Error(`auth: ${what} must be an EC P-256 (ES256) key`)
+  const kid = createHash('sha256').update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y })).digest('base64url')
+  return { kty: 'EC', crv: jwk.crv, x: jwk.x!, y: jwk.y!, kid, alg: 'ES256', use: 'sig' }
+}
+
+/** The kid of a token's header, or null: at most a few headers are ever seen (one per key), so they are kept. */
+function headerKidReader () {
+  const seen = new Map<string, string | null>()
+  return (token: string): string | null => {
+    const segment = token.slice(0, token.indexOf('.'))
+    let kid = seen.get(segment)
+    if (kid === undefined) {
+      try {
+        const header = JSON.parse(Buffer.from(segment, 'base64url').toString()) as { kid?: unknown }
+        kid = typeof header.kid === 'string' ? header.kid : null
+      } catch {
+        kid = null
+      }
+      // Forged headers may all differ: remember a bounded number, never grow without end.
+      if (seen.size < 64) seen.set(segment, kid)
+    }
+    return kid
+  }
+}
+
 export default fp(async function authPlugin (app) {
   const { jwt: cfg, dataDir, env } = app.config
+  const { clock } = app
   const keys = await loadKeys(cfg.privateKey, cfg.publicKey, dataDir, env)
-  const jwk = createPublicKey(keys.publicKey).export({ format: 'jwk' })
-  if (jwk.crv !== 'P-256') throw new Error('auth: the JWT key pair must be EC P-256 (ES256)')
-  // RFC 7638 thumbprint as the key id, so a rotated key gets a new kid.
-  const kid = createHash('sha256').update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y })).digest('base64url')
+  const current = publicJwk(keys.publicKey, 'the JWT key pair')
+  const ttl = cfg.accessTokenTtl
+  // A retired key (JWT_PREVIOUS_PUBLIC_KEYS) still verifies the tokens it signed before the rotation: those
+  // live at most one access-token lifetime, so it is accepted for that long after this process started.
+  const startedAt = clock.now()
+  const retiredUntil = startedAt + ttl * 1000
+  const previous = cfg.previousPublicKeys.map((pem, i) => publicJwk(pem, `JWT_PREVIOUS_PUBLIC_KEYS[${i}]`))
+    .filter((jwk) => jwk.kid !== current.kid)
+  if (previous.length > 0) app.log.info({ kids: previous.map((k) => k.kid), until: new Date(retiredUntil).toISOString() }, 'auth: retired JWT keys accepted for one token lifetime')
 
   await app.register(fastifyJwt, {
     secret: { private: keys.privateKey, public: keys.publicKey },
-    sign: { algorithm: 'ES256', iss: cfg.issuer, aud: cfg.audience, expiresIn: cfg.accessTokenTtl * 1000, kid },
-    // cache: a token verified once is not verified again (fast-jwt keeps it until it expires).
-    verify: { algorithms: ['ES256'], allowedIss: cfg.issuer, allowedAud: cfg.audience, cache: 10_000 }
+    // A number is seconds to @fastify/jwt (it multiplies by 1000 for fast-jwt).
+    sign: { algorithm: 'ES256', iss: cfg.issuer, aud: cfg.audience, expiresIn: ttl, kid: current.kid },
+    verify: { algorithms: ['ES256'], allowedIss: cfg.issuer, allowedAud: cfg.audience }
   })
 
-  app.decorate('jwks', { keys: [{ kty: 'EC', crv: jwk.crv, x: jwk.x!, y: jwk.y!, kid, alg: 'ES256', use: 'sig' }] })
-  app.decorate('issueAccessToken', (claims: AccessTokenClaims) => app.jwt.sign(claims))
+  // One verifier per key we accept, chosen by the token's kid: a token naming no kid, or a kid we do not
+  // know, is refused before any signature check. Expiry is checked below against the app's clock, so
+  // fast-jwt only checks the signature, issuer and audience (and caches that: a token is verified once).
+  const verifierFor = (publicKey: string) => createVerifier({
+    key: publicKey,
+    algorithms: ['ES256'],
+    allowedIss: cfg.issuer,
+    allowedAud: cfg.audience,
+    requiredClaims: ['sub', 'sid', 'iat', 'exp'],
+    ignoreExpiration: true,
+    cache: 10_000
+  })
+  const verifiers = new Map<string, { verify: (token: string) => AccessTokenClaims & { iat: number, exp: number }, retired: boolean }>()
+  verifiers.set(current.kid, { verify: verifierFor(keys.publicKey), retired: false })
+  cfg.previousPublicKeys.forEach((pem, i) => {
+    const kid = previous[i]?.kid
+    if (kid) verifiers.set(kid, { verify: verifierFor(pem), retired: true })
+  })
+  const kidOf = headerKidReader()
+
+  app.decorate('jwks', { keys: [current, ...previous] })
+  app.decorate('issueAccessToken', (claims: AccessTokenClaims) => app.jwt.sign({ ...claims, iat: Math.floor(clock.now() / 1000) }))
   app.decorate('jwtSigningSecret', keys.privateKey)
   app.decorateRequest('principal', null)
 
-  // Revoked sessions, kept as long as an access token of them could still be valid. Every process holds
-  // the set in memory, so a bearer check costs no round trip: Redis keeps the keys (with their TTL) and
-  // announces each revocation on a channel; a process (re)connecting reloads the keys.
-  const ttl = cfg.accessTokenTtl
+  // Revoked sessions, kept as long as an access token of them could still be valid: every token of a session
+  // was issued before its revocation and lives at most `ttl`, so `ttl` after the revocation covers each one's
+  // own `exp` (tokens claiming a longer life are refused below). Every process holds the set in memory, so a
+  // bearer check costs no round trip: Redis keeps the keys (with their TTL) and announces each revocation on
+  // a channel; a process (re)connecting reloads the keys.
   const revoked = new Map<string, number>()
   const remember = (id: string, until: number) => { revoked.set(id, until) }
   const keyPrefix = 'revoked-session:'
-  // Redis keeps each revocation (with its TTL) for processes that start later or were away.
   const reload = async () => {
     if (!app.hasDecorator('redis')) return
     let cursor = '0'
@@ -125,11 +211,11 @@ export default fp(async function authPlugin (app) {
       if (keys.length === 0) continue
       const unprefixed = keys.map((k) => k.slice(app.config.redis.prefix.length))
       const ttls = await Promise.all(unprefixed.map((k) => app.redis.pttl(k)))
-      unprefixed.forEach((k, i) => { if (ttls[i]! > 0) remember(k.slice(keyPrefix.length), Date.now() + ttls[i]!) })
+      unprefixed.forEach((k, i) => { if (ttls[i]! > 0) remember(k.slice(keyPrefix.length), clock.now() + ttls[i]!) })
     } while (cursor !== '0')
   }
   await app.broadcast.subscribe('sessions:revoked', (ids) => {
-    for (const id of ids as string[]) remember(id, Date.now() + ttl * 1000)
+    for (const id of ids as string[]) remember(id, clock.now() + ttl * 1000)
   })
   app.broadcast.onReconnect(reload)
   await reload()
@@ -137,10 +223,11 @@ export default fp(async function authPlugin (app) {
   app.decorate('revokedSessions', {
     async add (ids: readonly string[]) {
       if (ids.length === 0) return
-      for (const id of ids) remember(id, Date.now() + ttl * 1000)
+      for (const id of ids) remember(id, clock.now() + ttl * 1000)
       if (app.hasDecorator('redis')) {
         const multi = app.redis.multi()
-        for (const id of ids) multi.set(`${keyPrefix}${id}`, '1', 'EX', ttl)
+        // One second more than a token can live: Redis counts whole seconds.
+        for (const id of ids) multi.set(`${keyPrefix}${id}`, '1', 'EX', ttl + 1)
         await multi.exec()
       }
       await app.broadcast.publish('sessions:revoked', ids)
@@ -150,29 +237,61 @@ export default fp(async function authPlugin (app) {
   function isRevoked (id: string): boolean {
     const until = revoked.get(id)
     if (until === undefined) return false
-    if (until >= Date.now()) return true
+    if (until >= clock.now()) return true
     revoked.delete(id)
     return false
   }
 
+  const accountCache = await createAccountCache(app, 5000)
+  app.decorate('accountCache', accountCache)
+
+  /**
+   * A bearer token is a credential only while: its signature verifies under a key we hold (by kid), it is
+   * no older than its lifetime and claims no longer one than we issue, its session is not revoked, and its
+   * account still exists, is enabled and has the role the token names. The account is read through the
+   * per-process cache every change invalidates, so a disabled, deleted or re-roled account's tokens stop
+   * even where a revocation was missed.
+   */
   async function verify (header: string | undefined): Promise<AccessTokenClaims> {
     if (!header) throw unauthorized('A bearer token is required.')
     const match = /^Bearer\s+(\S+)$/i.exec(header)
     if (!match) throw unauthorized('The Authorization header must be "Bearer <token>".')
-    let claims: AccessTokenClaims
+    const token = match[1]!
+    const kid = kidOf(token)
+    const verifier = kid === null ? undefined : verifiers.get(kid)
+    if (!verifier) throw invalidToken()
+    let claims: AccessTokenClaims & { iat: number, exp: number }
     try {
-      claims = app.jwt.verify<AccessTokenClaims>(match[1]!)
-    } catch (err) {
-      const expired = (err as { code?: string }).code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED'
-      throw unauthorized(expired ? 'The access token has expired.' : 'The access token is not valid.')
+      claims = verifier.verify(token)
+    } catch {
+      throw invalidToken()
     }
-    if (typeof claims.sid !== 'string' || await app.revokedSessions.has(claims.sid)) throw unauthorized('The session of this access token has ended.')
+    const now = clock.now()
+    if (typeof claims.iat !== 'number' || typeof claims.exp !== 'number' || claims.exp - claims.iat > ttl || claims.iat * 1000 > now + 60_000) throw invalidToken()
+    if (claims.exp * 1000 <= now) throw unauthorized('The access token has expired.')
+    if (verifier.retired && now > retiredUntil) throw invalidToken()
+    if (typeof claims.sid !== 'string' || typeof claims.sub !== 'string' || isRevoked(claims.sid)) throw unauthorized('The session of this access token has ended.')
+    const account = await getOwnAccount(app.db, { cache: accountCache }, claims.sub)
+    if (account.disabled_at) throw unauthorized('The account of this access token is disabled.')
+    if (account.role !== claims.role) throw unauthorized('The role of this account has changed. Sign in again.')
     return claims
   }
   app.decorate('verifyBearer', (header: string | undefined) => verify(header).catch(() => null))
 
+  // The rate limiter (keyed by user) and the security handler both need the caller: verified once per request.
+  const bearers = new WeakMap<FastifyRequest, Promise<AccessTokenClaims>>()
+  function bearerOf (request: FastifyRequest): Promise<AccessTokenClaims> {
+    let outcome = bearers.get(request)
+    if (!outcome) {
+      outcome = verify(request.headers.authorization)
+      bearers.set(request, outcome)
+    }
+    return outcome
+  }
+  app.decorate('bearerOf', (request: FastifyRequest) => bearerOf(request).catch(() => null))
+
   const bearer: SecurityHandler = async (request, scopes) => {
-    const claims = await verify(request.headers.authorization)
+    const claims = await bearerOf(request)
     const granted = new Set(claims.scopes ?? [])
     const missing = scopes.filter((s) => !granted.has(s))
     if (missing.length > 0) {
@@ -206,4 +325,4 @@ export default fp(async function authPlugin (app) {
   }
 
   app.decorate('securityHandlers', { bearer, partnerKey })
-}, { fastify: '5.x', name: 'auth', dependencies: ['config', 'errors', 'db', 'redis', 'broadcast'] })
+}, { fastify: '5.x', name: 'auth', dependencies: ['config', 'clock', 'errors', 'db', 'redis', 'broadcast'] })
