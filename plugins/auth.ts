@@ -36,8 +36,12 @@ export type Principal = UserPrincipal | PartnerPrincipal
 /** `sid` names the session: revoking it stops its access tokens at once. */
 export interface AccessTokenClaims { sub: string, role: Role, scopes: string[], sid: string }
 
-/** A handler per securitySchemes name: throws unauthorized/forbidden, or sets request.principal. */
-export type SecurityHandler = (request: FastifyRequest, scopes: readonly string[]) => Promise<void>
+/**
+ * A handler per securitySchemes name: throws unauthorized/forbidden, or sets request.principal. It runs before
+ * the body is read, or (`readsBody`, a credential that may come in the body) once it is parsed, and in both
+ * cases before anything of the request is validated.
+ */
+export type SecurityHandler = ((request: FastifyRequest, scopes: readonly string[]) => Promise<void>) & { readsBody?: boolean }
 
 declare module 'fastify' {
   interface FastifyInstance {

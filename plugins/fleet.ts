@@ -1,5 +1,6 @@
 import { createPublicKey } from 'node:crypto'
 import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
 import { Histogram } from 'prom-client'
 import { Batcher } from '../services/batcher.js'
 import { WrongHostSecret } from '../services/hosts/hosts.errors.js'
@@ -8,7 +9,7 @@ import { createClusterJobs } from '../services/fleet/clusters.jobs.js'
 import { refreshUsage, type ClusterDeps } from '../services/fleet/clusters.service.js'
 import { createSimulatedFleetProvider } from '../services/fleet/fleet.provider.js'
 import { scaleFleet } from '../services/fleet/fleet.scaling.js'
-import { reapDeadHosts, recordHeartbeats, type HeartbeatCall } from '../services/hosts/hosts.service.js'
+import { checkHostSecret, reapDeadHosts, recordHeartbeats, type HeartbeatCall } from '../services/hosts/hosts.service.js'
 import { createUploadLogJob } from '../services/logs/logs.jobs.js'
 import { expireLogs, requeueSpooled, type LogDeps } from '../services/logs/logs.service.js'
 import { createLocalStore } from '../services/logs/logs.store.js'
@@ -42,14 +43,16 @@ export default fp(async function fleetPlugin (app) {
     }
   }
   app.decorateRequest('hostSecret', null)
-  // The host's secret (X-Host-Secret, or AuthToken in the body as the original agent sent it). It is
-  // checked by the heartbeat's own UPDATE (matching the stored hash), one round trip for both.
-  app.securityHandlers.hostSecret = async (request) => {
+  // The host's secret (X-Host-Secret, or AuthToken in the body as the original agent sent it: so this scheme
+  // is checked once the body is parsed, still before it is validated). The heartbeat's UPDATE checks it again.
+  const knownSecrets = new Map<string, string>()
+  app.securityHandlers.hostSecret = Object.assign(async (request: FastifyRequest) => {
     const header = request.headers['x-host-secret']
     const secret = typeof header === 'string' ? header : (request.body as { AuthToken?: unknown } | undefined)?.AuthToken
     if (typeof secret !== 'string' || secret.length === 0) throw new WrongHostSecret()
+    await checkHostSecret(app.db, (request.params as { hostId?: string }).hostId ?? '', secret, knownSecrets)
     request.hostSecret = secret
-  }
+  }, { readsBody: true })
   // Heartbeats that arrive while others are being recorded share the next UPDATE (one round trip and one
   // commit for many hosts); how many shows as host_heartbeat_batch_size.
   const heartbeatBatchSizes = new Histogram({

@@ -162,12 +162,12 @@ function securityHook (app: FastifyInstance, requirements: Array<Record<string, 
   // Requirements are alternatives (OR); the schemes inside one requirement must all pass (AND).
   // It runs as the request's first route hook after the rate limiter, before the body is read: a caller
   // who may not call the operation learns nothing of its validation, and costs us no body parsing.
-  return async function checkSecurity (request: FastifyRequest, _reply: FastifyReply, payload: unknown) {
+  return async function checkSecurity (request: FastifyRequest) {
     let failure: unknown
     for (const requirement of requirements) {
       try {
         for (const [scheme, scopes] of Object.entries(requirement)) await app.securityHandlers[scheme]!(request, scopes)
-        return payload
+        return
       } catch (err) {
         // Keep the most telling failure: forbidden (valid caller, wrong scope) beats unauthorized.
         if (!failure || (err instanceof DomainError && err.code === 'forbidden')) failure = err
@@ -365,8 +365,14 @@ export default fp(async function openapiRoutesPlugin (app, options: { specPath?:
         }
       }
       if (operation.bodyLimit !== undefined) route.bodyLimit = bodyLimitOf(app, operation)
-      if (secured) route.preParsing = securityHook(app, operation.security)
-      if (operation.bodyTypes) route.preValidation = bodyGuard(operation)
+      const guard = operation.bodyTypes ? bodyGuard(operation) : null
+      const check = secured ? securityHook(app, operation.security) : null
+      if (check && operation.security.some((r) => Object.keys(r).some((scheme) => app.securityHandlers[scheme]?.readsBody))) {
+        route.preValidation = guard ? [check, guard] : [check]
+      } else {
+        if (check) route.preParsing = async (request: FastifyRequest, _reply: FastifyReply, payload) => { await check(request); return payload }
+        if (guard) route.preValidation = guard
+      }
       if (responseAjv) route.preSerialization = responseValidator(responseAjv, operation)
       if (operation.deprecation) {
         const { deprecation, sunset } = operation.deprecation

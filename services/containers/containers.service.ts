@@ -399,6 +399,8 @@ export async function getJob (db: Kysely<DB>, principal: { userId: string, role:
 
 /** The container's own credential: the secret it was started with, compared in constant time. */
 export async function authenticateContainer (db: Kysely<DB>, id: string, secret: string | undefined): Promise<Container> {
+  // Checked before the request is validated: an id that is not one never reaches the database.
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new WrongContainerSecret()
   const container = await repo.findContainer(db, id)
   const expected = Buffer.from(container?.secret_hash ?? 'x'.repeat(43))
   const given = Buffer.from(hashSecret(secret ?? ''))

@@ -146,6 +146,24 @@ export async function recordHeartbeats (db: Kysely<DB>, calls: HeartbeatCall[]):
   return calls.map((call) => recorded.has(`${call.hostId} ${call.secretHash}`))
 }
 
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/**
+ * Whether `secret` is host `hostId`'s, before anything else of the request is looked at (the heartbeat's
+ * UPDATE checks it again, atomically). `known` keeps hashes that matched: a host beats every few seconds, so
+ * its check costs a database read only after its secret changed.
+ */
+export async function checkHostSecret (db: Kysely<DB>, hostId: string, secret: string | undefined, known: Map<string, string>): Promise<void> {
+  if (!secret || !uuidPattern.test(hostId)) throw new WrongHostSecret()
+  const given = hashSecret(secret)
+  if (known.get(hostId) === given) return
+  const row = await db.selectFrom('host').select('secret_hash').where('id', '=', hostId).executeTakeFirst()
+  const [stored, sent] = [Buffer.from(row?.secret_hash ?? ''), Buffer.from(given)]
+  if (stored.length !== sent.length || !timingSafeEqual(stored, sent)) throw new WrongHostSecret()
+  if (known.size >= 10_000) known.delete(known.keys().next().value!)
+  known.set(hostId, given)
+}
+
 /**
  * Records a heartbeat (batched with concurrent ones when `batcher` is given: see recordHeartbeats). A wrong
  * secret or an unknown host changes nothing and is a 401. A dying heartbeat marks the host draining; a dead

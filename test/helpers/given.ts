@@ -50,6 +50,20 @@ export function given (app: FastifyInstance) {
       return { app: offered.id, region: region.code }
     },
 
+    /** An active host in `region` (no cluster); `secret` is its X-Host-Secret. */
+    async host (region: string) {
+      const secret = randomBytes(32).toString('base64url')
+      const row = await app.db.insertInto('host').values({
+        instance_id: `i-${suffix()}${suffix()}`,
+        region_code: region,
+        ip: '198.51.100.20',
+        status: 'active',
+        secret_hash: createHash('sha256').update(secret).digest('base64url'),
+        last_heartbeat_at: new Date()
+      }).returningAll().executeTakeFirstOrThrow()
+      return { ...row, secret }
+    },
+
     /** A ready container in the warm pool of an app and region; `secret` is its X-Container-Secret. */
     async warmContainer (offer: { app: string, region: string }) {
       const secret = randomBytes(32).toString('base64url')

@@ -10,7 +10,7 @@ import { sql } from 'kysely'
 import t from 'tap'
 import { build } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
-import { exampleBody, isProblem, operations, validRequest, type Node } from './spec-walk.js'
+import { credentialsFor, everyCredential, exampleBody, isProblem, operations, validRequest, type Node } from './spec-walk.js'
 
 const app = await build(t, { RATE_LIMIT_ENABLED: 'false' })
 
@@ -132,7 +132,8 @@ async function rowCounts (): Promise<Record<string, number>> {
 }
 
 t.test('security › mass assignment › a property the operation does not declare is refused with 400 naming it, and nothing is written', async (t) => {
-  const a = await given(app).assignedContainer()
+  // Security is checked before the body: every operation is called with a credential that passes it.
+  const { assigned: a, held, values } = await everyCredential(app)
   const user = a.user
   const withObjectBody = operations.filter((op) => {
     const body = op.body?.contents.find((c) => c.type === 'application/json')
@@ -147,12 +148,12 @@ t.test('security › mass assignment › a property the operation does not decla
     const branches: Node[] = op.body!.contents.find((c) => c.type === 'application/json')!.schema.oneOf ?? [op.body!.contents.find((c) => c.type === 'application/json')!.schema]
     const declared = new Set(branches.flatMap((b) => Object.keys(b.properties ?? {})))
     const base = JSON.parse(exampleBody(op)!.payload)
-    const request = validRequest(op, { containerId: a.container.id })
+    const request = validRequest(op, values)
     for (const [key, value] of forbidden) {
       if (declared.has(key)) continue
       // An own `__proto__` member, as JSON.parse makes it from a client's text.
       const payload = `${JSON.stringify(base).slice(0, -1)}${Object.keys(base).length > 0 ? ',' : ''}${JSON.stringify(key)}:${JSON.stringify(value)}}`
-      const res = await app.inject({ ...request, payload, headers: { ...request.headers, ...user.headers, 'idempotency-key': `mass-${op.operationId}-${key}` } })
+      const res = await app.inject({ ...request, payload, headers: { ...request.headers, ...credentialsFor(op, held), 'idempotency-key': `mass-${op.operationId}-${key}` } })
       const fields = res.statusCode === 400 ? (res.json().errors ?? []).map((e: { field: string }) => e.field) : []
       if (res.statusCode !== 400 || !isProblem(res) || (!pollution.has(key) && !fields.includes(`/body/${key}`))) wrong.push(`${op.operationId} + ${key}: ${res.statusCode} ${res.body.slice(0, 120)}`)
     }

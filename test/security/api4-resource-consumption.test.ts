@@ -9,7 +9,7 @@ import t from 'tap'
 import { build } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
 import { partners } from '../routes/partners/partner-fixtures.js'
-import { exampleBody, isProblem, operations, validRequest, type WalkedOperation } from './spec-walk.js'
+import { credentialsFor, everyCredential, exampleBody, isProblem, operations, validRequest, type WalkedOperation } from './spec-walk.js'
 
 /** Operations without `x-rate-limit`, each for a reason. A new operation needs a limit or a line here. */
 const exempt: Record<string, string> = {}
@@ -83,8 +83,9 @@ t.test('security › resource consumption › limits, bodies, pages and sockets'
     t.same(userSessions, [], 'the right password after the limit opened no session')
   })
 
-  t.test('every operation with a body › invalid input › a body over its limit is 413 problem+json, before authentication', async (t) => {
+  t.test('every operation with a body › invalid input › a body over its limit is 413 problem+json (401 first without credentials)', async (t) => {
     const wrong: string[] = []
+    const { held, values } = await everyCredential(app)
     const withBody = operations.filter((op) => op.body)
     t.ok(withBody.length > 25, `${withBody.length} operations take a body`)
     const limitOf = (op: WalkedOperation) => op.bodyLimit === undefined ? bodyLimit : typeof op.bodyLimit === 'number' ? op.bodyLimit : op.bodyLimit === 'logs.maxBytes' ? logMaxBytes : NaN
@@ -93,9 +94,14 @@ t.test('security › resource consumption › limits, bodies, pages and sockets'
       t.ok(Number.isInteger(limit), `${op.operationId}: its limit is known (${String(op.bodyLimit ?? 'BODY_LIMIT')})`)
       const { contentType } = exampleBody(op)!
       const filler = (size: number) => contentType === 'application/json' ? `{"x":"${'a'.repeat(size - 8)}"}` : 'a'.repeat(size)
-      const request = validRequest(op)
+      const anonymous = validRequest(op, values)
+      const request = { ...anonymous, headers: { ...anonymous.headers, ...credentialsFor(op, held) } }
       const res = await app.inject({ ...request, payload: filler(limit + 1), remoteAddress: '198.51.100.99' })
       if (res.statusCode !== 413 || !isProblem(res) || res.json().code !== 'payload_too_large') wrong.push(`${op.operationId}: ${res.statusCode} ${res.body.slice(0, 100)}`)
+      if (op.security.length === 0 || op.security.some((r) => Object.keys(r).length === 0)) continue
+      // Without a credential the answer is 401, and the body was never read (the connection is not reused).
+      const stranger = await app.inject({ ...anonymous, payload: filler(limit + 1), remoteAddress: '198.51.100.97' })
+      if (stranger.statusCode !== 401 || !isProblem(stranger)) wrong.push(`${op.operationId} without a credential: ${stranger.statusCode}`)
       if (!op.statuses.has('413')) wrong.push(`${op.operationId} does not declare 413`)
       if (limit > bodyLimit) {
         const within = await app.inject({ ...request, payload: filler(bodyLimit + 1), remoteAddress: '198.51.100.98' })

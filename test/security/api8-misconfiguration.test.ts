@@ -8,7 +8,7 @@ import { sql } from 'kysely'
 import t from 'tap'
 import { build } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
-import { document, isProblem, operations } from './spec-walk.js'
+import { credentialsFor, document, everyCredential, isProblem, operations } from './spec-walk.js'
 
 const allowed = 'https://app.fractal.co'
 const app = await build(t, { CORS_ORIGINS: `${allowed}, https://admin.fractal.co`, BODY_LIMIT: '1024' })
@@ -151,9 +151,10 @@ t.test('security › misconfiguration › a dependency failing inside an operati
 t.test('security › misconfiguration › every operation\'s documented errors are problems (no framework default bodies)', async (t) => {
   // Framework refusals on the way in (before any handler): problem+json with a status and a code, never Fastify's {error,message,statusCode}.
   const wrong: string[] = []
+  const { held, values } = await everyCredential(app)
   for (const op of operations.filter((o) => o.body)) {
-    const url = op.path.replace(/\{\w+\}/g, '00000000-0000-4000-8000-000000000000')
-    const res = await app.inject({ method: op.method as 'POST', url, headers: { 'content-type': 'application/json' }, payload: '{"unterminated' })
+    const url = op.path.replace(/\{(\w+)\}/g, (_, name: keyof typeof values) => values[name] ?? '00000000-0000-4000-8000-000000000000')
+    const res = await app.inject({ method: op.method as 'POST', url, headers: { 'content-type': 'application/json', ...credentialsFor(op, held) }, payload: '{"unterminated' })
     if (res.statusCode !== 400 && res.statusCode !== 415) wrong.push(`${op.operationId}: ${res.statusCode}`)
     else if (!isProblem(res) || 'error' in res.json() || internals.test(res.body)) wrong.push(`${op.operationId}: ${res.body.slice(0, 120)}`)
   }

@@ -5,9 +5,13 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { parse } from 'yaml'
+import type { FastifyInstance } from 'fastify'
 import { specPath } from '../../openapi/spec.js'
 import { dereference } from '../../plugins/openapi-routes.js'
+import { scopesFor } from '../../services/accounts/roles.js'
 import { loadOperations, type Param, type SpecOperation } from '../fuzz/spec-fuzz.js'
+import { bearer, given } from '../helpers/given.js'
+import { partners } from '../routes/partners/partner-fixtures.js'
 
 export type Node = Record<string, any>
 
@@ -76,6 +80,40 @@ export function urlOf (op: WalkedOperation, values: Record<string, string> = {},
   for (const [k, v] of Object.entries(query)) search.set(k, v)
   const qs = search.toString()
   return qs ? `${path}?${qs}` : path
+}
+
+/**
+ * Headers that pass an operation's security: the first requirement (OR) whose every scheme the test holds
+ * credentials for (`held`: scheme → headers); none for an operation open to anyone. Security is checked before
+ * the body is read, so a walk that means to reach validation must send these.
+ */
+export function credentialsFor (op: WalkedOperation, held: Record<string, Record<string, string>>): Record<string, string> {
+  for (const requirement of op.security) {
+    const schemesOf = Object.keys(requirement)
+    if (schemesOf.every((scheme) => scheme in held)) return Object.assign({}, ...schemesOf.map((scheme) => held[scheme]))
+  }
+  return {}
+}
+
+/**
+ * A credential for every security scheme, and the path values its holders own: an admin (every bearer scope)
+ * holding an assigned container (`containerId`, its X-Container-Secret), a partner key, a host (`hostId`).
+ */
+export async function everyCredential (app: FastifyInstance) {
+  const g = given(app)
+  const assigned = await g.assignedContainer()
+  const { account } = assigned.user
+  await app.db.updateTable('account').set({ role: 'admin' }).where('id', '=', account.id).execute()
+  await app.accountCache.invalidate(account.id)
+  const { sid } = JSON.parse(Buffer.from(assigned.user.accessToken.split('.')[1]!, 'base64url').toString()) as { sid: string }
+  const admin = bearer(app.issueAccessToken({ sub: account.id, role: 'admin', scopes: scopesFor('admin'), sid }))
+  const key = await partners(app).withKey()
+  const host = await g.host(assigned.offer.region)
+  return {
+    assigned,
+    held: { bearer: admin, partnerKey: key.headers, containerSecret: { 'x-container-secret': assigned.warm.secret }, hostSecret: { 'x-host-secret': host.secret } } as Record<string, Record<string, string>>,
+    values: { containerId: assigned.container.id as string, hostId: host.id }
+  }
 }
 
 /** Required header parameters (not credentials), with valid values. */
