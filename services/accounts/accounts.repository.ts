@@ -93,6 +93,16 @@ export function markEmailTokenUsed (db: Db, tokenHash: string) {
   return db.updateTable('email_token').set({ used_at: sql`now()` }).where('token_hash', '=', tokenHash).execute()
 }
 
+/** Spends every unused mailed token of an account (verification, address change, reset links already sent). */
+export function voidEmailTokens (db: Db, accountId: string) {
+  return db.updateTable('email_token').set({ used_at: sql`now()` }).where('account_id', '=', accountId).where('used_at', 'is', null).execute()
+}
+
+/** The account, locked until the transaction ends: credential changes and new sessions take turns. */
+export function lockAccount (trx: Transaction<DB>, id: string) {
+  return trx.selectFrom('account').selectAll().where('id', '=', id).where('deleted_at', 'is', null).forUpdate().executeTakeFirst()
+}
+
 /** Newest first, keyset-paginated on (created_at, id). */
 export function listAccounts (db: Db, page: { limit: number, before: { createdAt: Date, id: string } | null, q: string | null, role: Role | null }) {
   return db.selectFrom('account').selectAll()

@@ -1,5 +1,5 @@
-import type { Kysely } from 'kysely'
-import type { Account, DB, EmailTokenPurpose, Role, Session } from '../../db/types.js'
+import type { Kysely, Transaction, Updateable } from 'kysely'
+import type { Account, AccountTable, DB, EmailTokenPurpose, Role, Session } from '../../db/types.js'
 import { sendMail } from '../mail/mail.service.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import { UnknownPartner } from '../partners/partners.errors.js'
@@ -195,11 +195,19 @@ export interface TokenPair {
   account: Account
 }
 
-/** Opens a session for an account: a refresh token (stored hashed) and an access token naming the session. */
-export async function openSession (db: Kysely<DB>, deps: AccountDeps, account: Account, ctx: RequestContext): Promise<TokenPair> {
+/**
+ * Opens a session for an account: a refresh token (stored hashed) and an access token naming the session.
+ * `verifiedPasswordHash`: the sign-in checked this password; the session opens only if it is still the
+ * account's (a credential change that landed during the check wins: see linkIdentity).
+ */
+export async function openSession (db: Kysely<DB>, deps: AccountDeps, account: Account, ctx: RequestContext, verifiedPasswordHash?: string): Promise<TokenPair> {
   const ttlMs = deps.settings.refreshTokenTtlDays * 24 * hour
   const refreshToken = newToken()
   const session = await db.transaction().execute(async (trx) => {
+    if (verifiedPasswordHash !== undefined) {
+      const current = await repo.lockAccount(trx, account.id)
+      if (!current || current.disabled_at || current.password_hash !== verifiedPasswordHash) throw new InvalidCredentials()
+    }
     const session = await repo.insertSession(trx, { account_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent?.slice(0, 512) ?? null, expires_at: new Date(Date.now() + ttlMs) })
     await repo.insertRefreshToken(trx, { token_hash: hashToken(refreshToken), session_id: session.id, expires_at: session.expires_at })
     await repo.updateAccount(trx, account.id, { last_sign_in_at: new Date() })
@@ -232,7 +240,7 @@ export async function signIn (db: Kysely<DB>, deps: AccountDeps, input: { email:
   }
   await deps.throttle.clear(key)
   await audit(db, ctx, 'session.sign_in', account.id, { type: 'account', id: account.id }, { method: 'password' })
-  return openSession(db, deps, account, ctx)
+  return openSession(db, deps, account, ctx, account.password_hash!)
 }
 
 /**
@@ -334,6 +342,34 @@ export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { 
     await sendMail(deps.queue, { to: account.email, template: 'email-changed', data: { name: updated.name, newEmail, resetLink: `${deps.settings.appUrl}/password-reset` } })
   }
   return updated
+}
+
+/**
+ * Links an identity a provider vouches for (Google today, any provider later) to the account with its address,
+ * inside `trx`. When that account's address was never verified, whoever made it never proved the mailbox: it
+ * may be an attacker who signed up with the victim's address before the victim arrived (pre-hijacking). So
+ * everything that creator holds is dropped before the provider's user gets in: the password, every session,
+ * every mailed link still unused, a pending address change. Returns the sessions to revoke once committed.
+ */
+export async function linkIdentity (trx: Transaction<DB>, account: Account, link: Updateable<AccountTable>, provider: string): Promise<{ account: Account, revoked: string[] }> {
+  const locked = await repo.lockAccount(trx, account.id)
+  if (!locked) throw new InvalidCredentials()
+  const unverified = locked.email_verified_at === null
+  const updated = await repo.updateAccount(trx, locked.id, {
+    ...link,
+    email_verified_at: locked.email_verified_at ?? new Date(),
+    ...(unverified ? { password_hash: null, pending_email: null } : {})
+  })
+  let revoked: string[] = []
+  if (unverified) {
+    revoked = await repo.revokeSessions(trx, { accountId: locked.id }, 'unverified_account_claimed')
+    await repo.voidEmailTokens(trx, locked.id)
+    await repo.insertAuditEvent(trx, {
+      action: 'account.unverified_credentials_dropped', actor_id: locked.id, target_type: 'account', target_id: locked.id,
+      details: { provider, hadPassword: locked.password_hash !== null, sessionsRevoked: revoked.length, pendingEmail: locked.pending_email !== null }
+    })
+  }
+  return { account: updated!, revoked }
 }
 
 export const purgeAccountJob = { family: 'accounts', name: 'purgeAccount' } as const

@@ -4,7 +4,7 @@ import type { DB } from '../../db/types.js'
 import { DomainError } from '../errors.js'
 import { GoogleEmailUnverified, GoogleNotConfigured, GoogleRejected, InvalidCredentials } from './accounts.errors.js'
 import * as repo from './accounts.repository.js'
-import { openSession, type AccountDeps, type RequestContext, type TokenPair } from './accounts.service.js'
+import { linkIdentity, openSession, type AccountDeps, type RequestContext, type TokenPair } from './accounts.service.js'
 
 export interface GoogleSettings {
   clientId: string | null
@@ -84,7 +84,8 @@ export function createGoogleVerifier (settings: GoogleSettings): GoogleVerifier 
 
 /**
  * Signs in with a Google identity: by its subject, else by its address (linked only when Google says the
- * address is verified), else a new account.
+ * address is verified, and then on linkIdentity's terms: an account nobody verified loses what its creator
+ * held), else a new account.
  */
 export async function signInWithGoogle (db: Kysely<DB>, deps: AccountDeps, google: GoogleVerifier, input: { idToken?: string, code?: string, redirectUri?: string, codeVerifier?: string }, ctx: RequestContext): Promise<TokenPair> {
   const identity = input.idToken
@@ -96,8 +97,10 @@ export async function signInWithGoogle (db: Kysely<DB>, deps: AccountDeps, googl
     const byEmail = await repo.findAccountByEmail(db, identity.email)
     if (byEmail) {
       if (!identity.emailVerified) throw new GoogleEmailUnverified()
-      account = await repo.updateAccount(db, byEmail.id, { google_subject: identity.subject, email_verified_at: byEmail.email_verified_at ?? new Date() })
+      const linked = await db.transaction().execute((trx) => linkIdentity(trx, byEmail, { google_subject: identity.subject }, 'google'))
+      account = linked.account
       await deps.cache.invalidate(byEmail.id)
+      await deps.revocations.revoke(linked.revoked)
       event = 'account.google_linked'
     } else {
       try {
