@@ -365,7 +365,10 @@ export async function linkIdentity (trx: Transaction<DB>, account: Account, link
     revoked = await repo.revokeSessions(trx, { accountId: locked.id }, 'unverified_account_claimed')
     await repo.voidEmailTokens(trx, locked.id)
     await repo.insertAuditEvent(trx, {
-      action: 'account.unverified_credentials_dropped', actor_id: locked.id, target_type: 'account', target_id: locked.id,
+      action: 'account.unverified_credentials_dropped',
+      actor_id: locked.id,
+      target_type: 'account',
+      target_id: locked.id,
       details: { provider, hadPassword: locked.password_hash !== null, sessionsRevoked: revoked.length, pendingEmail: locked.pending_email !== null }
     })
   }
