@@ -20,6 +20,7 @@ import rateLimitPlugin from './plugins/rate-limit.js'
 import schedulesPlugin from './plugins/schedules.js'
 import redisPlugin from './plugins/redis.js'
 import securityPlugin from './plugins/security.js'
+import throttlePlugin from './plugins/throttle.js'
 import accountsPlugin from './plugins/accounts.js'
 import containersPlugin from './plugins/containers.js'
 import fleetPlugin from './plugins/fleet.js'
@@ -138,6 +139,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(schedulesPlugin)
     await app.register(securityPlugin)
     await app.register(authPlugin)
+    await app.register(throttlePlugin)
     await app.register(mailPlugin)
     await app.register(accountsPlugin)
     await app.register(billingPlugin)

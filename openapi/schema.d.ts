@@ -276,8 +276,11 @@ export interface paths {
         /**
          * Change my name, e-mail or password
          * @description `name` changes at once. A new `email` is mailed a verification link and takes effect only once
-         *     verified (`pendingEmail` shows it meanwhile); the old address is told. A new `password` needs
-         *     `currentPassword` and revokes every other session.
+         *     verified (`pendingEmail` shows it meanwhile); the old address is told. A new `email` needs
+         *     `currentPassword`, or a session signed in within the last 5 minutes (an account without a password
+         *     signs in again with Google). A new `password` needs `currentPassword` and revokes every other session.
+         *     Each `currentPassword` counts against the address's sign-in limit (`SIGN_IN_MAX_FAILURES` per 15
+         *     minutes, then 429 with Retry-After).
          */
         patch: operations["updateMe"];
         trace?: never;
@@ -2903,6 +2906,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
         };
     };
     listMySessions: {

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { createAccountJobs, type AccountDeletionStep } from '../services/accounts/accounts.jobs.js'
-import type { AccountDeps, FailureThrottle } from '../services/accounts/accounts.service.js'
+import type { AccountDeps } from '../services/accounts/accounts.service.js'
 import { createGoogleVerifier, type GoogleVerifier } from '../services/accounts/google.js'
 import type { NewsletterDeps } from '../services/accounts/newsletter.js'
 
@@ -15,44 +15,16 @@ declare module 'fastify' {
   }
 }
 
-/** Failure counts in Redis (shared by every process), or in this process when embedded. */
-function createThrottle (redis: import('ioredis').Redis | null): FailureThrottle {
-  const memory = new Map<string, { count: number, until: number }>()
-  return {
-    async blockedFor (key, max) {
-      if (redis) {
-        const [count, ttl] = await Promise.all([redis.get(`fail:${key}`), redis.ttl(`fail:${key}`)])
-        return Number(count ?? 0) >= max ? Math.max(ttl, 1) : 0
-      }
-      const entry = memory.get(key)
-      if (!entry || entry.until < Date.now()) return 0
-      return entry.count >= max ? Math.ceil((entry.until - Date.now()) / 1000) : 0
-    },
-    async fail (key, windowSeconds) {
-      if (redis) {
-        await redis.multi().incr(`fail:${key}`).expire(`fail:${key}`, windowSeconds, 'NX').exec()
-        return
-      }
-      const entry = memory.get(key)
-      if (!entry || entry.until < Date.now()) memory.set(key, { count: 1, until: Date.now() + windowSeconds * 1000 })
-      else entry.count++
-    },
-    async clear (key) {
-      if (redis) await redis.del(`fail:${key}`)
-      else memory.delete(key)
-    }
-  }
-}
-
 /** Wires the accounts domain: its dependencies, Google sign-in, and the account deletion job. */
 export default fp(async function accountsPlugin (app) {
   const { config } = app
   app.decorate('accountDeps', {
     queue: app.queue,
+    clock: app.clock,
     cache: app.accountCache,
     signAccessToken: (claims) => app.issueAccessToken(claims),
     revocations: { revoke: (ids) => app.revokedSessions.add(ids) },
-    throttle: createThrottle(app.hasDecorator('redis') ? app.redis : null),
+    throttle: app.throttle,
     settings: {
       appUrl: config.appUrl,
       accessTokenTtl: config.jwt.accessTokenTtl,
@@ -71,5 +43,5 @@ export default fp(async function accountsPlugin (app) {
   })
   const steps: AccountDeletionStep[] = []
   app.decorate('accountDeletionSteps', steps)
-  app.queue.define(...createAccountJobs({ db: app.db, steps }))
-}, { fastify: '5.x', name: 'accounts', dependencies: ['config', 'db', 'redis', 'broadcast', 'queue', 'auth'] })
+  app.queue.define(...createAccountJobs({ db: app.db, steps, accounts: app.accountDeps }))
+}, { fastify: '5.x', name: 'accounts', dependencies: ['config', 'db', 'redis', 'broadcast', 'queue', 'auth', 'throttle'] })

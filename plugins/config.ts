@@ -56,6 +56,7 @@ export const EnvSchema = Type.Object({
   APP_URL: Type.String({ default: 'http://127.0.0.1:3000', format: 'uri' }),
   SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
   MAIL_FROM: Type.String({ default: 'Fractal <no-reply@fractal.co>', minLength: 3 }),
+  MAIL_MAX_PER_ADDRESS_PER_HOUR: Type.Integer({ default: 20, minimum: 1, maximum: 10000 }),
   REFRESH_TOKEN_TTL_DAYS: Type.Integer({ default: 30, minimum: 1, maximum: 365 }),
   PASSWORD_MIN_LENGTH: Type.Integer({ default: 10, minimum: 10, maximum: 128 }),
   SIGN_IN_MAX_FAILURES: Type.Integer({ default: 10, minimum: 1 }),
@@ -202,7 +203,7 @@ function toConfig (env: Env) {
       serviceName: env.OTEL_SERVICE_NAME ?? null
     },
     appUrl: env.APP_URL.replace(/\/$/, ''),
-    mail: { smtpUrl: env.SMTP_URL ?? null, from: env.MAIL_FROM },
+    mail: { smtpUrl: env.SMTP_URL ?? null, from: env.MAIL_FROM, maxPerAddressPerHour: env.MAIL_MAX_PER_ADDRESS_PER_HOUR },
     accounts: {
       refreshTokenTtlDays: env.REFRESH_TOKEN_TTL_DAYS,
       passwordMinLength: env.PASSWORD_MIN_LENGTH,

@@ -56,6 +56,6 @@ export default fp(async function mailPlugin (app) {
 
   const { transport, close } = smtpUrl ? await createSmtpTransport(smtpUrl) : createLogTransport(app.log, app.config.env === 'production')
   app.decorate('mailer', transport)
-  app.queue.define(...createMailJobs({ transport, from, log: app.log }))
+  app.queue.define(...createMailJobs({ transport, from, log: app.log, throttle: app.throttle, maxPerAddressPerHour: app.config.mail.maxPerAddressPerHour }))
   app.addHook('onClose', close)
-}, { fastify: '5.x', name: 'mail', dependencies: ['config', 'queue'] })
+}, { fastify: '5.x', name: 'mail', dependencies: ['config', 'queue', 'throttle'] })

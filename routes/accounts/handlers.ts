@@ -15,7 +15,7 @@ export const handlers = {
 
   async requestPasswordReset (request, reply) {
     reply.code(202)
-    return accounts.requestPasswordReset(this.db, this.accountDeps, request.body.email, contextOf(request))
+    return accounts.requestPasswordReset(this.accountDeps, request.body.email, contextOf(request))
   },
 
   async confirmPasswordReset (request, reply) {

@@ -16,6 +16,9 @@ export const WrongCurrentPassword = defineError('unprocessable', 'Wrong current 
   () => fieldErrors('/body/currentPassword', 'is wrong'))
 export const CurrentPasswordRequired = defineError('unprocessable', 'Current password required', () => 'Changing the password needs the current one.',
   () => fieldErrors('/body/currentPassword', 'is required to change the password'))
+export const ReauthenticationRequired = defineError('unprocessable', 'Current password required',
+  (minutes: number) => `Changing the e-mail address needs the current password, or a sign-in within the last ${minutes} minutes.`,
+  () => fieldErrors('/body/currentPassword', 'is required to change the e-mail address (or sign in again)'))
 export const NameNotAllowed = defineError('unprocessable', 'Name not allowed', (field: string) => 'This name contains words we do not allow.',
   (field: string) => fieldErrors(field, 'contains words we do not allow'))
 export const SessionNotFound = defineError('not_found', 'Session not found', (id: string) => `Session ${id} does not exist.`)

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
 import type { JobDefinition } from '../queue.js'
 import { deleteAccountRow } from './accounts.repository.js'
-import { purgeAccountJob } from './accounts.service.js'
+import { mailPasswordReset, passwordResetJob, purgeAccountJob, type AccountDeps, type PasswordResetPayload } from './accounts.service.js'
 
 export interface PurgeAccountPayload { accountId: string }
 
@@ -13,8 +13,11 @@ export interface PurgeAccountPayload { accountId: string }
  */
 export type AccountDeletionStep = (accountId: string) => Promise<void>
 
-export function createAccountJobs (deps: { db: Kysely<DB>, steps: AccountDeletionStep[] }): JobDefinition[] {
+export function createAccountJobs (deps: { db: Kysely<DB>, steps: AccountDeletionStep[], accounts: AccountDeps }): JobDefinition[] {
   return [{
+    ...passwordResetJob,
+    handle: (data: PasswordResetPayload) => mailPasswordReset(deps.db, deps.accounts, data)
+  }, {
     ...purgeAccountJob,
     async handle (data: PurgeAccountPayload) {
       for (const step of deps.steps) await step(data.accountId)

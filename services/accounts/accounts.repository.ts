@@ -72,6 +72,10 @@ export async function revokeSessions (db: Db, where: { accountId: string, sessio
   return rows.map((r) => r.id)
 }
 
+export function findSession (db: Db, id: string) {
+  return db.selectFrom('session').selectAll().where('id', '=', id).executeTakeFirst()
+}
+
 export function listActiveSessions (db: Db, accountId: string) {
   return db.selectFrom('session').selectAll()
     .where('account_id', '=', accountId)

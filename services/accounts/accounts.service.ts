@@ -4,11 +4,12 @@ import { sendMail } from '../mail/mail.service.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import { UnknownPartner } from '../partners/partners.errors.js'
 import { partnerExists } from '../partners/partners.service.js'
+import type { Clock } from '../clock.js'
 import type { JobQueue } from '../queue.js'
 import {
   AccountGone, CannotDemoteSelf, CurrentPasswordRequired, EmailTaken, InvalidCredentials, InvalidRefreshToken,
-  NameNotAllowed, RefreshTokenReused, SessionNotFound, TokenExpired, TokenInvalid, TokenUsed, TooManyFailures,
-  UserNotFound, WeakPassword, WrongCurrentPassword
+  NameNotAllowed, ReauthenticationRequired, RefreshTokenReused, SessionNotFound, TokenExpired, TokenInvalid, TokenUsed,
+  TooManyFailures, UserNotFound, WeakPassword, WrongCurrentPassword
 } from './accounts.errors.js'
 import * as repo from './accounts.repository.js'
 import { isProfane } from './names.js'
@@ -20,11 +21,14 @@ export interface SessionRevocations {
   revoke (sessionIds: readonly string[]): Promise<void>
 }
 
-/** Counts failures per key in a window (sign-in failures per address). */
+/** Counts attempts per key in a sliding window (password checks per address, mails per address). */
 export interface FailureThrottle {
-  /** Seconds to wait when `key` already failed `max` times in the window, else 0. */
-  blockedFor (key: string, max: number): Promise<number>
-  fail (key: string, windowSeconds: number): Promise<void>
+  /**
+   * Counts an attempt at `key`, atomically, before the work it guards: 0 when it may go ahead, else the
+   * seconds to wait (`max` attempts were already made in the last `windowSeconds`; this one is not counted).
+   */
+  attempt (key: string, max: number, windowSeconds: number): Promise<number>
+  /** Forgets the attempts at `key` (a right password). */
   clear (key: string): Promise<void>
 }
 
@@ -37,6 +41,7 @@ export interface AccountCache {
 
 export interface AccountDeps {
   queue: JobQueue
+  clock: Clock
   cache: AccountCache
   signAccessToken (claims: { sub: string, role: Role, scopes: string[], sid: string }): string
   revocations: SessionRevocations
@@ -60,10 +65,18 @@ const mailsPerAddressPerHour = 3
 
 /** True when another public mail may go to `email` this hour (counts it). */
 async function mayMail (deps: AccountDeps, kind: string, email: string): Promise<boolean> {
-  const key = `mail:${kind}:${email.toLowerCase()}`
-  if (await deps.throttle.blockedFor(key, mailsPerAddressPerHour) > 0) return false
-  await deps.throttle.fail(key, 3600)
-  return true
+  return await deps.throttle.attempt(`mail:${kind}:${email.toLowerCase()}`, mailsPerAddressPerHour, 3600) === 0
+}
+
+/**
+ * Counts a password check for the account at `email` before it is made: sign-in, and a current password
+ * given to change the password or address, share one limit per address (SIGN_IN_MAX_FAILURES per 15 min).
+ */
+async function countPasswordCheck (deps: AccountDeps, email: string): Promise<string> {
+  const key = `signin:${email.toLowerCase()}`
+  const wait = await deps.throttle.attempt(key, deps.settings.signInMaxFailures, failureWindowSeconds)
+  if (wait > 0) throw new TooManyFailures(wait)
+  return key
 }
 
 async function checkPassword (deps: AccountDeps, password: string, field: string, email?: string) {
@@ -158,15 +171,27 @@ export async function verifyEmail (db: Kysely<DB>, deps: AccountDeps, token: str
   return account
 }
 
-/** Always accepted; mails a reset link (1 h) only when the address has an enabled account. */
-export async function requestPasswordReset (db: Kysely<DB>, deps: AccountDeps, email: string, ctx: RequestContext) {
-  const account = await repo.findAccountByEmail(db, email)
-  if (account && !account.disabled_at && await mayMail(deps, 'reset', account.email)) {
-    const token = await mailToken(db, deps, 'reset_password', account, hour)
-    await sendMail(deps.queue, { to: account.email, template: 'password-reset', data: { name: account.name, link: link(deps, '/password-reset/confirm', token) } })
-    await audit(db, ctx, 'account.password_reset_requested', null, { type: 'account', id: account.id })
-  }
+export const passwordResetJob = { family: 'accounts', name: 'requestPasswordReset' } as const
+export interface PasswordResetPayload { email: string, ctx: RequestContext }
+
+/**
+ * Always accepted, and the answer takes the same time whether the address has an account: the request only
+ * queues a job (the same one, the same work); the job looks the address up and mails a reset link (1 h) only
+ * when it has an enabled account.
+ */
+export async function requestPasswordReset (deps: Pick<AccountDeps, 'queue'>, email: string, ctx: RequestContext) {
+  await deps.queue.enqueue(passwordResetJob, { email, ctx } satisfies PasswordResetPayload, { retries: 3 })
   return { email, message: `If ${email} has an account, we sent it a link to choose a new password.` }
+}
+
+/** The job behind requestPasswordReset. */
+export async function mailPasswordReset (db: Kysely<DB>, deps: AccountDeps, { email, ctx }: PasswordResetPayload) {
+  const account = await repo.findAccountByEmail(db, email)
+  if (!account || account.disabled_at || !(await mayMail(deps, 'reset', account.email))) return { mailed: false }
+  const token = await mailToken(db, deps, 'reset_password', account, hour)
+  await sendMail(deps.queue, { to: account.email, template: 'password-reset', data: { name: account.name, link: link(deps, '/password-reset/confirm', token) } })
+  await audit(db, ctx, 'account.password_reset_requested', null, { type: 'account', id: account.id })
+  return { mailed: true }
 }
 
 /** Sets the password from a reset link and signs the account out everywhere. */
@@ -224,17 +249,15 @@ export async function openSession (db: Kysely<DB>, deps: AccountDeps, account: A
 }
 
 /**
- * Password sign-in. Unknown address and wrong password fail alike, after the same argon2 work. Failures
- * are counted per address (known or not), so guessing one account's password hits a wall.
+ * Password sign-in. Unknown address and wrong password fail alike, after the same argon2 work. Attempts
+ * are counted per address (known or not) before the check, atomically, so however many guesses arrive at
+ * once, no more than SIGN_IN_MAX_FAILURES are checked per window; a right password clears the count.
  */
 export async function signIn (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string }, ctx: RequestContext): Promise<TokenPair> {
-  const key = `signin:${input.email.toLowerCase()}`
-  const wait = await deps.throttle.blockedFor(key, deps.settings.signInMaxFailures)
-  if (wait > 0) throw new TooManyFailures(wait)
+  const key = await countPasswordCheck(deps, input.email)
   const account = await repo.findAccountByEmail(db, input.email)
   const ok = await verifyPassword(account?.password_hash ?? null, input.password)
   if (!ok || !account || account.disabled_at) {
-    await deps.throttle.fail(key, failureWindowSeconds)
     await audit(db, ctx, 'session.sign_in_failed', null, account ? { type: 'account', id: account.id } : undefined, { reason: account?.disabled_at ? 'disabled' : 'credentials' })
     throw new InvalidCredentials()
   }
@@ -307,19 +330,34 @@ export async function getAccount (db: Kysely<DB>, id: string): Promise<Account> 
   return account
 }
 
-/** Name at once; a new address after its verification; a new password with the current one. */
+/** How recent a sign-in must be to change the e-mail address without the current password. */
+export const reauthenticationMinutes = 5
+
+/**
+ * Name at once. A new address (after its verification) or a new password needs proof that the caller is the
+ * owner, not only a bearer of the token: the current password (counted against the same limit as sign-in), or,
+ * for the address only, a session that signed in within the last few minutes (an account without a password).
+ */
 export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }, input: { name?: string, email?: string, password?: string, currentPassword?: string }, ctx: RequestContext) {
   const account = await repo.findAccountById(db, principal.userId)
   if (!account) throw new AccountGone()
   if (input.name !== undefined) await checkName(input.name)
+  const newEmail = input.email !== undefined && input.email.toLowerCase() !== account.email.toLowerCase() ? input.email : undefined
+  if (input.currentPassword !== undefined && (input.password !== undefined || newEmail)) {
+    const key = await countPasswordCheck(deps, account.email)
+    if (!(await verifyPassword(account.password_hash, input.currentPassword))) throw new WrongCurrentPassword()
+    await deps.throttle.clear(key)
+  } else if (input.password !== undefined) {
+    throw new CurrentPasswordRequired()
+  } else if (newEmail) {
+    const session = await repo.findSession(db, principal.sessionId)
+    if (!session || session.created_at.getTime() < deps.clock.now() - reauthenticationMinutes * 60_000) throw new ReauthenticationRequired(reauthenticationMinutes)
+  }
   let passwordHash: string | undefined
   if (input.password !== undefined) {
-    if (input.currentPassword === undefined) throw new CurrentPasswordRequired()
-    if (!(await verifyPassword(account.password_hash, input.currentPassword))) throw new WrongCurrentPassword()
     await checkPassword(deps, input.password, '/body/password', account.email)
     passwordHash = await hashPassword(input.password)
   }
-  const newEmail = input.email !== undefined && input.email.toLowerCase() !== account.email.toLowerCase() ? input.email : undefined
 
   const { updated, revoked, token } = await db.transaction().execute(async (trx) => {
     const updated = await repo.updateAccount(trx, account.id, {

@@ -19,7 +19,7 @@ because('operators only (scopes admin, users:*, fleet:*, catalog:write): few tru
   'createCluster', 'getCluster', 'updateCluster', 'deleteCluster', 'rollAmi', 'listHosts', 'getFleet', 'listLogs', 'setMaintenance',
   'listPartners', 'createPartner', 'listPartnerKeys', 'createPartnerKey', 'revokePartnerKey'])
 because('a signed-in user\'s own reads and small writes: bounded by their own rows (paged), one indexed query each', [
-  'signOut', 'getMe', 'updateMe', 'deleteMe', 'listMySessions', 'revokeMySession', 'listContainers', 'getContainer', 'updateContainer',
+  'signOut', 'getMe', 'deleteMe', 'listMySessions', 'revokeMySession', 'listContainers', 'getContainer', 'updateContainer',
   'stopContainer', 'getJob', 'cancelJob', 'listMyLogs', 'getLogContent', 'getSubscription', 'listStorageConnections', 'deleteStorageConnection'])
 because('a job\'s event stream: one per job the caller owns, closed when the job ends', ['streamJobEvents'])
 because('the caller is one of our own containers or hosts (its secret), calling on a fixed schedule', ['shutdownContainer', 'pingContainer', 'getProtocolInfo', 'hostHeartbeat'])

@@ -74,10 +74,11 @@ t.test('signInWithGoogle › valid › a new account from an unverified address 
   t.equal(row?.email_verified_at, null)
 })
 
-t.test('signInWithGoogle › valid › an existing password account is linked when Google says the address is verified', async (t) => {
+t.test('signInWithGoogle › valid › an existing verified password account is linked when Google says the address is verified, and keeps its password', async (t) => {
+  // An account whose address was never verified loses its password instead: test/regressions/issue-18-google-prehijack.test.ts.
   const google = await startGoogle(t)
   const app = await build(t, google.env)
-  const user = await given(app).user({ email: 'linus@example.test', verified: false })
+  const user = await given(app).user({ email: 'linus@example.test' })
   const who = google.identity({ email: 'Linus@Example.test', email_verified: 'true' })
 
   const res = await signInWithGoogle(app, { idToken: await google.idToken(who) })
@@ -87,7 +88,7 @@ t.test('signInWithGoogle › valid › an existing password account is linked wh
   t.equal(res.json().user.emailVerified, true)
   const row = await app.db.selectFrom('account').selectAll().where('id', '=', user.id).executeTakeFirstOrThrow()
   t.equal(row.google_subject, who.sub, 'the Google subject is stored')
-  t.ok(row.email_verified_at, 'and the address is verified')
+  t.same(row.email_verified_at, user.email_verified_at, 'the address stays verified since then')
   t.equal(row.password_hash, user.password_hash, 'the password is kept')
   t.equal(await count(app, 'account'), 1)
   const linked = await app.db.selectFrom('audit_event').selectAll().where('action', '=', 'account.google_linked').executeTakeFirstOrThrow()
