@@ -2,6 +2,7 @@ import { Writable } from 'node:stream'
 import t from 'tap'
 import { buildApp } from '../../app.js'
 import { build, testConfig } from '../helpers/build.js'
+import { given } from '../helpers/given.js'
 
 t.test('errors › an unknown route is a 404 problem', async (t) => {
   const app = await build(t)
@@ -21,14 +22,11 @@ t.test('errors › an unknown route is a 404 problem', async (t) => {
 
 t.test('errors › a body over BODY_LIMIT is a 413 problem', async (t) => {
   const app = await build(t, { BODY_LIMIT: '1024' })
-  const res = await app.inject({
-    method: 'PATCH',
-    url: '/v1/regions/us-east-1',
-    payload: { name: 'x'.repeat(2000) },
-    headers: { authorization: 'Bearer x' }
-  })
+  const patch = (authorization: string) => app.inject({ method: 'PATCH', url: '/v1/regions/us-east-1', payload: { name: 'x'.repeat(2000) }, headers: { authorization } })
+  const res = await patch(`Bearer ${await given(app).token({ role: 'admin', scopes: ['catalog:write'] })}`)
   t.equal(res.statusCode, 413)
   t.equal(res.json().code, 'payload_too_large')
+  t.equal((await patch('Bearer x')).statusCode, 401, 'a stranger is refused before the body is read')
 })
 
 t.test('errors › an unexpected failure is a 500 that leaks nothing and is logged with the request id', async (t) => {

