@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
 import { Histogram } from 'prom-client'
 import { createContainerJobs } from '../services/containers/containers.jobs.js'
 import { reapOrphans, reapSilent, reapStuckJobs, refillWarmPools, resumeStalledStarts } from '../services/containers/containers.schedules.js'
@@ -12,6 +13,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     containerDeps: ContainerDeps
     cloudProvider: CloudProvider
+    /** The calling container of a request (X-Container-Id + X-Container-Secret), verified once per request; null when there is no valid one. */
+    verifyContainer (request: FastifyRequest): Promise<Container | null>
   }
 }
 
@@ -103,13 +106,26 @@ export default fp(async function containersPlugin (app) {
   })
 
   // Containers call back with their own secret (X-Container-Secret), for the container named in the path
-  // (or, on routes without one, in X-Container-Id).
+  // (or, on routes without one, in X-Container-Id). The outcome is kept per request, so the rate limiter
+  // (which keys `key: container` operations by the verified container and runs first) and the security
+  // handler share one lookup.
+  const callers = new WeakMap<FastifyRequest, Promise<Container>>()
+  function containerOf (request: FastifyRequest): Promise<Container> {
+    let outcome = callers.get(request)
+    if (!outcome) {
+      const header = request.headers['x-container-id']
+      const id = (request.params as { containerId?: string } | undefined)?.containerId ?? (typeof header === 'string' ? header : '')
+      const secret = request.headers['x-container-secret']
+      outcome = authenticateContainer(app.db, id, typeof secret === 'string' ? secret : undefined)
+      callers.set(request, outcome)
+    }
+    return outcome
+  }
+  // No secret, no lookup: a request without one (a user's) costs the limiter nothing here.
+  app.decorate('verifyContainer', (request: FastifyRequest) =>
+    request.headers['x-container-secret'] === undefined ? Promise.resolve(null) : containerOf(request).catch(() => null))
   app.securityHandlers.containerSecret = async (request) => {
-    const header = request.headers['x-container-id']
-    const id = (request.params as { containerId?: string }).containerId ?? (typeof header === 'string' ? header : '')
-    const secret = request.headers['x-container-secret']
-    const container = await authenticateContainer(app.db, id, typeof secret === 'string' ? secret : undefined)
-    request.container = container
+    request.container = await containerOf(request)
   }
   app.decorateRequest('container', null)
 }, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'metrics', 'auth', 'accounts', 'schedules', 'billing', 'storage'] })
