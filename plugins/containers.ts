@@ -110,20 +110,24 @@ export default fp(async function containersPlugin (app) {
   // (which keys `key: container` operations by the verified container and runs first) and the security
   // handler share one lookup.
   const callers = new WeakMap<FastifyRequest, Promise<Container>>()
+  const idOf = (request: FastifyRequest) => {
+    const header = request.headers['x-container-id']
+    return (request.params as { containerId?: string } | undefined)?.containerId ?? (typeof header === 'string' ? header : '')
+  }
   function containerOf (request: FastifyRequest): Promise<Container> {
     let outcome = callers.get(request)
     if (!outcome) {
-      const header = request.headers['x-container-id']
-      const id = (request.params as { containerId?: string } | undefined)?.containerId ?? (typeof header === 'string' ? header : '')
       const secret = request.headers['x-container-secret']
-      outcome = authenticateContainer(app.db, id, typeof secret === 'string' ? secret : undefined)
+      outcome = authenticateContainer(app.db, idOf(request), typeof secret === 'string' ? secret : undefined)
       callers.set(request, outcome)
     }
     return outcome
   }
-  // No secret, no lookup: a request without one (a user's) costs the limiter nothing here.
+  // The limiter runs before validation: no secret or no well-formed id, no lookup (a user's request, or
+  // garbage, costs the limiter no query here).
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
   app.decorate('verifyContainer', (request: FastifyRequest) =>
-    request.headers['x-container-secret'] === undefined ? Promise.resolve(null) : containerOf(request).catch(() => null))
+    request.headers['x-container-secret'] === undefined || !uuid.test(idOf(request)) ? Promise.resolve(null) : containerOf(request).catch(() => null))
   app.securityHandlers.containerSecret = async (request) => {
     request.container = await containerOf(request)
   }
