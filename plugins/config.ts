@@ -93,6 +93,7 @@ export const EnvSchema = Type.Object({
   HEARTBEAT_BATCH_SIZE: Type.Integer({ default: 100, minimum: 1, maximum: 1000 }),
   HOSTS_REAP_INTERVAL_MS: Type.Integer({ default: 30000, minimum: 100 }),
   LOG_MAX_BYTES: Type.Integer({ default: 5242880, minimum: 1024, maximum: 104857600 }),
+  LOG_MAX_INFLATED_BYTES: Type.Integer({ default: 104857600, minimum: 1024, maximum: 1073741824 }),
   LOG_BUCKET: Type.Optional(Type.String({ minLength: 3, maxLength: 63 })),
   LOG_S3_REGION: Type.String({ default: 'us-east-1', minLength: 1 }),
   LOG_S3_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
@@ -289,6 +290,8 @@ function toConfig (env: Env) {
     },
     logs: {
       maxBytes: env.LOG_MAX_BYTES,
+      // What a log may expand to (a gzip body inflated, a text body as sent): past it, 413 as a bomb would be.
+      maxInflatedBytes: env.LOG_MAX_INFLATED_BYTES,
       // A bucket means S3 (or an S3-compatible endpoint); without one, logs go to DATA_DIR/logs.
       bucket: env.LOG_BUCKET ?? null,
       s3Region: env.LOG_S3_REGION,

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
 import { Histogram } from 'prom-client'
 import { createContainerJobs } from '../services/containers/containers.jobs.js'
 import { reapOrphans, reapSilent, reapStuckJobs, refillWarmPools, resumeStalledStarts } from '../services/containers/containers.schedules.js'
@@ -12,6 +13,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     containerDeps: ContainerDeps
     cloudProvider: CloudProvider
+    /** The calling container of a request (X-Container-Id + X-Container-Secret), verified once per request; null when there is no valid one. */
+    verifyContainer (request: FastifyRequest): Promise<Container | null>
   }
 }
 
@@ -103,13 +106,30 @@ export default fp(async function containersPlugin (app) {
   })
 
   // Containers call back with their own secret (X-Container-Secret), for the container named in the path
-  // (or, on routes without one, in X-Container-Id).
-  app.securityHandlers.containerSecret = async (request) => {
+  // (or, on routes without one, in X-Container-Id). The outcome is kept per request, so the rate limiter
+  // (which keys `key: container` operations by the verified container and runs first) and the security
+  // handler share one lookup.
+  const callers = new WeakMap<FastifyRequest, Promise<Container>>()
+  const idOf = (request: FastifyRequest) => {
     const header = request.headers['x-container-id']
-    const id = (request.params as { containerId?: string }).containerId ?? (typeof header === 'string' ? header : '')
-    const secret = request.headers['x-container-secret']
-    const container = await authenticateContainer(app.db, id, typeof secret === 'string' ? secret : undefined)
-    request.container = container
+    return (request.params as { containerId?: string } | undefined)?.containerId ?? (typeof header === 'string' ? header : '')
+  }
+  function containerOf (request: FastifyRequest): Promise<Container> {
+    let outcome = callers.get(request)
+    if (!outcome) {
+      const secret = request.headers['x-container-secret']
+      outcome = authenticateContainer(app.db, idOf(request), typeof secret === 'string' ? secret : undefined)
+      callers.set(request, outcome)
+    }
+    return outcome
+  }
+  // The limiter runs before validation: no secret or no well-formed id, no lookup (a user's request, or
+  // garbage, costs the limiter no query here).
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+  app.decorate('verifyContainer', (request: FastifyRequest) =>
+    request.headers['x-container-secret'] === undefined || !uuid.test(idOf(request)) ? Promise.resolve(null) : containerOf(request).catch(() => null))
+  app.securityHandlers.containerSecret = async (request) => {
+    request.container = await containerOf(request)
   }
   app.decorateRequest('container', null)
 }, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'metrics', 'auth', 'accounts', 'schedules', 'billing', 'storage'] })

@@ -72,7 +72,7 @@ export default fp(async function fleetPlugin (app) {
   const store = logs.bucket
     ? (await import('../services/logs/logs.s3-store.js')).createS3Store({ bucket: logs.bucket, region: logs.s3Region, endpoint: logs.s3Endpoint, forcePathStyle: logs.s3ForcePathStyle })
     : createLocalStore(logs.folder)
-  app.decorate('logDeps', { queue: app.queue, store, log: app.log })
+  app.decorate('logDeps', { queue: app.queue, store, maxInflatedBytes: app.config.logs.maxInflatedBytes, log: app.log })
   app.queue.define(createUploadLogJob(app.db, store))
   app.schedules.add({ name: 'log-spool', everyMs: logs.spoolIntervalMs, run: () => requeueSpooled(app.db, app.queue, logs.spoolIntervalMs) })
   app.schedules.add({ name: 'log-retention', everyMs: 3_600_000, run: () => expireLogs(app.db, store, logs.retentionDays) })

@@ -16,8 +16,16 @@ const methods = ['get', 'put', 'post', 'patch', 'delete', 'head', 'options'] as 
 // Response bodies Fastify serialises (fast-json-stringify): other types (text/plain) are sent as they are.
 const jsonTypes = ['application/json', 'application/problem+json']
 
-/** `failClosed`: while the limiter's store (Redis) is away the operation answers 503 rather than going unlimited. */
-interface RateLimitExtension { max: number, timeWindow: string | number, key?: 'ip' | 'user' | 'partnerKey', failClosed?: boolean }
+/** Who a limit counts: the client IP, or a verified credential of the request (its IP when it has none). */
+const rateLimitKeys = ['ip', 'user', 'partnerKey', 'container'] as const
+type RateLimitKey = (typeof rateLimitKeys)[number]
+
+/**
+ * `key`: one kind, or a list of kinds tried in order (the first credential that verifies counts, as for an
+ * operation that takes a user token or a container secret). `failClosed`: while the limiter's store (Redis)
+ * is away the operation answers 503 rather than going unlimited.
+ */
+interface RateLimitExtension { max: number, timeWindow: string | number, key?: RateLimitKey | RateLimitKey[], failClosed?: boolean }
 
 /** One operation of the spec, resolved ($refs inlined) and turned into what Fastify needs. */
 export interface Operation {
@@ -210,25 +218,46 @@ function bodyGuard (operation: Operation) {
 
 /**
  * `key: user` counts per user: the limiter runs before the security handlers, so the key comes from the
- * bearer token verified here (once per request: the security handler reuses the outcome); a request without a
- * valid token counts against its IP (and the security handler then answers 401). `key: partnerKey` counts
- * per partner API key the same way (verified once per request, the security handler reuses the outcome).
+ * bearer token verified here (once per request: the security handler reuses the outcome). `key: partnerKey`
+ * counts per partner API key and `key: container` per container (X-Container-Id with its verified
+ * X-Container-Secret), each verified once per request: the security handler reuses the outcome. A request
+ * without a valid credential counts against its IP (and the security handler then answers 401); a caller
+ * never picks its key, since an unverified id would let it spread over fresh budgets or spend another's.
  */
-function rateLimitConfig (app: FastifyInstance, ext: RateLimitExtension) {
-  const keyGenerators = {
-    user: async (request: FastifyRequest) => {
+function rateLimitConfig (app: FastifyInstance, operationId: string, ext: RateLimitExtension) {
+  const callers: Record<Exclude<RateLimitKey, 'ip'>, (request: FastifyRequest) => Promise<string | null>> = {
+    user: async (request) => {
       const claims = await app.bearerOf(request)
-      return claims ? `u:${claims.sub}` : `ip:${request.ip}`
+      return claims ? `u:${claims.sub}` : null
     },
-    partnerKey: async (request: FastifyRequest) => {
+    partnerKey: async (request) => {
       const key = await app.verifyPartnerKey(request)
-      return key ? `pk:${key.keyId}` : `ip:${request.ip}`
+      return key ? `pk:${key.keyId}` : null
+    },
+    container: async (request) => {
+      const container = await app.verifyContainer(request)
+      return container ? `c:${container.id}` : null
     }
   }
+  const kinds = [ext.key ?? 'ip'].flat()
+  const unknown = kinds.filter((kind) => !rateLimitKeys.includes(kind))
+  if (unknown.length > 0) throw new Error(`openapi: x-rate-limit of ${operationId} has an unknown key ${unknown.join(', ')} (known: ${rateLimitKeys.join(', ')})`)
+  if (kinds.includes('container') && !app.hasDecorator('verifyContainer')) throw new Error(`openapi: x-rate-limit of ${operationId} counts per container, but the containers plugin is not registered`)
+  const identify = kinds.filter((kind) => kind !== 'ip').map((kind) => callers[kind as Exclude<RateLimitKey, 'ip'>])
   return {
     max: ext.max,
     timeWindow: ext.timeWindow,
-    ...(ext.key === 'user' || ext.key === 'partnerKey' ? { keyGenerator: keyGenerators[ext.key] } : {}),
+    ...(identify.length > 0
+      ? {
+          keyGenerator: async (request: FastifyRequest) => {
+            for (const caller of identify) {
+              const key = await caller(request)
+              if (key) return key
+            }
+            return `ip:${request.ip}`
+          }
+        }
+      : {}),
     // Overrides the plugin's skipOnError (plugins/rate-limit.ts) for this route only.
     ...(ext.failClosed && app.config.rateLimit.failClosed ? { skipOnError: false } : {})
   }
@@ -361,7 +390,7 @@ export default fp(async function openapiRoutesPlugin (app, options: { specPath?:
           operationId: operation.operationId,
           secured,
           ...(operation.cache ? { cache: operation.cache } : {}),
-          ...(operation.rateLimit ? { rateLimit: rateLimitConfig(app, operation.rateLimit) } : {})
+          ...(operation.rateLimit ? { rateLimit: rateLimitConfig(app, operation.operationId, operation.rateLimit) } : {})
         }
       }
       if (operation.bodyLimit !== undefined) route.bodyLimit = bodyLimitOf(app, operation)

@@ -905,7 +905,10 @@ export interface paths {
          * Upload a log
          * @description A client app (user token, `sender=client`) or a container (its secret in `X-Container-Secret` and its
          *     id in `X-Container-Id`, `sender=server`) sends a log as `text/plain` or `application/gzip`, up to
-         *     `LOG_MAX_BYTES` (413 above). The log is kept until a job has stored it as
+         *     `LOG_MAX_BYTES` (413 above). A log may hold at most `LOG_MAX_INFLATED_BYTES` once inflated (413
+         *     `payload_too_large` above; a gzip body is inflated as a stream and refused as soon as it passes that,
+         *     and a truncated or corrupt one is 400 naming the body). Limited per user, or per container for a
+         *     container. The log is kept until a job has stored it as
          *     `logs/{userId}/{containerId}/{sender}-{timestamp}.txt.gz` (202); an unavailable store delays it, never
          *     loses it.
          */

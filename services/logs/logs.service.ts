@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import { promisify } from 'node:util'
-import { gunzip, gzip } from 'node:zlib'
+import { createGunzip, gzip } from 'node:zlib'
 import { sql, type Kysely } from 'kysely'
 import type { DB, LogUpload } from '../../db/types.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
@@ -9,26 +11,48 @@ import { LogContainerNotFound, LogNotFound, LogNotStored, LogTooLarge, NotGzip, 
 import type { LogStore } from './logs.store.js'
 
 const gzipAsync = promisify(gzip)
-const gunzipAsync = promisify(gunzip)
 
-/** What a gzipped log may expand to: a larger one is refused, as a bomb would be. */
-const maxExpandedBytes = 256 * 1024 * 1024
+/** The compressed body is fed to the inflater in slices of this size (zlib's own output chunk is 16 KiB). */
+const sliceBytes = 16 * 1024
 
-/** A gzip body must be whole: unzipped once (bounded) so a truncated or corrupt stream is a 400 now, not an unreadable log later. */
-async function assertGzip (body: Buffer) {
+/** What inflating a gzip body took: bytes it produced, compressed bytes it consumed, and whether it went past the cap. */
+export interface GzipMeasure { inflated: number, consumed: number, overCap: boolean }
+
+/**
+ * Inflates a gzip body as a stream, counting each chunk and dropping it (one chunk is held at a time), and
+ * stops as soon as the output passes `cap`: a bomb costs at most `cap` bytes of inflating, never memory.
+ * The body must be whole: a truncated or corrupt stream is NotGzip (a 400 now, not an unreadable log later).
+ */
+export async function measureGzip (body: Buffer, cap: number): Promise<GzipMeasure> {
   if (body.length < 18 || body[0] !== 0x1f || body[1] !== 0x8b) throw new NotGzip()
+  const gunzip = createGunzip()
+  let inflated = 0
+  let overCap = false
+  const slices = function * () { for (let at = 0; at < body.length; at += sliceBytes) yield body.subarray(at, at + sliceBytes) }
   try {
-    await gunzipAsync(body, { maxOutputLength: maxExpandedBytes })
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw new LogTooLarge(maxExpandedBytes)
-    throw new NotGzip()
+    await pipeline(Readable.from(slices()), gunzip, async function count (chunks: AsyncIterable<Buffer>) {
+      for await (const chunk of chunks) {
+        inflated += chunk.length
+        // Throwing ends the pipeline: the inflater is destroyed, and the rest of the body is never inflated.
+        if (inflated > cap) { overCap = true; throw new Error('over the cap') }
+      }
+    })
+  } catch {
+    if (!overCap) throw new NotGzip()
   }
+  return { inflated, consumed: gunzip.bytesWritten, overCap }
 }
 
 export const uploadLogJob = { family: 'logs', name: 'uploadLog' } as const
 export interface UploadLogPayload { logId: string, jobId: string }
 
-export interface LogDeps { queue: JobQueue, store: LogStore, log?: { warn (obj: object, msg: string): void } }
+export interface LogDeps {
+  queue: JobQueue
+  store: LogStore
+  /** The most a log may hold once inflated (LOG_MAX_INFLATED_BYTES): text as sent, gzip once inflated. */
+  maxInflatedBytes: number
+  log?: { warn (obj: object, msg: string): void }
+}
 
 export type LogSender = { kind: 'user', userId: string } | { kind: 'container', containerId: string, userId: string | null }
 
@@ -51,8 +75,10 @@ export async function acceptLog (db: Kysely<DB>, deps: LogDeps, from: LogSender,
     if (!owned) throw new LogContainerNotFound(containerId)
   }
   if (from.kind === 'container') containerId = from.containerId
+  if (typeof input.body === 'string' ? Buffer.byteLength(input.body) > deps.maxInflatedBytes : (await measureGzip(input.body, deps.maxInflatedBytes)).overCap) {
+    throw new LogTooLarge(deps.maxInflatedBytes)
+  }
   const gz = typeof input.body === 'string' ? await gzipAsync(input.body) : input.body
-  if (typeof input.body !== 'string') await assertGzip(gz)
   const stamp = new Date().toISOString().replace(/[-:.]/g, '')
   const key = `logs/${userId ?? 'unassigned'}/${containerId ?? 'none'}/${input.sender}-${stamp}-${randomBytes(4).toString('hex')}.txt.gz`
   userId ??= null

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
@@ -27,6 +27,10 @@ async function localApp (t: Test, overrides: Overrides = {}) {
   t.teardown(() => rm(dataDir, { recursive: true, force: true }))
   return build(t, { DATA_DIR: dataDir, ...overrides })
 }
+
+/** Every file under the app's local log store (DATA_DIR/logs), none when it was never written. */
+const storedFiles = async (app: App) =>
+  (await readdir(app.config.logs.folder, { recursive: true, withFileTypes: true }).catch(() => [])).filter((e) => e.isFile()).map((e) => e.name)
 
 const logRows = (app: App) => app.db.selectFrom('log_upload').selectAll().execute()
 const logRow = (app: App, id: string) => app.db.selectFrom('log_upload').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
@@ -290,5 +294,85 @@ t.test('uploadLog › invalid input › an empty text body or no body at all is 
   t.match(none.json(), { code: 'validation_failed' })
   const emptyGzip = await upload(app, user.headers, { sender: 'client' }, Buffer.alloc(0), 'application/gzip')
   t.equal(emptyGzip.statusCode, 400, 'an empty gzip body')
+  t.same(await logRows(app), [])
+})
+
+// A gzip body is inflated as a stream, counted and dropped chunk by chunk, and refused once it passes
+// LOG_MAX_INFLATED_BYTES (here 64 KiB): before, it was inflated into memory up to 256 MiB.
+const cap = 64 * 1024
+
+t.test('uploadLog › invalid input › a gzip bomb (1 MiB of zeros in about 1 KiB) is 413 payload_too_large; no row, no job, no object', async (t) => {
+  const app = await localApp(t, { LOG_MAX_INFLATED_BYTES: String(cap) })
+  const { user, warm } = await given(app).assignedContainer()
+  const bomb = gzipSync(Buffer.alloc(1024 * 1024), { level: 9 })
+  t.ok(bomb.length < 2048, `the bomb is ${bomb.length} bytes, well under LOG_MAX_BYTES`)
+  // Members of a gzip stream add up: a small first member does not let the second one through.
+  const twoMembers = Buffer.concat([gzipSync('first member, small\n'), bomb])
+
+  const attempts: Array<[string, Record<string, string>, string, Buffer]> = [
+    ['from a client app', user.headers, 'client', bomb],
+    ['from a container', containerHeaders(warm.id, warm.secret), 'server', bomb],
+    ['as the second member of the stream', user.headers, 'client', twoMembers]
+  ]
+  for (const [what, headers, sender, body] of attempts) {
+    const res = await upload(app, headers, { sender }, body, 'application/gzip')
+    t.equal(res.statusCode, 413, what)
+    t.match(res.headers['content-type'], /application\/problem\+json/, what)
+    t.match(res.json(), { code: 'payload_too_large', status: 413, detail: new RegExp(`more than ${cap} bytes once inflated`) }, what)
+  }
+  app.queue.startWorker(1)
+  t.same(await logRows(app), [])
+  t.same(await app.db.selectFrom('job').select('id').where('kind', '=', 'upload_log').execute(), [], 'no job')
+  t.same(await storedFiles(app), [], 'nothing in the store')
+})
+
+t.test('uploadLog › valid › a gzip body that inflates to the cap is stored intact; one byte more is 413', async (t) => {
+  const app = await localApp(t, { LOG_MAX_INFLATED_BYTES: String(cap) })
+  const user = await given(app).signedIn()
+  const content = Buffer.from(randomBytes(cap / 2).toString('hex'))
+  t.equal(content.length, cap)
+  const gz = gzipSync(content)
+
+  const res = await upload(app, user.headers, { sender: 'client' }, gz, 'application/gzip')
+
+  t.equal(res.statusCode, 202)
+  app.queue.startWorker(1)
+  t.ok(await stored(app, res.json().id))
+  const download = await app.inject({ method: 'GET', url: `/v1/logs/${res.json().id}/content`, headers: user.headers })
+  t.equal(download.statusCode, 200)
+  t.same(download.rawPayload, gz, 'the object is the body as sent, byte for byte')
+  t.same(gunzipSync(download.rawPayload), content)
+
+  const over = await upload(app, user.headers, { sender: 'client' }, gzipSync(Buffer.concat([content, Buffer.from('!')])), 'application/gzip')
+  t.equal(over.statusCode, 413, 'one byte over the cap')
+  t.equal((await logRows(app)).length, 1, 'only the first is kept')
+})
+
+t.test('uploadLog › invalid input › a text log larger than LOG_MAX_INFLATED_BYTES is 413 too: the cap is on the log, however it is sent', async (t) => {
+  const app = await localApp(t, { LOG_MAX_INFLATED_BYTES: String(cap) })
+  const user = await given(app).signedIn()
+  t.equal((await upload(app, user.headers, { sender: 'client' }, 'é'.repeat(cap / 2 + 1))).statusCode, 413, 'counted in bytes, not characters')
+  t.same(await logRows(app), [])
+  t.equal((await upload(app, user.headers, { sender: 'client' }, 'é'.repeat(cap / 2))).statusCode, 202, 'the cap itself is accepted')
+})
+
+t.test('uploadLog › invalid input › a gzip body with corrupt data, a wrong checksum or cut inside a bomb is 400 naming the body', async (t) => {
+  const app = await localApp(t, { LOG_MAX_INFLATED_BYTES: String(cap) })
+  const user = await given(app).signedIn()
+  const whole = gzipSync(Buffer.from('a log line that repeats\n'.repeat(500)))
+  const corrupt = Buffer.from(whole)
+  corrupt.fill(0xff, 12, 40)
+  const badCrc = Buffer.from(whole)
+  badCrc.writeUInt32LE(badCrc.readUInt32LE(badCrc.length - 8) ^ 1, badCrc.length - 8)
+  const bomb = gzipSync(Buffer.alloc(1024 * 1024), { level: 9 })
+  // Cut before the inflater ever reaches the cap: the stream ends early, it is not too large.
+  const cutBomb = bomb.subarray(0, 30)
+
+  for (const [what, body] of [['corrupt deflate data', corrupt], ['a wrong CRC-32', badCrc], ['a bomb cut short', cutBomb]] as const) {
+    const res = await upload(app, user.headers, { sender: 'client' }, body, 'application/gzip')
+    t.equal(res.statusCode, 400, what)
+    t.match(res.headers['content-type'], /application\/problem\+json/, what)
+    t.match(res.json(), { code: 'validation_failed', errors: [{ field: '/body' }] }, what)
+  }
   t.same(await logRows(app), [])
 })
