@@ -287,6 +287,16 @@ export async function connect (app: FastifyInstance, headers: Record<string, str
   }
 }
 
+/**
+ * Stops the storage flows' clock (tickets, states) at the real time of this call; `advance` moves it on.
+ * Redis keeps its own TTLs in real time: this is the clock the lifetimes are checked against.
+ */
+export function fakeClock (app: FastifyInstance) {
+  let now = Date.now()
+  app.storageDeps.now = () => now
+  return { advance (ms: number) { now += ms } }
+}
+
 /** The user's stored connection row, or undefined. */
 export function connectionRow (app: FastifyInstance, userId: string, provider: string) {
   return app.db.selectFrom('storage_connection').selectAll().where('user_id', '=', userId).where('provider', '=', provider).executeTakeFirst()
