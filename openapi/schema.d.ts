@@ -5370,7 +5370,7 @@ export interface operations {
                 headers: {
                     /** @description The app's storage page with the outcome. */
                     Location?: string;
-                    /** @description Clears the nonce cookie (`Max-Age=0`) when the request carried it. */
+                    /** @description Clears the nonce cookie (`Max-Age=0`) once the flow it was set for is over; a state that is not this browser's leaves it alone. */
                     "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };

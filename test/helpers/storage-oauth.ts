@@ -274,6 +274,8 @@ export async function authorizeIn (app: FastifyInstance, headers: Record<string,
 /** The whole flow for a signed-in user in one browser: start, our page, authorize at the provider, callback. */
 export async function connect (app: FastifyInstance, headers: Record<string, string>, provider: FakeProvider, browser = new Browser()) {
   const flow = await authorizeIn(app, headers, provider, browser)
+  // The browser's nonce, before the callback clears it.
+  const nonce = [...browser.jar.values()][0]?.value
   const answers = provider.tokenAnswers.length
   const back = await callback(app, { state: flow.state, code: flow.code }, browser)
   const answer = provider.tokenAnswers[answers]
@@ -281,6 +283,7 @@ export async function connect (app: FastifyInstance, headers: Record<string, str
   return {
     ...back,
     ...flow,
+    nonce,
     accessToken: body.access_token as string | undefined,
     refreshToken: body.refresh_token as string | undefined,
     tokenRequest: provider.tokenRequests[answers]

@@ -65,6 +65,29 @@ t.test('storageCallback › insufficient permissions › with the victim\'s own 
   t.same(owners, [{ user_id: victim.account.id }], 'only the victim\'s own flow connected, to the victim')
 })
 
+t.test('storageCallback › insufficient permissions › one state sent at once from its own browser and from many others: only its browser can connect, at most once', async (t) => {
+  const { drive, env } = await startProviders(t)
+  const app = await build(t, env)
+  const user = await given(app).signedIn()
+  const flow = await authorizeIn(app, user.headers, drive)
+  const others = Array.from({ length: 6 }, () => new Browser())
+
+  // Foreign browsers only first: whichever takes the state, nothing is connected.
+  const foreign = await Promise.all(others.map((b) => callback(app, { state: flow.state, code: flow.code }, b)))
+  t.same(foreign.map((o) => o.outcome!.reason).sort(), ['browser_mismatch', ...Array(5).fill('invalid_state')])
+  t.equal(drive.tokenRequests.length, 0)
+  t.equal(await connectionCount(app), 0)
+
+  // A new flow raced by its own browser (several times) and the others: one connection at most, from the flow's browser.
+  const next = await authorizeIn(app, user.headers, drive)
+  const all = await Promise.all([...others, next.browser, next.browser, next.browser].map((b) => callback(app, { state: next.state, code: next.code }, b).then((o) => ({ own: b === next.browser, ...o }))))
+  const connected = all.filter((o) => o.outcome!.status === 'connected')
+  t.ok(connected.length <= 1, `at most one connection (${connected.length})`)
+  t.ok(connected.every((o) => o.own), 'and only from the flow\'s own browser')
+  t.equal(await connectionCount(app), connected.length)
+  t.equal(drive.tokenRequests.length, connected.length, 'an exchange only for that connection')
+})
+
 t.test('authorizeStorageConnection › insufficient permissions › sent our own link instead, the victim\'s browser is told whose Fractal account it would connect', async (t) => {
   const { drive, env } = await startProviders(t)
   const app = await build(t, env)

@@ -37,6 +37,8 @@ t.test('storageCallback › valid › connects: 302 to the app, the account addr
   const flow = await connect(app, user.headers, drive)
 
   redirectsWith(t, flow, { provider: 'drive', status: 'connected' })
+  t.match(String(flow.res.headers['set-cookie']), /^fractal_storage=; .*Path=\/v1\/storage/, 'the nonce cookie is cleared, on its path')
+  t.equal(flow.browser.jar.size, 0, 'the browser no longer holds it')
   t.ok(flow.accessToken && flow.refreshToken, 'the provider issued an access and a refresh token')
   const row = await connectionRow(app, user.account.id, 'drive')
   t.match(row, { user_id: user.account.id, provider: 'drive', account_email: drive.email, key_id: 'k1', status: 'connected' })
@@ -334,7 +336,8 @@ async function everyOutcome (t: Test) {
   const user = await given(app).signedIn()
   const ok = await connect(app, user.headers, drive)
   keep(ok)
-  secrets.push(['code', ok.code], ['access token', ok.accessToken!], ['refresh token', ok.refreshToken!], ['verifier', ok.tokenRequest!.code_verifier!])
+  t.ok(ok.nonce, 'the flow ran in a browser holding a nonce')
+  secrets.push(['code', ok.code], ['access token', ok.accessToken!], ['refresh token', ok.refreshToken!], ['verifier', ok.tokenRequest!.code_verifier!], ['browser nonce', ok.nonce!])
 
   drive.answerTokenOnce(400, { error: 'invalid_grant', error_description: 'code expired' })
   const refused = await authorized(app, drive)
@@ -350,12 +353,12 @@ async function everyOutcome (t: Test) {
   return { secrets, answers, lines }
 }
 
-t.test('storageCallback › invalid input › no code, token or verifier in any answer (Location included), whatever the outcome', async (t) => {
+t.test('storageCallback › invalid input › no code, token, verifier or browser nonce in any answer (Location included), whatever the outcome', async (t) => {
   const { secrets, answers } = await everyOutcome(t)
   for (const [what, secret] of secrets) t.notOk(answers.some((a) => a.includes(secret)), `no ${what} in any answer`)
 })
 
-t.test('storageCallback › invalid input › no code, token or verifier in any log line, whatever the outcome', async (t) => {
+t.test('storageCallback › invalid input › no code, token, verifier or browser nonce in any log line, whatever the outcome', async (t) => {
   const { secrets, lines } = await everyOutcome(t)
   t.ok(lines.length > 0)
   for (const [what, secret] of secrets) {
