@@ -3,7 +3,7 @@ import t from 'tap'
 import { build } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import {
-  authorize, Browser, callback, clientRedirect, fakeClock, openPage, startConnection, startProvider, startProviders, storageEnv
+  authorize, authorizeIn, Browser, callback, clientRedirect, fakeClock, openPage, startConnection, startProvider, startProviders, storageEnv
 } from '../../helpers/storage-oauth.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -129,6 +129,20 @@ t.test('authorizeStorageConnection › valid › each provider its own server, c
   t.equal(other.searchParams.get('redirect_uri'), `http://${app.config.host}:${app.config.port}/v1/storage/callback`, 'without PUBLIC_URL: this server')
 })
 
+t.test('authorizeStorageConnection › valid › a second page in the same browser replaces the nonce: the first flow ends in browser_mismatch, the second connects', async (t) => {
+  const { drive, box, env } = await startProviders(t)
+  const app = await build(t, env)
+  const user = await given(app).signedIn()
+  const browser = new Browser()
+
+  const first = await authorizeIn(app, user.headers, drive, browser)
+  const second = await authorizeIn(app, user.headers, box, browser)
+
+  t.same((await callback(app, { state: first.state, code: first.code }, browser)).outcome, { provider: 'drive', status: 'error', reason: 'browser_mismatch' })
+  t.same((await callback(app, { state: second.state, code: second.code }, browser)).outcome, { provider: 'box', status: 'connected' })
+  t.same(await app.db.selectFrom('storage_connection').select('provider').execute(), [{ provider: 'box' }])
+})
+
 t.test('authorizeStorageConnection › valid › what the page shows is escaped', async (t) => {
   const provider = await startProvider(t, 'drive', { name: 'Drive <img src=x onerror=alert(1)> & "co"' })
   const app = await build(t, storageEnv([provider]))
@@ -206,7 +220,7 @@ t.test('authorizeStorageConnection › invalid input › a missing, malformed or
   t.same(await storageKeys(app), [`storage-ticket:${ticket}`], 'the real ticket is untouched')
 })
 
-t.test('authorizeStorageConnection › non-existing resource › an unknown, used or expired ticket: back to the app with invalid_ticket, no cookie, no state', async (t) => {
+t.test('authorizeStorageConnection › non-existing › an unknown, used or expired ticket: back to the app with invalid_ticket, no cookie, no state', async (t) => {
   const { env } = await startProviders(t)
   const app = await build(t, env)
 
@@ -233,7 +247,7 @@ t.test('authorizeStorageConnection › non-existing resource › an unknown, use
   t.equal((await storageKeys(app)).length, 1, 'one state: the timely page\'s')
 })
 
-t.test('authorizeStorageConnection › non-existing resource › the provider was removed, or the account deleted or disabled, since the start: back to the app with that reason, no state', async (t) => {
+t.test('authorizeStorageConnection › non-existing › the provider was removed, or the account deleted or disabled, since the start: back to the app with that reason, no state', async (t) => {
   const { drive, box, env } = await startProviders(t)
   const before = await build(t, env)
   const gone = await started(before, 'box')
