@@ -337,7 +337,7 @@ async function everyOutcome (t: Test) {
   const ok = await connect(app, user.headers, drive)
   keep(ok)
   t.ok(ok.nonce, 'the flow ran in a browser holding a nonce')
-  secrets.push(['code', ok.code], ['access token', ok.accessToken!], ['refresh token', ok.refreshToken!], ['verifier', ok.tokenRequest!.code_verifier!], ['browser nonce', ok.nonce!])
+  secrets.push(['code', ok.code], ['access token', ok.accessToken!], ['refresh token', ok.refreshToken!], ['verifier', ok.tokenRequest!.code_verifier!], ['browser nonce', ok.nonce!], ['ticket', new URL(ok.startUrl).searchParams.get('ticket')!])
 
   drive.answerTokenOnce(400, { error: 'invalid_grant', error_description: 'code expired' })
   const refused = await authorized(app, drive)
@@ -353,12 +353,12 @@ async function everyOutcome (t: Test) {
   return { secrets, answers, lines }
 }
 
-t.test('storageCallback › invalid input › no code, token, verifier or browser nonce in any answer (Location included), whatever the outcome', async (t) => {
+t.test('storageCallback › invalid input › no code, token, verifier, ticket or browser nonce in any answer (Location included), whatever the outcome', async (t) => {
   const { secrets, answers } = await everyOutcome(t)
   for (const [what, secret] of secrets) t.notOk(answers.some((a) => a.includes(secret)), `no ${what} in any answer`)
 })
 
-t.test('storageCallback › invalid input › no code, token, verifier or browser nonce in any log line, whatever the outcome', async (t) => {
+t.test('storageCallback › invalid input › no code, token, verifier, ticket or browser nonce in any log line, whatever the outcome', async (t) => {
   const { secrets, lines } = await everyOutcome(t)
   t.ok(lines.length > 0)
   for (const [what, secret] of secrets) {
