@@ -67,8 +67,8 @@ export interface BuildOptions {
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 
-/** Query parameters that carry credentials (an OAuth code or state, a token) never reach a log line. */
-const secretParams = /([?&](?:code|state|token|access_token|refresh_token|id_token|client_secret|code_verifier)=)[^&#]*/gi
+/** Query parameters that carry credentials (an OAuth code or state, a token, a storage ticket) never reach a log line. */
+const secretParams = /([?&](?:code|state|token|ticket|access_token|refresh_token|id_token|client_secret|code_verifier)=)[^&#]*/gi
 
 const requestLogShape = {
   req (req: { method?: string, url?: string, hostname?: string, ip?: string, socket?: { remotePort?: number } }) {

@@ -24,9 +24,10 @@ type BodyOf<K extends OperationId> = Op<K> extends { requestBody: { content: { '
 type ContentOf<R> = R extends { content: infer C }
   ? C extends { 'application/json': infer B } ? B
     : C extends { 'text/plain': infer T } ? T
-      : C extends { 'text/event-stream': unknown } ? Readable
-        : C extends { 'application/gzip': unknown } ? Buffer | Readable
-          : C extends { 'application/problem+json': infer P } ? P : never
+      : C extends { 'text/html': infer T } ? T
+        : C extends { 'text/event-stream': unknown } ? Readable
+          : C extends { 'application/gzip': unknown } ? Buffer | Readable
+            : C extends { 'application/problem+json': infer P } ? P : never
   : undefined
 
 type SuccessStatus = 200 | 201 | 202 | 204

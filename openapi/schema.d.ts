@@ -1098,9 +1098,13 @@ export interface paths {
         put?: never;
         /**
          * Connect a storage provider
-         * @description Answers the provider's authorization URL (PKCE S256; a `state` bound to you, single-use, valid 10
-         *     minutes, kept server-side). Send the user there; the provider brings them back to
-         *     `GET /v1/storage/callback`, which sends them on to the app with the outcome.
+         * @description Answers our authorization page's URL (`GET /v1/storage/authorize?ticket=…`, a single-use ticket valid 5
+         *     minutes), not the provider's. Open it in the browser that will sign in at the provider: the page names
+         *     the Fractal account being connected, binds the flow to that browser with a cookie, and its "Continue"
+         *     goes to the provider (PKCE S256, a `state` valid 10 minutes, kept server-side). The provider brings the
+         *     browser back to `GET /v1/storage/callback`, which stores the connection only for that same browser and
+         *     sends it on to the app with the outcome. Do not send the URL to anyone else: whoever opens it can
+         *     connect their storage to your account.
          */
         post: operations["startStorageConnection"];
         delete?: never;
@@ -1129,6 +1133,34 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/storage/authorize": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The authorization page (browser)
+         * @description Where `POST /v1/storage/connections` sends the browser. Takes the ticket (single use) and answers an
+         *     HTML page naming the provider and the Fractal account the connection will belong to, with "Continue"
+         *     (the provider's authorization URL: PKCE S256, a fresh `state` valid 10 minutes) and "Cancel". The
+         *     answer sets a nonce cookie that binds the `state` to this browser (only its hash is kept server-side):
+         *     `GET /v1/storage/callback` refuses the `state` in any other browser. Opening a second authorization page
+         *     in the same browser replaces the cookie, so the earlier page's flow can no longer finish there. An
+         *     unknown, used or expired ticket redirects (302) to the app's storage page with `status=error` and
+         *     `reason` (`invalid_ticket`; `unknown_provider` when the provider was removed from the config
+         *     meanwhile; `account_gone` when the account was deleted or disabled meanwhile).
+         */
+        get: operations["authorizeStorageConnection"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/storage/callback": {
         parameters: {
             query?: never;
@@ -1138,13 +1170,15 @@ export interface paths {
         };
         /**
          * The provider's redirect (browser)
-         * @description Exchanges the code (with the PKCE verifier) and stores the tokens, then redirects (302) to the app's
-         *     storage page (`STORAGE_CLIENT_REDIRECT`, a deep link for the desktop app) with `provider`, `status`
-         *     (`connected` or `error`) and, on error, `reason` (`invalid_state`, `access_denied`, `provider_error`,
-         *     `exchange_failed`, `provider_unavailable`, `missing_code`, `unknown_provider` (removed from the config
-         *     meanwhile), `account_gone` (the account was deleted meanwhile; the tokens are revoked)). A missing,
-         *     reused, expired or unknown state is `invalid_state`. No token or code ever appears in the redirect or
-         *     in a log line.
+         * @description Takes the state (single use), checks that the browser presents the nonce cookie the authorization page
+         *     set for it, exchanges the code (with the PKCE verifier) and stores the tokens, clears the cookie, then
+         *     redirects (302) to the app's storage page (`STORAGE_CLIENT_REDIRECT`, a deep link for the desktop app)
+         *     with `provider`, `status` (`connected` or `error`) and, on error, `reason` (`invalid_state`,
+         *     `browser_mismatch` (no cookie, or another browser's: nothing is exchanged or stored, and the state is
+         *     used up), `access_denied`, `provider_error`, `exchange_failed`, `provider_unavailable`, `missing_code`,
+         *     `unknown_provider` (removed from the config meanwhile), `account_gone` (the account was deleted
+         *     meanwhile; the tokens are revoked)). A missing, reused, expired or unknown state is `invalid_state`. No
+         *     token or code ever appears in the redirect or in a log line.
          */
         get: operations["storageCallback"];
         put?: never;
@@ -5220,7 +5254,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Where to send the user. */
+            /** @description Where to send the user (open it in their browser). */
             201: {
                 headers: {
                     [name: string]: unknown;
@@ -5228,14 +5262,20 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "authorizationUrl": "https://accounts.google.com/o/oauth2/v2/auth?client_id=1234-abc.apps.googleusercontent.com&response_type=code&scope=openid%20email%20https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fdrive.file&state=s_7Hk2Lp9Qr4&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&access_type=offline&prompt=consent",
-                     *       "expiresAt": "2026-11-27T09:25:00.000Z"
+                     *       "authorizationUrl": "https://api.fractal.co/v1/storage/authorize?ticket=pW3c9Xk2LrQ8vN5tYb7Hd1Fs6Jm4Ga0Ze2Ui8Oq3Ty",
+                     *       "expiresAt": "2026-11-27T09:20:00.000Z"
                      *     }
                      */
                     "application/json": {
-                        /** Format: uri */
+                        /**
+                         * Format: uri
+                         * @description Our authorization page with a single-use ticket.
+                         */
                         authorizationUrl: string;
-                        /** Format: date-time */
+                        /**
+                         * Format: date-time
+                         * @description When the ticket ends if the page was not opened.
+                         */
                         expiresAt: string;
                     };
                 };
@@ -5275,6 +5315,45 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    authorizeStorageConnection: {
+        parameters: {
+            query: {
+                ticket: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page; "Continue" goes to the provider. */
+            200: {
+                headers: {
+                    /**
+                     * @description `__Host-fractal_storage=<nonce>; Max-Age=600; Path=/; HttpOnly; Secure; SameSite=Lax` when the API is
+                     *     served over HTTPS (`PUBLIC_URL`); in plain-http development `fractal_storage=<nonce>; Max-Age=600;
+                     *     Path=/v1/storage; HttpOnly; SameSite=Lax`.
+                     */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description The ticket cannot be used; to the app, with the reason. */
+            302: {
+                headers: {
+                    /** @description The app's storage page with the outcome. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            429: components["responses"]["TooManyRequests"];
+        };
+    };
     storageCallback: {
         parameters: {
             query?: {
@@ -5286,7 +5365,10 @@ export interface operations {
             };
             header?: never;
             path?: never;
-            cookie?: never;
+            cookie?: {
+                /** @description The nonce `GET /v1/storage/authorize` set in this browser (`fractal_storage` in plain-http development). */
+                "__Host-fractal_storage"?: string;
+            };
         };
         requestBody?: never;
         responses: {
@@ -5295,6 +5377,8 @@ export interface operations {
                 headers: {
                     /** @description The app's storage page with the outcome. */
                     Location?: string;
+                    /** @description Clears the nonce cookie (`Max-Age=0`) once the flow it was set for is over; a state that is not this browser's leaves it alone. */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;

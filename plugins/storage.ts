@@ -8,30 +8,33 @@ declare module 'fastify' {
   }
 }
 
-/** Cloud storage connections: providers from config, token encryption keys, the OAuth state store. */
+/** Cloud storage connections: providers from config, token encryption keys, the store of OAuth tickets and states. */
 export default fp(async function storagePlugin (app) {
   const { storage, publicUrl, host, port } = app.config
   const memory = new Map<string, { value: string, until: number }>()
   const states: StateStore = app.hasDecorator('redis')
     ? {
-        async put (state, value, ttl) { await app.redis.set(`storage-state:${state}`, value, 'EX', ttl) },
-        async take (state) { return app.redis.getdel(`storage-state:${state}`) }
+        async put (key, value, ttl) { await app.redis.set(`storage-${key}`, value, 'EX', ttl) },
+        async take (key) { return app.redis.getdel(`storage-${key}`) }
       }
     : {
-        async put (state, value, ttl) { memory.set(state, { value, until: Date.now() + ttl * 1000 }) },
-        async take (state) {
-          const entry = memory.get(state)
-          memory.delete(state)
+        async put (key, value, ttl) { memory.set(key, { value, until: Date.now() + ttl * 1000 }) },
+        async take (key) {
+          const entry = memory.get(key)
+          memory.delete(key)
           return entry && entry.until > Date.now() ? entry.value : null
         }
       }
+  const base = publicUrl ?? `http://${host}:${port}`
   app.decorate('storageDeps', {
     providers: await loadProviders(storage.providersJson, storage.clients),
     cipher: createTokenCipher(parseTokenKeys(storage.tokenKeys, app.jwtSigningSecret)),
     states,
-    callbackUrl: `${publicUrl ?? `http://${host}:${port}`}/v1/storage/callback`,
+    authorizeUrl: `${base}/v1/storage/authorize`,
+    callbackUrl: `${base}/v1/storage/callback`,
     clientRedirect: storage.clientRedirect,
     timeoutMs: storage.httpTimeoutMs,
+    now: Date.now,
     log: app.log
   })
 }, { fastify: '5.x', name: 'storage', dependencies: ['config', 'auth', 'redis'] })

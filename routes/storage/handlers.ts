@@ -1,6 +1,7 @@
 import type { Handlers } from '../../openapi/handler-types.js'
 import * as storage from '../../services/storage/storage.service.js'
 import { principalOf } from '../request-context.js'
+import { authorizePage } from './authorize-page.js'
 
 export const handlers = {
   async listStorageProviders () {
@@ -22,8 +23,21 @@ export const handlers = {
     return reply.code(204).send()
   },
 
+  async authorizeStorageConnection (request, reply) {
+    const opened = await storage.openAuthorization(this.db, this.storageDeps, request.query.ticket)
+    reply.header('cache-control', 'no-store')
+    if ('location' in opened) return reply.redirect(opened.location, 302)
+    const { name, ...cookie } = storage.browserCookie(this.storageDeps)
+    reply.setCookie(name, opened.nonce, { ...cookie, httpOnly: true, sameSite: 'lax' })
+    reply.type('text/html; charset=utf-8')
+    return authorizePage(opened.page)
+  },
+
   async storageCallback (request, reply) {
-    const location = await storage.completeConnection(this.db, this.storageDeps, request.query)
+    const { name, ...cookie } = storage.browserCookie(this.storageDeps)
+    const { location, nonceUsed } = await storage.completeConnection(this.db, this.storageDeps, request.query, request.cookies[name])
+    // The flow this browser's nonce was for is over (whatever its outcome): the browser forgets it.
+    if (nonceUsed) reply.clearCookie(name, { path: cookie.path, secure: cookie.secure, httpOnly: true, sameSite: 'lax' })
     return reply.code(302).header('location', location).header('cache-control', 'no-store').send()
   }
 } satisfies Handlers<'storage'>

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { sql, type Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
@@ -42,26 +42,56 @@ export async function loadProviders (json: string | null, clients: Record<string
   })
 }
 
-/** OAuth states: single-use, expiring, kept server-side (Redis, or this process when embedded). */
+/** Flow records (tickets, states): single-use, expiring, kept server-side (Redis, or this process when embedded). */
 export interface StateStore {
-  put (state: string, value: string, ttlSeconds: number): Promise<void>
+  put (key: string, value: string, ttlSeconds: number): Promise<void>
   /** The value, removed (GETDEL): a second use finds nothing. */
-  take (state: string): Promise<string | null>
+  take (key: string): Promise<string | null>
 }
 
 export interface StorageDeps {
   providers: StorageProvider[]
   cipher: TokenCipher
   states: StateStore
+  /** Our authorization page (`GET /v1/storage/authorize`): what a connection's start answers. */
+  authorizeUrl: string
   /** Where the provider sends the user back (this API's callback). */
   callbackUrl: string
   /** Where the callback sends the user afterwards (the app; a deep link for the desktop client). */
   clientRedirect: string
   timeoutMs: number
+  /** The clock the tickets' and states' lifetimes are read against (tests move it). */
+  now: () => number
   log: { warn (obj: object, msg: string): void }
 }
 
-const stateTtlSeconds = 600
+/** From a connection's start until its authorization page is opened. */
+export const ticketTtlSeconds = 300
+/** From the authorization page until the provider sends the browser back: the state and the browser's cookie. */
+export const flowTtlSeconds = 600
+
+/**
+ * The cookie that binds a flow to the browser that opened its authorization page. Over HTTPS it is a
+ * `__Host-` cookie (Secure, Path=/, no Domain), which a sibling subdomain cannot plant; plain-http
+ * development gets the same cookie without the prefix and Secure, scoped to the storage paths.
+ */
+export function browserCookie (deps: Pick<StorageDeps, 'callbackUrl'>) {
+  const secure = deps.callbackUrl.startsWith('https:')
+  return secure
+    ? { name: '__Host-fractal_storage', path: '/', secure, maxAge: flowTtlSeconds }
+    : { name: 'fractal_storage', path: '/v1/storage', secure, maxAge: flowTtlSeconds }
+}
+
+const newSecret = () => randomBytes(32).toString('base64url')
+const digest = (value: string) => createHash('sha256').update(value).digest()
+
+/** A ticket's or state's record, removed whatever it holds; null when unknown, used or past its `until`. */
+async function takeRecord<T extends { until: number }> (deps: StorageDeps, key: string): Promise<T | null> {
+  const saved = await deps.states.take(key)
+  if (!saved) return null
+  const record = JSON.parse(saved) as T
+  return record.until > deps.now() ? record : null
+}
 
 function providerOf (deps: StorageDeps, code: string) {
   const provider = deps.providers.find((p) => p.code === code)
@@ -69,13 +99,56 @@ function providerOf (deps: StorageDeps, code: string) {
   return provider
 }
 
-/** A connection begins: the provider's authorization URL with PKCE (S256) and a state bound to the user. */
+function clientUrl (deps: StorageDeps, params: Record<string, string>) {
+  const url = new URL(deps.clientRedirect)
+  for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v)
+  return url.toString()
+}
+
+interface Ticket { userId: string, provider: string, until: number }
+interface State { userId: string, provider: string, verifier: string, browser: string, until: number }
+
+/**
+ * A connection begins: a single-use ticket for the user and provider, and our authorization page's URL
+ * carrying it. Nothing goes to the provider yet: the flow is bound to a browser when the page is opened.
+ */
 export async function startConnection (deps: StorageDeps, userId: string, code: string) {
-  const provider = providerOf(deps, code)
-  const state = randomBytes(32).toString('base64url')
+  providerOf(deps, code)
+  const ticket = newSecret()
+  const until = deps.now() + ticketTtlSeconds * 1000
+  await deps.states.put(`ticket:${ticket}`, JSON.stringify({ userId, provider: code, until } satisfies Ticket), ticketTtlSeconds)
+  const url = new URL(deps.authorizeUrl)
+  url.searchParams.set('ticket', ticket)
+  return { authorizationUrl: url.toString(), expiresAt: new Date(until).toISOString() }
+}
+
+export type Authorization =
+  | { location: string }
+  | { nonce: string, page: { provider: string, accountEmail: string, continueUrl: string, cancelUrl: string, expiresAt: Date } }
+
+/**
+ * The authorization page is opened: the ticket is taken (single use), a state with PKCE (S256) is bound to
+ * the user and to a fresh browser nonce (only its hash is kept; the nonce goes in this browser's cookie),
+ * and the page names the Fractal account being connected, with the provider's URL behind "Continue". A
+ * browser other than this one cannot finish the flow; one that was sent this page by someone else sees
+ * whose account it would connect. An unusable ticket sends the browser back to the app with the reason.
+ */
+export async function openAuthorization (db: Kysely<DB>, deps: StorageDeps, ticket: string): Promise<Authorization> {
+  const saved = await takeRecord<Ticket>(deps, `ticket:${ticket}`)
+  if (!saved) return { location: clientUrl(deps, { status: 'error', reason: 'invalid_ticket' }) }
+  const { userId, provider: code } = saved
+  const provider = deps.providers.find((p) => p.code === code)
+  if (!provider) return { location: clientUrl(deps, { provider: code, status: 'error', reason: 'unknown_provider' }) }
+  const account = await db.selectFrom('account').select('email').where('id', '=', userId)
+    .where('deleted_at', 'is', null).where('disabled_at', 'is', null).executeTakeFirst()
+  if (!account) return { location: clientUrl(deps, { provider: code, status: 'error', reason: 'account_gone' }) }
+
+  const nonce = newSecret()
+  const state = newSecret()
   const verifier = randomBytes(48).toString('base64url')
-  const challenge = createHash('sha256').update(verifier).digest('base64url')
-  await deps.states.put(state, JSON.stringify({ userId, provider: code, verifier }), stateTtlSeconds)
+  const until = deps.now() + flowTtlSeconds * 1000
+  const record: State = { userId, provider: code, verifier, browser: digest(nonce).toString('base64url'), until }
+  await deps.states.put(`state:${state}`, JSON.stringify(record), flowTtlSeconds)
   const url = new URL(provider.authorizeUrl)
   url.search = new URLSearchParams({
     response_type: 'code',
@@ -83,11 +156,13 @@ export async function startConnection (deps: StorageDeps, userId: string, code: 
     redirect_uri: deps.callbackUrl,
     scope: provider.scopes.join(' '),
     state,
-    code_challenge: challenge,
+    code_challenge: digest(verifier).toString('base64url'),
     code_challenge_method: 'S256',
     ...provider.authorizeParams
   }).toString()
-  return { authorizationUrl: url.toString(), expiresAt: new Date(Date.now() + stateTtlSeconds * 1000).toISOString() }
+  const cancel = new URL(deps.callbackUrl)
+  cancel.search = new URLSearchParams({ state, error: 'access_denied' }).toString()
+  return { nonce, page: { provider: provider.name, accountEmail: account.email, continueUrl: url.toString(), cancelUrl: cancel.toString(), expiresAt: new Date(until) } }
 }
 
 interface TokenAnswer { access_token?: string, refresh_token?: string, expires_in?: number, error?: string, error_description?: string }
@@ -120,19 +195,27 @@ async function accountEmail (deps: StorageDeps, provider: StorageProvider, acces
 }
 
 /**
- * The provider's redirect: the state is taken (single use, bound to the user who started), the code
- * exchanged with the PKCE verifier, the tokens stored encrypted (a refresh token the provider omits this
- * time keeps the one stored). Always answers where to send the user, with the outcome; never a token.
+ * The provider's redirect: the state is taken (single use) and must come with the cookie of the browser
+ * that opened its authorization page; then the code is exchanged with the PKCE verifier and the tokens are
+ * stored encrypted for the user who started (a refresh token the provider omits this time keeps the one
+ * stored). Always answers where to send the user, with the outcome; never a token.
  */
-export async function completeConnection (db: Kysely<DB>, deps: StorageDeps, query: { state?: string | undefined, code?: string | undefined, error?: string | undefined }): Promise<string> {
-  const back = (params: Record<string, string>) => {
-    const url = new URL(deps.clientRedirect)
-    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v)
-    return url.toString()
+export async function completeConnection (db: Kysely<DB>, deps: StorageDeps, query: { state?: string | undefined, code?: string | undefined, error?: string | undefined }, browserNonce: string | undefined): Promise<{ location: string, nonceUsed: boolean }> {
+  const saved = query.state ? await takeRecord<State>(deps, `state:${query.state}`) : null
+  // A state that is not this browser's flow leaves its cookie alone (it may belong to a flow still under way).
+  if (!saved) return { location: clientUrl(deps, { status: 'error', reason: 'invalid_state' }), nonceUsed: false }
+  // Another browser (the state was carried to it), or none: nothing of this flow is done or said there.
+  if (!browserNonce || !timingSafeEqual(digest(browserNonce), Buffer.from(saved.browser, 'base64url'))) {
+    deps.log.warn({ provider: saved.provider, cookie: browserNonce ? 'another browser' : 'none' }, 'storage callback refused: not the browser that opened the authorization page')
+    return { location: clientUrl(deps, { provider: saved.provider, status: 'error', reason: 'browser_mismatch' }), nonceUsed: false }
   }
-  const saved = query.state ? await deps.states.take(query.state) : null
-  if (!saved) return back({ status: 'error', reason: 'invalid_state' })
-  const { userId, provider: code, verifier } = JSON.parse(saved) as { userId: string, provider: string, verifier: string }
+  return { location: await finishConnection(db, deps, saved, query), nonceUsed: true }
+}
+
+/** The flow's browser is back: the provider's answer, the exchange, the tokens stored. */
+async function finishConnection (db: Kysely<DB>, deps: StorageDeps, saved: State, query: { code?: string | undefined, error?: string | undefined }): Promise<string> {
+  const back = (params: Record<string, string>) => clientUrl(deps, params)
+  const { userId, provider: code, verifier } = saved
   if (query.error) return back({ provider: code, status: 'error', reason: query.error === 'access_denied' ? 'access_denied' : 'provider_error' })
   if (!query.code) return back({ provider: code, status: 'error', reason: 'missing_code' })
   const provider = deps.providers.find((p) => p.code === code)

@@ -178,7 +178,71 @@ export function startConnection (app: FastifyInstance, headers: Record<string, s
   return app.inject({ method: 'POST', url: '/v1/storage/connections', payload: { provider }, headers })
 }
 
-/** The browser part: the provider's authorize step, answering the code and state it redirects back with. */
+/**
+ * A browser's cookies for the API (RFC 6265 as far as these tests need it: name, value, path prefix, Max-Age
+ * and Expires, a Max-Age of 0 removes). Each browser in a test is its own jar; `inject` is what it sends.
+ */
+export class Browser {
+  readonly jar = new Map<string, { value: string, path: string, until: number | null }>()
+
+  /** The Cookie header for a request to `path`, or undefined when no cookie applies. */
+  cookieHeader (path: string): string | undefined {
+    const now = Date.now()
+    const sent = [...this.jar].filter(([, c]) => (c.until === null || c.until > now) && (path === c.path || path.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`)))
+    return sent.length > 0 ? sent.map(([name, c]) => `${name}=${c.value}`).join('; ') : undefined
+  }
+
+  /** Keeps what an answer's Set-Cookie headers say. */
+  receive (res: { cookies: Array<{ name: string, value: string, path?: string, maxAge?: number, expires?: Date }> }) {
+    for (const c of res.cookies) {
+      const until = c.maxAge !== undefined ? Date.now() + c.maxAge * 1000 : c.expires ? c.expires.getTime() : null
+      if (until !== null && until <= Date.now()) this.jar.delete(c.name)
+      else this.jar.set(c.name, { value: c.value, path: c.path ?? '/', until })
+    }
+  }
+
+  /** GET `url` (a path with its query) on the app, sending and keeping cookies. */
+  async get (app: FastifyInstance, url: string, headers: Record<string, string> = {}) {
+    const cookie = this.cookieHeader(url.split('?')[0]!)
+    const res = await app.inject({ method: 'GET', url, headers: { ...headers, ...(cookie ? { cookie } : {}) } })
+    this.receive(res)
+    return res
+  }
+}
+
+const unescapeHtml = (text: string) => text.replace(/&quot;/g, '"').replace(/&#39;/g, '\'').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&')
+
+/** Opens our authorization page (the URL startStorageConnection answered) in `browser`: what it offers. */
+export async function openPage (app: FastifyInstance, browser: Browser, authorizationUrl: string) {
+  const url = new URL(authorizationUrl)
+  const res = await browser.get(app, `${url.pathname}${url.search}`)
+  const link = (id: string) => {
+    const found = new RegExp(`id="${id}" href="([^"]*)"`).exec(res.body)?.[1]
+    return found === undefined ? null : unescapeHtml(found)
+  }
+  const account = /<strong id="account">([^<]*)<\/strong>/.exec(res.body)?.[1]
+  const location = res.headers.location ? new URL(String(res.headers.location)) : null
+  return {
+    res,
+    continueUrl: link('continue'),
+    cancelUrl: link('cancel'),
+    accountEmail: account === undefined ? null : unescapeHtml(account),
+    outcome: location ? Object.fromEntries(location.searchParams) : null
+  }
+}
+
+/**
+ * Where a browser following `authorizationUrl` is sent to sign in at the provider: through our authorization
+ * page (its Continue link) when the URL is ours, the URL itself when it is already the provider's.
+ */
+export async function providerUrlFor (app: FastifyInstance, browser: Browser, authorizationUrl: string): Promise<string> {
+  if (new URL(authorizationUrl).pathname !== '/v1/storage/authorize') return authorizationUrl
+  const page = await openPage(app, browser, authorizationUrl)
+  if (!page.continueUrl) throw new Error(`the authorization page offered no Continue (${page.res.statusCode} ${String(page.res.headers.location ?? '')})`)
+  return page.continueUrl
+}
+
+/** The browser part at the provider: its authorize step, answering the code and state it redirects back with. */
 export async function authorize (authorizationUrl: string): Promise<{ code: string, state: string }> {
   const res = await fetch(authorizationUrl, { redirect: 'manual' })
   const location = new URL(res.headers.get('location') ?? 'about:blank')
@@ -188,32 +252,52 @@ export async function authorize (authorizationUrl: string): Promise<{ code: stri
   return { code, state }
 }
 
-/** GET /v1/storage/callback with these query parameters; `location` is the parsed redirect. */
-export async function callback (app: FastifyInstance, query: Record<string, string>) {
-  const res = await app.inject({ method: 'GET', url: `/v1/storage/callback?${new URLSearchParams(query).toString()}` })
+/**
+ * GET /v1/storage/callback with these query parameters, from `browser` (its cookies sent and kept; a
+ * browser with no cookies when none is given); `location` is the parsed redirect.
+ */
+export async function callback (app: FastifyInstance, query: Record<string, string>, browser: Browser = new Browser()) {
+  const res = await browser.get(app, `/v1/storage/callback?${new URLSearchParams(query).toString()}`)
   const location = res.headers.location ? new URL(String(res.headers.location)) : null
   return { res, location, outcome: location ? Object.fromEntries(location.searchParams) : null }
 }
 
-/** The whole flow for a signed-in user: start, authorize at the provider, callback. */
-export async function connect (app: FastifyInstance, headers: Record<string, string>, provider: FakeProvider) {
+/** A user's start in one browser, through our page to the provider's code: what the callback will need. */
+export async function authorizeIn (app: FastifyInstance, headers: Record<string, string>, provider: FakeProvider, browser = new Browser()) {
   const started = await startConnection(app, headers, provider.code)
   if (started.statusCode !== 201) throw new Error(`startStorageConnection answered ${started.statusCode}: ${started.body}`)
-  const authorizationUrl = started.json().authorizationUrl as string
-  const { code, state } = await authorize(authorizationUrl)
+  const startUrl = started.json().authorizationUrl as string
+  const authorizationUrl = await providerUrlFor(app, browser, startUrl)
+  return { browser, startUrl, authorizationUrl, ...await authorize(authorizationUrl) }
+}
+
+/** The whole flow for a signed-in user in one browser: start, our page, authorize at the provider, callback. */
+export async function connect (app: FastifyInstance, headers: Record<string, string>, provider: FakeProvider, browser = new Browser()) {
+  const flow = await authorizeIn(app, headers, provider, browser)
+  // The browser's nonce, before the callback clears it.
+  const nonce = [...browser.jar.values()][0]?.value
   const answers = provider.tokenAnswers.length
-  const back = await callback(app, { state, code })
+  const back = await callback(app, { state: flow.state, code: flow.code }, browser)
   const answer = provider.tokenAnswers[answers]
   const body = answer && answer.body !== '' ? answer.body : {}
   return {
     ...back,
-    authorizationUrl,
-    code,
-    state,
+    ...flow,
+    nonce,
     accessToken: body.access_token as string | undefined,
     refreshToken: body.refresh_token as string | undefined,
     tokenRequest: provider.tokenRequests[answers]
   }
+}
+
+/**
+ * Stops the storage flows' clock (tickets, states) at the real time of this call; `advance` moves it on.
+ * Redis keeps its own TTLs in real time: this is the clock the lifetimes are checked against.
+ */
+export function fakeClock (app: FastifyInstance) {
+  let now = Date.now()
+  app.storageDeps.now = () => now
+  return { advance (ms: number) { now += ms } }
 }
 
 /** The user's stored connection row, or undefined. */

@@ -5,7 +5,7 @@ import { buildApp } from '../../../app.js'
 import { build, testConfig, type Overrides } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import {
-  authorize, callback, clientRedirect, closedPort, connect, connectionRow, silentServer, startConnection, startProvider, startProviders, storageEnv, type FakeProvider
+  authorize, authorizeIn, Browser, callback, clientRedirect, closedPort, connect, connectionRow, silentServer, startProvider, startProviders, storageEnv, type FakeProvider
 } from '../../helpers/storage-oauth.js'
 import { until } from '../../helpers/wait.js'
 
@@ -14,12 +14,10 @@ type App = Awaited<ReturnType<typeof build>>
 const connectionCount = async (app: App) =>
   Number((await app.db.selectFrom('storage_connection').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n)
 
-/** A signed-in user who has started connecting `provider` and been through its authorize step. */
+/** A signed-in user who has started connecting `provider`, opened our page in a browser and been through the provider's authorize step. */
 async function authorized (app: App, provider: FakeProvider) {
   const user = await given(app).signedIn()
-  const started = await startConnection(app, user.headers, provider.code)
-  const authorizationUrl = started.json().authorizationUrl as string
-  return { user, authorizationUrl, ...await authorize(authorizationUrl) }
+  return { user, ...await authorizeIn(app, user.headers, provider) }
 }
 
 /** The redirect went to the app's storage page with exactly this outcome, and the answer is not cached. */
@@ -39,6 +37,8 @@ t.test('storageCallback › valid › connects: 302 to the app, the account addr
   const flow = await connect(app, user.headers, drive)
 
   redirectsWith(t, flow, { provider: 'drive', status: 'connected' })
+  t.match(String(flow.res.headers['set-cookie']), /^fractal_storage=; .*Path=\/v1\/storage/, 'the nonce cookie is cleared, on its path')
+  t.equal(flow.browser.jar.size, 0, 'the browser no longer holds it')
   t.ok(flow.accessToken && flow.refreshToken, 'the provider issued an access and a refresh token')
   const row = await connectionRow(app, user.account.id, 'drive')
   t.match(row, { user_id: user.account.id, provider: 'drive', account_email: drive.email, key_id: 'k1', status: 'connected' })
@@ -120,14 +120,14 @@ t.test('storageCallback › valid › each provider is its own connection; no ad
   t.match(list.json(), { items: [{ provider: 'box', accountEmail: null, status: 'connected' }, { provider: 'drive', accountEmail: drive.email, status: 'connected' }] })
 })
 
-t.test('storageCallback › valid › the connection belongs to the user who started it, whoever’s browser comes back', async (t) => {
+t.test('storageCallback › valid › the connection belongs to the user who started it; another user\'s token on the callback changes nothing', async (t) => {
   const { drive, env } = await startProviders(t)
   const app = await build(t, env)
-  const { user, code, state } = await authorized(app, drive)
+  const { user, code, state, browser } = await authorized(app, drive)
   const other = await given(app).signedIn()
 
   // The callback needs no token; sending another user's does not change whose connection it is.
-  const res = await app.inject({ method: 'GET', url: `/v1/storage/callback?${new URLSearchParams({ state, code }).toString()}`, headers: other.headers })
+  const res = await browser.get(app, `/v1/storage/callback?${new URLSearchParams({ state, code }).toString()}`, other.headers)
 
   t.equal(res.statusCode, 302)
   t.ok(await connectionRow(app, user.account.id, 'drive'), 'the starter is connected')
@@ -137,43 +137,53 @@ t.test('storageCallback › valid › the connection belongs to the user who sta
 t.test('storageCallback › invalid input › a missing, unknown or forged state: invalid_state, no exchange, nothing stored', async (t) => {
   const { drive, env } = await startProviders(t)
   const app = await build(t, env)
-  const { code, state } = await authorized(app, drive)
+  const { code, state, browser } = await authorized(app, drive)
 
-  redirectsWith(t, await callback(app, { code }), { status: 'error', reason: 'invalid_state' })
-  redirectsWith(t, await callback(app, { state: 'made-up-state', code }), { status: 'error', reason: 'invalid_state' })
-  redirectsWith(t, await callback(app, { state: `${state.slice(0, -1)}${state.endsWith('A') ? 'B' : 'A'}`, code }), { status: 'error', reason: 'invalid_state' })
-  redirectsWith(t, await callback(app, {}), { status: 'error', reason: 'invalid_state' })
-  redirectsWith(t, await callback(app, { state: '', code }), { status: 'error', reason: 'invalid_state' })
+  // From the flow's own browser: its cookie does not make a wrong state good.
+  redirectsWith(t, await callback(app, { code }, browser), { status: 'error', reason: 'invalid_state' })
+  redirectsWith(t, await callback(app, { state: 'made-up-state', code }, browser), { status: 'error', reason: 'invalid_state' })
+  redirectsWith(t, await callback(app, { state: `${state.slice(0, -1)}${state.endsWith('A') ? 'B' : 'A'}`, code }, browser), { status: 'error', reason: 'invalid_state' })
+  redirectsWith(t, await callback(app, {}, browser), { status: 'error', reason: 'invalid_state' })
+  redirectsWith(t, await callback(app, { state: '', code }, browser), { status: 'error', reason: 'invalid_state' })
 
   t.equal(drive.tokenRequests.length, 0, 'no code was exchanged')
   t.equal(await connectionCount(app), 0)
-  // The real state is still good: the forged ones did not consume it.
-  redirectsWith(t, await callback(app, { state, code }), { provider: 'drive', status: 'connected' })
+  // The real state is still good: the forged ones consumed neither it nor the browser's cookie.
+  redirectsWith(t, await callback(app, { state, code }, browser), { provider: 'drive', status: 'connected' })
 })
 
-t.test('storageCallback › invalid input › a state used twice: the second use is invalid_state and changes nothing', async (t) => {
+t.test('storageCallback › invalid input › a state used twice: the second use is invalid_state and changes nothing, even with the cookie kept', async (t) => {
   const { drive, env } = await startProviders(t)
   const app = await build(t, env)
-  const { user, code, state, authorizationUrl } = await authorized(app, drive)
+  const { user, code, state, authorizationUrl, browser } = await authorized(app, drive)
+  // Someone keeps a copy of the browser's cookie before the callback clears it.
+  const copy = new Browser()
+  for (const [name, cookie] of browser.jar) copy.jar.set(name, { ...cookie })
 
-  redirectsWith(t, await callback(app, { state, code }), { provider: 'drive', status: 'connected' })
+  const first = await callback(app, { state, code }, browser)
+  redirectsWith(t, first, { provider: 'drive', status: 'connected' })
+  t.equal(browser.jar.size, 0, 'the callback cleared the cookie')
   const stored = await connectionRow(app, user.account.id, 'drive')
-  // A replay, even with a fresh code from the provider for the same authorization URL.
+  // A replay, even with a fresh code from the provider for the same authorization URL, from either browser.
   const again = await authorize(authorizationUrl)
-  redirectsWith(t, await callback(app, { state, code: again.code }), { status: 'error', reason: 'invalid_state' })
+  redirectsWith(t, await callback(app, { state, code: again.code }, browser), { status: 'error', reason: 'invalid_state' })
+  const another = await authorize(authorizationUrl)
+  redirectsWith(t, await callback(app, { state, code: another.code }, copy), { status: 'error', reason: 'invalid_state' })
 
   t.equal(drive.tokenRequests.length, 1, 'only the first use exchanged a code')
   t.same(await connectionRow(app, user.account.id, 'drive'), stored, 'the connection is untouched')
 })
 
-t.test('storageCallback › invalid input › the same state sent twice at once: exactly one exchange', async (t) => {
+t.test('storageCallback › invalid input › the same state sent several times at once from its browser: exactly one exchange, one connection', async (t) => {
   const { drive, env } = await startProviders(t)
   const app = await build(t, env)
-  const { code, state } = await authorized(app, drive)
+  const { code, state, browser } = await authorized(app, drive)
 
-  const outcomes = await Promise.all([callback(app, { state, code }), callback(app, { state, code }), callback(app, { state, code })])
+  // Every request leaves with the cookie (each reads the jar before any answer clears it).
+  const outcomes = await Promise.all(Array.from({ length: 6 }, () => callback(app, { state, code }, browser)))
 
-  t.same(outcomes.map((o) => o.outcome!.status).sort(), ['connected', 'error', 'error'])
+  t.same(outcomes.map((o) => o.outcome!.status).sort(), ['connected', 'error', 'error', 'error', 'error', 'error'])
+  t.same(outcomes.filter((o) => o.outcome!.status === 'error').map((o) => o.outcome!.reason), Array(5).fill('invalid_state'))
   t.equal(drive.tokenRequests.length, 1)
   t.equal(await connectionCount(app), 1)
 })
@@ -181,13 +191,13 @@ t.test('storageCallback › invalid input › the same state sent twice at once:
 t.test('storageCallback › invalid input › an expired state: invalid_state, nothing stored', async (t) => {
   const { drive, env } = await startProviders(t)
   const app = await build(t, env)
-  const { code, state } = await authorized(app, drive)
+  const { code, state, browser } = await authorized(app, drive)
 
   // Redis expires it (as after 10 minutes).
   await app.redis.pexpire(`storage-state:${state}`, 1)
   t.ok(await until(async () => await app.redis.exists(`storage-state:${state}`) === 0), 'the state expired')
 
-  redirectsWith(t, await callback(app, { state, code }), { status: 'error', reason: 'invalid_state' })
+  redirectsWith(t, await callback(app, { state, code }, browser), { status: 'error', reason: 'invalid_state' })
   t.equal(drive.tokenRequests.length, 0)
   t.equal(await connectionCount(app), 0)
 })
@@ -197,18 +207,18 @@ t.test('storageCallback › invalid input › the user refused (access_denied) o
   const app = await build(t, env)
 
   const refused = await authorized(app, drive)
-  redirectsWith(t, await callback(app, { state: refused.state, error: 'access_denied', error_description: 'The user said no' }), { provider: 'drive', status: 'error', reason: 'access_denied' })
-  redirectsWith(t, await callback(app, { state: refused.state, code: refused.code }), { status: 'error', reason: 'invalid_state' })
+  redirectsWith(t, await callback(app, { state: refused.state, error: 'access_denied', error_description: 'The user said no' }, refused.browser), { provider: 'drive', status: 'error', reason: 'access_denied' })
+  redirectsWith(t, await callback(app, { state: refused.state, code: refused.code }, refused.browser), { status: 'error', reason: 'invalid_state' })
 
   const failed = await authorized(app, drive)
-  redirectsWith(t, await callback(app, { state: failed.state, error: 'server_error' }), { provider: 'drive', status: 'error', reason: 'provider_error' })
+  redirectsWith(t, await callback(app, { state: failed.state, error: 'server_error' }, failed.browser), { provider: 'drive', status: 'error', reason: 'provider_error' })
 
   const noCode = await authorized(app, drive)
-  redirectsWith(t, await callback(app, { state: noCode.state }), { provider: 'drive', status: 'error', reason: 'missing_code' })
+  redirectsWith(t, await callback(app, { state: noCode.state }, noCode.browser), { provider: 'drive', status: 'error', reason: 'missing_code' })
 
   // An error beside a code: the error wins, the code is not exchanged.
   const both = await authorized(app, drive)
-  redirectsWith(t, await callback(app, { state: both.state, code: both.code, error: 'access_denied' }), { provider: 'drive', status: 'error', reason: 'access_denied' })
+  redirectsWith(t, await callback(app, { state: both.state, code: both.code, error: 'access_denied' }, both.browser), { provider: 'drive', status: 'error', reason: 'access_denied' })
 
   t.equal(drive.tokenRequests.length, 0, 'no exchange')
   t.equal(await connectionCount(app), 0)
@@ -220,19 +230,19 @@ t.test('storageCallback › invalid input › the token endpoint refuses (400, 5
 
   drive.answerTokenOnce(400, { error: 'invalid_grant', error_description: 'Bad code' })
   const refused = await authorized(app, drive)
-  redirectsWith(t, await callback(app, { state: refused.state, code: refused.code }), { provider: 'drive', status: 'error', reason: 'exchange_failed' })
+  redirectsWith(t, await callback(app, { state: refused.state, code: refused.code }, refused.browser), { provider: 'drive', status: 'error', reason: 'exchange_failed' })
 
   drive.answerTokenOnce(500, { error: 'server_error' })
   const broken = await authorized(app, drive)
-  redirectsWith(t, await callback(app, { state: broken.state, code: broken.code }), { provider: 'drive', status: 'error', reason: 'exchange_failed' })
+  redirectsWith(t, await callback(app, { state: broken.state, code: broken.code }, broken.browser), { provider: 'drive', status: 'error', reason: 'exchange_failed' })
 
   drive.answerTokenOnce(200, { token_type: 'Bearer', expires_in: 3600 })
   const empty = await authorized(app, drive)
-  redirectsWith(t, await callback(app, { state: empty.state, code: empty.code }), { provider: 'drive', status: 'error', reason: 'exchange_failed' })
+  redirectsWith(t, await callback(app, { state: empty.state, code: empty.code }, empty.browser), { provider: 'drive', status: 'error', reason: 'exchange_failed' })
 
   // Not hooked: the mock itself refuses a code it never issued (no PKCE challenge on record).
   const forged = await authorized(app, drive)
-  redirectsWith(t, await callback(app, { state: forged.state, code: 'a-code-nobody-issued' }), { provider: 'drive', status: 'error', reason: 'exchange_failed' })
+  redirectsWith(t, await callback(app, { state: forged.state, code: 'a-code-nobody-issued' }, forged.browser), { provider: 'drive', status: 'error', reason: 'exchange_failed' })
 
   t.equal(drive.tokenRequests.length, 3, 'the hooked answers were asked for (the forged code failed before the hook)')
   t.equal(drive.userinfoCalls.length, 0, 'no userinfo without a token')
@@ -246,22 +256,22 @@ t.test('storageCallback › invalid input › a token endpoint that never answer
   const app = await build(t, storageEnv([drive, box], { STORAGE_HTTP_TIMEOUT_MS: '200' }))
 
   const slow = await authorized(app, drive)
-  redirectsWith(t, await callback(app, { state: slow.state, code: slow.code }), { provider: 'drive', status: 'error', reason: 'provider_unavailable' })
+  redirectsWith(t, await callback(app, { state: slow.state, code: slow.code }, slow.browser), { provider: 'drive', status: 'error', reason: 'provider_unavailable' })
   t.equal(silent.requests, 1, 'the exchange was tried once and abandoned')
 
   const away = await authorized(app, box)
-  redirectsWith(t, await callback(app, { state: away.state, code: away.code }), { provider: 'box', status: 'error', reason: 'provider_unavailable' })
+  redirectsWith(t, await callback(app, { state: away.state, code: away.code }, away.browser), { provider: 'box', status: 'error', reason: 'provider_unavailable' })
   t.equal(await connectionCount(app), 0)
 })
 
 t.test('storageCallback › invalid input › a provider removed from the config while the user was away: an error redirect with a documented reason', async (t) => {
   const { drive, box, env } = await startProviders(t)
   const before = await build(t, env)
-  const { state, code } = await authorized(before, box)
+  const { state, code, browser } = await authorized(before, box)
   // The next deployment offers drive only; same database, same Redis.
   const app = await build(t, { ...storageEnv([drive]), DATABASE_URL: before.config.db.url!, REDIS_PREFIX: before.config.redis.prefix })
 
-  const back = await callback(app, { state, code })
+  const back = await callback(app, { state, code }, browser)
 
   t.equal(back.res.statusCode, 302)
   t.match(back.outcome, { provider: 'box', status: 'error' })
@@ -292,10 +302,10 @@ t.test('storageCallback › invalid input › an oversized state, code or error 
 t.test('storageCallback › invalid input › the account was deleted before the provider sent the user back: an error redirect, nothing stored', async (t) => {
   const { drive, env } = await startProviders(t)
   const app = await build(t, env)
-  const { user, state, code } = await authorized(app, drive)
+  const { user, state, code, browser } = await authorized(app, drive)
   await app.db.deleteFrom('account').where('id', '=', user.account.id).execute()
 
-  const back = await callback(app, { state, code })
+  const back = await callback(app, { state, code }, browser)
 
   t.equal(back.res.statusCode, 302, 'a redirect, not a server error')
   t.match(back.outcome, { provider: 'drive', status: 'error' })
@@ -326,28 +336,29 @@ async function everyOutcome (t: Test) {
   const user = await given(app).signedIn()
   const ok = await connect(app, user.headers, drive)
   keep(ok)
-  secrets.push(['code', ok.code], ['access token', ok.accessToken!], ['refresh token', ok.refreshToken!], ['verifier', ok.tokenRequest!.code_verifier!])
+  t.ok(ok.nonce, 'the flow ran in a browser holding a nonce')
+  secrets.push(['code', ok.code], ['access token', ok.accessToken!], ['refresh token', ok.refreshToken!], ['verifier', ok.tokenRequest!.code_verifier!], ['browser nonce', ok.nonce!], ['ticket', new URL(ok.startUrl).searchParams.get('ticket')!])
 
   drive.answerTokenOnce(400, { error: 'invalid_grant', error_description: 'code expired' })
   const refused = await authorized(app, drive)
-  t.equal(keep(await callback(app, { state: refused.state, code: refused.code })).outcome!.reason, 'exchange_failed')
+  t.equal(keep(await callback(app, { state: refused.state, code: refused.code }, refused.browser)).outcome!.reason, 'exchange_failed')
   secrets.push(['refused code', refused.code], ['verifier of the refused code', drive.tokenRequests.at(-1)!.code_verifier!])
 
   const denied = await authorized(app, drive)
-  t.equal(keep(await callback(app, { state: denied.state, code: denied.code, error: 'access_denied' })).outcome!.reason, 'access_denied')
+  t.equal(keep(await callback(app, { state: denied.state, code: denied.code, error: 'access_denied' }, denied.browser)).outcome!.reason, 'access_denied')
   secrets.push(['code beside an error', denied.code])
 
-  t.equal(keep(await callback(app, { state: ok.state, code: ok.code })).outcome!.reason, 'invalid_state', 'a replay')
+  t.equal(keep(await callback(app, { state: ok.state, code: ok.code }, ok.browser)).outcome!.reason, 'invalid_state', 'a replay')
   t.ok(lines.some((l) => l.includes('storage code exchange refused')), 'the refused exchange is logged')
   return { secrets, answers, lines }
 }
 
-t.test('storageCallback › invalid input › no code, token or verifier in any answer (Location included), whatever the outcome', async (t) => {
+t.test('storageCallback › invalid input › no code, token, verifier, ticket or browser nonce in any answer (Location included), whatever the outcome', async (t) => {
   const { secrets, answers } = await everyOutcome(t)
   for (const [what, secret] of secrets) t.notOk(answers.some((a) => a.includes(secret)), `no ${what} in any answer`)
 })
 
-t.test('storageCallback › invalid input › no code, token or verifier in any log line, whatever the outcome', async (t) => {
+t.test('storageCallback › invalid input › no code, token, verifier, ticket or browser nonce in any log line, whatever the outcome', async (t) => {
   const { secrets, lines } = await everyOutcome(t)
   t.ok(lines.length > 0)
   for (const [what, secret] of secrets) {

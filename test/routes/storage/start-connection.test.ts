@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
@@ -6,20 +5,20 @@ import { startConnection, startProviders } from '../../helpers/storage-oauth.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
-/** This test app's OAuth states in Redis (the client adds the key prefix). */
+/** This test app's OAuth tickets and states in Redis (the client adds the key prefix). */
 async function stateKeys (app: App): Promise<string[]> {
   const prefix = app.config.redis.prefix
   const found: string[] = []
   let cursor = '0'
   do {
-    const [next, keys] = await app.redis.scan(cursor, 'MATCH', `${prefix}storage-state:*`, 'COUNT', 1000)
+    const [next, keys] = await app.redis.scan(cursor, 'MATCH', `${prefix}storage-*`, 'COUNT', 1000)
     cursor = next
     found.push(...keys.map((k) => k.slice(prefix.length)))
   } while (cursor !== '0')
   return found
 }
 
-t.test('startStorageConnection › valid › answers the provider’s authorization URL with PKCE S256, a state kept in Redis for at most 10 minutes', async (t) => {
+t.test('startStorageConnection › valid › answers our authorization page with a single-use ticket kept at most 5 minutes; nothing at the provider yet', async (t) => {
   const { drive, env } = await startProviders(t)
   const app = await build(t, { ...env, PUBLIC_URL: 'https://api.fractal.test' })
   const user = await given(app).signedIn()
@@ -29,54 +28,38 @@ t.test('startStorageConnection › valid › answers the provider’s authorizat
 
   t.equal(res.statusCode, 201)
   t.equal(res.headers['cache-control'], 'private, no-store')
+  t.notOk(res.headers['set-cookie'], 'no cookie: the browser that opens the page is the one bound')
   const { authorizationUrl, expiresAt } = res.json()
   const url = new URL(authorizationUrl)
-  t.equal(`${url.origin}${url.pathname}`, drive.entry.authorizeUrl)
-  const q = Object.fromEntries(url.searchParams)
-  t.match(q, {
-    response_type: 'code',
-    client_id: drive.clientId,
-    redirect_uri: 'https://api.fractal.test/v1/storage/callback',
-    scope: drive.entry.scopes.join(' '),
-    state: /^[A-Za-z0-9_-]{43,}$/,
-    code_challenge: /^[A-Za-z0-9_-]{43}$/,
-    code_challenge_method: 'S256',
-    access_type: 'offline',
-    prompt: 'consent'
-  })
-  t.notOk(url.searchParams.has('client_secret'), 'the secret stays with us')
-  t.notOk(url.searchParams.has('code_verifier'), 'the verifier stays with us')
+  t.equal(`${url.origin}${url.pathname}`, 'https://api.fractal.test/v1/storage/authorize', 'our page, not the provider')
+  t.same([...url.searchParams.keys()], ['ticket'])
+  const ticket = url.searchParams.get('ticket')!
+  t.match(ticket, /^[A-Za-z0-9_-]{43}$/, '256 random bits')
   const expires = Date.parse(expiresAt)
-  t.ok(expires >= before + 599_000 && expires <= Date.now() + 600_000, 'valid for 10 minutes')
+  t.ok(expires >= before + 299_000 && expires <= Date.now() + 300_000, 'valid for 5 minutes')
 
-  // The state is kept server-side, bound to the user and provider, with the verifier behind the challenge.
-  const key = `storage-state:${q.state}`
-  const ttl = await app.redis.ttl(key)
-  t.ok(ttl > 590 && ttl <= 600, `TTL ${ttl} s is at most 600 s`)
-  const saved = JSON.parse((await app.redis.get(key))!) as { userId: string, provider: string, verifier: string }
-  t.match(saved, { userId: user.account.id, provider: 'drive', verifier: /^[A-Za-z0-9_-]{43,128}$/ })
-  t.equal(createHash('sha256').update(saved.verifier).digest('base64url'), q.code_challenge, 'the challenge is S256 of the stored verifier')
-  t.notOk(res.body.includes(saved.verifier), 'the verifier is not in the answer')
+  // The ticket is kept server-side, bound to the user and provider; no state exists before the page is opened.
+  t.same(await stateKeys(app), [`storage-ticket:${ticket}`])
+  const ttl = await app.redis.ttl(`storage-ticket:${ticket}`)
+  t.ok(ttl > 290 && ttl <= 300, `TTL ${ttl} s is at most 300 s`)
+  t.match(JSON.parse((await app.redis.get(`storage-ticket:${ticket}`))!), { userId: user.account.id, provider: 'drive', until: expires })
+  t.equal(drive.tokenRequests.length, 0)
 })
 
-t.test('startStorageConnection › valid › each start has its own state and verifier; each provider its own client and extra parameters', async (t) => {
-  const { drive, box, env } = await startProviders(t)
+t.test('startStorageConnection › valid › each start has its own ticket; without PUBLIC_URL the page is on this server', async (t) => {
+  const { env } = await startProviders(t)
   const app = await build(t, env)
   const user = await given(app).signedIn()
 
-  const one = new URL((await startConnection(app, user.headers, 'drive')).json().authorizationUrl)
-  const two = new URL((await startConnection(app, user.headers, 'drive')).json().authorizationUrl)
-  const other = new URL((await startConnection(app, user.headers, 'box')).json().authorizationUrl)
+  const urls = [
+    new URL((await startConnection(app, user.headers, 'drive')).json().authorizationUrl),
+    new URL((await startConnection(app, user.headers, 'drive')).json().authorizationUrl),
+    new URL((await startConnection(app, user.headers, 'box')).json().authorizationUrl)
+  ]
 
-  t.not(one.searchParams.get('state'), two.searchParams.get('state'))
-  t.not(one.searchParams.get('code_challenge'), two.searchParams.get('code_challenge'))
-  t.equal(other.origin, new URL(box.issuer).origin, 'the box server, not the drive one')
-  t.not(other.origin, new URL(drive.issuer).origin)
-  t.equal(other.searchParams.get('client_id'), box.clientId)
-  t.equal(other.searchParams.get('token_access_type'), 'offline')
-  t.notOk(other.searchParams.has('access_type'), 'no other provider\'s parameters')
-  t.equal(other.searchParams.get('redirect_uri'), `http://${app.config.host}:${app.config.port}/v1/storage/callback`, 'without PUBLIC_URL: this server')
-  t.equal((await stateKeys(app)).length, 3, 'three states kept')
+  t.equal(new Set(urls.map((u) => u.searchParams.get('ticket'))).size, 3, 'three tickets')
+  for (const url of urls) t.equal(`${url.origin}${url.pathname}`, `http://${app.config.host}:${app.config.port}/v1/storage/authorize`)
+  t.equal((await stateKeys(app)).length, 3, 'three tickets kept')
 })
 
 t.test('startStorageConnection › insufficient permissions › no token, a bad token or one without the account scope: nothing kept', async (t) => {
@@ -96,7 +79,7 @@ t.test('startStorageConnection › insufficient permissions › no token, a bad 
   t.equal(noScope.statusCode, 403)
   t.equal(noScope.json().code, 'forbidden')
 
-  t.same(await stateKeys(app), [], 'no state was kept')
+  t.same(await stateKeys(app), [], 'nothing was kept')
 })
 
 t.test('startStorageConnection › invalid input › a missing, malformed or extra field is 400 naming it; nothing kept', async (t) => {
@@ -120,7 +103,7 @@ t.test('startStorageConnection › invalid input › a missing, malformed or ext
   }
   const text = await app.inject({ method: 'POST', url: '/v1/storage/connections', payload: 'provider=drive', headers: { ...user.headers, 'content-type': 'text/plain' } })
   t.equal(text.statusCode, 415)
-  t.same(await stateKeys(app), [], 'no state was kept')
+  t.same(await stateKeys(app), [], 'nothing was kept')
 })
 
 t.test('startStorageConnection › non-existing › an unknown provider, or one without a client id, is 404 not_found', async (t) => {
@@ -134,5 +117,5 @@ t.test('startStorageConnection › non-existing › an unknown provider, or one 
     t.match(res.headers['content-type'], /^application\/problem\+json/)
     t.equal(res.json().code, 'not_found')
   }
-  t.same(await stateKeys(app), [], 'no state was kept')
+  t.same(await stateKeys(app), [], 'nothing was kept')
 })
