@@ -58,6 +58,15 @@ export interface BuildOptions {
   features?: FastifyPluginAsync[]
   /** Another copy of the OpenAPI document (contract tests of the spec's extensions); openapi/openapi.yaml otherwise. */
   specPath?: string
+  /** The clock, in ms since the epoch (tests move it past a lifetime); Date.now otherwise. */
+  now?: () => number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The clock the lifetimes are checked against (BuildOptions.now). */
+    now: () => number
+  }
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -119,6 +128,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   try {
     await app.register(configPlugin, { config })
+    app.decorate('now', options.now ?? Date.now)
     for (const line of embeddedDefaults(config)) app.log.info(`embedded default: ${line}`)
 
     await app.register(errorsPlugin)

@@ -1,6 +1,6 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from '../../app.js'
+import { buildApp, type BuildOptions } from '../../app.js'
 import { loadConfig, type Config, type Env } from '../../plugins/config.js'
 import { createTestDatabase } from './database.js'
 import { redisUrl } from './env.js'
@@ -49,10 +49,10 @@ export async function testConfig (t: Test, overrides: Overrides = {}): Promise<C
   return loadConfig(env)
 }
 
-/** A whole app on its own database and Redis prefix, closed when the test ends. */
-export async function build (t: Test, overrides: Overrides = {}): Promise<FastifyInstance> {
+/** A whole app on its own database and Redis prefix, closed when the test ends; `options.now` moves its clock. */
+export async function build (t: Test, overrides: Overrides = {}, options: Omit<BuildOptions, 'logger'> = {}): Promise<FastifyInstance> {
   const config = await testConfig(t, overrides)
-  const app = await buildApp(config, { logger: false })
+  const app = await buildApp(config, { ...options, logger: false })
   t.teardown(() => app.close())
   await app.ready()
   return app
