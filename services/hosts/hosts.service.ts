@@ -255,25 +255,29 @@ export async function heartbeat (
 }
 
 /**
- * Hosts silent for `deadAfterMs` are dead: their live containers (matched by the host's address in its
- * region) fail with a reason and their client sessions close.
+ * Hosts silent for `deadAfterMs` are dead: their live containers fail with a reason and their client
+ * sessions close. A container is the host's when ECS placed it on the host's instance (recorded at start, and
+ * what an identity document authenticates); one started without an instance (the simulator, rows from
+ * before it was recorded) when it is at the host's address in its region.
  */
 export async function reapDeadHosts (db: Kysely<DB>, deadAfterMs: number) {
   const cutoff = new Date(Date.now() - deadAfterMs)
   return db.transaction().execute(async (trx) => {
     const dead = await trx.updateTable('host').set({ status: 'dead', updated_at: sql`now()` })
       .where('status', 'in', ['active', 'draining']).where('last_heartbeat_at', '<', cutoff)
-      .returning(['id', 'ip', 'region_code']).execute()
+      .returning(['id', 'instance_id', 'ip', 'region_code']).execute()
     let containers = 0
     for (const host of dead) {
-      if (!host.ip) continue
-      // EC2 reuses addresses: a live host that has this address now keeps its containers.
-      const taken = await trx.selectFrom('host').select('id').where('ip', '=', host.ip).where('region_code', '=', host.region_code)
-        .where('status', 'in', ['active', 'draining']).where('id', '!=', host.id).executeTakeFirst()
-      if (taken) continue
+      // EC2 reuses addresses: a live host that has this address now keeps the containers found by address.
+      const taken = !host.ip || await trx.selectFrom('host').select('id').where('ip', '=', host.ip).where('region_code', '=', host.region_code)
+        .where('status', 'in', ['active', 'draining']).where('id', '!=', host.id).executeTakeFirst() !== undefined
       const live = await trx.selectFrom('container').select(['id', 'state'])
-        .where('host_ip', '=', host.ip).where('region_code', '=', host.region_code)
-        .where('state', 'in', ['starting', 'available', 'in_use']).forUpdate().execute()
+        .where('region_code', '=', host.region_code).where('state', 'in', ['starting', 'available', 'in_use'])
+        .where((eb) => eb.or([
+          eb('host_instance_id', '=', host.instance_id),
+          ...(taken ? [] : [eb.and([eb('host_instance_id', 'is', null), eb('host_ip', '=', host.ip)])])
+        ]))
+        .forUpdate().execute()
       if (live.length === 0) continue
       const ids = live.map((c) => c.id)
       await trx.updateTable('container')
