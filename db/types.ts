@@ -204,6 +204,8 @@ export interface ContainerTable {
   state: ContainerState
   failure_reason: string | null
   host_ip: string | null
+  /** The EC2 instance ECS placed the task on (the AWS provider); null on the simulator. */
+  host_instance_id: string | null
   port_32262: number | null
   port_32263: number | null
   port_32273: number | null
@@ -272,6 +274,8 @@ export interface HostTable {
   ami: string | null
   instance_type: string | null
   secret_hash: string
+  /** The launch (identity document's pendingTime) whose document was accepted; null with a bootstrap secret. */
+  launched_at: Date | null
   status: Generated<HostStatus>
   memory_total_kb: ColumnType<string | null, number | null | undefined, number | null>
   memory_free_kb: ColumnType<string | null, number | null | undefined, number | null>

@@ -87,6 +87,8 @@ export const EnvSchema = Type.Object({
   GEOIP_LOOKUP: Type.Boolean({ default: true }),
   HOST_BOOTSTRAP_SECRET: Type.Optional(Type.String({ minLength: 16 })),
   AWS_IDENTITY_CERT: Type.Optional(Type.String({ minLength: 1 })),
+  // An identity document is accepted for a first handshake only this long after the instance's launch.
+  HOST_IDENTITY_MAX_AGE_S: Type.Integer({ default: 900, minimum: 60, maximum: 86400 }),
   HOST_HEARTBEAT_INTERVAL_S: Type.Integer({ default: 30, minimum: 1, maximum: 600 }),
   HOST_DEAD_AFTER_MS: Type.Integer({ default: 180000, minimum: 1000 }),
   // Concurrent heartbeats share one UPDATE (group commit): at most this many hosts each.
@@ -247,6 +249,7 @@ function toConfig (env: Env) {
       },
       bootstrapSecret: env.HOST_BOOTSTRAP_SECRET ?? null,
       identityCert: env.AWS_IDENTITY_CERT ?? null,
+      identityMaxAgeS: env.HOST_IDENTITY_MAX_AGE_S,
       heartbeatIntervalS: env.HOST_HEARTBEAT_INTERVAL_S,
       deadAfterMs: env.HOST_DEAD_AFTER_MS,
       heartbeatBatchSize: env.HEARTBEAT_BATCH_SIZE,

@@ -727,11 +727,22 @@ export interface paths {
         put?: never;
         /**
          * A host agent introduces itself
-         * @description Authenticated by the body: `bootstrapSecret` (config `HOST_BOOTSTRAP_SECRET`), or the EC2 instance
-         *     identity document with its RSA-SHA256 signature (verified with the AWS certificate in
-         *     `AWS_IDENTITY_CERT`; the document's instance id and region are then the ones used). Stores the host
-         *     and returns its secret once (201); a second handshake of a known host rotates the secret (200) and
-         *     the old one stops working. A dead host that shakes hands again comes back active.
+         * @description Authenticated by the body: the EC2 instance identity document with its RSA-SHA256 signature
+         *     (verified with the AWS certificate in `AWS_IDENTITY_CERT`), or `bootstrapSecret` (config
+         *     `HOST_BOOTSTRAP_SECRET`). Stores the host and returns its secret once (201).
+         *
+         *     With a document, the host is the document's instance, region and address (`privateIp`): `instanceId`,
+         *     `region` and `ip` in the body are ignored. A document is good for the first handshake of its launch
+         *     only: within `HOST_IDENTITY_MAX_AGE_S` (15 minutes) of its `pendingTime`, and once (the launch it was
+         *     accepted for is stored; the same document again, or one of an older launch, is 401). With the
+         *     bootstrap secret, whoever holds it is trusted: the body's instance, region and `ip` (default, the
+         *     caller's address) are stored.
+         *
+         *     A known host's secret is rotated (200, the old one stops working) when the handshake carries its
+         *     current secret in `X-Host-Secret` (then a document may be of any age: an agent that restarts gets
+         *     back in). Without it, only a dead host (silent past `HOST_DEAD_AFTER_MS`) is taken over, by the
+         *     bootstrap secret or by a document of a newer launch; a live host is 409 and its secret keeps working.
+         *     A wrong `X-Host-Secret` is 401. A host that shakes hands again comes back active.
          */
         post: operations["hostHandshake"];
         delete?: never;
@@ -4051,7 +4062,10 @@ export interface operations {
     hostHandshake: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The host's current secret, to rotate it (a re-handshake of a known host). */
+                "X-Host-Secret"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4071,7 +4085,7 @@ export interface operations {
                     instanceId?: components["schemas"]["InstanceId"];
                     InstanceID?: components["schemas"]["InstanceId"];
                     region?: components["schemas"]["RegionCode"];
-                    /** @description The host's public address (default, the caller's). */
+                    /** @description The host's address with a bootstrap secret (default, the caller's); ignored with an identity document, whose `privateIp` is stored. */
                     ip?: string;
                     ami?: string;
                     instanceType?: string;
@@ -4118,7 +4132,42 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
+            /** @description Not authenticated: a wrong bootstrap secret or `X-Host-Secret`, a document that does not verify, is stale, or was used already. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://docs.fractal.co/problems/unauthorized",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "code": "unauthorized",
+                     *       "detail": "The handshake is not authenticated: the identity document of instance i-0123456789abcdef0 launched at 2026-11-28T07:00:00.000Z was used already (a host that shook hands before presents its current secret in X-Host-Secret)."
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The host is live and the handshake does not carry its current secret in `X-Host-Secret`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://docs.fractal.co/problems/conflict",
+                     *       "title": "Host is live",
+                     *       "status": 409,
+                     *       "code": "conflict",
+                     *       "detail": "Host i-0123456789abcdef0 is live: its secret is replaced only with its current one in X-Host-Secret, or once it is marked dead."
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["Unprocessable"];

@@ -44,7 +44,7 @@ export function createAwsProvider (options: AwsProviderOptions): CloudProvider {
     return out.tasks?.[0]
   }
 
-  async function hostIpOf (region: string, cluster: string, task: Task): Promise<string> {
+  async function hostOf (region: string, cluster: string, task: Task): Promise<{ hostIp: string, hostInstanceId: string }> {
     if (!task.containerInstanceArn) throw new TaskFailure('the running task has no container instance')
     const instances = await ecs(region).send(new DescribeContainerInstancesCommand({ cluster, containerInstances: [task.containerInstanceArn] }))
     const instanceId = instances.containerInstances?.[0]?.ec2InstanceId
@@ -53,7 +53,7 @@ export function createAwsProvider (options: AwsProviderOptions): CloudProvider {
     const instance = described.Reservations?.[0]?.Instances?.[0]
     const ip = instance?.PublicIpAddress ?? instance?.PrivateIpAddress
     if (!ip) throw new TaskFailure(`EC2 instance ${instanceId} has no IP address`)
-    return ip
+    return { hostIp: ip, hostInstanceId: instanceId }
   }
 
   return {
@@ -102,7 +102,7 @@ export function createAwsProvider (options: AwsProviderOptions): CloudProvider {
         if (!binding?.hostPort) return { state: 'stopped', reason: `the task exposes no host port for ${port}/${protocol}` }
         hostPorts[key] = binding.hostPort
       }
-      return { state: 'running', hostIp: await hostIpOf(region, cluster, task), ports: hostPorts }
+      return { state: 'running', ...await hostOf(region, cluster, task), ports: hostPorts }
     },
 
     async stopTask (region, cluster, taskArn, reason) {

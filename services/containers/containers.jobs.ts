@@ -121,7 +121,7 @@ async function startContainer (deps: ContainerJobDeps, data: StartContainerPaylo
       if (status.state === 'stopped') return failStart(deps, container, data.jobId, 'task_stopped', `the task stopped while starting: ${status.reason}`)
       if (status.state === 'running') {
         const running = await repo.recordRunning(db, container.id, {
-          host_ip: status.hostIp, port_32262: status.ports.tcp32262, port_32263: status.ports.udp32263, port_32273: status.ports.tcp32273
+          host_ip: status.hostIp, host_instance_id: status.hostInstanceId ?? null, port_32262: status.ports.tcp32262, port_32263: status.ports.udp32263, port_32273: status.ports.tcp32273
         })
         if (!running) return { cancelled: true }
         container = running

@@ -122,7 +122,7 @@ export function recordTask (db: Db, id: string, task: { task_arn: string, cluste
 }
 
 /** The task runs: where to reach it. Still `starting` until the first ping. */
-export function recordRunning (db: Db, id: string, host: { host_ip: string, port_32262: number, port_32263: number, port_32273: number }) {
+export function recordRunning (db: Db, id: string, host: { host_ip: string, host_instance_id: string | null, port_32262: number, port_32263: number, port_32273: number }) {
   return db.updateTable('container').set({ ...host, running_at: sql`now()`, updated_at: sql`now()` })
     .where('id', '=', id).where('state', '=', 'starting')
     .returningAll().executeTakeFirst()

@@ -14,10 +14,13 @@ export interface TaskSpec {
 
 export interface HostPorts { tcp32262: number, udp32263: number, tcp32273: number }
 
-/** What a task is doing: still being placed or pulled, running (with its address), or stopped (with why). */
+/**
+ * What a task is doing: still being placed or pulled, running (with its address, and on AWS the EC2 instance it
+ * runs on), or stopped (with why).
+ */
 export type TaskStatus =
   | { state: 'pending' }
-  | { state: 'running', hostIp: string, ports: HostPorts }
+  | { state: 'running', hostIp: string, ports: HostPorts, hostInstanceId?: string }
   | { state: 'stopped', reason: string }
 
 export interface ProviderTask { taskArn: string, startedBy: string | null, createdAt: Date | null }

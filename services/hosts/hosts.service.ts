@@ -1,14 +1,17 @@
 import { createHash, createVerify, randomBytes, timingSafeEqual } from 'node:crypto'
-import { sql, type Kysely } from 'kysely'
+import { isIP } from 'node:net'
+import { sql, type Kysely, type Transaction } from 'kysely'
 import type { DB } from '../../db/types.js'
 import type { Batcher } from '../batcher.js'
 import { UnstorableValue, storable } from '../errors.js'
-import { HandshakeRefused, MissingInstanceId, MissingRegion, UnknownRegion, WrongHostSecret } from './hosts.errors.js'
+import { HandshakeRefused, HostIsLive, MissingInstanceId, MissingRegion, UnknownRegion, WrongHostSecret } from './hosts.errors.js'
 
 export interface HostSettings {
   bootstrapSecret: string | null
   /** PEM certificate AWS signs instance identity documents with (per partition/region). */
   identityCert: string | null
+  /** How long after the instance's launch (the document's pendingTime) a first handshake may use its document. */
+  identityMaxAgeS: number
   heartbeatIntervalS: number
 }
 
@@ -25,73 +28,154 @@ export interface HandshakeInput {
   identitySignature?: string
 }
 
+export interface HandshakeContext {
+  /** The caller's address: the host's with a bootstrap secret when the body names none. */
+  remoteIp: string
+  /** The host's current secret (X-Host-Secret): what rotates a live host's secret. */
+  currentSecret?: string | undefined
+  /** The clock, in ms since the epoch. */
+  now: number
+}
+
+/** Who the handshake says the host is, once the document or the bootstrap secret checked out. */
+interface HostClaim {
+  instanceId: string
+  region: string
+  ip: string
+  ami: string | null
+  instanceType: string | null
+  /** The launch the identity document is of (its pendingTime); null with a bootstrap secret. */
+  launchedAt: Date | null
+}
+
 const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('base64url')
 
 function sameSecret (given: string, expected: string): boolean {
-  const a = Buffer.from(hashSecret(given))
-  const b = Buffer.from(hashSecret(expected))
-  return timingSafeEqual(a, b)
+  return sameHash(hashSecret(given), hashSecret(expected))
 }
 
-/** What the identity document says, once its signature checks out against AWS's certificate. */
-function verifiedIdentity (settings: HostSettings, document: string, signature: string) {
+function sameHash (a: string, b: string): boolean {
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length === y.length && timingSafeEqual(x, y)
+}
+
+/**
+ * What the identity document says, once its signature checks out against AWS's certificate. Its address
+ * (privateIp), instance, region and launch are the ones used, whatever the body says; the body's AMI and
+ * instance type only fill in what the document lacks.
+ */
+function verifiedIdentity (settings: HostSettings, document: string, signature: string, input: HandshakeInput): HostClaim {
   if (!settings.identityCert) throw new HandshakeRefused('instance identity documents are not accepted here (AWS_IDENTITY_CERT is not set)')
   const ok = createVerify('RSA-SHA256').update(document).verify(settings.identityCert, signature, 'base64')
   if (!ok) throw new HandshakeRefused('the identity document signature does not verify')
-  let parsed: { instanceId?: unknown, region?: unknown, privateIp?: unknown, imageId?: unknown, instanceType?: unknown }
+  let parsed: { instanceId?: unknown, region?: unknown, privateIp?: unknown, pendingTime?: unknown, imageId?: unknown, instanceType?: unknown }
   try {
     parsed = JSON.parse(document)
   } catch {
     throw new HandshakeRefused('the identity document is not JSON')
   }
   if (typeof parsed.instanceId !== 'string' || typeof parsed.region !== 'string') throw new HandshakeRefused('the identity document has no instanceId or region')
+  if (typeof parsed.privateIp !== 'string' || isIP(parsed.privateIp) === 0) throw new HandshakeRefused('the identity document has no privateIp')
+  const launchedAt = typeof parsed.pendingTime === 'string' ? new Date(parsed.pendingTime) : null
+  if (!launchedAt || Number.isNaN(launchedAt.getTime())) throw new HandshakeRefused('the identity document has no pendingTime')
   return {
     instanceId: parsed.instanceId,
     region: parsed.region,
-    ami: typeof parsed.imageId === 'string' ? parsed.imageId : undefined,
-    instanceType: typeof parsed.instanceType === 'string' ? parsed.instanceType : undefined
+    ip: parsed.privateIp,
+    ami: typeof parsed.imageId === 'string' ? parsed.imageId : input.ami ?? null,
+    instanceType: typeof parsed.instanceType === 'string' ? parsed.instanceType : input.instanceType ?? null,
+    launchedAt
   }
+}
+
+/** The bootstrap secret authenticates whoever holds it: the instance, region and address are the body's. */
+function bootstrapClaim (settings: HostSettings, input: HandshakeInput, remoteIp: string): HostClaim {
+  if (!settings.bootstrapSecret) throw new HandshakeRefused('bootstrap secrets are not accepted here (HOST_BOOTSTRAP_SECRET is not set)')
+  if (!input.bootstrapSecret || !sameSecret(input.bootstrapSecret, settings.bootstrapSecret)) throw new HandshakeRefused('wrong bootstrap secret')
+  const instanceId = input.instanceId ?? input.InstanceID
+  if (!instanceId) throw new MissingInstanceId()
+  if (!input.region) throw new MissingRegion()
+  return { instanceId, region: input.region, ip: input.ip ?? remoteIp, ami: input.ami ?? null, instanceType: input.instanceType ?? null, launchedAt: null }
+}
+
+/** A document is good for a first handshake of its launch only while the launch is recent. */
+function assertFresh (settings: HostSettings, claim: HostClaim, now: number) {
+  if (!claim.launchedAt || now - claim.launchedAt.getTime() <= settings.identityMaxAgeS * 1000) return
+  throw new HandshakeRefused(`the identity document is stale: instance ${claim.instanceId} launched at ${claim.launchedAt.toISOString()}, ` +
+    `more than ${settings.identityMaxAgeS} s ago (a host that shook hands before presents its current secret in X-Host-Secret)`)
+}
+
+/**
+ * Whether a handshake may give a known host a new secret: with its current secret, always (whatever the
+ * document's age); otherwise the document must be of a newer launch than the one accepted, and the host
+ * dead (silent past HOST_DEAD_AFTER_MS): a live host's secret is never replaced without its current one.
+ */
+function assertMayRotate (settings: HostSettings, known: { secret_hash: string, status: string, launched_at: Date | null }, claim: HostClaim, context: HandshakeContext) {
+  if (context.currentSecret !== undefined) {
+    if (!sameHash(hashSecret(context.currentSecret), known.secret_hash)) throw new WrongHostSecret()
+    return
+  }
+  if (claim.launchedAt) {
+    assertFresh(settings, claim, context.now)
+    if (known.launched_at && claim.launchedAt.getTime() <= known.launched_at.getTime()) {
+      throw new HandshakeRefused(`the identity document of instance ${claim.instanceId} launched at ${claim.launchedAt.toISOString()} was used already ` +
+        '(a host that shook hands before presents its current secret in X-Host-Secret)')
+    }
+  }
+  if (known.status !== 'dead') throw new HostIsLive(claim.instanceId)
 }
 
 /**
  * A host agent introduces itself. A signed identity document (preferred) or the bootstrap secret
- * authenticates it; the host row is created (201) or, for a known instance, its secret rotated (200).
- * The secret is returned once and stored hashed.
+ * authenticates it; the host row is created (201) or, for a known instance, its secret rotated (200) when
+ * assertMayRotate allows. The secret is returned once and stored hashed. The known row is locked while it
+ * is decided on, so of concurrent handshakes of one instance, one at a time sees the row as the last left it.
  */
-export async function handshake (db: Kysely<DB>, settings: HostSettings, input: HandshakeInput, remoteIp: string) {
-  let identity: { instanceId: string, region: string, ami?: string | undefined, instanceType?: string | undefined }
+export async function handshake (db: Kysely<DB>, settings: HostSettings, input: HandshakeInput, context: HandshakeContext) {
+  let claim: HostClaim
   if (input.identityDocument || input.identitySignature) {
     if (!input.identityDocument || !input.identitySignature) throw new HandshakeRefused('identityDocument and identitySignature go together')
-    identity = verifiedIdentity(settings, input.identityDocument, input.identitySignature)
+    claim = verifiedIdentity(settings, input.identityDocument, input.identitySignature, input)
   } else {
-    if (!settings.bootstrapSecret) throw new HandshakeRefused('bootstrap secrets are not accepted here (HOST_BOOTSTRAP_SECRET is not set)')
-    if (!input.bootstrapSecret || !sameSecret(input.bootstrapSecret, settings.bootstrapSecret)) throw new HandshakeRefused('wrong bootstrap secret')
-    const instanceId = input.instanceId ?? input.InstanceID
-    if (!instanceId) throw new MissingInstanceId()
-    if (!input.region) throw new MissingRegion()
-    identity = { instanceId, region: input.region }
+    claim = bootstrapClaim(settings, input, context.remoteIp)
   }
-  const region = await db.selectFrom('region').select('code').where('code', '=', identity.region).executeTakeFirst()
-  if (!region) throw new UnknownRegion(identity.region)
+  const region = await db.selectFrom('region').select('code').where('code', '=', claim.region).executeTakeFirst()
+  if (!region) throw new UnknownRegion(claim.region)
   const cluster = input.clusterName
-    ? await db.selectFrom('cluster').select('id').where('name', '=', input.clusterName).where('region_code', '=', identity.region).executeTakeFirst()
+    ? await db.selectFrom('cluster').select('id').where('name', '=', input.clusterName).where('region_code', '=', claim.region).executeTakeFirst()
     : undefined
   const secret = randomBytes(32).toString('base64url')
   const values = {
-    instance_id: identity.instanceId,
-    region_code: identity.region,
+    instance_id: claim.instanceId,
+    region_code: claim.region,
     cluster_id: cluster?.id ?? null,
-    ip: input.ip ?? remoteIp,
-    ami: identity.ami ?? input.ami ?? null,
-    instance_type: identity.instanceType ?? input.instanceType ?? null,
-    secret_hash: hashSecret(secret)
+    ip: claim.ip,
+    ami: claim.ami,
+    instance_type: claim.instanceType,
+    secret_hash: hashSecret(secret),
+    status: 'active' as const,
+    last_heartbeat_at: sql<Date>`now()`
   }
-  // One statement: a new host, or the known one with a rotated secret, back to active (xmax = 0: inserted).
-  const row = await db.insertInto('host').values({ ...values, status: 'active', last_heartbeat_at: sql`now()` })
-    .onConflict((oc) => oc.column('instance_id').doUpdateSet({ ...values, status: 'active', last_heartbeat_at: sql`now()`, updated_at: sql`now()` }))
-    .returning(['id', sql<boolean>`xmax = 0`.as('inserted')])
-    .executeTakeFirstOrThrow()
-  return { created: row.inserted, credentials: { hostId: row.id, secret, heartbeatIntervalSeconds: settings.heartbeatIntervalS } }
+  const known = (trx: Transaction<DB>) => trx.selectFrom('host').select(['id', 'secret_hash', 'status', 'launched_at'])
+    .where('instance_id', '=', claim.instanceId).forUpdate().executeTakeFirst()
+  const created = await db.transaction().execute(async (trx) => {
+    let row = await known(trx)
+    if (!row) {
+      assertFresh(settings, claim, context.now)
+      // A concurrent first handshake may insert first: then this one is decided on its row, like any other.
+      const inserted = await trx.insertInto('host').values({ ...values, launched_at: claim.launchedAt })
+        .onConflict((oc) => oc.column('instance_id').doNothing()).returning('id').executeTakeFirst()
+      if (inserted) return { id: inserted.id, created: true }
+      row = await known(trx)
+      if (!row) throw new Error(`host ${claim.instanceId}: neither inserted nor found`)
+    }
+    assertMayRotate(settings, row, claim, context)
+    await trx.updateTable('host').where('id', '=', row.id)
+      .set({ ...values, launched_at: sql<Date>`greatest(launched_at, ${claim.launchedAt}::timestamptz)`, updated_at: sql`now()` }).execute()
+    return { id: row.id, created: false }
+  })
+  return { created: created.created, credentials: { hostId: created.id, secret, heartbeatIntervalSeconds: settings.heartbeatIntervalS } }
 }
 
 export interface HeartbeatInput {
@@ -189,25 +273,29 @@ export async function heartbeat (
 }
 
 /**
- * Hosts silent for `deadAfterMs` are dead: their live containers (matched by the host's address in its
- * region) fail with a reason and their client sessions close.
+ * Hosts silent for `deadAfterMs` are dead: their live containers fail with a reason and their client
+ * sessions close. A container is the host's when ECS placed it on the host's instance (recorded at start, and
+ * what an identity document authenticates); one started without an instance (the simulator, rows from
+ * before it was recorded) when it is at the host's address in its region.
  */
 export async function reapDeadHosts (db: Kysely<DB>, deadAfterMs: number) {
   const cutoff = new Date(Date.now() - deadAfterMs)
   return db.transaction().execute(async (trx) => {
     const dead = await trx.updateTable('host').set({ status: 'dead', updated_at: sql`now()` })
       .where('status', 'in', ['active', 'draining']).where('last_heartbeat_at', '<', cutoff)
-      .returning(['id', 'ip', 'region_code']).execute()
+      .returning(['id', 'instance_id', 'ip', 'region_code']).execute()
     let containers = 0
     for (const host of dead) {
-      if (!host.ip) continue
-      // EC2 reuses addresses: a live host that has this address now keeps its containers.
-      const taken = await trx.selectFrom('host').select('id').where('ip', '=', host.ip).where('region_code', '=', host.region_code)
-        .where('status', 'in', ['active', 'draining']).where('id', '!=', host.id).executeTakeFirst()
-      if (taken) continue
+      // EC2 reuses addresses: a live host that has this address now keeps the containers found by address.
+      const taken = !host.ip || await trx.selectFrom('host').select('id').where('ip', '=', host.ip).where('region_code', '=', host.region_code)
+        .where('status', 'in', ['active', 'draining']).where('id', '!=', host.id).executeTakeFirst() !== undefined
       const live = await trx.selectFrom('container').select(['id', 'state'])
-        .where('host_ip', '=', host.ip).where('region_code', '=', host.region_code)
-        .where('state', 'in', ['starting', 'available', 'in_use']).forUpdate().execute()
+        .where('region_code', '=', host.region_code).where('state', 'in', ['starting', 'available', 'in_use'])
+        .where((eb) => eb.or([
+          eb('host_instance_id', '=', host.instance_id),
+          ...(taken ? [] : [eb.and([eb('host_instance_id', 'is', null), eb('host_ip', '=', host.ip)])])
+        ]))
+        .forUpdate().execute()
       if (live.length === 0) continue
       const ids = live.map((c) => c.id)
       await trx.updateTable('container')

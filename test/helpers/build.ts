@@ -50,9 +50,9 @@ export async function testConfig (t: Test, overrides: Overrides = {}): Promise<C
 }
 
 /** A whole app on its own database and Redis prefix, closed when the test ends. */
-export async function build (t: Test, overrides: Overrides = {}, options: Pick<BuildOptions, 'clock'> = {}): Promise<FastifyInstance> {
+export async function build (t: Test, overrides: Overrides = {}, options: Omit<BuildOptions, 'logger'> = {}): Promise<FastifyInstance> {
   const config = await testConfig(t, overrides)
-  const app = await buildApp(config, { logger: false, ...options })
+  const app = await buildApp(config, { ...options, logger: false })
   t.teardown(() => app.close())
   await app.ready()
   return app

@@ -1,8 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
+import { ecsModel, type EcsModel } from '../../helpers/ecs-model.js'
 import { given } from '../../helpers/given.js'
+import { identityAuthority, signedIdentity } from '../../helpers/identity-document.js'
 import { histogramTotals } from '../../helpers/metrics.js'
+import { until } from '../../helpers/wait.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
@@ -324,4 +327,50 @@ t.test('hostHeartbeat › faults › a silent host whose address a live host has
   t.equal((await hostRow(app, replacement.id)).status, 'active')
   const container = await app.db.selectFrom('container').selectAll().where('id', '=', onReplacement.id).executeTakeFirstOrThrow()
   t.equal(container.state, 'available', 'the live host\'s container keeps running')
+})
+
+t.test('hostHeartbeat › faults › on ECS, reap-hosts fails the containers placed on a silent host\'s instance; a host that named their address in its handshake fails none of them', async (t) => {
+  // Issue 18, item 7: the address came from the handshake's body, so a host could name another's and, by
+  // going silent, have the reaper fail the containers there. A host's containers are now the ones ECS
+  // placed on its instance (what its identity document authenticates); its address is the document's.
+  const model: EcsModel = ecsModel()
+  t.teardown(() => model.restore())
+  const aws = identityAuthority('Amazon Web Services LLC (test)')
+  const app = await build(t, {
+    CLOUD_PROVIDER: 'aws', CONTAINER_POLL_MS: '20', CONTAINER_POLL_BUDGET_MS: '200', PUBLIC_URL: 'https://api.fractal.test', AWS_IDENTITY_CERT: aws.certificate
+  })
+  const offer = await given(app).offer()
+  const cluster = await app.db.selectFrom('cluster').select('name').where('region_code', '=', offer.region).executeTakeFirstOrThrow()
+  model.addCluster(cluster.name)
+  const user = await given(app).signedIn()
+  const assigned = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offer.app }, headers: { ...user.headers, 'idempotency-key': randomUUID() } })
+  t.equal(assigned.statusCode, 202, 'the pool is empty: the container starts on ECS')
+  const containerId = assigned.json().container.id as string
+  app.queue.startWorker(2)
+  const container = () => app.db.selectFrom('container').selectAll().where('id', '=', containerId).executeTakeFirstOrThrow()
+  t.ok(await until(async () => (await container()).host_ip !== null, 60_000), 'the task runs')
+  const task = model.tasksOf(containerId)[0]!
+  const secret = model.environmentOf(task).FRACTAL_CONTAINER_SECRET!
+  t.equal((await app.inject({ method: 'POST', url: `/v1/containers/${containerId}/ping`, payload: { available: false }, headers: { 'x-container-secret': secret } })).statusCode, 204)
+  t.ok(await until(async () => (await container()).state === 'in_use', 60_000), 'in use')
+  t.match(await container(), { host_ip: task.instance.publicIp, host_instance_id: task.instance.ec2InstanceId }, 'where it runs: the address clients reach, and the instance')
+
+  const handshake = async (payload: object) => {
+    const res = await app.inject({ method: 'POST', url: '/v1/hosts/handshake', payload })
+    t.equal(res.statusCode, 201, res.body)
+    return res.json() as { hostId: string }
+  }
+  const real = await handshake(signedIdentity({ instanceId: task.instance.ec2InstanceId, region: offer.region, privateIp: task.instance.privateIp }, aws.privateKey))
+  const impostor = await handshake({ ...signedIdentity({ instanceId: instanceId(), region: offer.region, privateIp: '10.0.99.99' }, aws.privateKey), ip: task.instance.publicIp })
+  t.equal((await hostRow(app, real.hostId)).ip, task.instance.privateIp, 'the document\'s address')
+  t.equal((await hostRow(app, impostor.hostId)).ip, '10.0.99.99', 'not the one the body named')
+  const silence = (id: string) => app.db.updateTable('host').set({ last_heartbeat_at: longAgo() }).where('id', '=', id).execute()
+
+  await silence(impostor.hostId)
+  t.same(await app.schedules.runOnce('reap-hosts'), { dead: 1, containers: 0 }, 'the impostor dies alone')
+  t.equal((await container()).state, 'in_use', 'the container runs on')
+
+  await silence(real.hostId)
+  t.same(await app.schedules.runOnce('reap-hosts'), { dead: 1, containers: 1 }, 'its own host\'s death fails it')
+  t.match(await container(), { state: 'failed', failure_reason: /heartbeat/ })
 })
