@@ -106,13 +106,15 @@ async function main (varnishd: string): Promise<void> {
 
   // The test copy of the VCL: our backend port (the host is already 127.0.0.1), and the override above.
   const source = readFileSync(vclSource, 'utf8')
-  for (const anchor of ['.host = "127.0.0.1";', '.port = "3000";', '\nsub vcl_backend_response {']) {
+  const originPattern = 'req.http.Origin !~ "^https://app\\.fractal\\.co$"'
+  for (const anchor of ['.host = "127.0.0.1";', '.port = "3000";', '\nsub vcl_backend_response {', originPattern]) {
     if (!source.includes(anchor)) throw new Error(`deploy/varnish/default.vcl no longer contains ${JSON.stringify(anchor)}`)
   }
   const vcl = join(workdir, 'test.vcl')
   writeFileSync(vcl, source
     .replace('.port = "3000";', `.port = "${appPort}";`)
-    .replace('\nsub vcl_backend_response {', `\n${testOnlyOverride}sub vcl_backend_response {`))
+    .replace('\nsub vcl_backend_response {', `\n${testOnlyOverride}sub vcl_backend_response {`)
+    .replace(originPattern, `req.http.Origin !~ "^(${corsOrigins.map((o) => o.replaceAll('.', '\\.')).join('|')})$"`))
 
   const args = ['-j', 'none', '-n', join(workdir, 'n'), '-f', vcl]
   // Compile first: a missing vmod (varnish-modules) is a skip, any other error a failure.
@@ -205,6 +207,13 @@ async function main (varnishd: string): Promise<void> {
     }
     const first = await edge('/v1/apps/edge-cors', { headers: { origin: one } })
     t.match(first.headers.vary, /Accept-Encoding/, 'and Accept-Encoding, which the policy names')
+    const before = seen('/v1/apps/edge-cors')
+    for (let i = 0; i < 5; i++) {
+      const madeUp = await edge('/v1/apps/edge-cors', { headers: { origin: `https://made-up-${i}.example` } })
+      t.equal(madeUp.headers['x-cache'], 'HIT', `made-up origin ${i}: the copy without CORS headers`)
+      t.notOk(madeUp.headers['access-control-allow-origin'])
+    }
+    t.equal(seen('/v1/apps/edge-cors'), before, 'made-up origins add no copies and reach no app')
     const notModified = await edge('/v1/apps/edge-cors', { headers: { origin: other, 'if-none-match': first.headers.etag as string } })
     t.equal(notModified.status, 304)
     t.equal(notModified.headers['access-control-allow-origin'], other, 'a 304 from Varnish carries the asking origin')
