@@ -1265,7 +1265,10 @@ export interface paths {
         };
         /**
          * Readiness
-         * @description 200 when the database (and Redis, when configured) answer; 503 problem when one does not.
+         * @description 200 when the database (and Redis, when configured) answer; 503 problem when one does not. Anyone (a load
+         *     balancer's probe) learns only that: `checks` is empty and the 503 names nothing. Operators get each check
+         *     and the 503 names what is not reachable: `Authorization: Bearer <METRICS_TOKEN>` (the scrape token, which
+         *     needs no database), or an access token with scope `admin`. Any other credential is ignored.
          */
         get: operations["getReadiness"];
         put?: never;
@@ -1287,8 +1290,9 @@ export interface paths {
          * Prometheus metrics
          * @description Request counts and latency by route and status (`http_requests_total`, `http_request_duration_seconds`),
          *     queue depth per queue and state (`queue_jobs`), job attempts by outcome and job durations of the jobs this
-         *     process ran (`jobs_processed_total{queue,job_name,outcome}`, `job_duration_seconds`), process metrics. Meant
-         *     for the scraper inside the deployment: keep it off the public edge.
+         *     process ran (`jobs_processed_total{queue,job_name,outcome}`, `job_duration_seconds`), process metrics. For
+         *     the deployment's scraper only: `Authorization: Bearer <METRICS_TOKEN>`. Without a configured token this
+         *     port serves them to no one; `METRICS_PORT` serves them on a port of their own instead.
          */
         get: operations["getMetrics"];
         put?: never;
@@ -2012,6 +2016,7 @@ export interface components {
         Readiness: {
             /** @constant */
             status: "ready";
+            /** @description Each dependency checked, for operators only (empty for anyone else). */
             checks: {
                 [key: string]: "ok" | "skipped";
             };
@@ -5807,15 +5812,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    /**
-                     * @example {
-                     *       "status": "ready",
-                     *       "checks": {
-                     *         "database": "ok",
-                     *         "redis": "ok"
-                     *       }
-                     *     }
-                     */
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
@@ -5851,6 +5847,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            401: components["responses"]["Unauthorized"];
             408: components["responses"]["RequestTimeout"];
             414: components["responses"]["UriTooLong"];
             431: components["responses"]["RequestHeaderFieldsTooLarge"];
