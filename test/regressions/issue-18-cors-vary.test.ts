@@ -6,7 +6,7 @@ import t from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { build } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
-import { operations, urlOf } from '../security/spec-walk.js'
+import { operations, urlOf, validRequest } from '../security/spec-walk.js'
 
 const allowed = ['https://app.fractal.co', 'https://admin.fractal.co'] as const
 const refused = 'https://evil.example'
@@ -89,6 +89,21 @@ t.test('edge cache › CORS › every public cached operation answers each origi
     }
   }
   t.same(wrong, [], 'every answer names its own origin (or none) and varies on Origin')
+})
+
+t.test('CORS › every operation that names an origin in Access-Control-Allow-Origin also says Vary: Origin', async (t) => {
+  const app = await build(t, { CORS_ORIGINS: allowed.join(','), RATE_LIMIT_ENABLED: 'false' })
+  const wrong: string[] = []
+  for (const op of operations) {
+    const request = validRequest(op)
+    for (const origin of callers) {
+      const res = await app.inject({ ...request, headers: { ...request.headers, ...(origin ? { origin } : {}) } })
+      const acao = res.headers['access-control-allow-origin']
+      if (acao !== undefined && acao !== origin) wrong.push(`${op.operationId} (${res.statusCode}): Access-Control-Allow-Origin ${String(acao)} for ${origin ?? 'no Origin'}`)
+      if (!varyOf(res).includes('origin')) wrong.push(`${op.operationId} (${res.statusCode}): Vary is "${String(res.headers.vary)}"`)
+    }
+  }
+  t.same(wrong, [], 'every answer of every operation (successes and refusals alike) varies on Origin')
 })
 
 t.test('edge cache › CORS › an origin that is not allowed gets no CORS header at all, on answers and preflights', async (t) => {
