@@ -1,6 +1,7 @@
 // Web process: config → tracing (when configured) → app → listen. With --with-worker (npm start) it also processes the queues.
 import closeWithGrace from 'close-with-grace'
 import { loadConfig } from './plugins/config.js'
+import { serveMetrics } from './plugins/metrics.js'
 import { startTelemetry } from './plugins/telemetry.js'
 
 const config = loadConfig()
@@ -14,6 +15,7 @@ if (telemetry) {
   app.log.info({ url: config.telemetry.tracesUrl }, 'tracing: spans go to the OTLP collector')
 }
 
+let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | null = null
 closeWithGrace({ delay: config.http.shutdownGraceMs }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'closing after an error')
   else app.log.info({ signal }, 'closing: finishing in-flight requests and jobs')
@@ -26,10 +28,15 @@ closeWithGrace({ delay: config.http.shutdownGraceMs }, async ({ signal, err }) =
   }, config.http.shutdownDrainMs)
   await Promise.all([app.close(), withWorker ? app.queue.close() : undefined])
   clearTimeout(cut)
+  metricsServer?.close()
   await telemetry?.shutdown()
 })
 
 await app.listen({ host: config.host, port: config.port })
+// Metrics for a scraper inside the deployment, on their own port; the API port serves them only to METRICS_TOKEN.
+metricsServer = config.metrics.port === null ? null : await serveMetrics(app, config.host, config.metrics.port)
+if (metricsServer) app.log.info({ address: metricsServer.address() }, 'metrics served at /metrics')
+else if (!config.metrics.token) app.log.info('metrics: not served (set METRICS_PORT, or METRICS_TOKEN for GET /metrics on this port)')
 if (withWorker) {
   app.queue.startWorker(config.worker.concurrency)
   app.schedules.start()

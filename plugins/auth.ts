@@ -10,6 +10,7 @@ import type { components } from '../openapi/schema.js'
 import { getOwnAccount, type AccountCache } from '../services/accounts/accounts.service.js'
 import { DomainError } from '../services/errors.js'
 import { authenticatePartnerKey, type PartnerKeyIdentity } from '../services/partners/partners.service.js'
+import { bearerTokenMatches } from './metrics.js'
 
 export type { Role }
 
@@ -328,5 +329,14 @@ export default fp(async function authPlugin (app) {
     request.principal = { kind: 'partner', partnerId: key.partnerId, keyId: key.keyId, scopes: key.scopes }
   }
 
-  app.decorate('securityHandlers', { bearer, partnerKey })
+  // The deployment's scraper (METRICS_TOKEN as a bearer token): GET /metrics, and the details of /readyz.
+  // Without a configured token nothing passes: the API port serves metrics to no one (METRICS_PORT does).
+  const metricsToken: SecurityHandler = async (request) => {
+    const token = app.config.metrics.token
+    if (!token || !bearerTokenMatches(request.headers.authorization, token)) {
+      throw unauthorized('The metrics scrape token is required: "Authorization: Bearer <METRICS_TOKEN>".')
+    }
+  }
+
+  app.decorate('securityHandlers', { bearer, partnerKey, metricsToken })
 }, { fastify: '5.x', name: 'auth', dependencies: ['config', 'clock', 'errors', 'db', 'redis', 'broadcast'] })

@@ -49,6 +49,8 @@ export const EnvSchema = Type.Object({
   QUEUE_STALL_INTERVAL_MS: Type.Integer({ default: 10000, minimum: 500, maximum: 600000 }),
   QUEUE_RETRY_BACKOFF_MS: Type.Integer({ default: 1000, minimum: 10, maximum: 600000 }),
   WORKER_METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 32, pattern: '^\\S+$' })),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
   OTEL_SERVICE_NAME: Type.Optional(Type.String({ minLength: 1 })),
@@ -195,7 +197,11 @@ function toConfig (env: Env) {
         timeoutMs: env.CACHE_PURGE_TIMEOUT_MS
       }
     },
-    // metricsPort: a standalone worker serves /metrics there (the web process serves its own on PORT).
+    // The scrape token: GET /metrics on the API port (and the details of /readyz) need `Authorization: Bearer
+    // <token>`; without one the API port serves metrics to no one. `port`: the web process also serves them
+    // there, alone, for a scraper inside the deployment (the token is asked there too when there is one).
+    metrics: { token: env.METRICS_TOKEN ?? null, port: env.METRICS_PORT ?? null },
+    // metricsPort: a standalone worker serves /metrics there (asking for METRICS_TOKEN when there is one).
     // stallIntervalMs: a job whose worker died goes back to the queue after one to two of these.
     worker: { concurrency: env.WORKER_CONCURRENCY, metricsPort: env.WORKER_METRICS_PORT ?? null, stallIntervalMs: env.QUEUE_STALL_INTERVAL_MS, retryBackoffMs: env.QUEUE_RETRY_BACKOFF_MS },
     // Traces go to an OTLP/HTTP collector only when an endpoint is set (the standard OTEL_* variables).

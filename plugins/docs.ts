@@ -5,7 +5,7 @@ import fastifySwaggerUi from '@fastify/swagger-ui'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { stringify } from 'yaml'
-import { etagOf } from './edge-cache.js'
+import { addVary, etagOf } from './edge-cache.js'
 
 type Document = Record<string, any>
 
@@ -73,7 +73,8 @@ function sendCached (request: FastifyRequest, reply: FastifyReply, body: string,
     reply.header('cache-control', 'public, max-age=300, s-maxage=3600, stale-while-revalidate=300, stale-if-error=86400')
       .header('cdn-cache-control', 'max-age=3600').header('surrogate-control', 'max-age=3600')
   }
-  reply.header('etag', etag).header('surrogate-key', 'openapi').header('xkey', 'openapi').header('vary', 'Accept-Encoding')
+  reply.header('etag', etag).header('surrogate-key', 'openapi').header('xkey', 'openapi')
+  addVary(reply, ['Accept-Encoding'])
   if (request.headers['if-none-match'] === etag) return reply.code(304).send()
   return reply.type(type).send(body)
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { createStorage } from 'async-cache-dedupe'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import vary from 'vary'
 import { purgeTagsJob, type PurgeTagsPayload } from '../services/cache/cache.jobs.js'
 import type { CacheInvalidator } from '../services/cache/cache.js'
 
@@ -52,6 +53,15 @@ function cacheControl (p: CachePolicy): string {
 /** A strong validator of the exact bytes we send. */
 export function etagOf (payload: string | Buffer): string {
   return `"${createHash('sha1').update(payload).digest('base64url')}"`
+}
+
+/**
+ * Adds `fields` to the answer's Vary, keeping those already there: @fastify/cors has put `Origin` there (its
+ * Access-Control-Allow-Origin names the asking origin), and a shared cache must keep one copy per origin.
+ */
+export function addVary (reply: FastifyReply, fields: readonly string[]): void {
+  const current = reply.getHeader('vary')
+  reply.header('vary', vary.append(Array.isArray(current) ? current.join(', ') : String(current ?? ''), [...fields]))
 }
 
 function matches (ifNoneMatch: string, etag: string): boolean {
@@ -172,7 +182,7 @@ export default fp(async function edgeCachePlugin (app) {
     const cdnValue = shared && policy.sMaxAge !== undefined
       ? [`max-age=${policy.sMaxAge}`, policy.staleWhileRevalidate !== undefined ? `stale-while-revalidate=${policy.staleWhileRevalidate}` : '', policy.staleIfError !== undefined ? `stale-if-error=${policy.staleIfError}` : ''].filter(Boolean).join(', ')
       : null
-    const vary = [...(policy.vary ?? ['Accept-Encoding']), ...(shared ? [] : ['Authorization'])].join(', ')
+    const varyFields = [...(policy.vary ?? ['Accept-Encoding']), ...(shared ? [] : ['Authorization'])]
     const templates = shared ? policy.tags ?? [] : []
     const routeTtl = Math.min(ttlMs, policy.maxAge * 1000)
     // Only shared answers are kept at the origin (a private one is per user).
@@ -231,7 +241,7 @@ export default fp(async function edgeCachePlugin (app) {
         reply.header('cdn-cache-control', cdnValue)
         reply.header('surrogate-control', cdnValue)
       }
-      reply.header('vary', vary)
+      addVary(reply, varyFields)
 
       let rep = state?.served
       if (!rep) {

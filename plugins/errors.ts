@@ -108,19 +108,40 @@ export function sendProblem (reply: FastifyReply, problem: Problem, retryAfter?:
   return reply.code(problem.status).type('application/problem+json').send(problem)
 }
 
+// Refusals before any operation runs. The spec's codes (its enum is closed): these are bad requests, told apart
+// by status and title; every operation declares them (components/responses RequestTimeout, UriTooLong,
+// RequestHeaderFieldsTooLarge).
+const uriTooLongTitle = 'URI Too Long'
+const clientErrors: Record<string, { status: number, title: string, detail: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, title: 'Request Timeout', detail: 'The request did not arrive in time.' },
+  HPE_HEADER_OVERFLOW: { status: 431, title: 'Request Header Fields Too Large', detail: 'The request headers are larger than this server accepts.' },
+  // Not Node's: its header limit counts the request line, and a request line that never ended is a URL too long.
+  uri_too_long: { status: 414, title: uriTooLongTitle, detail: 'The URL is longer than this server accepts.' }
+}
+
+/**
+ * Node's header overflow while it was still reading the request line: the URL is what is too long. `rawPacket`
+ * is the chunk Node was parsing and `bytesParsed` where in it the parser stopped; a request line spread over
+ * several chunks (not the case of one request written at once) stays a 431.
+ */
+function requestLineTooLong (err: Error & { code?: string, rawPacket?: unknown, bytesParsed?: number }): boolean {
+  const packet = err.rawPacket
+  if (err.code !== 'HPE_HEADER_OVERFLOW' || !Buffer.isBuffer(packet) || !/^[A-Z]+ \S/.test(packet.subarray(0, 32).toString('latin1'))) return false
+  const endOfRequestLine = packet.indexOf(10)
+  return endOfRequestLine === -1 || (err.bytesParsed ?? Infinity) <= endOfRequestLine
+}
+
 /** Fastify's own refusals before any route runs (a malformed URL, a path parameter too long): problems too. */
 export function frameworkError (err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400
-  const { problem } = toProblem(Object.assign(new Error(err.code === 'FST_ERR_BAD_URL' ? 'The URL is malformed (bad percent-encoding).' : err.message), { statusCode: status }) as FastifyError, request)
+  const detail = err.code === 'FST_ERR_BAD_URL'
+    ? 'The URL is malformed (bad percent-encoding).'
+    // Fastify's message repeats the whole path.
+    : err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is longer than this server accepts.' : err.message
+  const { problem } = toProblem(Object.assign(new Error(detail), { statusCode: status }) as FastifyError, request)
   // Refused before routing: no hook runs, so the security headers are set here.
   reply.headers(securityHeaders)
-  return sendProblem(reply, { ...problem, status })
-}
-
-// The spec's codes (its enum is closed): these are bad requests, told apart by status and title.
-const clientErrors: Record<string, { status: number, title: string, detail: string }> = {
-  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, title: 'Request Timeout', detail: 'The request did not arrive in time.' },
-  HPE_HEADER_OVERFLOW: { status: 431, title: 'Request Header Fields Too Large', detail: 'The request headers are larger than this server accepts.' }
+  return sendProblem(reply, { ...problem, status, ...(status === 414 ? { title: uriTooLongTitle } : {}) })
 }
 
 /**
@@ -129,7 +150,7 @@ const clientErrors: Record<string, { status: number, title: string, detail: stri
  */
 export function clientErrorHandler (this: { log: { trace (o: object, m: string): void } }, err: Error & { code?: string }, socket: import('node:stream').Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const { status, title, detail } = clientErrors[err.code ?? ''] ?? { status: 400, title: 'Bad Request', detail: 'The request is not valid HTTP.' }
+  const { status, title, detail } = clientErrors[requestLineTooLong(err) ? 'uri_too_long' : err.code ?? ''] ?? { status: 400, title: 'Bad Request', detail: 'The request is not valid HTTP.' }
   const code: ErrorCode = 'bad_request'
   this.log.trace({ err }, `client error ${status}`)
   if (socket.writable) {

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
@@ -83,14 +84,28 @@ export default fp(async function metricsPlugin (app) {
   app.decorate('metrics', { registry, render: () => registry.metrics() })
 }, { fastify: '5.x', name: 'metrics', dependencies: ['queue'] })
 
+const digest = (value: string) => createHash('sha256').update(value).digest()
+
+/** Whether an Authorization header carries `token` as its bearer credential (compared in constant time). */
+export function bearerTokenMatches (header: string | undefined, token: string): boolean {
+  const match = /^Bearer\s+(\S+)$/i.exec(header ?? '')
+  return match !== null && timingSafeEqual(digest(match[1]!), digest(token))
+}
+
 /**
- * Serves the registry at `GET /metrics` on its own port: a standalone worker has no HTTP server of its
- * own, and its job counters and durations live in its process only.
+ * Serves the registry at `GET /metrics` on its own port (METRICS_PORT, WORKER_METRICS_PORT), for a scraper
+ * inside the deployment: a standalone worker has no HTTP server of its own, and its job counters and
+ * durations live in its process only. With METRICS_TOKEN, the token is asked here too.
  */
 export async function serveMetrics (app: FastifyInstance, host: string, port: number): Promise<Server> {
+  const token = app.config.metrics.token
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+      return
+    }
+    if (token && !bearerTokenMatches(req.headers.authorization, token)) {
+      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('the metrics token is required\n')
       return
     }
     app.metrics.render().then(

@@ -45,9 +45,12 @@ export default fp(async function securityPlugin (app) {
     return payload
   })
 
-  const origins = app.config.http.corsOrigins
+  // A function rather than the list: with a list, @fastify/cors leaves out only Access-Control-Allow-Origin
+  // for a refused origin and still sends it the credentials, methods and exposed headers; refused here, it
+  // gets no CORS header at all (and its preflight is a 404). Either way it adds `Vary: Origin`.
+  const origins = new Set(app.config.http.corsOrigins)
   await app.register(fastifyCors, {
-    origin: origins.length > 0 ? [...origins] : false,
+    origin: origins.size > 0 ? (origin, callback) => { callback(null, origin !== undefined && origins.has(origin) ? origin : false) } : false,
     credentials: true,
     // @fastify/cors allows only the CORS-safelisted methods by default: the web app's PATCH and DELETE need saying.
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],

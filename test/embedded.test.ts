@@ -9,7 +9,8 @@ import { loadConfig } from '../plugins/config.js'
 t.test('embedded defaults › PGlite, in-process queue and generated keys serve the seeded catalog', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'fractal-embedded-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const app = await buildApp(loadConfig({ NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent' }), { logger: false })
+  const metricsToken = 'embedded-test-scrape-token-0123456789'
+  const app = await buildApp(loadConfig({ NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent', METRICS_TOKEN: metricsToken }), { logger: false })
   t.teardown(() => app.close())
   await app.ready()
 
@@ -25,7 +26,7 @@ t.test('embedded defaults › PGlite, in-process queue and generated keys serve 
   const apps = await app.inject({ method: 'GET', url: '/v1/apps', query: { limit: '100' } })
   t.ok(apps.json().items.some((a: { id: string }) => a.id === 'chrome'))
 
-  const ready = await app.inject({ method: 'GET', url: '/readyz' })
+  const ready = await app.inject({ method: 'GET', url: '/readyz', headers: { authorization: `Bearer ${metricsToken}` } })
   t.same(ready.json(), { status: 'ready', checks: { database: 'ok', redis: 'skipped' } })
 
   // PGlite has one session: concurrent transactions take turns instead of interleaving or hanging.

@@ -10,6 +10,8 @@ vcl 4.1;
 # - Backend: the host and port of `backend default` below, 127.0.0.1 and 3000 (`npm start`) as shipped, e.g.
 #     sed -e '/^backend default/,/^}/{s/127\.0\.0\.1/10.0.1.5/;s/3000/8080/}' default.vcl > /etc/varnish/default.vcl
 #   Its /healthz is probed every 5 s; while it is sick, stale copies are served without asking it.
+# - CORS: the pattern of allowed origins in vcl_recv (`req.http.Origin !~ ...`), the same as the app's
+#   CORS_ORIGINS (https://app.fractal.co as shipped): every other Origin is dropped before the lookup.
 # - Purgers: the addresses in `acl purgers` (localhost as shipped) may send PURGE; every other one gets 403.
 #   Add the web processes' addresses (or their subnet) when they run on other hosts.
 # - The app: CACHE_PURGER=varnish and VARNISH_PURGE_URLS=http://<this varnish>:6081 (every Varnish, comma
@@ -96,6 +98,13 @@ sub vcl_recv {
 
     # A public read: the app uses no cookies, and one would only split the cache.
     unset req.http.Cookie;
+    # The app's answers vary on Origin (an allowed origin gets its own Access-Control-Allow-Origin). It answers
+    # any other origin as it answers none (no CORS header), so those share the copy without Origin instead of
+    # one copy each per made-up Origin. Keep this pattern in step with the app's CORS_ORIGINS: an origin
+    # missing here gets no CORS header through this Varnish, one too many changes nothing (the app refuses it).
+    if (req.http.Origin !~ "^https://app\.fractal\.co$") {
+        unset req.http.Origin;
+    }
     # Restarted by vcl_hit: fetch a fresh copy, leaving the stale one in place should the fetch fail.
     # (Set either way: the flag survives a restart.)
     if (req.http.X-Fr-Refresh) {

@@ -5,8 +5,8 @@ export const handlers = {
     return { status: 'ok' as const }
   },
 
-  async getReadiness () {
-    return this.readiness()
+  async getReadiness (request) {
+    return this.readiness(await this.isOperator(request))
   },
 
   async getMetrics (_request, reply) {

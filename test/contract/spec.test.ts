@@ -62,6 +62,24 @@ t.test('spec › secured operations declare 401 (and 403 when scopes apply), and
   }
 })
 
+// Issue 18, item 14: Node and Fastify answer some statuses before an operation runs; each must be declared
+// where it can happen (test/regressions/issue-18-undeclared-statuses.test.ts sends them).
+t.test('spec › every operation declares what Node and Fastify answer before it runs', async (t) => {
+  const expected = (path: string, method: string) => [
+    // Any request: a request line over Node's header limit (414), headers over it (431), too slow (408).
+    ['408', 'RequestTimeout'], ['414', 'UriTooLong'], ['431', 'RequestHeaderFieldsTooLarge'],
+    // A path parameter: malformed percent-encoding (400; an over-long one is the 414 above).
+    ...(path.includes('{') ? [['400']] : []),
+    // Fastify reads a body on these methods whether or not the operation takes one.
+    ...(method === 'get' ? [] : [['400'], ['413', 'PayloadTooLarge'], ['415', 'UnsupportedMediaType']])
+  ]
+  for (const { path, method, op } of operations) {
+    const missing = expected(path, method).filter(([status, component]) =>
+      !op.responses[status!] || (component !== undefined && op.responses[status!].$ref !== `#/components/responses/${component}`))
+    t.same(missing.map(([status]) => status), [], `${method.toUpperCase()} ${path} (${op.operationId}) declares them through the shared responses`)
+  }
+})
+
 t.test('spec › inputs refuse unknown properties (no mass assignment)', async (t) => {
   for (const { path, method, op } of operations) {
     const schema = deref(op.requestBody)?.content?.['application/json']?.schema

@@ -76,7 +76,13 @@ async function main (varnishd: string): Promise<void> {
   const varnishPort = await freePort()
 
   // The origin: counts what reaches it, and fails /v1/status on demand.
-  const config = await testConfig(t, { CACHE_PURGER: 'varnish', VARNISH_PURGE_URLS: `http://127.0.0.1:${varnishPort}`, CACHE_PURGE_TIMEOUT_MS: '2000' })
+  const corsOrigins = ['https://app.fractal.co', 'https://admin.fractal.co'] as const
+  const config = await testConfig(t, {
+    CACHE_PURGER: 'varnish',
+    VARNISH_PURGE_URLS: `http://127.0.0.1:${varnishPort}`,
+    CACHE_PURGE_TIMEOUT_MS: '2000',
+    CORS_ORIGINS: corsOrigins.join(',')
+  })
   const app = await buildApp(config, { logger: false })
   t.teardown(() => app.close())
   const origin = { seen: new Map<string, number>(), cookies: [] as Array<string | undefined>, failStatus: false }
@@ -100,13 +106,15 @@ async function main (varnishd: string): Promise<void> {
 
   // The test copy of the VCL: our backend port (the host is already 127.0.0.1), and the override above.
   const source = readFileSync(vclSource, 'utf8')
-  for (const anchor of ['.host = "127.0.0.1";', '.port = "3000";', '\nsub vcl_backend_response {']) {
+  const originPattern = 'req.http.Origin !~ "^https://app\\.fractal\\.co$"'
+  for (const anchor of ['.host = "127.0.0.1";', '.port = "3000";', '\nsub vcl_backend_response {', originPattern]) {
     if (!source.includes(anchor)) throw new Error(`deploy/varnish/default.vcl no longer contains ${JSON.stringify(anchor)}`)
   }
   const vcl = join(workdir, 'test.vcl')
   writeFileSync(vcl, source
     .replace('.port = "3000";', `.port = "${appPort}";`)
-    .replace('\nsub vcl_backend_response {', `\n${testOnlyOverride}sub vcl_backend_response {`))
+    .replace('\nsub vcl_backend_response {', `\n${testOnlyOverride}sub vcl_backend_response {`)
+    .replace(originPattern, `req.http.Origin !~ "^(${corsOrigins.map((o) => o.replaceAll('.', '\\.')).join('|')})$"`))
 
   const args = ['-j', 'none', '-n', join(workdir, 'n'), '-f', vcl]
   // Compile first: a missing vmod (varnish-modules) is a skip, any other error a failure.
@@ -175,6 +183,40 @@ async function main (varnishd: string): Promise<void> {
     const notModified = await edge('/v1/apps', { headers: { 'if-none-match': first.headers.etag as string } })
     t.equal(notModified.status, 304, 'a conditional read is answered by Varnish')
     t.equal(seen('/v1/apps') - before, 1, 'still one request at the app')
+  })
+
+  // Issue 18, item 9: the cached answer of one origin carried its Access-Control-Allow-Origin to every other.
+  t.test('edge › varnish › CORS: origins reading one cached public read each get their own Access-Control-Allow-Origin, never another\'s', async (t) => {
+    await purgeAll()
+    await given(app).app({ id: 'edge-cors' })
+    const [one, other] = corsOrigins
+    const refused = 'https://evil.example'
+    const callers: Array<[string | undefined, string | undefined]> = [[one, one], [other, other], [undefined, undefined], [refused, undefined]]
+    // A 200 of the spec, a 404 (misses live 10 s at the edge), and a document served by plugins/docs.ts.
+    for (const path of ['/v1/apps/edge-cors', '/v1/apps/edge-cors-none', '/openapi.json']) {
+      for (const round of ['first', 'cached'] as const) {
+        for (const [origin, expected] of callers) {
+          const res = await edge(path, { headers: origin ? { origin } : {} })
+          const who = `${path} ${round}, ${origin ?? 'no Origin'}`
+          if (round === 'cached') t.equal(res.headers['x-cache'], 'HIT', `${who}: a HIT`)
+          t.equal(res.headers['access-control-allow-origin'], expected, `${who}: Access-Control-Allow-Origin ${expected ?? 'absent'}`)
+          t.match(res.headers.vary, /(^|,\s*)Origin(\s*,|$)/, `${who}: Vary names Origin (${res.headers.vary})`)
+          if (!expected) t.notOk(res.headers['access-control-allow-credentials'] ?? res.headers['access-control-expose-headers'], `${who}: no other CORS header`)
+        }
+      }
+    }
+    const first = await edge('/v1/apps/edge-cors', { headers: { origin: one } })
+    t.match(first.headers.vary, /Accept-Encoding/, 'and Accept-Encoding, which the policy names')
+    const before = seen('/v1/apps/edge-cors')
+    for (let i = 0; i < 5; i++) {
+      const madeUp = await edge('/v1/apps/edge-cors', { headers: { origin: `https://made-up-${i}.example` } })
+      t.equal(madeUp.headers['x-cache'], 'HIT', `made-up origin ${i}: the copy without CORS headers`)
+      t.notOk(madeUp.headers['access-control-allow-origin'])
+    }
+    t.equal(seen('/v1/apps/edge-cors'), before, 'made-up origins add no copies and reach no app')
+    const notModified = await edge('/v1/apps/edge-cors', { headers: { origin: other, 'if-none-match': first.headers.etag as string } })
+    t.equal(notModified.status, 304)
+    t.equal(notModified.headers['access-control-allow-origin'], other, 'a 304 from Varnish carries the asking origin')
   })
 
   t.test('edge › varnish › a region update purges exactly regions, apps and status', async (t) => {

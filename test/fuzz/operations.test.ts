@@ -76,6 +76,7 @@ const knownIssues: KnownIssue[] = []
 //   rate limits                   off: they would answer 429 after a few runs (test/plugins/rate-limit*.test.ts).
 
 const bootstrapSecret = 'fuzz-bootstrap-secret-0123456789'
+const metricsToken = 'fuzz-metrics-scrape-token-0123456789'
 const stripe = await startStripeStandIn(t)
 const app = await build(t, {
   // Rate limits would turn most runs into 429s after a few requests (they have their own tests).
@@ -84,7 +85,8 @@ const app = await build(t, {
   STRIPE_SECRET_KEY: testStripeKey,
   STRIPE_WEBHOOK_SECRET: testWebhookSecret,
   STRIPE_API_URL: stripe.url,
-  BILLING_ENFORCED: 'false'
+  BILLING_ENFORCED: 'false',
+  METRICS_TOKEN: metricsToken
 })
 await syncPlansWithStripe(app.db, app.billingDeps.stripe!, await readPlansFile())
 const plans = (await readPlansFile()).map((p) => p.id)
@@ -156,10 +158,11 @@ const bearerAttacks: Array<(garbage: string) => string> = [
 const secretAttacks: Record<string, Array<(garbage: string) => string>> = {
   containerSecret: [(g) => g, () => otherContainer.secret, () => warm.secret.slice(0, -1), () => ` ${warm.secret}`, () => warm.secret_hash],
   hostSecret: [(g) => g, () => otherHost.secret, () => host.secret.slice(0, -1), () => `${host.secret} `],
-  partnerKey: [(g) => g, () => `${partnerKey.key}x`, () => partnerKey.key.slice(0, -3), () => revokedKey.key, () => `${partnerKey.key.split('_').slice(0, 2).join('_')}_${'A'.repeat(40)}`]
+  partnerKey: [(g) => g, () => `${partnerKey.key}x`, () => partnerKey.key.slice(0, -3), () => revokedKey.key, () => `${partnerKey.key.split('_').slice(0, 2).join('_')}_${'A'.repeat(40)}`],
+  metricsToken: [(g) => g, () => `Bearer ${metricsToken}x`, () => `Bearer ${metricsToken.slice(0, -1)}`, () => metricsToken, () => `Bearer ${admin.accessToken}`, () => `Basic ${metricsToken}`]
 }
 const authVariants = Math.max(bearerAttacks.length, ...Object.values(secretAttacks).map((a) => a.length))
-const schemeHeader: Record<string, string> = { bearer: 'authorization', containerSecret: 'x-container-secret', hostSecret: 'x-host-secret', partnerKey: 'x-api-key' }
+const schemeHeader: Record<string, string> = { bearer: 'authorization', containerSecret: 'x-container-secret', hostSecret: 'x-host-secret', partnerKey: 'x-api-key', metricsToken: 'authorization' }
 const noScopeToken = await g.token({ scopes: [] })
 
 function properCredential (op: SpecOperation, scheme: string): string {
@@ -168,6 +171,7 @@ function properCredential (op: SpecOperation, scheme: string): string {
     case 'containerSecret': return op.operationId === 'shutdownContainer' ? doomed.secret : warm.secret
     case 'hostSecret': return host.secret
     case 'partnerKey': return partnerKey.key
+    case 'metricsToken': return `Bearer ${metricsToken}`
   }
   throw new Error(`no credential for the scheme ${scheme}: teach test/fuzz/operations.test.ts about it`)
 }

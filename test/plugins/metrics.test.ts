@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
+import { parse as parseYaml } from 'yaml'
 import { buildApp } from '../../app.js'
 import { build, testConfig } from '../helpers/build.js'
 import { runEntry } from '../helpers/processes.js'
@@ -33,7 +34,10 @@ function value (text: string, name: string, labels: Record<string, string>): num
   return found[0]?.value
 }
 
-const scrape = async (app: FastifyInstance) => (await app.inject({ method: 'GET', url: '/metrics' })).body
+// The scrape token (METRICS_TOKEN): without it the API port serves no metrics (test/regressions/issue-18-operational-endpoints.test.ts).
+const metricsToken = 'metrics-test-scrape-token-0123456789'
+const scrapeHeaders = { authorization: `Bearer ${metricsToken}` }
+const scrape = async (app: FastifyInstance) => (await app.inject({ method: 'GET', url: '/metrics', headers: scrapeHeaders })).body
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -41,7 +45,7 @@ for (const mode of ['bee-queue', 'in-process'] as const) {
   const overrides = mode === 'in-process' ? { REDIS_URL: '' } : {}
 
   t.test(`getMetrics (${mode}) › valid › jobs are counted by outcome and timed: success, retry, then failed for good`, async (t) => {
-    const app = await build(t, overrides)
+    const app = await build(t, { ...overrides, METRICS_TOKEN: metricsToken })
     app.queue.define(
       { family: 'mail', name: 'sendsFine', handle: async () => { await sleep(60) } },
       { family: 'mail', name: 'neverWorks', handle: async () => { throw new Error('SMTP says no') } }
@@ -73,19 +77,20 @@ for (const mode of ['bee-queue', 'in-process'] as const) {
 }
 
 t.test('getMetrics › valid › a job the worker does not know is counted as failed under its name', async (t) => {
-  const app = await build(t, { REDIS_URL: '' })
+  const app = await build(t, { REDIS_URL: '', METRICS_TOKEN: metricsToken })
   await app.queue.enqueue({ family: 'logs', name: 'fromANewerRelease' }, {}, { retries: 0 })
   app.queue.startWorker(1)
   t.ok(await until(async () => value(await scrape(app), 'jobs_processed_total', { queue: 'logs', job_name: 'fromANewerRelease', outcome: 'failed' }) === 1))
 })
 
-t.test('worker › WORKER_METRICS_PORT serves the standalone worker\'s job metrics at /metrics', async (t) => {
+t.test('worker › WORKER_METRICS_PORT serves the standalone worker\'s job metrics at /metrics, behind METRICS_TOKEN', async (t) => {
   const config = await testConfig(t)
   const port = await freePort()
   const { child, waitFor, exited } = runEntry(t, 'worker.ts', {
     NODE_ENV: 'test',
     LOG_LEVEL: 'info',
     WORKER_METRICS_PORT: String(port),
+    METRICS_TOKEN: metricsToken,
     DATABASE_URL: config.db.url!,
     REDIS_URL: config.redis.url!,
     REDIS_PREFIX: config.redis.prefix
@@ -96,11 +101,11 @@ t.test('worker › WORKER_METRICS_PORT serves the standalone worker\'s job metri
   const web = await buildApp(config, { logger: false })
   t.teardown(() => web.close())
   await web.queue.enqueue({ family: 'cache-purge', name: 'purgeTags' }, { tags: ['apps'] })
-  const counted = () => fetch(metricsUrl).then((r) => r.text()).then((body) =>
+  const counted = () => fetch(metricsUrl, { headers: scrapeHeaders }).then((r) => r.text()).then((body) =>
     value(body, 'jobs_processed_total', { queue: 'cache-purge', job_name: 'purgeTags', outcome: 'success' }) === 1, () => false)
   t.ok(await until(counted, 20_000), 'the job the worker ran is on its metrics port')
 
-  const res = await fetch(metricsUrl)
+  const res = await fetch(metricsUrl, { headers: scrapeHeaders })
   t.equal(res.status, 200)
   t.match(res.headers.get('content-type'), /^text\/plain/)
   const body = await res.text()
@@ -108,6 +113,11 @@ t.test('worker › WORKER_METRICS_PORT serves the standalone worker\'s job metri
   t.ok(value(body, 'process_resident_memory_bytes', {})! > 0, 'the process metrics too')
   t.notOk(parse(body).samples.some((s) => s.name === 'http_requests_total'), 'no HTTP requests: the worker serves no API')
   t.equal((await fetch(`http://127.0.0.1:${port}/v1/regions`)).status, 404, 'nothing else is served there')
+  for (const headers of [{}, { authorization: `Bearer ${metricsToken}x` }, { authorization: metricsToken }] as Array<Record<string, string>>) {
+    const refused = await fetch(metricsUrl, { headers })
+    t.equal(refused.status, 401, `${JSON.stringify(headers)}: 401`)
+    t.notMatch(await refused.text(), /jobs_processed_total/)
+  }
 
   child.kill('SIGTERM')
   t.equal(await exited, 0)
@@ -142,7 +152,7 @@ t.test('dashboard › every metric and label its panels query is in a real scrap
   t.equal(dashboard.uid, 'fractal-webserver')
 
   // A scrape with a sample in every family: a request, and a job that ran.
-  const app = await build(t)
+  const app = await build(t, { METRICS_TOKEN: metricsToken })
   await app.inject({ method: 'GET', url: '/v1/regions' })
   app.queue.define({ family: 'mail', name: 'noop', handle: async () => {} })
   await app.queue.enqueue({ family: 'mail', name: 'noop' }, {})
@@ -180,6 +190,15 @@ t.test('dashboard › every metric and label its panels query is in a real scrap
   for (const name of ['http_requests_total', 'http_request_duration_seconds_bucket', 'queue_jobs', 'jobs_processed_total', 'job_duration_seconds_bucket',
     'process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds']) {
     t.ok(used.has(name), `the dashboard shows ${name}`)
+  }
+})
+
+t.test('deploy › the Prometheus example scrapes every job with the scrape token (METRICS_TOKEN)', async (t) => {
+  const config = parseYaml(readFileSync(new URL('../../deploy/prometheus/prometheus.yml', import.meta.url), 'utf8')) as { scrape_configs: Array<Record<string, any>> }
+  t.same(config.scrape_configs.map((job) => job.job_name), ['fractal-web', 'fractal-worker'])
+  for (const job of config.scrape_configs) {
+    t.equal(job.metrics_path, '/metrics', `${job.job_name}: /metrics`)
+    t.match(job.authorization, { type: 'Bearer', credentials_file: /^\/\S+$/ }, `${job.job_name}: the token from a file`)
   }
 })
 

@@ -47,7 +47,7 @@ t.test('security › authentication › operations without security are exactly 
   // A new public operation has to be added here on purpose: forgetting `security` would otherwise pass.
   const open = operations.filter((op) => !op.secured).map((op) => op.operationId).sort()
   t.same(open, [
-    'authorizeStorageConnection', 'confirmNewsletter', 'confirmPasswordReset', 'getApp', 'getHealth', 'getJwks', 'getMetrics', 'getReadiness', 'getStatus',
+    'authorizeStorageConnection', 'confirmNewsletter', 'confirmPasswordReset', 'getApp', 'getHealth', 'getJwks', 'getReadiness', 'getStatus',
     'hasuraAuth', 'hostHandshake', 'listApps', 'listPlans', 'listRegions', 'listStorageProviders', 'refreshSession',
     'requestPasswordReset', 'signIn', 'signInWithGoogle', 'signUp', 'storageCallback', 'stripeWebhook', 'subscribeNewsletter',
     'unsubscribeNewsletter', 'verifyEmail'

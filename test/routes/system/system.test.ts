@@ -1,7 +1,10 @@
 import { createPublicKey, verify } from 'node:crypto'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
-import { given } from '../../helpers/given.js'
+import { bearer, given } from '../../helpers/given.js'
+
+// The scrape token (METRICS_TOKEN): /metrics, and the details of /readyz (test/regressions/issue-18-operational-endpoints.test.ts).
+const metricsToken = 'system-test-scrape-token-0123456789'
 
 t.test('getHealth › valid › answers ok and is never cached', async (t) => {
   const app = await build(t)
@@ -11,17 +14,18 @@ t.test('getHealth › valid › answers ok and is never cached', async (t) => {
   t.equal(res.headers['cache-control'], 'no-store')
 })
 
-t.test('getReadiness › valid › reports the database and Redis as ok', async (t) => {
-  const app = await build(t)
-  const res = await app.inject({ method: 'GET', url: '/readyz' })
+t.test('getReadiness › valid › reports the database and Redis as ok to an operator', async (t) => {
+  const app = await build(t, { METRICS_TOKEN: metricsToken })
+  const res = await app.inject({ method: 'GET', url: '/readyz', headers: bearer(metricsToken) })
   t.equal(res.statusCode, 200)
   t.same(res.json(), { status: 'ready', checks: { database: 'ok', redis: 'ok' } })
+  t.same((await app.inject({ method: 'GET', url: '/readyz' })).json(), { status: 'ready', checks: {} }, 'and only that it is ready to anyone else')
 })
 
 t.test('getReadiness › dependency down › 503 problem with Retry-After naming the database', async (t) => {
   // Nothing listens on port 1: the pool fails to connect, as when PostgreSQL is restarting.
-  const app = await build(t, { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' })
-  const res = await app.inject({ method: 'GET', url: '/readyz' })
+  const app = await build(t, { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', METRICS_TOKEN: metricsToken })
+  const res = await app.inject({ method: 'GET', url: '/readyz', headers: bearer(metricsToken) })
   t.equal(res.statusCode, 503)
   t.match(res.headers['content-type'], /^application\/problem\+json/)
   t.match(res.json(), { code: 'unavailable', detail: 'Not ready: database not reachable.' })
@@ -34,11 +38,11 @@ t.test('getReadiness › dependency down › 503 problem with Retry-After naming
 })
 
 t.test('getMetrics › valid › counts requests by route pattern and status and shows queue depth', async (t) => {
-  const app = await build(t)
+  const app = await build(t, { METRICS_TOKEN: metricsToken })
   await app.inject({ method: 'GET', url: '/v1/apps/none-such' })
   await app.inject({ method: 'GET', url: '/v1/regions' })
 
-  const res = await app.inject({ method: 'GET', url: '/metrics' })
+  const res = await app.inject({ method: 'GET', url: '/metrics', headers: bearer(metricsToken) })
 
   t.equal(res.statusCode, 200)
   t.match(res.headers['content-type'], /^text\/plain/)
