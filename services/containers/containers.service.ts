@@ -425,32 +425,68 @@ export async function ping (db: Kysely<DB>, deps: Pick<ContainerDeps, 'onReady'>
 
 export interface JobEvent { id: string, event: 'progress' | 'succeeded' | 'failed' | 'cancelled', job: Job }
 
+/** Where a process hears that a job changed, whichever process changed it. */
+export interface JobFeed {
+  /** Calls `listener` with the job's row each time it may have changed; returns the function that stops. */
+  watch (id: string, listener: (job: Job) => void): () => void
+}
+
+/** The jobs with these ids (those that exist), in one query. */
+export async function jobsByIds (db: Kysely<DB>, ids: readonly string[]): Promise<Job[]> {
+  return repo.findJobs(db, ids)
+}
+
+const isTerminal = (job: Job) => job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled'
+// The terminal event's id is one past its update time: a client that saw a progress event of the same
+// millisecond still gets it when it resumes, and one that saw it does not get it twice.
+const versionOf = (job: Job) => job.updated_at.getTime() + (isTerminal(job) ? 1 : 0)
+
 /**
  * The job's changes as they happen: each new version once (its update time is the event id, so a client
  * resuming with Last-Event-ID gets only newer ones), then the terminal state (id: its update time + 1),
- * then the end. `null` is a
- * keep-alive tick. Polls the job row; stops when `signal` aborts.
+ * then the end. `null` is a keep-alive tick after `keepAliveMs` of quiet. Changes come from `feed`, not from
+ * reading the row per stream; the feed is watched before the row is first read, so a change committed
+ * between the two is not missed. Stops when `signal` aborts.
  */
-export async function * jobEvents (db: Kysely<DB>, principal: { userId: string, role: string }, id: string, lastEventId: string | undefined, signal: AbortSignal, options = { pollMs: 250, keepAliveMs: 15_000 }): AsyncGenerator<JobEvent | null> {
-  let job = await getJob(db, principal, id)
-  let last = lastEventId ? Number(lastEventId) : 0
-  let quietSince = Date.now()
-  while (!signal.aborted) {
-    const terminal = job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled'
-    // The terminal event's id is one past its update time: a client that saw a progress event of the same
-    // millisecond still gets it when it resumes, and one that saw it does not get it twice.
-    const version = job.updated_at.getTime() + (terminal ? 1 : 0)
-    if (version > last) {
-      last = version
-      quietSince = Date.now()
-      yield { id: String(version), event: terminal ? job.state as JobEvent['event'] : 'progress', job }
+export async function * jobEvents (db: Kysely<DB>, feed: JobFeed, principal: { userId: string, role: string }, id: string, lastEventId: string | undefined, signal: AbortSignal, options = { keepAliveMs: 15_000 }): AsyncGenerator<JobEvent | null> {
+  let heard: Job | undefined
+  let wake: (() => void) | undefined
+  const stop = feed.watch(id, (job) => {
+    if (!heard || versionOf(job) >= versionOf(heard)) heard = job
+    wake?.()
+  })
+  const onAbort = () => wake?.()
+  signal.addEventListener('abort', onAbort)
+  try {
+    let job = await getJob(db, principal, id)
+    let last = lastEventId ? Number(lastEventId) : 0
+    let sentAt = Date.now()
+    while (!signal.aborted) {
+      if (heard && versionOf(heard) > versionOf(job)) job = heard
+      heard = undefined
+      const version = versionOf(job)
+      if (version > last) {
+        last = version
+        sentAt = Date.now()
+        yield { id: String(version), event: isTerminal(job) ? job.state as JobEvent['event'] : 'progress', job }
+      }
+      if (isTerminal(job)) return
+      if (Date.now() - sentAt >= options.keepAliveMs) {
+        sentAt = Date.now()
+        yield null
+      }
+      // Heard while an event was being written out: no wait.
+      if (heard || signal.aborted) continue
+      let timer: NodeJS.Timeout | undefined
+      await new Promise<void>((resolve) => {
+        wake = resolve
+        timer = setTimeout(resolve, options.keepAliveMs - (Date.now() - sentAt))
+      })
+      clearTimeout(timer)
+      wake = undefined
     }
-    if (terminal) return
-    if (Date.now() - quietSince >= options.keepAliveMs) {
-      quietSince = Date.now()
-      yield null
-    }
-    await new Promise((resolve) => setTimeout(resolve, options.pollMs))
-    job = (await repo.findJob(db, id)) ?? job
+  } finally {
+    stop()
+    signal.removeEventListener('abort', onAbort)
   }
 }
