@@ -220,23 +220,49 @@ t.test('streamJobEvents › valid › a change made in the same process (a cance
   t.equal(stream.events().at(-1)?.event, 'cancelled')
 })
 
-t.test('streamJobEvents › valid › the feed is watched before the job is first read, so a change between the two is not lost', async (t) => {
-  const app = await build(t)
+/** `builder` (a kysely query builder) and those made from it, running `after` once its row is read. */
+function afterRead<T extends object> (builder: T, after: () => Promise<void>): T {
+  return new Proxy(builder, {
+    get (target, property) {
+      const value = Reflect.get(target, property, target)
+      if (typeof value !== 'function') return value
+      if (property === 'executeTakeFirst') {
+        return async (...args: unknown[]) => {
+          const row = await value.apply(target, args)
+          await after()
+          return row
+        }
+      }
+      return (...args: unknown[]) => {
+        const next = value.apply(target, args)
+        return next && typeof next === 'object' && 'executeTakeFirst' in next ? afterRead(next, after) : next
+      }
+    }
+  })
+}
+
+t.test('streamJobEvents › valid › the end committed between the first read of the job by a stream and its first event is not lost', async (t) => {
+  const app = await build(t, { JOB_EVENTS_RESYNC_MS: '600000' })
   const base = await listen(app)
   const user = await given(app).signedIn()
   const job = await queuedJob(app, user)
-  const order: string[] = []
-  const watch = app.jobFeed.watch.bind(app.jobFeed)
-  app.jobFeed.watch = (id, listener) => { order.push('watch'); return watch(id, listener) }
+  // The stream's first read answers `queued`; before the stream goes on, the job succeeds (and that is told
+  // at once: the write is this process's). A stream that subscribed only after its read would never hear it.
   const original = app.db.selectFrom.bind(app.db)
+  let raced = false
   app.db.selectFrom = ((...args: Parameters<typeof original>) => {
-    if (args[0] === 'job') order.push('read')
-    return original(...args)
+    const builder = original(...args)
+    if (args[0] !== 'job' || raced) return builder
+    raced = true
+    return afterRead(builder, async () => { await updateJob(app.db, job.id, { state: 'succeeded', progress: 100 }) })
   }) as typeof original
   const stream = await get(base, `/v1/jobs/${job.id}/events`, user.headers)
   t.teardown(() => stream.destroy())
   t.equal(stream.status, 200)
-  t.same(order.slice(0, 2), ['watch', 'read'])
+  t.ok(raced, 'the first read was raced')
+  t.ok(await until(() => stream.events().some((e) => e.event === 'succeeded')), 'the end arrives')
+  await stream.ended
+  t.same(stream.events().map((e) => e.event), ['progress', 'succeeded'])
 })
 
 t.test('streamJobEvents › valid › a change whose announcement was lost arrives with the next resync', async (t) => {
