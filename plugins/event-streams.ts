@@ -103,7 +103,7 @@ const slotTtlMs = 60_000
 /** Seconds a refused caller is told to wait: streams end when their job does, often within seconds. */
 const retryAfter = 5
 
-interface Stream { owner: string, id: string, abort: AbortController }
+interface Stream { owner: string, id: string, abort: AbortController, held: boolean }
 
 function ownerOf (request: FastifyRequest): string {
   const principal = request.principal
@@ -127,6 +127,7 @@ export default fp(async function eventStreamsPlugin (app) {
   const live = new Set<Stream>()
   const giving = new Set<Promise<void>>()
   let open = 0
+  let closing = false
 
   const refuse = (detail: string) => new DomainError('rate_limited', 'Too many event streams', detail, { retryAfter })
 
@@ -134,7 +135,7 @@ export default fp(async function eventStreamsPlugin (app) {
     // Counted before any await: concurrent requests cannot all see the last free place.
     if (open >= perProcess) throw refuse('This server has as many event streams open as it takes. Try again shortly.')
     open++
-    const stream: Stream = { owner: ownerOf(request), id: randomUUID(), abort: new AbortController() }
+    const stream: Stream = { owner: ownerOf(request), id: randomUUID(), abort: new AbortController(), held: false }
     live.add(stream)
     const taken: Promise<Take> = slots.take(stream.owner, stream.id).catch((err: unknown) => {
       request.log.warn({ err }, 'event stream slots unreachable: per-user limit skipped')
@@ -154,12 +155,15 @@ export default fp(async function eventStreamsPlugin (app) {
       giving.add(given)
     }
     reply.raw.on('close', end)
-    if (await taken === 'full') {
+    const outcome = await taken
+    if (outcome === 'full') {
       end()
       throw refuse(`You have ${perUser} event streams open, the most at once. Close one, or try again shortly.`)
     }
-    // The client left before the listener above was there.
+    stream.held = outcome === 'taken'
+    // The client left before the listener above was there; or shutdown began during the admission.
     if (reply.raw.destroyed) end()
+    if (closing) stream.abort.abort()
     request.eventStream = { signal: stream.abort.signal }
   }
 
@@ -172,7 +176,8 @@ export default fp(async function eventStreamsPlugin (app) {
 
   const keeper = app.hasDecorator('redis')
     ? setInterval(() => {
-      const held = [...live]
+      // Only slots whose take has landed: a take in flight is not a lost slot.
+      const held = [...live].filter((s) => s.held)
       slots.keep(held).then((ids) => {
         const lost = new Set(ids)
         for (const stream of held) if (lost.has(stream.id)) stream.abort.abort()
@@ -189,6 +194,7 @@ export default fp(async function eventStreamsPlugin (app) {
   })
 
   app.addHook('preClose', async () => {
+    closing = true
     for (const stream of live) stream.abort.abort()
   })
   app.addHook('onClose', async () => {

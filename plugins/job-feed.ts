@@ -81,6 +81,7 @@ export default fp(async function jobFeedPlugin (app) {
         mine.listeners.delete(listener)
         if (mine.listeners.size === 0 && watches.get(id) === mine) watches.delete(id)
       }
-    }
+    },
+    refresh (id) { reread([id]) }
   } satisfies JobFeed)
 }, { fastify: '5.x', name: 'job-feed', dependencies: ['config', 'db', 'broadcast'] })

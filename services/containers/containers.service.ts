@@ -427,8 +427,13 @@ export interface JobEvent { id: string, event: 'progress' | 'succeeded' | 'faile
 
 /** Where a process hears that a job changed, whichever process changed it. */
 export interface JobFeed {
-  /** Calls `listener` with the job's row each time it may have changed; returns the function that stops. */
+  /**
+   * Calls `listener` with the job's row each time it may have changed. Rows come from reads made one after
+   * the other, each after the change it follows: the last one given is the latest. Returns the stop.
+   */
   watch (id: string, listener: (job: Job) => void): () => void
+  /** Reads the job again for its watchers. */
+  refresh (id: string): void
 }
 
 /** The jobs with these ids (those that exist), in one query. */
@@ -452,25 +457,38 @@ export async function * jobEvents (db: Kysely<DB>, feed: JobFeed, principal: { u
   let heard: Job | undefined
   let wake: (() => void) | undefined
   const stop = feed.watch(id, (job) => {
-    if (!heard || versionOf(job) >= versionOf(heard)) heard = job
+    heard = job
     wake?.()
   })
   const onAbort = () => wake?.()
   signal.addEventListener('abort', onAbort)
   try {
     let job = await getJob(db, principal, id)
+    // A row the feed gave during that read may be older or newer than it: one more read settles it.
+    if (heard) {
+      heard = undefined
+      feed.refresh(id)
+    }
     let last = lastEventId ? Number(lastEventId) : 0
+    let sent = false
     let sentAt = Date.now()
     while (!signal.aborted) {
-      if (heard && versionOf(heard) > versionOf(job)) job = heard
+      if (heard) job = heard
       heard = undefined
       const version = versionOf(job)
+      if (isTerminal(job)) {
+        // Update times are their transaction's start: an end can be stamped before a progress event this
+        // stream already sent. It is sent all the same, after it. (Stamped at or before a Last-Event-ID
+        // and nothing sent here: the client saw it before it reconnected.)
+        if (version > last || sent) yield { id: String(Math.max(version, last + 1)), event: job.state as JobEvent['event'], job }
+        return
+      }
       if (version > last) {
         last = version
+        sent = true
         sentAt = Date.now()
-        yield { id: String(version), event: isTerminal(job) ? job.state as JobEvent['event'] : 'progress', job }
+        yield { id: String(version), event: 'progress', job }
       }
-      if (isTerminal(job)) return
       if (Date.now() - sentAt >= options.keepAliveMs) {
         sentAt = Date.now()
         yield null

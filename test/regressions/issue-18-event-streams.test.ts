@@ -265,6 +265,27 @@ t.test('streamJobEvents › valid › the end committed between the first read o
   t.same(stream.events().map((e) => e.event), ['progress', 'succeeded'])
 })
 
+t.test('streamJobEvents › valid › an end stamped earlier than the last progress (its transaction began first) still ends the stream with its terminal event', async (t) => {
+  const app = await build(t, { JOB_EVENTS_RESYNC_MS: '600000' })
+  const base = await listen(app)
+  const user = await given(app).signedIn()
+  const job = await queuedJob(app, user)
+  const stream = await get(base, `/v1/jobs/${job.id}/events`, user.headers)
+  t.teardown(() => stream.destroy())
+  t.ok(await until(() => stream.events().length === 1))
+  // updated_at is now(): the start of the writing transaction. The ping's transaction that ends a start can
+  // begin before the start job's last progress update commits, and commit after it.
+  const at = Date.now() + 60_000
+  await app.db.updateTable('job').set({ state: 'running', progress: 70, updated_at: new Date(at) }).where('id', '=', job.id).execute()
+  t.ok(await until(() => stream.events().length === 2), 'the progress arrives')
+  await app.db.updateTable('job').set({ state: 'succeeded', progress: 100, updated_at: new Date(at - 1000) }).where('id', '=', job.id).execute()
+  t.ok(await until(() => stream.events().some((e) => e.event === 'succeeded')), 'the end arrives')
+  await stream.ended
+  const ids = stream.events().map((e) => Number(e.id))
+  t.same(ids, [...ids].sort((a, b) => a - b), 'ids still grow')
+  t.equal(ids.at(-1), at + 1, 'the end comes after the last id sent')
+})
+
 t.test('streamJobEvents › valid › a change whose announcement was lost arrives with the next resync', async (t) => {
   const app = await build(t, { JOB_EVENTS_RESYNC_MS: '200' })
   const base = await listen(app)
