@@ -332,6 +332,24 @@ t.test('streamJobEvents › valid › clients that go away abruptly, at any mome
   t.same(after.map((s) => s.status), [200, 200, 200, 200, 200], 'all five places can be taken again')
 })
 
+t.test('streamJobEvents › non-existing › a 404 answer gives its place back', async (t) => {
+  const app = await build(t, { EVENT_STREAMS_PER_USER: '2' })
+  const base = await listen(app)
+  const user = await given(app).signedIn()
+  const stranger = await given(app).signedIn()
+  const foreign = await queuedJob(app, stranger)
+  for (const path of [...Array.from({ length: 5 }, () => `/v1/jobs/${randomUUID()}/events`), `/v1/jobs/${foreign.id}/events`]) {
+    const res = await get(base, path, user.headers)
+    await res.ended
+    t.equal(res.status, 404)
+  }
+  t.ok(await until(async () => app.eventStreams.open === 0 && await slotsOf(app, user) === 0), 'no place held')
+  const url = `/v1/jobs/${(await queuedJob(app, user)).id}/events`
+  const streams = await Promise.all([get(base, url, user.headers), get(base, url, user.headers)])
+  t.teardown(() => { for (const s of streams) s.destroy() })
+  t.same(streams.map((s) => s.status), [200, 200])
+})
+
 t.test('streamJobEvents › valid › shutting down ends the open streams and gives their places back before Redis closes', async (t) => {
   const [web, other] = await twoProcesses(t, { JOB_EVENTS_RESYNC_MS: '600000' })
   const base = await listen(web)
