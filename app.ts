@@ -9,10 +9,12 @@ import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import queueDashboardPlugin from './plugins/queue-dashboard.js'
 import edgeCachePlugin from './plugins/edge-cache.js'
+import eventStreamsPlugin from './plugins/event-streams.js'
 import errorsPlugin, { clientErrorHandler, frameworkError } from './plugins/errors.js'
 import auditPlugin from './plugins/audit.js'
 import healthPlugin from './plugins/health.js'
 import jobsPlugin from './plugins/jobs.js'
+import jobFeedPlugin from './plugins/job-feed.js'
 import metricsPlugin from './plugins/metrics.js'
 import openapiRoutesPlugin from './plugins/openapi-routes.js'
 import queuePlugin from './plugins/queue.js'
@@ -136,6 +138,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // Early: features register their own metrics (the assignment batch sizes) on its registry.
     await app.register(metricsPlugin)
     await app.register(jobsPlugin)
+    await app.register(jobFeedPlugin)
     await app.register(schedulesPlugin)
     await app.register(securityPlugin)
     await app.register(authPlugin)
@@ -150,6 +153,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // spends a Redis round trip on it (both read route config in onRoute, so both precede every route).
     await app.register(edgeCachePlugin)
     await app.register(rateLimitPlugin)
+    // Reads route config in onRoute too (the event-stream caps).
+    await app.register(eventStreamsPlugin)
     await app.register(healthPlugin)
     await app.register(openapiRoutesPlugin, { specPath: options.specPath })
     await app.register(docsPlugin)

@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
+import { CommittedWrites } from './committed-writes.js'
 import type { DB } from './types.js'
 
 export type Database = Kysely<DB>
@@ -20,8 +21,12 @@ export interface DatabaseOptions {
 // int8 (counts, sums) as numbers: our counts stay far below 2^53. numeric stays a string.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10))
 
-/** Opens the database: a pg Pool when a URL is given, embedded PGlite otherwise. */
-export async function createDatabase (options: DatabaseOptions): Promise<{ db: Database, kind: 'postgres' | 'pglite' }> {
+/**
+ * Opens the database: a pg Pool when a URL is given, embedded PGlite otherwise. `writes` tells who listens
+ * which rows of a table were updated, once committed (see CommittedWrites).
+ */
+export async function createDatabase (options: DatabaseOptions): Promise<{ db: Database, kind: 'postgres' | 'pglite', writes: CommittedWrites }> {
+  const writes = new CommittedWrites()
   if (options.url) {
     const pool = new pg.Pool({
       connectionString: options.url,
@@ -37,7 +42,7 @@ export async function createDatabase (options: DatabaseOptions): Promise<{ db: D
     // with no listener. Its next query fails instead (a 503), and the pool drops it on release.
     pool.on('error', () => {})
     pool.on('connect', (client) => { client.on('error', () => {}) })
-    return { db: new Kysely<DB>({ dialect: new PostgresDialect({ pool }) }), kind: 'postgres' }
+    return { db: new Kysely<DB>({ dialect: writes.wrap(new PostgresDialect({ pool })) }), kind: 'postgres', writes }
   }
   const { PGlite } = await import('@electric-sql/pglite')
   const { PGlitePool } = await import('./pglite-pool.js')
@@ -48,5 +53,5 @@ export async function createDatabase (options: DatabaseOptions): Promise<{ db: D
   }
   const pglite = await PGlite.create(dataDir)
   const pool = new PGlitePool(pglite)
-  return { db: new Kysely<DB>({ dialect: new PostgresDialect({ pool: pool as unknown as pg.Pool }) }), kind: 'pglite' }
+  return { db: new Kysely<DB>({ dialect: writes.wrap(new PostgresDialect({ pool: pool as unknown as pg.Pool })) }), kind: 'pglite', writes }
 }

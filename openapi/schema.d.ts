@@ -555,6 +555,10 @@ export interface paths {
          *     terminal event (`succeeded`, `failed` or `cancelled`) and the stream ends. Event ids are the job's
          *     update times: reconnecting with `Last-Event-ID` sends only what changed since. A comment line is sent
          *     every 15 seconds to keep proxies from closing the stream.
+         *
+         *     A user has at most `EVENT_STREAMS_PER_USER` (5 by default) event streams open at once, across all
+         *     servers, and a server takes at most `EVENT_STREAMS_PER_PROCESS`; past either, `429` with
+         *     `Retry-After`. A stream holds its place until it ends (the job ends, or the client disconnects).
          */
         get: operations["streamJobEvents"];
         put?: never;
@@ -3917,6 +3921,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             408: components["responses"]["RequestTimeout"];
             414: components["responses"]["UriTooLong"];
+            429: components["responses"]["TooManyRequests"];
             431: components["responses"]["RequestHeaderFieldsTooLarge"];
         };
     };

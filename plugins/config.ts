@@ -51,6 +51,9 @@ export const EnvSchema = Type.Object({
   WORKER_METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 32, pattern: '^\\S+$' })),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  EVENT_STREAMS_PER_USER: Type.Integer({ default: 5, minimum: 1, maximum: 1000 }),
+  EVENT_STREAMS_PER_PROCESS: Type.Integer({ default: 1000, minimum: 1, maximum: 100000 }),
+  JOB_EVENTS_RESYNC_MS: Type.Integer({ default: 20000, minimum: 100, maximum: 600000 }),
   OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
   OTEL_SERVICE_NAME: Type.Optional(Type.String({ minLength: 1 })),
@@ -186,6 +189,9 @@ function toConfig (env: Env) {
     },
     // failClosed: operations whose x-rate-limit says failClosed answer 503 while the limiter's Redis is away.
     rateLimit: { enabled: env.RATE_LIMIT_ENABLED, failClosed: env.RATE_LIMIT_FAIL_CLOSED },
+    // Server-sent event streams open at once, per user (all processes) and per process; resyncMs: how often
+    // a process reads its streamed jobs again in case a change announcement was lost.
+    eventStreams: { perUser: env.EVENT_STREAMS_PER_USER, perProcess: env.EVENT_STREAMS_PER_PROCESS, resyncMs: env.JOB_EVENTS_RESYNC_MS },
     cache: {
       originTtlMs: env.ORIGIN_CACHE_TTL_MS,
       sharedTtlMs: env.SHARED_CACHE_TTL_MS,

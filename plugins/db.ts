@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import type { CommittedWrites } from '../db/committed-writes.js'
 import { createDatabase, type Database } from '../db/database.js'
 import { migrateToLatest } from '../db/migrator.js'
 import { seedIfEmpty } from '../db/seed.js'
@@ -6,12 +7,15 @@ import { seedIfEmpty } from '../db/seed.js'
 declare module 'fastify' {
   interface FastifyInstance {
     db: Database
+    /** Which rows of a table were updated, told once committed (the job event streams listen). */
+    dbWrites: CommittedWrites
   }
 }
 
 export default fp(async function dbPlugin (app) {
-  const { db, kind } = await createDatabase({ ...app.config.db, dataDir: app.config.dataDir })
+  const { db, kind, writes } = await createDatabase({ ...app.config.db, dataDir: app.config.dataDir })
   app.decorate('db', db)
+  app.decorate('dbWrites', writes)
   app.addHook('onClose', async () => { await db.destroy() })
   if (app.config.db.autoMigrate) {
     await migrateToLatest(db, (line) => app.log.info(line))

@@ -46,6 +46,8 @@ export interface Operation {
   bodyLimit?: number | string
   /** `deprecated: true` with `x-deprecated-at` and `x-sunset` (dates): the headers every answer carries. */
   deprecation?: { deprecation: string, sunset: string }
+  /** It answers `text/event-stream`: plugins/event-streams.ts caps how many are open (429). */
+  eventStream: boolean
 }
 
 /** RFC 9745 `Deprecation` (@epoch seconds) and RFC 8594 `Sunset` (an HTTP date) of a deprecated operation. */
@@ -140,6 +142,10 @@ function indexOperations (document: Record<string, any>): Map<string, Operation>
       if (op['x-cache'] && !op['x-cache'].private && security.some((r: object) => Object.keys(r).length > 0)) {
         throw new Error(`operation ${op.operationId} declares x-cache but also security: a shared cache would serve one user's answer to another (add private: true to cache it in the client only)`)
       }
+      const eventStream = Object.values<any>(op.responses ?? {}).some((r) => r.content?.['text/event-stream'])
+      if (eventStream && !op.responses['429']) {
+        throw new Error(`operation ${op.operationId} answers text/event-stream but declares no 429: its streams are capped per user and per process`)
+      }
       operations.set(op.operationId, {
         operationId: op.operationId,
         method: method.toUpperCase(),
@@ -154,7 +160,8 @@ function indexOperations (document: Record<string, any>): Map<string, Operation>
         deprecation: deprecationOf(op),
         cache: op['x-cache'],
         rateLimit: op['x-rate-limit'],
-        bodyLimit: op['x-body-limit']
+        bodyLimit: op['x-body-limit'],
+        eventStream
       })
     }
   }
@@ -389,6 +396,7 @@ export default fp(async function openapiRoutesPlugin (app, options: { specPath?:
         config: {
           operationId: operation.operationId,
           secured,
+          ...(operation.eventStream ? { eventStream: true } : {}),
           ...(operation.cache ? { cache: operation.cache } : {}),
           ...(operation.rateLimit ? { rateLimit: rateLimitConfig(app, operation.operationId, operation.rateLimit) } : {})
         }
@@ -422,4 +430,4 @@ export default fp(async function openapiRoutesPlugin (app, options: { specPath?:
       throw new Error(`operation${missing.length > 1 ? 's' : ''} ${missing.join(', ')} ha${missing.length > 1 ? 've' : 's'} no handler: no feature plugin registered ${missing.length > 1 ? 'their tags' : 'its tag'}`)
     }
   })
-}, { fastify: '5.x', name: 'openapi-routes', dependencies: ['config', 'auth', 'rate-limit', 'edge-cache'] })
+}, { fastify: '5.x', name: 'openapi-routes', dependencies: ['config', 'auth', 'rate-limit', 'edge-cache', 'event-streams'] })

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { buildApp } from '../app.js'
 import { loadConfig } from '../plugins/config.js'
+import { until } from './helpers/wait.js'
 
 t.test('embedded defaults › PGlite, in-process queue and generated keys serve the seeded catalog', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'fractal-embedded-'))
@@ -72,4 +73,27 @@ t.test('embedded defaults › a container starts on the simulator and its first 
   t.match(read.json(), { state: 'in_use', connection: { ip: /^203\.0\.113\./ } })
   const replay = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: 'blender', region: 'us-east-1' }, headers })
   t.equal(replay.json().container.id, container.id, 'the Idempotency-Key replay returns the same container')
+})
+
+t.test('embedded defaults › job event streams are pushed (PGlite updates, in-process broadcast) and capped without Redis', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fractal-embedded-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const app = await buildApp(loadConfig({
+    NODE_ENV: 'development', DATA_DIR: dataDir, LOG_LEVEL: 'silent', SIMULATED_START_MS: '50', CONTAINER_POLL_MS: '20', EVENT_STREAMS_PER_USER: '1', JOB_EVENTS_RESYNC_MS: '600000'
+  }), { logger: false })
+  t.teardown(() => app.close())
+  await app.ready()
+
+  const account = await app.db.insertInto('account').values({ email: 'streams@example.test', name: 'Streams', email_verified_at: new Date() }).returning('id').executeTakeFirstOrThrow()
+  const token = app.issueAccessToken({ sub: account.id, role: 'user', scopes: ['containers'], sid: 'embedded-streams' })
+  const headers = { authorization: `Bearer ${token}` }
+  const res = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: 'blender', region: 'us-east-1' }, headers: { ...headers, 'idempotency-key': 'embedded-streams' } })
+  const { job } = res.json()
+  const first = app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/events`, headers })
+  t.ok(await until(() => app.eventStreams.open === 1), 'the first stream is open')
+  const second = await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}/events`, headers })
+  t.equal(second.statusCode, 429, 'the second is over EVENT_STREAMS_PER_USER')
+  app.queue.startWorker(2)
+  t.match((await first).body, /event: succeeded/, 'the end is pushed (the resync is ten minutes away)')
+  t.ok(await until(() => app.eventStreams.open === 0), 'and the place is given back')
 })

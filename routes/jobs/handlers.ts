@@ -22,9 +22,9 @@ export const handlers = {
   },
 
   async streamJobEvents (request, reply) {
-    const abort = new AbortController()
-    request.raw.on('close', () => abort.abort())
-    const events = containers.jobEvents(this.db, principalOf(request), request.params.jobId, request.headers['last-event-id'], abort.signal)
+    // The event-streams plugin admitted this stream (or answered 429) and ends it when it must.
+    const { signal } = request.eventStream!
+    const events = containers.jobEvents(this.db, this.jobFeed, principalOf(request), request.params.jobId, request.headers['last-event-id'], signal)
     // The first read happens before answering, so a missing or foreign job is still a 404 problem.
     const first = await events.next()
     async function * sse () {

@@ -43,6 +43,12 @@ export function findJob (db: Db, id: string) {
   return db.selectFrom('job').selectAll().where('id', '=', id).executeTakeFirst()
 }
 
+export async function findJobs (db: Db, ids: readonly string[]) {
+  // No ids: `in ()` is not SQL.
+  if (ids.length === 0) return []
+  return db.selectFrom('job').selectAll().where('id', 'in', ids).execute()
+}
+
 /** Updates a job; a cancelled job stays cancelled (a worker finishing late does not overwrite the cancel). */
 export function updateJob (db: Db, id: string, changes: Updateable<JobTable>) {
   return db.updateTable('job').set({ ...changes, updated_at: sql`now()` }).where('id', '=', id)
