@@ -4,6 +4,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import type { RunTaskCommandInput, StopTaskCommandInput } from '@aws-sdk/client-ecs'
+import { awsSettings } from '../../helpers/aws.js'
 import { build, type Overrides } from '../../helpers/build.js'
 import { ecsModel, type EcsModel, type ModelTask } from '../../helpers/ecs-model.js'
 import { given } from '../../helpers/given.js'
@@ -14,7 +15,7 @@ type App = Awaited<ReturnType<typeof build>>
 const publicUrl = 'https://api.fractal.test'
 const containerName = 'fractal-streamer'
 const aws: Overrides = {
-  CLOUD_PROVIDER: 'aws',
+  ...awsSettings,
   CONTAINER_POLL_MS: '20',
   CONTAINER_POLL_BUDGET_MS: '200',
   PUBLIC_URL: publicUrl,

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { sql } from 'kysely'
 import type { StopTaskCommandInput } from '@aws-sdk/client-ecs'
+import { awsSettings } from '../../helpers/aws.js'
 import { build, type Overrides } from '../../helpers/build.js'
 import { ecsModel, type EcsModel } from '../../helpers/ecs-model.js'
 import { given } from '../../helpers/given.js'
@@ -14,7 +15,7 @@ type App = Awaited<ReturnType<typeof build>>
 
 // Schedules lock for (interval - 100 ms), at least a second: short intervals keep a second pass close.
 const simulated: Overrides = { SIMULATED_START_MS: '0', WARM_POOL_INTERVAL_MS: '100', REAP_INTERVAL_MS: '100' }
-const aws: Overrides = { ...simulated, CLOUD_PROVIDER: 'aws', CONTAINER_POLL_MS: '20', CONTAINER_POLL_BUDGET_MS: '200' }
+const aws: Overrides = { ...simulated, ...awsSettings, CONTAINER_POLL_MS: '20', CONTAINER_POLL_BUDGET_MS: '200' }
 
 const assign = (app: App, headers: Record<string, string>, body: object) =>
   app.inject({ method: 'POST', url: '/v1/containers', payload: body, headers: { ...headers, 'idempotency-key': randomUUID() } })
