@@ -42,7 +42,7 @@ async function teardown (deps: ClusterJobDeps, cluster: Cluster, jobId: string, 
   const region = cluster.region_code
   if (steps.autoScalingGroupArn && !deleted.has('scaledToZero')) {
     try {
-      await provider.resizeGroup(region, cluster.name, { min: 0, max: 0, desired: 0 })
+      await provider.drainGroup(region, cluster.name)
     } catch (err) {
       // A group deleted by hand has nothing to drain.
       if (!/not ?found|does not exist/i.test(`${(err as Error).name} ${(err as Error).message}`)) throw err

@@ -1,6 +1,7 @@
 import {
   AutoScalingClient, CreateAutoScalingGroupCommand, DeleteAutoScalingGroupCommand, DescribeAutoScalingGroupsCommand,
-  DescribeInstanceRefreshesCommand, StartInstanceRefreshCommand, UpdateAutoScalingGroupCommand
+  DescribeInstanceRefreshesCommand, SetInstanceProtectionCommand, StartInstanceRefreshCommand, UpdateAutoScalingGroupCommand,
+  type AutoScalingGroup
 } from '@aws-sdk/client-auto-scaling'
 import {
   CreateLaunchTemplateCommand, CreateLaunchTemplateVersionCommand, DeleteLaunchTemplateCommand, DescribeLaunchTemplatesCommand, DescribeSubnetsCommand,
@@ -80,6 +81,13 @@ export function createAwsFleetProvider (options: AwsFleetOptions): FleetProvider
     const number = version === '$Latest' ? template?.LatestVersionNumber : template?.DefaultVersionNumber
     if (!number) throw new Error(`launch template ${launchTemplateId} has no ${version} version`)
     return { version: String(number), pinned: false }
+  }
+  /** Lifts the scale-in protection of the group's hosts that have it (50 a call: the API's limit). */
+  const unprotect = async (region: string, group: AutoScalingGroup) => {
+    const ids = (group.Instances ?? []).filter((i) => i.ProtectedFromScaleIn && i.InstanceId).map((i) => i.InstanceId!)
+    for (let i = 0; i < ids.length; i += 50) {
+      await of(region).asg.send(new SetInstanceProtectionCommand({ AutoScalingGroupName: group.AutoScalingGroupName, InstanceIds: ids.slice(i, i + 50), ProtectedFromScaleIn: false }))
+    }
   }
   const pointGroupAt = (region: string, name: string, launchTemplateId: string, version: string) =>
     of(region).asg.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: name, LaunchTemplate: { LaunchTemplateId: launchTemplateId, Version: version } }))
@@ -166,8 +174,18 @@ export function createAwsFleetProvider (options: AwsFleetOptions): FleetProvider
         AutoScalingGroupName: name, MinSize: size.min, MaxSize: size.max, ...(size.desired !== undefined ? { DesiredCapacity: size.desired } : {})
       }))
     },
+    async drainGroup (region, name) {
+      const group = await describeGroup(region, name)
+      if (!group) throw Object.assign(new Error(`AutoScalingGroup name not found - AutoScalingGroup '${name}' not found`), { name: 'ValidationError', $fault: 'client' })
+      // Unprotected before the sizes change: a scale in skips protected hosts.
+      await unprotect(region, group)
+      await of(region).asg.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: name, MinSize: 0, MaxSize: 0, DesiredCapacity: 0, NewInstancesProtectedFromScaleIn: false }))
+    },
     async groupInstances (region, name) {
-      return (await describeGroup(region, name))?.Instances?.length ?? 0
+      const group = await describeGroup(region, name)
+      // One that launched protected while the group was drained.
+      if (group) await unprotect(region, group)
+      return group?.Instances?.length ?? 0
     },
     async deleteCluster (region, name) {
       try { await of(region).ecs.send(new DeleteClusterCommand({ cluster: name })) } catch (err) { if (!isGone(err)) throw err }

@@ -24,7 +24,13 @@ export interface FleetProvider {
   createCapacityProvider (spec: ClusterSpec, autoScalingGroupArn: string): Promise<{ capacityProvider: string }>
   createCluster (spec: ClusterSpec, capacityProvider: string): Promise<void>
   resizeGroup (region: string, name: string, size: { min: number, max: number, desired?: number }): Promise<void>
-  /** Instances still in the group (a teardown waits for zero). */
+  /**
+   * The group goes to zero hosts for a teardown. Its hosts are protected from scale in (ECS managed
+   * termination protection), which a desired capacity of 0 does not override: their protection is lifted
+   * first, and new ones launch unprotected.
+   */
+  drainGroup (region: string, name: string): Promise<void>
+  /** Instances still in the group (a teardown waits for zero); one still protected from scale in loses its protection. */
   groupInstances (region: string, name: string): Promise<number>
   /** Each delete is idempotent: a resource already gone is fine. */
   deleteCluster (region: string, name: string): Promise<void>
@@ -166,6 +172,10 @@ export function createSimulatedFleetProvider (): FleetProvider {
     async resizeGroup (_region, name, size) {
       const c = clusters.get(name)
       if (c) c.size = { min: size.min, max: size.max, desired: size.desired ?? Math.min(Math.max(c.size.desired, size.min), size.max) }
+    },
+    async drainGroup (_region, name) {
+      const c = clusters.get(name)
+      if (c) c.size = { min: 0, max: 0, desired: 0 }
     },
     async groupInstances (_region, name) { return clusters.get(name)?.size.desired ?? 0 },
     async deleteCluster (_region, name) { const c = clusters.get(name); if (c) c.cluster = false },

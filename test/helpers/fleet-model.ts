@@ -25,8 +25,8 @@
 // It mocks ECSClient and EC2Client too, like test/helpers/ecs-model.ts: never use both in one test file.
 import {
   AlreadyExistsFault, AutoScalingClient, AutoScalingServiceException, CreateAutoScalingGroupCommand, DeleteAutoScalingGroupCommand,
-  DescribeAutoScalingGroupsCommand, DescribeInstanceRefreshesCommand, InstanceRefreshInProgressFault, ResourceInUseFault, StartInstanceRefreshCommand,
-  UpdateAutoScalingGroupCommand,
+  DescribeAutoScalingGroupsCommand, DescribeInstanceRefreshesCommand, InstanceRefreshInProgressFault, ResourceInUseFault, SetInstanceProtectionCommand,
+  StartInstanceRefreshCommand, UpdateAutoScalingGroupCommand, type SetInstanceProtectionCommandInput,
   type CreateAutoScalingGroupCommandInput, type DeleteAutoScalingGroupCommandInput, type DescribeAutoScalingGroupsCommandInput,
   type DescribeInstanceRefreshesCommandInput, type StartInstanceRefreshCommandInput, type UpdateAutoScalingGroupCommandInput
 } from '@aws-sdk/client-auto-scaling'
@@ -57,6 +57,7 @@ const commands = {
   DeleteLaunchTemplate: 'ec2',
   DescribeSubnets: 'ec2',
   StartInstanceRefresh: 'autoscaling',
+  SetInstanceProtection: 'autoscaling',
   DescribeInstanceRefreshes: 'autoscaling',
   CreateAutoScalingGroup: 'autoscaling',
   DescribeAutoScalingGroups: 'autoscaling',
@@ -97,7 +98,7 @@ export interface ModelRefresh {
   /** DescribeInstanceRefreshes seen before it ends. */
   looks: number
 }
-export interface ModelInstance { instanceId: string, containerInstanceArn: string, lifecycle: 'InService' | 'Terminating' }
+export interface ModelInstance { instanceId: string, containerInstanceArn: string, lifecycle: 'InService' | 'Terminating', protectedFromScaleIn: boolean }
 export interface ModelGroup {
   name: string
   arn: string
@@ -105,6 +106,8 @@ export interface ModelGroup {
   launchTemplateId: string | undefined
   /** What the group launches: a version number, `$Latest` or `$Default`. */
   launchTemplateVersion: string
+  /** New instances launch protected from scale in. */
+  newInstancesProtected: boolean
   minSize: number
   maxSize: number
   desired: number
@@ -190,14 +193,20 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
     return {
       instanceId: `i-${(0xb00000 + n).toString(16).padStart(17, '0')}`,
       containerInstanceArn: `arn:aws:ecs:${group.region}:${account}:container-instance/${group.name}/${n.toString(16).padStart(32, '0')}`,
-      lifecycle: 'InService'
+      lifecycle: 'InService',
+      protectedFromScaleIn: group.newInstancesProtected
     }
   }
-  /** The group runs `desired` instances: new ones launch, extra ones terminate (at once, or held). */
+  /**
+   * The group runs `desired` instances: new ones launch, extra ones terminate (at once, or held). A scale in
+   * never picks an instance protected from scale in, and may leave more than `desired`
+   * (https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-instance-protection.html).
+   */
   const settle = (group: ModelGroup) => {
     const inService = group.instances.filter((i) => i.lifecycle === 'InService')
     for (let i = inService.length; i < group.desired; i++) group.instances.push(newInstance(group))
-    for (const extra of inService.slice(group.desired)) extra.lifecycle = 'Terminating'
+    const extras = Math.max(0, inService.length - group.desired)
+    for (const extra of inService.filter((i) => !i.protectedFromScaleIn).slice(0, extras)) extra.lifecycle = 'Terminating'
     if (drain === 'instant') group.instances = group.instances.filter((i) => i.lifecycle === 'InService')
   }
   const addLaunchTemplate = (region: string, name: string, input: CreateLaunchTemplateCommandInput | null) => {
@@ -214,6 +223,7 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
       region,
       launchTemplateId: fields.launchTemplateId,
       launchTemplateVersion: fields.launchTemplateVersion ?? '$Default',
+      newInstancesProtected: input?.NewInstancesProtectedFromScaleIn ?? false,
       minSize: fields.minSize,
       maxSize: fields.maxSize,
       desired: fields.desired ?? fields.minSize,
@@ -350,13 +360,13 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
         AvailabilityZones: [`${region}a`],
         HealthCheckType: 'EC2',
         CreatedTime: new Date(),
-        NewInstancesProtectedFromScaleIn: g.input?.NewInstancesProtectedFromScaleIn ?? false,
+        NewInstancesProtectedFromScaleIn: g.newInstancesProtected,
         Instances: g.instances.map((i) => ({
           InstanceId: i.instanceId,
           AvailabilityZone: `${region}a`,
           LifecycleState: i.lifecycle,
           HealthStatus: 'Healthy',
-          ProtectedFromScaleIn: g.input?.NewInstancesProtectedFromScaleIn ?? false
+          ProtectedFromScaleIn: i.protectedFromScaleIn
         }))
       }))
     }
@@ -370,10 +380,20 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
     const desired = input.DesiredCapacity ?? Math.min(Math.max(group.desired, min), max)
     if (desired < min || desired > max) throw permanentError('autoscaling', `Desired capacity:${desired} must be between the specified min size:${min} and max size:${max}`)
     Object.assign(group, { minSize: min, maxSize: max, desired })
+    if (input.NewInstancesProtectedFromScaleIn !== undefined) group.newInstancesProtected = input.NewInstancesProtectedFromScaleIn
     if (input.LaunchTemplate) {
       versionOf(templateById(region, input.LaunchTemplate.LaunchTemplateId), input.LaunchTemplate.Version)
       Object.assign(group, { launchTemplateId: input.LaunchTemplate.LaunchTemplateId, launchTemplateVersion: input.LaunchTemplate.Version ?? '$Default' })
     }
+    settle(group)
+    return {}
+  }))
+  asg.on(SetInstanceProtectionCommand).callsFake(handle('SetInstanceProtection', (input: SetInstanceProtectionCommandInput, region) => {
+    const group = liveGroup(region, input.AutoScalingGroupName)
+    if (!group) throw groupNotFound(input.AutoScalingGroupName)
+    if ((input.InstanceIds?.length ?? 0) > 50) throw serviceError('autoscaling', 'LimitExceeded', 'You can specify up to 50 instances.', 'client', 400)
+    for (const i of group.instances) if (input.InstanceIds?.includes(i.instanceId)) i.protectedFromScaleIn = input.ProtectedFromScaleIn ?? false
+    // AWS brings the group to its desired capacity again: unprotected extras now go.
     settle(group)
     return {}
   }))
@@ -403,7 +423,7 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
         continue
       }
       const prefs = r.input.Preferences ?? {}
-      const protectedHosts = (group.input?.NewInstancesProtectedFromScaleIn ?? false) && group.instances.length > 0
+      const protectedHosts = group.instances.some((i) => i.protectedFromScaleIn)
       const failure = refreshFailures.get(group.name) ??
         (protectedHosts && (prefs.ScaleInProtectedInstances ?? 'Wait') === 'Wait' ? 'Timed out waiting for instances protected from scale in to be unprotected.' : undefined)
       if (failure) {

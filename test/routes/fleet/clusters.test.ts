@@ -701,7 +701,7 @@ t.test('updateCluster › faults › UpdateAutoScalingGroup throttled: a 5xx pro
 // deleteCluster
 // ---------------------------------------------------------------------------------------------------------
 
-const teardownCommands = ['UpdateAutoScalingGroup', 'DeleteCluster', 'DeleteCapacityProvider', 'DeleteAutoScalingGroup', 'DeleteLaunchTemplate'] as const
+const teardownCommands = ['SetInstanceProtection', 'UpdateAutoScalingGroup', 'DeleteCluster', 'DeleteCapacityProvider', 'DeleteAutoScalingGroup', 'DeleteLaunchTemplate'] as const
 
 t.test('deleteCluster › valid › scales the group to zero, waits for the hosts to go, then deletes cluster, capacity provider, group, launch template', async (t) => {
   const model = fleetModel({ drain: 'hold' })
@@ -717,7 +717,9 @@ t.test('deleteCluster › valid › scales the group to zero, waits for the host
   t.match(job, { kind: 'delete_cluster', state: 'queued' })
   t.ok(await until(async () => (await readJob(job.id)).message === 'waiting for the hosts to terminate'), 'the job waits for the hosts')
   const scaled = model.received<UpdateAutoScalingGroupCommandInput>('UpdateAutoScalingGroup').at(-1)
-  t.match(scaled, { AutoScalingGroupName: active.name, MinSize: 0, MaxSize: 0, DesiredCapacity: 0 }, 'first the group is scaled to zero')
+  t.match(model.received('SetInstanceProtection'), [{ AutoScalingGroupName: active.name, InstanceIds: made.group.instances.map((i) => i.instanceId), ProtectedFromScaleIn: false }],
+    'first its hosts lose their scale-in protection (a scale in skips protected hosts)')
+  t.match(scaled, { AutoScalingGroupName: active.name, MinSize: 0, MaxSize: 0, DesiredCapacity: 0, NewInstancesProtectedFromScaleIn: false }, 'then the group is scaled to zero')
   const polls = model.calls('DescribeAutoScalingGroups')
   t.ok(await until(() => model.calls('DescribeAutoScalingGroups') >= polls + 3), 'it looks again (CLUSTER_POLL_MS)')
   t.same(model.log.slice(before).filter((c) => c.command.startsWith('Delete')), [], 'nothing is deleted while hosts are Terminating')
