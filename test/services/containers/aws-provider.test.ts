@@ -46,3 +46,20 @@ t.test('aws provider › describeTask › a task missing from the answer is stop
   t.same(z, { state: 'stopped', reason: 'the task is missing from ECS' })
   t.same(model.received<DescribeTasksCommandInput>('DescribeTasks').at(-1)?.tasks, [taskArn, missing])
 })
+
+t.test('aws provider › describeTask › the address cache keeps addressCacheSize hosts; a failed look-up is asked again, not kept', async (t) => {
+  const model = ecsModel({ pendingPolls: 0 })
+  t.teardown(() => model.restore())
+  model.addCluster('a', { instances: 2 })
+  const provider = createAwsProvider({ containerName: 'fractal-container', maxAttempts: 1, addressCacheSize: 1 })
+  const [first, second] = [(await provider.runTask(spec('c1', 'a'))).taskArn, (await provider.runTask(spec('c2', 'a'))).taskArn]
+  model.throttle('DescribeContainerInstances', 1)
+
+  await t.rejects(provider.describeTask(region, 'a', first), { name: 'ThrottlingException' })
+  t.match(await provider.describeTask(region, 'a', first), { state: 'running' }, 'asked again after the failure')
+  t.match(await provider.describeTask(region, 'a', first), { state: 'running' })
+  t.equal(model.calls('DescribeContainerInstances'), 2, 'the throttled look-up and the one kept')
+  await provider.describeTask(region, 'a', second)
+  await provider.describeTask(region, 'a', first)
+  t.equal(model.calls('DescribeContainerInstances'), 4, 'with room for one host, the other host pushed it out')
+})
