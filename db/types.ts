@@ -169,6 +169,8 @@ export interface ClusterTable {
 /** What a cluster job has done: the ids of what it made, and the teardown steps done. */
 export interface ClusterSteps {
   launchTemplateId?: string
+  /** The launch template version the group launches (a number: a roll moves it once its refresh succeeds). */
+  launchTemplateVersion?: string
   autoScalingGroupArn?: string
   capacityProvider?: string
   ecsCluster?: boolean

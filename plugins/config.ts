@@ -94,6 +94,7 @@ export const EnvSchema = Type.Object({
   AWS_IDENTITY_CERT: Type.Optional(Type.String({ minLength: 1 })),
   // An identity document is accepted for a first handshake only this long after the instance's launch.
   HOST_IDENTITY_MAX_AGE_S: Type.Integer({ default: 900, minimum: 60, maximum: 86400 }),
+  HOST_HANDSHAKE: Enum(['identity-document', 'bootstrap-secret'], 'identity-document'),
   HOST_HEARTBEAT_INTERVAL_S: Type.Integer({ default: 30, minimum: 1, maximum: 600 }),
   HOST_DEAD_AFTER_MS: Type.Integer({ default: 180000, minimum: 1000 }),
   // Concurrent heartbeats share one UPDATE (group commit): at most this many hosts each.
@@ -109,6 +110,9 @@ export const EnvSchema = Type.Object({
   LOG_DOWNLOAD_TTL_S: Type.Integer({ default: 900, minimum: 60, maximum: 604800 }),
   LOG_SPOOL_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 100 }),
   FLEET_SUBNETS: Type.String({ default: '' }),
+  FLEET_SECURITY_GROUPS: Type.String({ default: '', pattern: '^[\\w\\s=,|;-]*$' }),
+  FLEET_INSTANCE_PROFILE: Type.Optional(Type.String({ pattern: '^(arn:aws[a-z-]*:iam::\\d{12}:instance-profile/)?[\\w+=,.@/-]{1,128}$' })),
+  FLEET_PUBLIC_IP: Type.Optional(Type.Boolean()),
   CONTAINERS_PER_HOST: Type.Integer({ default: 4, minimum: 1, maximum: 64 }),
   CLUSTER_POLL_MS: Type.Integer({ default: 15000, minimum: 10 }),
   CLUSTER_JOB_TIMEOUT_MS: Type.Integer({ default: 3600000, minimum: 1000 }),
@@ -262,6 +266,8 @@ function toConfig (env: Env) {
       bootstrapSecret: env.HOST_BOOTSTRAP_SECRET ?? null,
       identityCert: env.AWS_IDENTITY_CERT ?? null,
       identityMaxAgeS: env.HOST_IDENTITY_MAX_AGE_S,
+      // How the hosts' agents are told to shake hands (their user data): the signed identity document, or the secret.
+      handshake: env.HOST_HANDSHAKE as 'identity-document' | 'bootstrap-secret',
       heartbeatIntervalS: env.HOST_HEARTBEAT_INTERVAL_S,
       deadAfterMs: env.HOST_DEAD_AFTER_MS,
       heartbeatBatchSize: env.HEARTBEAT_BATCH_SIZE,
@@ -270,6 +276,11 @@ function toConfig (env: Env) {
     fleet: {
       // `subnet-a,subnet-b` for every region, or `us-east-1=subnet-a|subnet-b;eu-west-1=subnet-c`.
       subnets: env.FLEET_SUBNETS,
+      // The hosts' launch template: security groups (same syntax as subnets), instance profile (name or ARN),
+      // and whether they get a public address. Required with CLOUD_PROVIDER=aws (awsSettingsMissing).
+      securityGroups: env.FLEET_SECURITY_GROUPS,
+      instanceProfile: env.FLEET_INSTANCE_PROFILE ?? null,
+      publicIp: env.FLEET_PUBLIC_IP ?? null,
       containersPerHost: env.CONTAINERS_PER_HOST,
       pollMs: env.CLUSTER_POLL_MS,
       jobTimeoutMs: env.CLUSTER_JOB_TIMEOUT_MS,
@@ -350,7 +361,27 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     const message = [...new Set(parts)].join('; ')
     throw new Error(`invalid configuration: ${message}`)
   }
+  const missing = awsSettingsMissing(parsed)
+  if (missing.length > 0) throw new Error(`invalid configuration: CLOUD_PROVIDER=aws needs ${missing.join(', ')}`)
   return deepFreeze(toConfig(parsed))
+}
+
+/**
+ * What CLOUD_PROVIDER=aws cannot run without: hosts that can join ECS (an instance profile), be reached
+ * (security groups, an address decided on), call us back (PUBLIC_URL, not 127.0.0.1) and shake hands
+ * (the certificate of the identity documents, or the bootstrap secret, as HOST_HANDSHAKE says).
+ */
+export function awsSettingsMissing (env: Env): string[] {
+  if (env.CLOUD_PROVIDER !== 'aws') return []
+  const missing: string[] = []
+  if (!env.PUBLIC_URL) missing.push('PUBLIC_URL')
+  else if (/^(localhost|127\.[\d.]+|\[::1\]|0\.0\.0\.0)$/.test(new URL(env.PUBLIC_URL).hostname)) missing.push(`PUBLIC_URL (one the hosts can reach, not ${env.PUBLIC_URL})`)
+  if (!env.FLEET_INSTANCE_PROFILE) missing.push('FLEET_INSTANCE_PROFILE')
+  if (!env.FLEET_SECURITY_GROUPS.trim()) missing.push('FLEET_SECURITY_GROUPS')
+  if (env.FLEET_PUBLIC_IP === undefined) missing.push('FLEET_PUBLIC_IP')
+  if (env.HOST_HANDSHAKE === 'identity-document' && !env.AWS_IDENTITY_CERT) missing.push('AWS_IDENTITY_CERT (HOST_HANDSHAKE=identity-document)')
+  if (env.HOST_HANDSHAKE === 'bootstrap-secret' && !env.HOST_BOOTSTRAP_SECRET) missing.push('HOST_BOOTSTRAP_SECRET (HOST_HANDSHAKE=bootstrap-secret)')
+  return missing
 }
 
 /** What the embedded defaults replace, for the one start-up log line. */

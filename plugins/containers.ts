@@ -102,7 +102,7 @@ export default fp(async function containersPlugin (app) {
   app.schedules.add({
     name: 'reap-orphan-tasks',
     everyMs: Math.max(settings.reapIntervalMs, 60_000),
-    run: () => reapOrphans(app.db, ender, settings.orphanGraceMs)
+    run: () => reapOrphans(app.db, { ...ender, log: app.log }, settings.orphanGraceMs)
   })
 
   // Containers call back with their own secret (X-Container-Secret), for the container named in the path

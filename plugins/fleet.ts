@@ -81,14 +81,28 @@ export default fp(async function fleetPlugin (app) {
   const provider = app.config.containers.provider === 'aws'
     ? (await import('../services/fleet/fleet.aws-provider.js')).createAwsFleetProvider({
         maxAttempts: app.config.containers.awsMaxAttempts,
-        subnets: (region) => subnetsFor(fleet.subnets, region)
+        subnets: (region) => perRegion(fleet.subnets, region),
+        securityGroups: (region) => perRegion(fleet.securityGroups, region),
+        // loadConfig refuses CLOUD_PROVIDER=aws without them.
+        instanceProfile: fleet.instanceProfile!,
+        publicIp: fleet.publicIp!
       })
     : createSimulatedFleetProvider()
   app.decorate('clusterDeps', {
     queue: app.queue, provider, containers: app.containerDeps, containersPerHost: fleet.containersPerHost, jobTimeoutMs: fleet.jobTimeoutMs
   })
   app.queue.define(...createClusterJobs({
-    db: app.db, provider, queue: app.queue, apiUrl: app.config.publicUrl ?? `http://${app.config.host}:${app.config.port}`, pollMs: fleet.pollMs, log: app.log
+    db: app.db,
+    provider,
+    queue: app.queue,
+    hostAgent: {
+      // With CLOUD_PROVIDER=aws, PUBLIC_URL is required (loadConfig); the simulated hosts call nobody.
+      apiUrl: app.config.publicUrl ?? `http://${app.config.host}:${app.config.port}`,
+      handshake: hosts.handshake,
+      bootstrapSecret: hosts.bootstrapSecret
+    },
+    pollMs: fleet.pollMs,
+    log: app.log
   }))
   app.decorate('rollDeps', { queue: app.queue, provider, pollMs: fleet.pollMs, jobTimeoutMs: fleet.jobTimeoutMs * 12 })
   app.queue.define(...createRollJobs(app.db, app.rollDeps))
@@ -116,8 +130,8 @@ export default fp(async function fleetPlugin (app) {
   })
 }, { fastify: '5.x', name: 'fleet', dependencies: ['config', 'db', 'queue', 'metrics', 'auth', 'schedules', 'containers'] })
 
-/** `a,b` for every region, or `us-east-1=a|b;eu-west-1=c` per region; undefined: the group's defaults. */
-export function subnetsFor (setting: string, region: string): string | undefined {
+/** `a,b` for every region, or `us-east-1=a|b;eu-west-1=c` per region: the region's, comma-separated; undefined: none. */
+export function perRegion (setting: string, region: string): string | undefined {
   if (!setting.trim()) return undefined
   if (!setting.includes('=')) return setting.split(/[,|]/).map((s) => s.trim()).filter(Boolean).join(',')
   const entry = setting.split(';').map((part) => part.split('=')).find(([r]) => r?.trim() === region)

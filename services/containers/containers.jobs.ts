@@ -118,7 +118,7 @@ async function startContainer (deps: ContainerJobDeps, data: StartContainerPaylo
     const until = Date.now() + timing.pollBudgetMs
     while (!container.host_ip) {
       const status = await provider.describeTask(container.region_code, cluster, container.task_arn!)
-      if (status.state === 'stopped') return failStart(deps, container, data.jobId, 'task_stopped', `the task stopped while starting: ${status.reason}`)
+      if (status.state === 'stopped') return failStart(deps, container, data.jobId, 'task_stopped', `the task stopped while starting: ${status.reason || 'no reason given'}`)
       if (status.state === 'running') {
         const running = await repo.recordRunning(db, container.id, {
           host_ip: status.hostIp, host_instance_id: status.hostInstanceId ?? null, port_32262: status.ports.tcp32262, port_32263: status.ports.udp32263, port_32273: status.ports.tcp32273
@@ -142,7 +142,7 @@ async function startContainer (deps: ContainerJobDeps, data: StartContainerPaylo
       if (!now || now.state !== 'starting') return now && (now.state === 'available' || now.state === 'in_use') ? { containerId: now.id } : { cancelled: true }
       // A task that exits before it reports (a crash-looping image) fails now, with ECS's reason.
       const status = await provider.describeTask(now.region_code, cluster, now.task_arn!)
-      if (status.state === 'stopped') return failStart(deps, now, data.jobId, 'task_stopped', `the task stopped before the container reported: ${status.reason}`)
+      if (status.state === 'stopped') return failStart(deps, now, data.jobId, 'task_stopped', `the task stopped before the container reported: ${status.reason || 'no reason given'}`)
       if (now.running_at && now.running_at.getTime() + timing.firstPingTimeoutMs < Date.now()) {
         return failStart(deps, now, data.jobId, 'no_first_ping', `the container did not report within ${formatDuration(timing.firstPingTimeoutMs)} of running`)
       }

@@ -6,6 +6,7 @@ import type { DB } from '../../db/types.js'
 import type { JobQueue } from '../queue.js'
 import * as repo from './containers.repository.js'
 import { warmPools } from './containers.warm-pools.js'
+import { recordAudit } from '../audit/audit.service.js'
 import {
   createStartingContainer, enqueueStart, failStart, hashSecret, newSecret, startContainerJob, type StartEnder
 } from './containers.service.js'
@@ -103,27 +104,60 @@ export async function resumeStalledStarts (db: Kysely<DB>, deps: { queue: JobQue
   return { resumed: stalled.length }
 }
 
-/** Tasks running in a cluster that no live container of ours claims, older than the grace: stopped. */
-export async function reapOrphans (db: Kysely<DB>, deps: StartEnder, graceMs: number) {
-  const clusters = await db.selectFrom('cluster').select(['name', 'region_code']).where('status', '=', 'active').execute()
+/**
+ * Tasks running in a cluster that no live container of ours claims, older than the grace: stopped. Each
+ * cluster on its own: one whose ECS cluster is gone (ClusterNotFoundException) is marked `failed` (no new
+ * container is placed there, the scaling schedule stops counting it, an operator's DELETE clears what is
+ * left) and audited; any other error is counted and the pass goes on with the next cluster.
+ */
+export async function reapOrphans (db: Kysely<DB>, deps: StartEnder & { log?: { warn (obj: object, msg: string): void } }, graceMs: number) {
+  const clusters = await db.selectFrom('cluster').select(['id', 'name', 'region_code']).where('status', '=', 'active').orderBy('created_at').execute()
   let stopped = 0
+  let lost = 0
+  let errors = 0
   for (const cluster of clusters) {
-    const tasks = await deps.provider.listTasks(cluster.region_code, cluster.name)
-    if (tasks.length === 0) continue
-    const known = new Set((await db.selectFrom('container').select('task_arn')
-      .where('task_arn', 'in', tasks.map((t) => t.taskArn)).where('state', 'in', [...live, 'stopping']).execute()).map((r) => r.task_arn))
-    // A task placed a moment ago may not be recorded yet: its container (startedBy) is still starting.
-    const startingIds = tasks.map((t) => t.startedBy).filter((id): id is string => !!id && /^[0-9a-f-]{36}$/i.test(id))
-    const starting = new Set(startingIds.length === 0
-      ? []
-      : (await db.selectFrom('container').select('id').where('id', 'in', startingIds).where('state', 'in', ['creating', 'starting']).execute()).map((r) => r.id))
-    const cutoff = Date.now() - graceMs
-    for (const task of tasks) {
-      if (known.has(task.taskArn) || (task.startedBy && starting.has(task.startedBy))) continue
-      if (task.createdAt && task.createdAt.getTime() > cutoff) continue
-      await deps.provider.stopTask(cluster.region_code, cluster.name, task.taskArn, 'orphaned: no Fractal container runs here')
-      stopped++
+    try {
+      stopped += await reapOrphansOf(db, deps, cluster, graceMs)
+    } catch (err) {
+      if ((err as Error).name === 'ClusterNotFoundException') {
+        if (await markLost(db, cluster.id, `ECS has no cluster named ${cluster.name} in ${cluster.region_code}`)) lost++
+        deps.log?.warn({ cluster: cluster.name, region: cluster.region_code }, 'orphan reaper: the ECS cluster is gone; cluster marked failed')
+        continue
+      }
+      errors++
+      deps.log?.warn({ err, cluster: cluster.name }, 'orphan reaper: this cluster was skipped')
     }
   }
-  return { stopped }
+  return { stopped, lost, errors }
+}
+
+async function reapOrphansOf (db: Kysely<DB>, deps: StartEnder, cluster: { name: string, region_code: string }, graceMs: number) {
+  const tasks = await deps.provider.listTasks(cluster.region_code, cluster.name)
+  if (tasks.length === 0) return 0
+  const known = new Set((await db.selectFrom('container').select('task_arn')
+    .where('task_arn', 'in', tasks.map((t) => t.taskArn)).where('state', 'in', [...live, 'stopping']).execute()).map((r) => r.task_arn))
+  // A task placed a moment ago may not be recorded yet: its container (startedBy) is still starting.
+  const startingIds = tasks.map((t) => t.startedBy).filter((id): id is string => !!id && /^[0-9a-f-]{36}$/i.test(id))
+  const starting = new Set(startingIds.length === 0
+    ? []
+    : (await db.selectFrom('container').select('id').where('id', 'in', startingIds).where('state', 'in', ['creating', 'starting']).execute()).map((r) => r.id))
+  const cutoff = Date.now() - graceMs
+  let stopped = 0
+  for (const task of tasks) {
+    if (known.has(task.taskArn) || (task.startedBy && starting.has(task.startedBy))) continue
+    if (task.createdAt && task.createdAt.getTime() > cutoff) continue
+    await deps.provider.stopTask(cluster.region_code, cluster.name, task.taskArn, 'orphaned: no Fractal container runs here')
+    stopped++
+  }
+  return stopped
+}
+
+/** An active cluster whose ECS cluster is gone: failed (once, audited). */
+async function markLost (db: Kysely<DB>, clusterId: string, reason: string) {
+  return db.transaction().execute(async (trx) => {
+    const row = await trx.updateTable('cluster').set({ status: 'failed', updated_at: sql`now()` })
+      .where('id', '=', clusterId).where('status', '=', 'active').returning('id').executeTakeFirst()
+    if (row) await recordAudit(trx, { action: 'cluster.lost', actorId: null, target: { type: 'cluster', id: clusterId }, details: { reason } })
+    return !!row
+  })
 }

@@ -75,7 +75,7 @@ async function rollStep (db: Kysely<DB>, deps: RollDeps, data: RollAmiPayload, l
     await setJob(db, data.jobId, { state: 'succeeded', progress: 100, message: `${finished} cluster${finished === 1 ? '' : 's'} on ${data.ami}` })
     return { done: true }
   }
-  const ref = current.result as { clusterId: string, cluster: string, refreshId?: string }
+  const ref = current.result as { clusterId: string, cluster: string, version?: string, refreshId?: string }
   const cluster = await db.selectFrom('cluster').select(['id', 'name', 'region_code', 'steps', 'status']).where('id', '=', ref.clusterId).executeTakeFirst()
   try {
     if (!cluster || cluster.status !== 'active' || !cluster.steps.launchTemplateId) {
@@ -83,8 +83,16 @@ async function rollStep (db: Kysely<DB>, deps: RollDeps, data: RollAmiPayload, l
       await setJob(db, current.id, { state: 'succeeded', progress: 100, message: cluster ? 'skipped: not a cluster Fractal manages' : 'skipped: the cluster is gone' })
       return next(db, deps, data)
     }
+    const launchTemplateId = cluster.steps.launchTemplateId
+    if (!ref.version && !ref.refreshId) {
+      // Made once, and recorded before anything else: a retry uses this version, never makes another (the
+      // child job's id is the request's idempotency token, for an answer lost on the way).
+      const { version } = await deps.provider.createAmiVersion(cluster.region_code, cluster.name, launchTemplateId, data.ami, current.id)
+      ref.version = version
+      await setJob(db, current.id, { state: 'running', progress: 2, message: `launch template version ${version} on ${data.ami}`, result: JSON.stringify(ref) })
+    }
     if (!ref.refreshId) {
-      const { refreshId } = await deps.provider.startAmiRefresh(cluster.region_code, cluster.name, cluster.steps.launchTemplateId, data.ami, data.minHealthyPercent)
+      const { refreshId } = await deps.provider.startAmiRefresh(cluster.region_code, cluster.name, launchTemplateId, ref.version!, data.minHealthyPercent)
       await setJob(db, current.id, { state: 'running', progress: 5, message: 'instance refresh started', result: JSON.stringify({ ...ref, refreshId }) })
       await setJob(db, data.jobId, { state: 'running', message: `rolling ${cluster.name}` })
       return later(db, deps, data)
@@ -104,8 +112,12 @@ async function rollStep (db: Kysely<DB>, deps: RollDeps, data: RollAmiPayload, l
       })
       return { failed: true }
     }
+    // The group moved to the version with the refresh; the template's default follows, so both say what runs.
+    // (A refresh started before versions were recorded on the job has none to adopt.)
+    if (ref.version) await deps.provider.adoptVersion(cluster.region_code, cluster.name, launchTemplateId, ref.version)
     await db.transaction().execute(async (trx) => {
-      await trx.updateTable('cluster').set({ ami: data.ami, updated_at: sql`now()` }).where('id', '=', cluster.id).execute()
+      await trx.updateTable('cluster').set({ ami: data.ami, steps: sql`steps || ${JSON.stringify(ref.version ? { launchTemplateVersion: ref.version } : {})}::jsonb`, updated_at: sql`now()` })
+        .where('id', '=', cluster.id).execute()
       await trx.updateTable('job').set({ state: 'succeeded', progress: 100, message: `on ${data.ami}`, updated_at: sql`now()` }).where('id', '=', current.id).execute()
     })
     return next(db, deps, data)

@@ -3,14 +3,14 @@ import type { Cluster, ClusterSteps, DB } from '../../db/types.js'
 import { isTransient } from '../containers/provider.js'
 import type { JobDefinition, JobQueue } from '../queue.js'
 import { createClusterJob, deleteClusterJob, recordSteps, refreshUsage, type ClusterJobPayload } from './clusters.service.js'
-import { hostUserData, type ClusterSpec, type FleetProvider } from './fleet.provider.js'
+import { hostUserData, type ClusterSpec, type FleetProvider, type HostAgentSettings } from './fleet.provider.js'
 
 export interface ClusterJobDeps {
   db: Kysely<DB>
   provider: FleetProvider
   queue: JobQueue
-  /** Where hosts' agents call us (their user data). */
-  apiUrl: string
+  /** What hosts' agents are told in their user data (where to call us, how to shake hands). */
+  hostAgent: HostAgentSettings
   /** Between two looks at a draining group's instances. */
   pollMs: number
   log: { warn (obj: object, msg: string): void }
@@ -19,14 +19,14 @@ export interface ClusterJobDeps {
 const setJob = (db: Kysely<DB>, id: string, changes: { state?: 'running' | 'succeeded' | 'failed', progress?: number, message?: string, error_code?: string | null, result?: string }) =>
   db.updateTable('job').set({ ...changes, updated_at: sql`now()` }).where('id', '=', id).where('state', '!=', 'cancelled').execute()
 
-const specOf = (cluster: Cluster, apiUrl: string): ClusterSpec => ({
+const specOf = (cluster: Cluster, hostAgent: HostAgentSettings): ClusterSpec => ({
   name: cluster.name,
   region: cluster.region_code,
   instanceType: cluster.instance_type ?? 'g4dn.xlarge',
   ami: cluster.ami ?? '',
   minSize: cluster.min_size,
   maxSize: cluster.max_size,
-  userData: hostUserData(cluster.name, apiUrl)
+  userData: hostUserData({ name: cluster.name, region: cluster.region_code }, hostAgent)
 })
 
 /** Deletes, newest first, what the steps say was made; records each deletion (a retry skips it). */
@@ -42,7 +42,7 @@ async function teardown (deps: ClusterJobDeps, cluster: Cluster, jobId: string, 
   const region = cluster.region_code
   if (steps.autoScalingGroupArn && !deleted.has('scaledToZero')) {
     try {
-      await provider.resizeGroup(region, cluster.name, { min: 0, max: 0, desired: 0 })
+      await provider.drainGroup(region, cluster.name)
     } catch (err) {
       // A group deleted by hand has nothing to drain.
       if (!/not ?found|does not exist/i.test(`${(err as Error).name} ${(err as Error).message}`)) throw err
@@ -83,7 +83,7 @@ async function createClusterStep (deps: ClusterJobDeps, data: ClusterJobPayload,
   const { db, provider } = deps
   let cluster = await loadCluster(db, data.clusterId)
   if (!cluster || cluster.status !== 'creating') return { skipped: true }
-  const spec = specOf(cluster, deps.apiUrl)
+  const spec = specOf(cluster, deps.hostAgent)
   let steps: ClusterSteps = cluster.steps
   const record = async (made: Partial<ClusterSteps>, progress: number, message: string) => {
     steps = { ...steps, ...made }
@@ -93,7 +93,8 @@ async function createClusterStep (deps: ClusterJobDeps, data: ClusterJobPayload,
   try {
     await setJob(db, data.jobId, { state: 'running', message: 'creating the launch template' })
     if (!steps.launchTemplateId) await record(await provider.createLaunchTemplate(spec), 25, 'launch template ready')
-    if (!steps.autoScalingGroupArn) await record(await provider.createAutoScalingGroup(spec, steps.launchTemplateId!), 50, 'Auto Scaling group ready')
+    // A launch template recorded before versions were (version 1 is the one it was made with).
+    if (!steps.autoScalingGroupArn) await record(await provider.createAutoScalingGroup(spec, steps.launchTemplateId!, steps.launchTemplateVersion ?? '1'), 50, 'Auto Scaling group ready')
     if (!steps.capacityProvider) await record(await provider.createCapacityProvider(spec, steps.autoScalingGroupArn!), 75, 'capacity provider ready')
     if (!steps.ecsCluster) {
       await provider.createCluster(spec, steps.capacityProvider!)

@@ -6,6 +6,7 @@
 // again. Whatever happens, the user reading the job or the container never gets a 500.
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
+import { awsSettings } from '../helpers/aws.js'
 import { build } from '../helpers/build.js'
 import { startEcsStandIn } from '../helpers/ecs-http.js'
 import { given } from '../helpers/given.js'
@@ -22,7 +23,7 @@ ecs.addCluster(cluster.name)
 const impatient = await build(t, { DATABASE_URL: web.config.db.url!, REDIS_PREFIX: web.config.redis.prefix, CONTAINER_START_TIMEOUT_MS: '3000' })
 const worker = runEntry(t, 'worker.ts', entryEnv(web.config, {
   ...ecs.env,
-  CLOUD_PROVIDER: 'aws',
+  ...awsSettings,
   AWS_MAX_ATTEMPTS: '3',
   PUBLIC_URL: 'https://api.fractal.test',
   CONTAINER_POLL_MS: '50',

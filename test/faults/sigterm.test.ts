@@ -6,6 +6,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import t from 'tap'
+import { awsSettings } from '../helpers/aws.js'
 import { build } from '../helpers/build.js'
 import { startEcsStandIn } from '../helpers/ecs-http.js'
 import { given } from '../helpers/given.js'
@@ -46,7 +47,7 @@ const port = await freePort()
 const server = runEntry(t, 'server.ts', entryEnv(site.config, { HOST: '127.0.0.1', PORT: String(port), SHUTDOWN_GRACE_MS: String(graceMs), RATE_LIMIT_ENABLED: 'false' }))
 const workerEnv = entryEnv(web.config, {
   ...ecs.env,
-  CLOUD_PROVIDER: 'aws',
+  ...awsSettings,
   PUBLIC_URL: 'https://api.fractal.test',
   CONTAINER_POLL_MS: '50',
   // The job polls its provisioning task for a minute: longer than the grace period.

@@ -5,6 +5,7 @@
 // user gets a second container. ECS is played over HTTP (test/helpers/ecs-http.ts) so it outlives the worker.
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
+import { awsSettings } from '../helpers/aws.js'
 import { build } from '../helpers/build.js'
 import { startEcsStandIn } from '../helpers/ecs-http.js'
 import { given } from '../helpers/given.js'
@@ -14,13 +15,13 @@ import { until } from '../helpers/wait.js'
 t.test('faults › worker SIGKILLed mid-job › another worker takes the start jobs back and finishes them, one task and one container each', async (t) => {
   const ecs = await startEcsStandIn({ pendingMs: 600_000 })
   t.teardown(() => ecs.close())
-  const web = await build(t, { CLOUD_PROVIDER: 'aws' })
+  const web = await build(t, awsSettings)
   const offer = await given(web).offer()
   const cluster = await web.db.selectFrom('cluster').select('name').where('region_code', '=', offer.region).executeTakeFirstOrThrow()
   ecs.addCluster(cluster.name)
   const env = entryEnv(web.config, {
     ...ecs.env,
-    CLOUD_PROVIDER: 'aws',
+    ...awsSettings,
     PUBLIC_URL: 'https://api.fractal.test',
     CONTAINER_POLL_MS: '50',
     // One attempt polls for a long time: the kill finds it polling, not between two queue jobs.

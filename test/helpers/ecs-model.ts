@@ -116,7 +116,8 @@ export function ecsModel (options: { pendingPolls?: number } = {}) {
     if (task.status === 'PROVISIONING') {
       if (task.polls >= pendingPolls) {
         const reason = stopsWhileStarting.shift()
-        if (reason) {
+        // An empty reason is a reason ECS may give: "" (moto's too).
+        if (reason !== undefined) {
           task.status = 'STOPPED'
           task.stoppedReason = reason
         } else {
@@ -267,7 +268,7 @@ export function ecsModel (options: { pendingPolls?: number } = {}) {
     serverError (name: EcsCommandName, times: number) {
       queueFaults(name, times, () => serverError(name === 'DescribeInstances' ? 'ec2' : 'ecs'))
     },
-    /** The next task that would become RUNNING stops instead, with this reason. */
+    /** The next task that would become RUNNING stops instead, with this reason ('' as ECS sometimes gives). */
     stopWhileStarting (reason: string) {
       stopsWhileStarting.push(reason)
     },

@@ -7,16 +7,34 @@
 // test lets them go (`drain: 'hold'`). A test can make any command throttle or fail, then look at the calls
 // the app made (in order) and at what exists.
 //
+// Besides, what moto (test/cloud/) does not emulate, each as the AWS documentation describes it:
+// - launch template versions: a version copies its SourceVersion's data and overrides it with its own
+//   (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateLaunchTemplateVersion.html), a
+//   repeated ClientToken answers the version it made the first time (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html),
+//   ModifyLaunchTemplate sets the default version;
+// - default subnets: a region's default VPC has one default subnet per Availability Zone
+//   (https://docs.aws.amazon.com/vpc/latest/userguide/default-vpc.html), unless the test removes it;
+// - instance refreshes (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_StartInstanceRefresh.html,
+//   API_RefreshPreferences.html): one at a time per group (InstanceRefreshInProgress); with the default
+//   ScaleInProtectedInstances (Wait), protected instances make it wait an hour and fail (played at once:
+//   "Failed"); a successful one replaces the instances and gives the group the desired configuration
+//   (https://docs.aws.amazon.com/autoscaling/ec2/userguide/instance-refresh-overview.html); a failed one
+//   with AutoRollback ends RollbackSuccessful, the group keeping its configuration
+//   (https://docs.aws.amazon.com/autoscaling/ec2/userguide/instance-refresh-rollback.html).
+//
 // It mocks ECSClient and EC2Client too, like test/helpers/ecs-model.ts: never use both in one test file.
 import {
   AlreadyExistsFault, AutoScalingClient, AutoScalingServiceException, CreateAutoScalingGroupCommand, DeleteAutoScalingGroupCommand,
-  DescribeAutoScalingGroupsCommand, ResourceInUseFault, UpdateAutoScalingGroupCommand,
+  DescribeAutoScalingGroupsCommand, DescribeInstanceRefreshesCommand, InstanceRefreshInProgressFault, ResourceInUseFault, SetInstanceProtectionCommand,
+  StartInstanceRefreshCommand, UpdateAutoScalingGroupCommand, type SetInstanceProtectionCommandInput,
   type CreateAutoScalingGroupCommandInput, type DeleteAutoScalingGroupCommandInput, type DescribeAutoScalingGroupsCommandInput,
-  type UpdateAutoScalingGroupCommandInput
+  type DescribeInstanceRefreshesCommandInput, type StartInstanceRefreshCommandInput, type UpdateAutoScalingGroupCommandInput
 } from '@aws-sdk/client-auto-scaling'
 import {
-  CreateLaunchTemplateCommand, DeleteLaunchTemplateCommand, DescribeLaunchTemplatesCommand, EC2Client, EC2ServiceException,
-  type CreateLaunchTemplateCommandInput, type DeleteLaunchTemplateCommandInput, type DescribeLaunchTemplatesCommandInput
+  CreateLaunchTemplateCommand, CreateLaunchTemplateVersionCommand, DeleteLaunchTemplateCommand, DescribeLaunchTemplatesCommand, DescribeSubnetsCommand,
+  EC2Client, EC2ServiceException, ModifyLaunchTemplateCommand,
+  type CreateLaunchTemplateCommandInput, type CreateLaunchTemplateVersionCommandInput, type DeleteLaunchTemplateCommandInput,
+  type DescribeLaunchTemplatesCommandInput, type ModifyLaunchTemplateCommandInput, type RequestLaunchTemplateData
 } from '@aws-sdk/client-ec2'
 import {
   ClientException, ClusterContainsContainerInstancesException, ClusterContainsTasksException, ClusterNotFoundException,
@@ -33,8 +51,14 @@ export type Service = 'ec2' | 'autoscaling' | 'ecs'
 
 const commands = {
   CreateLaunchTemplate: 'ec2',
+  CreateLaunchTemplateVersion: 'ec2',
+  ModifyLaunchTemplate: 'ec2',
   DescribeLaunchTemplates: 'ec2',
   DeleteLaunchTemplate: 'ec2',
+  DescribeSubnets: 'ec2',
+  StartInstanceRefresh: 'autoscaling',
+  SetInstanceProtection: 'autoscaling',
+  DescribeInstanceRefreshes: 'autoscaling',
   CreateAutoScalingGroup: 'autoscaling',
   DescribeAutoScalingGroups: 'autoscaling',
   UpdateAutoScalingGroup: 'autoscaling',
@@ -54,13 +78,36 @@ export type FleetCommandName = keyof typeof commands
 /** One call the app made: what it sent, to which region, and whether it went through. */
 export interface ModelCall { command: FleetCommandName, input: Record<string, unknown>, region: string, ok: boolean, error?: Error }
 
-export interface ModelLaunchTemplate { id: string, name: string, region: string, input: CreateLaunchTemplateCommandInput | null, deleted: boolean }
-export interface ModelInstance { instanceId: string, containerInstanceArn: string, lifecycle: 'InService' | 'Terminating' }
+export interface ModelLaunchTemplate {
+  id: string
+  name: string
+  region: string
+  input: CreateLaunchTemplateCommandInput | null
+  /** The data of each version (index + 1), the default version, versions by ClientToken. */
+  versions: RequestLaunchTemplateData[]
+  defaultVersion: number
+  tokens: Map<string, number>
+  deleted: boolean
+}
+export interface ModelRefresh {
+  id: string
+  group: string
+  input: StartInstanceRefreshCommandInput
+  status: 'Pending' | 'InProgress' | 'Successful' | 'Failed' | 'RollbackSuccessful'
+  reason?: string
+  /** DescribeInstanceRefreshes seen before it ends. */
+  looks: number
+}
+export interface ModelInstance { instanceId: string, containerInstanceArn: string, lifecycle: 'InService' | 'Terminating', protectedFromScaleIn: boolean }
 export interface ModelGroup {
   name: string
   arn: string
   region: string
   launchTemplateId: string | undefined
+  /** What the group launches: a version number, `$Latest` or `$Default`. */
+  launchTemplateVersion: string
+  /** New instances launch protected from scale in. */
+  newInstancesProtected: boolean
   minSize: number
   maxSize: number
   desired: number
@@ -112,8 +159,15 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
   const capacityProviders: ModelCapacityProvider[] = []
   const clusters: ModelCluster[] = []
   const tasks: ModelTask[] = []
+  const refreshes: ModelRefresh[] = []
+  /** Groups whose next refresh fails (with AutoRollback: RollbackSuccessful), and why. */
+  const refreshFailures = new Map<string, string>()
+  /** Regions whose default VPC was deleted. */
+  const noDefaultVpc = new Set<string>()
   const log: ModelCall[] = []
   const faults = new Map<FleetCommandName, Array<() => Error>>()
+  /** Calls whose answer is lost after the work is done (the caller sees a dropped connection). */
+  const lostAnswers = new Map<FleetCommandName, number>()
   let serial = 0
   /** What each host reports left (for the usage snapshot). */
   const hostResources = { cpu: 4096, memoryMb: 15000 }
@@ -139,27 +193,37 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
     return {
       instanceId: `i-${(0xb00000 + n).toString(16).padStart(17, '0')}`,
       containerInstanceArn: `arn:aws:ecs:${group.region}:${account}:container-instance/${group.name}/${n.toString(16).padStart(32, '0')}`,
-      lifecycle: 'InService'
+      lifecycle: 'InService',
+      protectedFromScaleIn: group.newInstancesProtected
     }
   }
-  /** The group runs `desired` instances: new ones launch, extra ones terminate (at once, or held). */
+  /**
+   * The group runs `desired` instances: new ones launch, extra ones terminate (at once, or held). A scale in
+   * never picks an instance protected from scale in, and may leave more than `desired`
+   * (https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-instance-protection.html).
+   */
   const settle = (group: ModelGroup) => {
     const inService = group.instances.filter((i) => i.lifecycle === 'InService')
     for (let i = inService.length; i < group.desired; i++) group.instances.push(newInstance(group))
-    for (const extra of inService.slice(group.desired)) extra.lifecycle = 'Terminating'
+    const extras = Math.max(0, inService.length - group.desired)
+    for (const extra of inService.filter((i) => !i.protectedFromScaleIn).slice(0, extras)) extra.lifecycle = 'Terminating'
     if (drain === 'instant') group.instances = group.instances.filter((i) => i.lifecycle === 'InService')
   }
   const addLaunchTemplate = (region: string, name: string, input: CreateLaunchTemplateCommandInput | null) => {
-    const lt: ModelLaunchTemplate = { id: `lt-${next().toString(16).padStart(17, '0')}`, name, region, input, deleted: false }
+    const lt: ModelLaunchTemplate = {
+      id: `lt-${next().toString(16).padStart(17, '0')}`, name, region, input, versions: [input?.LaunchTemplateData ?? {}], defaultVersion: 1, tokens: new Map(), deleted: false
+    }
     launchTemplates.push(lt)
     return lt
   }
-  const addGroup = (region: string, name: string, fields: { launchTemplateId?: string, minSize: number, maxSize: number, desired?: number }, input: CreateAutoScalingGroupCommandInput | null) => {
+  const addGroup = (region: string, name: string, fields: { launchTemplateId?: string, launchTemplateVersion?: string, minSize: number, maxSize: number, desired?: number }, input: CreateAutoScalingGroupCommandInput | null) => {
     const group: ModelGroup = {
       name,
       arn: `arn:aws:autoscaling:${region}:${account}:autoScalingGroup:${next().toString(16).padStart(8, '0')}-model:autoScalingGroupName/${name}`,
       region,
       launchTemplateId: fields.launchTemplateId,
+      launchTemplateVersion: fields.launchTemplateVersion ?? '$Default',
+      newInstancesProtected: input?.NewInstancesProtectedFromScaleIn ?? false,
       minSize: fields.minSize,
       maxSize: fields.maxSize,
       desired: fields.desired ?? fields.minSize,
@@ -186,6 +250,11 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
       try {
         const out = await fn(input, region)
         call.ok = true
+        const lost = lostAnswers.get(command) ?? 0
+        if (lost > 0) {
+          lostAnswers.set(command, lost - 1)
+          throw connectionReset()
+        }
         return { ...(out as object), $metadata: { httpStatusCode: 200 } }
       } catch (err) {
         call.error = err as Error
@@ -205,6 +274,44 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
     const lt = addLaunchTemplate(region, name, input)
     return { LaunchTemplate: { LaunchTemplateId: lt.id, LaunchTemplateName: name, DefaultVersionNumber: 1, LatestVersionNumber: 1 } }
   }))
+  /** A version number (or $Latest / $Default) of a template, checked. */
+  const versionOf = (lt: ModelLaunchTemplate, version: string | undefined) => {
+    const n = version === '$Latest' ? lt.versions.length : version === undefined || version === '$Default' ? lt.defaultVersion : Number(version)
+    if (!Number.isInteger(n) || n < 1 || n > lt.versions.length) {
+      throw serviceError('ec2', 'InvalidLaunchTemplateId.VersionNotFound', `Could not find launch template version ${version} for ${lt.id}.`, 'client', 400)
+    }
+    return n
+  }
+  const templateById = (region: string, id: string | undefined) => {
+    const lt = liveTemplate(region, (x) => x.id === id)
+    if (!lt) throw serviceError('ec2', 'InvalidLaunchTemplateId.NotFound', `The specified launch template, with template ID ${id}, does not exist.`, 'client', 400)
+    return lt
+  }
+  ec2.on(CreateLaunchTemplateVersionCommand).callsFake(handle('CreateLaunchTemplateVersion', (input: CreateLaunchTemplateVersionCommandInput, region) => {
+    const lt = templateById(region, input.LaunchTemplateId)
+    const again = input.ClientToken ? lt.tokens.get(input.ClientToken) : undefined
+    const number = again ?? (() => {
+      const source = input.SourceVersion === undefined ? {} : lt.versions[versionOf(lt, input.SourceVersion) - 1]!
+      lt.versions.push({ ...source, ...input.LaunchTemplateData })
+      if (input.ClientToken) lt.tokens.set(input.ClientToken, lt.versions.length)
+      return lt.versions.length
+    })()
+    return { LaunchTemplateVersion: { LaunchTemplateId: lt.id, LaunchTemplateName: lt.name, VersionNumber: number, DefaultVersion: number === lt.defaultVersion, LaunchTemplateData: lt.versions[number - 1] } }
+  }))
+  ec2.on(ModifyLaunchTemplateCommand).callsFake(handle('ModifyLaunchTemplate', (input: ModifyLaunchTemplateCommandInput, region) => {
+    const lt = templateById(region, input.LaunchTemplateId)
+    if (input.DefaultVersion !== undefined) lt.defaultVersion = versionOf(lt, input.DefaultVersion)
+    return { LaunchTemplate: { LaunchTemplateId: lt.id, LaunchTemplateName: lt.name, DefaultVersionNumber: lt.defaultVersion, LatestVersionNumber: lt.versions.length } }
+  }))
+  ec2.on(DescribeSubnetsCommand).callsFake(handle('DescribeSubnets', (input: { Filters?: Array<{ Name?: string, Values?: string[] }> }, region) => {
+    const defaultOnly = input.Filters?.some((f) => f.Name === 'default-for-az' && f.Values?.includes('true'))
+    if (!defaultOnly || noDefaultVpc.has(region)) return { Subnets: [] }
+    return {
+      Subnets: ['a', 'b'].map((zone) => ({
+        SubnetId: `subnet-default-${region}-${zone}`, VpcId: `vpc-default-${region}`, AvailabilityZone: `${region}${zone}`, DefaultForAz: true, MapPublicIpOnLaunch: true, State: 'available' as const
+      }))
+    }
+  }))
   ec2.on(DescribeLaunchTemplatesCommand).callsFake(handle('DescribeLaunchTemplates', (input: DescribeLaunchTemplatesCommandInput, region) => {
     const found = launchTemplates.filter((lt) => !lt.deleted && lt.region === region &&
       ((input.LaunchTemplateNames ?? []).includes(lt.name) || (input.LaunchTemplateIds ?? []).includes(lt.id)))
@@ -212,7 +319,7 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
     if (found.length < asked) {
       throw serviceError('ec2', 'InvalidLaunchTemplateName.NotFoundException', 'At least one of the launch templates specified in the request does not exist.', 'client', 400)
     }
-    return { LaunchTemplates: found.map((lt) => ({ LaunchTemplateId: lt.id, LaunchTemplateName: lt.name, DefaultVersionNumber: 1, LatestVersionNumber: 1 })) }
+    return { LaunchTemplates: found.map((lt) => ({ LaunchTemplateId: lt.id, LaunchTemplateName: lt.name, DefaultVersionNumber: lt.defaultVersion, LatestVersionNumber: lt.versions.length })) }
   }))
   ec2.on(DeleteLaunchTemplateCommand).callsFake(handle('DeleteLaunchTemplate', (input: DeleteLaunchTemplateCommandInput, region) => {
     const lt = liveTemplate(region, (x) => x.id === input.LaunchTemplateId || x.name === input.LaunchTemplateName)
@@ -234,7 +341,9 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
       throw serviceError('autoscaling', 'ValidationError', `You must use a valid fully-formed launch template. The specified launch template ${ltId} does not exist.`, 'client', 400)
     }
     if ((input.MinSize ?? 0) > (input.MaxSize ?? 0)) throw permanentError('autoscaling', 'MinSize must not be greater than MaxSize')
-    addGroup(region, name, { launchTemplateId: ltId, minSize: input.MinSize!, maxSize: input.MaxSize!, desired: input.DesiredCapacity ?? input.MinSize! }, input)
+    addGroup(region, name, {
+      launchTemplateId: ltId, launchTemplateVersion: input.LaunchTemplate?.Version ?? '$Default', minSize: input.MinSize!, maxSize: input.MaxSize!, desired: input.DesiredCapacity ?? input.MinSize!
+    }, input)
     return {}
   }))
   asg.on(DescribeAutoScalingGroupsCommand).callsFake(handle('DescribeAutoScalingGroups', (input: DescribeAutoScalingGroupsCommandInput, region) => {
@@ -243,7 +352,7 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
       AutoScalingGroups: found.map((g) => ({
         AutoScalingGroupName: g.name,
         AutoScalingGroupARN: g.arn,
-        LaunchTemplate: { LaunchTemplateId: g.launchTemplateId, Version: '$Latest' },
+        LaunchTemplate: { LaunchTemplateId: g.launchTemplateId, Version: g.launchTemplateVersion },
         MinSize: g.minSize,
         MaxSize: g.maxSize,
         DesiredCapacity: g.desired,
@@ -251,13 +360,13 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
         AvailabilityZones: [`${region}a`],
         HealthCheckType: 'EC2',
         CreatedTime: new Date(),
-        NewInstancesProtectedFromScaleIn: g.input?.NewInstancesProtectedFromScaleIn ?? false,
+        NewInstancesProtectedFromScaleIn: g.newInstancesProtected,
         Instances: g.instances.map((i) => ({
           InstanceId: i.instanceId,
           AvailabilityZone: `${region}a`,
           LifecycleState: i.lifecycle,
           HealthStatus: 'Healthy',
-          ProtectedFromScaleIn: g.input?.NewInstancesProtectedFromScaleIn ?? false
+          ProtectedFromScaleIn: i.protectedFromScaleIn
         }))
       }))
     }
@@ -271,8 +380,68 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
     const desired = input.DesiredCapacity ?? Math.min(Math.max(group.desired, min), max)
     if (desired < min || desired > max) throw permanentError('autoscaling', `Desired capacity:${desired} must be between the specified min size:${min} and max size:${max}`)
     Object.assign(group, { minSize: min, maxSize: max, desired })
+    if (input.NewInstancesProtectedFromScaleIn !== undefined) group.newInstancesProtected = input.NewInstancesProtectedFromScaleIn
+    if (input.LaunchTemplate) {
+      versionOf(templateById(region, input.LaunchTemplate.LaunchTemplateId), input.LaunchTemplate.Version)
+      Object.assign(group, { launchTemplateId: input.LaunchTemplate.LaunchTemplateId, launchTemplateVersion: input.LaunchTemplate.Version ?? '$Default' })
+    }
     settle(group)
     return {}
+  }))
+  asg.on(SetInstanceProtectionCommand).callsFake(handle('SetInstanceProtection', (input: SetInstanceProtectionCommandInput, region) => {
+    const group = liveGroup(region, input.AutoScalingGroupName)
+    if (!group) throw groupNotFound(input.AutoScalingGroupName)
+    if ((input.InstanceIds?.length ?? 0) > 50) throw serviceError('autoscaling', 'LimitExceeded', 'You can specify up to 50 instances.', 'client', 400)
+    for (const i of group.instances) if (input.InstanceIds?.includes(i.instanceId)) i.protectedFromScaleIn = input.ProtectedFromScaleIn ?? false
+    // AWS brings the group to its desired capacity again: unprotected extras now go.
+    settle(group)
+    return {}
+  }))
+  asg.on(StartInstanceRefreshCommand).callsFake(handle('StartInstanceRefresh', (input: StartInstanceRefreshCommandInput, region) => {
+    const group = liveGroup(region, input.AutoScalingGroupName)
+    if (!group) throw groupNotFound(input.AutoScalingGroupName)
+    if (refreshes.some((r) => r.group === group.name && (r.status === 'Pending' || r.status === 'InProgress'))) {
+      throw new InstanceRefreshInProgressFault({ message: 'An Instance Refresh is already in progress and blocks the execution of this Instance Refresh.', $metadata: meta(400) })
+    }
+    const wanted = input.DesiredConfiguration?.LaunchTemplate
+    if (wanted) versionOf(templateById(region, wanted.LaunchTemplateId), wanted.Version)
+    if (input.Preferences?.AutoRollback && (!wanted || /^\$/.test(wanted.Version ?? '$Default') || /^\$/.test(group.launchTemplateVersion))) {
+      throw permanentError('autoscaling', 'AutoRollback is not supported without a desired configuration or with the $Latest or $Default version.')
+    }
+    const refresh: ModelRefresh = { id: `refresh-${next().toString(16).padStart(8, '0')}`, group: group.name, input, status: 'Pending', looks: 0 }
+    refreshes.push(refresh)
+    return { InstanceRefreshId: refresh.id }
+  }))
+  asg.on(DescribeInstanceRefreshesCommand).callsFake(handle('DescribeInstanceRefreshes', (input: DescribeInstanceRefreshesCommandInput, region) => {
+    const group = liveGroup(region, input.AutoScalingGroupName)
+    const found = refreshes.filter((r) => r.group === input.AutoScalingGroupName && (!input.InstanceRefreshIds || input.InstanceRefreshIds.includes(r.id))).reverse()
+    for (const r of found) {
+      if (r.status !== 'Pending' && r.status !== 'InProgress') continue
+      // The first look sees it in progress, the next its end.
+      if (r.looks++ === 0 || !group) {
+        r.status = 'InProgress'
+        continue
+      }
+      const prefs = r.input.Preferences ?? {}
+      const protectedHosts = group.instances.some((i) => i.protectedFromScaleIn)
+      const failure = refreshFailures.get(group.name) ??
+        (protectedHosts && (prefs.ScaleInProtectedInstances ?? 'Wait') === 'Wait' ? 'Timed out waiting for instances protected from scale in to be unprotected.' : undefined)
+      if (failure) {
+        refreshFailures.delete(group.name)
+        r.status = prefs.AutoRollback ? 'RollbackSuccessful' : 'Failed'
+        r.reason = failure
+        continue
+      }
+      const wanted = r.input.DesiredConfiguration?.LaunchTemplate
+      if (wanted) Object.assign(group, { launchTemplateId: wanted.LaunchTemplateId, launchTemplateVersion: wanted.Version ?? '$Default' })
+      group.instances = group.instances.map(() => newInstance(group))
+      r.status = 'Successful'
+    }
+    return {
+      InstanceRefreshes: found.slice(0, input.MaxRecords ?? 50).map((r) => ({
+        InstanceRefreshId: r.id, AutoScalingGroupName: r.group, Status: r.status, StatusReason: r.reason, PercentageComplete: r.status === 'Successful' ? 100 : r.status === 'InProgress' ? 50 : 0
+      }))
+    }
   }))
   asg.on(DeleteAutoScalingGroupCommand).callsFake(handle('DeleteAutoScalingGroup', (input: DeleteAutoScalingGroupCommandInput, region) => {
     const group = liveGroup(region, input.AutoScalingGroupName)
@@ -405,6 +574,7 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
     capacityProviders,
     clusters,
     tasks,
+    refreshes,
     /** How many times the app sent this command (failed calls included). */
     calls (command: FleetCommandName) {
       return log.filter((c) => c.command === command).length
@@ -439,6 +609,10 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
     failWith (command: FleetCommandName, times: number, make: () => Error) {
       queueFaults(command, times, make)
     },
+    /** The next `times` calls of the command are done, then their answer is lost (a dropped connection). */
+    loseAnswer (command: FleetCommandName, times = 1) {
+      lostAnswers.set(command, (lostAnswers.get(command) ?? 0) + times)
+    },
     /** Faults still queued (0 once every injected fault was met). */
     pendingFaults () {
       return [...faults.values()].reduce((n, list) => n + list.length, 0)
@@ -455,12 +629,20 @@ export function fleetModel (options: { drain?: 'instant' | 'hold' } = {}) {
     setHostResources (fields: { cpu: number, memoryMb: number }) {
       Object.assign(hostResources, fields)
     },
+    /** The next instance refresh of the group fails (RollbackSuccessful with AutoRollback), with this reason. */
+    failNextRefresh (groupName: string, reason = 'An instance failed to launch.') {
+      refreshFailures.set(groupName, reason)
+    },
+    /** The region's default VPC (and its default subnets) was deleted. */
+    deleteDefaultVpc (region: string) {
+      noDefaultVpc.add(region)
+    },
     /** A launch template that exists already (made by a worker that died before recording it). */
     addLaunchTemplate (region: string, name: string) {
       return addLaunchTemplate(region, name, null)
     },
     /** A group that exists already (made by a worker that died, or by hand). */
-    addGroup (region: string, name: string, fields: { launchTemplateId?: string, minSize: number, maxSize: number, desired?: number }) {
+    addGroup (region: string, name: string, fields: { launchTemplateId?: string, launchTemplateVersion?: string, minSize: number, maxSize: number, desired?: number }) {
       return addGroup(region, name, fields, null)
     },
     /** A RUNNING task on a live ECS cluster (a container the app started there); its ARN goes in the container row. */

@@ -4,6 +4,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import type { RunTaskCommandInput, StopTaskCommandInput } from '@aws-sdk/client-ecs'
+import { awsSettings } from '../../helpers/aws.js'
 import { build, type Overrides } from '../../helpers/build.js'
 import { ecsModel, type EcsModel, type ModelTask } from '../../helpers/ecs-model.js'
 import { given } from '../../helpers/given.js'
@@ -14,7 +15,7 @@ type App = Awaited<ReturnType<typeof build>>
 const publicUrl = 'https://api.fractal.test'
 const containerName = 'fractal-streamer'
 const aws: Overrides = {
-  CLOUD_PROVIDER: 'aws',
+  ...awsSettings,
   CONTAINER_POLL_MS: '20',
   CONTAINER_POLL_BUDGET_MS: '200',
   PUBLIC_URL: publicUrl,
@@ -261,4 +262,39 @@ t.test('assignContainer › faults › a permanent ECS error (the cluster does n
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.equal(sent(), before, 'and not again')
   t.equal(model.tasks.length, 0)
+})
+
+t.test('assignContainer › valid › polling cost (issue 19): a host\'s address is looked up once, then each poll is one DescribeTasks; the next start on that host looks up nothing', async (t) => {
+  const model = ecsModel({ pendingPolls: 3 })
+  const { app, offer, readJob, start, untilWaitingForPing } = await onEcs(t, {}, model)
+
+  const first = await start()
+  t.ok(await untilWaitingForPing(first.job.id))
+  // Several polls while the container does not report yet.
+  const polled = model.calls('DescribeTasks')
+  t.ok(await until(() => model.calls('DescribeTasks') >= polled + 5), 'the job keeps watching the task')
+  t.equal(model.calls('DescribeContainerInstances'), 1, 'one DescribeContainerInstances for the whole start')
+  t.equal(model.calls('DescribeInstances'), 1, 'one EC2 DescribeInstances for the whole start')
+  await ping(app, first.container.id, model.environmentOf(onlyTaskOf(t, model, first.container.id)).FRACTAL_CONTAINER_SECRET, true)
+  t.ok(await until(async () => (await readJob(first.job.id)).state === 'succeeded'))
+
+  // Another user (one container per user and app), on the cluster's one host.
+  const other = await given(app).signedIn()
+  const second = (await assign(app, other.headers, { app: offer.app })).json() as { job: { id: string }, container: { id: string } }
+  const secondJob = () => app.db.selectFrom('job').select(['state', 'message']).where('id', '=', second.job.id).executeTakeFirstOrThrow()
+  t.ok(await until(async () => (await secondJob()).message === 'waiting for the container to report'))
+  await ping(app, second.container.id, model.environmentOf(onlyTaskOf(t, model, second.container.id)).FRACTAL_CONTAINER_SECRET, true)
+  t.ok(await until(async () => (await secondJob()).state === 'succeeded'))
+  t.equal(model.calls('DescribeContainerInstances') + model.calls('DescribeInstances'), 2, 'the same host: its address was known')
+})
+
+t.test('assignContainer › faults › the task stops with an empty stoppedReason: the job says ECS gave no reason, not "…starting: " (issue 19)', async (t) => {
+  const model = ecsModel()
+  model.stopWhileStarting('')
+  const { readJob, start } = await onEcs(t, {}, model)
+
+  const { job } = await start()
+
+  t.ok(await until(async () => (await readJob(job.id)).state === 'failed'))
+  t.match(await readJob(job.id), { errorCode: 'task_stopped', message: 'the task stopped while starting: ECS gave no reason (the task is stopped, stop code TaskFailedToStart)' })
 })

@@ -9,6 +9,7 @@ import type { CreateAutoScalingGroupCommandInput, UpdateAutoScalingGroupCommandI
 import type { CreateLaunchTemplateCommandInput } from '@aws-sdk/client-ec2'
 import type { CreateCapacityProviderCommandInput, CreateClusterCommandInput, StopTaskCommandInput } from '@aws-sdk/client-ecs'
 import type { ContainerState } from '../../../db/types.js'
+import { awsSettings, testInstanceProfile, testSecurityGroups } from '../../helpers/aws.js'
 import { build, type Overrides } from '../../helpers/build.js'
 import { connectionReset, fleetModel, type FleetModel } from '../../helpers/fleet-model.js'
 import { bearer, given } from '../../helpers/given.js'
@@ -20,7 +21,7 @@ type Headers = Record<string, string>
 const publicUrl = 'https://api.fractal.test'
 const regionAmi = 'ami-0123456789abcdef0'
 // Job retries after 50 ms, 100 ms… instead of 1 s, 2 s… (what is tested is that they happen, not when).
-const aws: Overrides = { CLOUD_PROVIDER: 'aws', CLUSTER_POLL_MS: '20', QUEUE_RETRY_BACKOFF_MS: '50', PUBLIC_URL: publicUrl }
+const aws: Overrides = { ...awsSettings, CLUSTER_POLL_MS: '20', QUEUE_RETRY_BACKOFF_MS: '50', PUBLIC_URL: publicUrl }
 const base = '/v1/admin/clusters'
 
 const create = (app: App, headers: Headers, body: unknown) => app.inject({ method: 'POST', url: base, payload: body as object, headers })
@@ -182,7 +183,16 @@ t.test('createCluster › valid › 202 with the job; the worker makes launch te
     ['CreateLaunchTemplate', 'CreateAutoScalingGroup', 'CreateCapacityProvider', 'CreateCluster'])
   t.ok(model.log.every((c) => c.region === region), 'every call went to the cluster\'s region')
   const [lt] = model.received<CreateLaunchTemplateCommandInput>('CreateLaunchTemplate')
-  t.match(lt, { LaunchTemplateName: cluster.name, LaunchTemplateData: { ImageId: regionAmi, InstanceType: 'g4dn.2xlarge' } })
+  t.match(lt, {
+    LaunchTemplateName: cluster.name,
+    LaunchTemplateData: {
+      ImageId: regionAmi,
+      InstanceType: 'g4dn.2xlarge',
+      IamInstanceProfile: { Name: testInstanceProfile },
+      NetworkInterfaces: [{ DeviceIndex: 0, AssociatePublicIpAddress: true, Groups: testSecurityGroups }],
+      MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1 }
+    }
+  }, 'the hosts can register with ECS, be reached, and keep the metadata from their containers')
   const userData = decode(lt?.LaunchTemplateData?.UserData)
   t.match(userData, `ECS_CLUSTER=${cluster.name}`, 'the hosts join the cluster')
   t.match(userData, `FRACTAL_API_URL=${publicUrl}`, 'and their agent calls us')
@@ -192,7 +202,7 @@ t.test('createCluster › valid › 202 with the job; the worker makes launch te
     AutoScalingGroupName: cluster.name,
     MinSize: 1,
     MaxSize: 4,
-    LaunchTemplate: { LaunchTemplateId: template.id },
+    LaunchTemplate: { LaunchTemplateId: template.id, Version: '1' },
     NewInstancesProtectedFromScaleIn: true,
     VPCZoneIdentifier: 'subnet-0a1b2c,subnet-3d4e5f'
   })
@@ -204,10 +214,10 @@ t.test('createCluster › valid › 202 with the job; the worker makes launch te
   t.same(model.exists(), { launchTemplates: [cluster.name], groups: [cluster.name], capacityProviders: [capacityProvider], clusters: [cluster.name] })
 
   // The row records each step, so a retry or a delete knows what exists.
-  t.match((await row(cluster.id)).steps, { launchTemplateId: template.id, autoScalingGroupArn: modelGroup.arn, capacityProvider, ecsCluster: true })
+  t.match((await row(cluster.id)).steps, { launchTemplateId: template.id, launchTemplateVersion: '1', autoScalingGroupArn: modelGroup.arn, capacityProvider, ecsCluster: true })
 })
 
-t.test('createCluster › valid › ami defaults to the region\'s current AMI, a given one wins; subnets per region', async (t) => {
+t.test('createCluster › valid › ami defaults to the region\'s current AMI, a given one wins; subnets per region, else the default VPC\'s', async (t) => {
   const west = 'xx-west-1'
   const { app, model, region, createCluster, untilJob, startWorker } = await onAws(t, { FLEET_SUBNETS: `${west}=subnet-w1|subnet-w2;xx-elsewhere-1=subnet-e1` }, fleetModel(), west)
   const other = await given(app).region({ code: 'xx-other-1' })
@@ -229,7 +239,9 @@ t.test('createCluster › valid › ami defaults to the region\'s current AMI, a
   const groups = model.received<CreateAutoScalingGroupCommandInput>('CreateAutoScalingGroup')
   const groupOf = (name: string) => groups.find((i) => i.AutoScalingGroupName === name)
   t.equal(groupOf(byDefault.cluster.name)?.VPCZoneIdentifier, 'subnet-w1,subnet-w2', 'the subnets of the cluster\'s region')
-  t.equal(groupOf(given1.cluster.name)?.VPCZoneIdentifier, undefined, 'a region with no entry: the group\'s defaults')
+  t.equal(groupOf(given1.cluster.name)?.VPCZoneIdentifier, `subnet-default-${other.code}-a,subnet-default-${other.code}-b`,
+    'a region with no entry: the default subnets of its default VPC')
+  t.match(model.received('DescribeSubnets'), [{ Filters: [{ Name: 'default-for-az', Values: ['true'] }] }], 'looked up once, for that region only')
   t.equal(model.group(given1.cluster.name)?.region, other.code)
 })
 
@@ -689,7 +701,7 @@ t.test('updateCluster › faults › UpdateAutoScalingGroup throttled: a 5xx pro
 // deleteCluster
 // ---------------------------------------------------------------------------------------------------------
 
-const teardownCommands = ['UpdateAutoScalingGroup', 'DeleteCluster', 'DeleteCapacityProvider', 'DeleteAutoScalingGroup', 'DeleteLaunchTemplate'] as const
+const teardownCommands = ['SetInstanceProtection', 'UpdateAutoScalingGroup', 'DeleteCluster', 'DeleteCapacityProvider', 'DeleteAutoScalingGroup', 'DeleteLaunchTemplate'] as const
 
 t.test('deleteCluster › valid › scales the group to zero, waits for the hosts to go, then deletes cluster, capacity provider, group, launch template', async (t) => {
   const model = fleetModel({ drain: 'hold' })
@@ -705,7 +717,9 @@ t.test('deleteCluster › valid › scales the group to zero, waits for the host
   t.match(job, { kind: 'delete_cluster', state: 'queued' })
   t.ok(await until(async () => (await readJob(job.id)).message === 'waiting for the hosts to terminate'), 'the job waits for the hosts')
   const scaled = model.received<UpdateAutoScalingGroupCommandInput>('UpdateAutoScalingGroup').at(-1)
-  t.match(scaled, { AutoScalingGroupName: active.name, MinSize: 0, MaxSize: 0, DesiredCapacity: 0 }, 'first the group is scaled to zero')
+  t.match(model.received('SetInstanceProtection'), [{ AutoScalingGroupName: active.name, InstanceIds: made.group.instances.map((i) => i.instanceId), ProtectedFromScaleIn: false }],
+    'first its hosts lose their scale-in protection (a scale in skips protected hosts)')
+  t.match(scaled, { AutoScalingGroupName: active.name, MinSize: 0, MaxSize: 0, DesiredCapacity: 0, NewInstancesProtectedFromScaleIn: false }, 'then the group is scaled to zero')
   const polls = model.calls('DescribeAutoScalingGroups')
   t.ok(await until(() => model.calls('DescribeAutoScalingGroups') >= polls + 3), 'it looks again (CLUSTER_POLL_MS)')
   t.same(model.log.slice(before).filter((c) => c.command.startsWith('Delete')), [], 'nothing is deleted while hosts are Terminating')

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { sql } from 'kysely'
 import type { StopTaskCommandInput } from '@aws-sdk/client-ecs'
+import { awsSettings } from '../../helpers/aws.js'
 import { build, type Overrides } from '../../helpers/build.js'
 import { ecsModel, type EcsModel } from '../../helpers/ecs-model.js'
 import { given } from '../../helpers/given.js'
@@ -14,7 +15,7 @@ type App = Awaited<ReturnType<typeof build>>
 
 // Schedules lock for (interval - 100 ms), at least a second: short intervals keep a second pass close.
 const simulated: Overrides = { SIMULATED_START_MS: '0', WARM_POOL_INTERVAL_MS: '100', REAP_INTERVAL_MS: '100' }
-const aws: Overrides = { ...simulated, CLOUD_PROVIDER: 'aws', CONTAINER_POLL_MS: '20', CONTAINER_POLL_BUDGET_MS: '200' }
+const aws: Overrides = { ...simulated, ...awsSettings, CONTAINER_POLL_MS: '20', CONTAINER_POLL_BUDGET_MS: '200' }
 
 const assign = (app: App, headers: Record<string, string>, body: object) =>
   app.inject({ method: 'POST', url: '/v1/containers', payload: body, headers: { ...headers, 'idempotency-key': randomUUID() } })
@@ -256,7 +257,7 @@ t.test('reap-orphan-tasks › valid › old tasks no live container claims are s
   const deadTask = model.addOrphan(cluster.name, { startedBy: dead.id, createdAt: old })
   await app.db.updateTable('container').set({ state: 'failed', task_arn: deadTask.taskArn, cluster_id: cluster.id }).where('id', '=', dead.id).execute()
 
-  t.same(await app.schedules.runOnce('reap-orphan-tasks'), { stopped: 2 })
+  t.same(await app.schedules.runOnce('reap-orphan-tasks'), { stopped: 2, lost: 0, errors: 0 })
 
   t.equal(leftover.status, 'STOPPED', 'the leftover task is stopped')
   t.equal(deadTask.status, 'STOPPED', 'the failed container\'s task is stopped')
@@ -266,6 +267,34 @@ t.test('reap-orphan-tasks › valid › old tasks no live container claims are s
   t.same(model.received<StopTaskCommandInput>('StopTask').map((s) => s.task).sort(), [leftover.taskArn, deadTask.taskArn].sort())
   t.ok(model.received<StopTaskCommandInput>('StopTask').every((s) => s.cluster === cluster.name && /orphan/.test(s.reason ?? '')))
   t.equal((await app.db.selectFrom('container').select('state').where('id', '=', warm.id).executeTakeFirstOrThrow()).state, 'available', 'rows are left alone')
+})
+
+t.test('reap-orphan-tasks › faults › each cluster on its own: one ECS lost is marked failed and audited, one throttled is skipped, the next is still reaped (issue 19)', async (t) => {
+  const { app, model, offer, cluster } = await onEcs(t)
+  const old = new Date(Date.now() - 10 * 60_000)
+  // Two clusters made before the offer's (checked first, oldest first): the first's ListTasks is throttled, ECS lost the second.
+  const older = (name: string, minutes: number) => app.db.insertInto('cluster').values({
+    region_code: offer.region, name, status: 'active', capacity: 4, created_at: new Date(Date.now() - minutes * 60_000)
+  }).returningAll().executeTakeFirstOrThrow()
+  const busy = await older(`${cluster.name}-busy`, 20)
+  const lost = await older(`${cluster.name}-lost`, 10)
+  model.addCluster(busy.name)
+  const busyOrphan = model.addOrphan(busy.name, { createdAt: old })
+  model.throttle('ListTasks', 1)
+  const orphan = model.addOrphan(cluster.name, { createdAt: old })
+
+  t.same(await app.schedules.runOnce('reap-orphan-tasks'), { stopped: 1, lost: 1, errors: 1 })
+
+  t.equal(orphan.status, 'STOPPED', 'the cluster after them is still reaped')
+  t.equal(busyOrphan.status, 'RUNNING', 'the throttled cluster waits for the next pass')
+  const statusOf = async (id: string) => (await app.db.selectFrom('cluster').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status
+  t.equal(await statusOf(lost.id), 'failed', 'no container is placed on a cluster ECS does not have')
+  t.equal(await statusOf(busy.id), 'active')
+  const audit = await app.db.selectFrom('audit_event').selectAll().where('target_id', '=', lost.id).execute()
+  t.match(audit, [{ action: 'cluster.lost', actor_id: null, details: { reason: `ECS has no cluster named ${lost.name} in ${offer.region}` } }])
+
+  t.same(await nextPass(app, 'reap-orphan-tasks'), { stopped: 1, lost: 0, errors: 0 }, 'the next pass reaps the throttled one and does not look at the lost one again')
+  t.equal(busyOrphan.status, 'STOPPED')
 })
 
 t.test('schedules › concurrency › two workers on the same Redis and database: one pass runs, the other is told false', async (t) => {
