@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import authPlugin from './plugins/auth.js'
 import broadcastPlugin from './plugins/broadcast.js'
-import configPlugin, { embeddedDefaults, type Config } from './plugins/config.js'
+import configPlugin, { embeddedDefaults, simulatedCloudWarning, type Config } from './plugins/config.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import queueDashboardPlugin from './plugins/queue-dashboard.js'
@@ -120,6 +120,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   try {
     await app.register(configPlugin, { config })
     for (const line of embeddedDefaults(config)) app.log.info(`embedded default: ${line}`)
+    const simulated = simulatedCloudWarning(config)
+    if (simulated) app.log.warn(simulated)
 
     await app.register(errorsPlugin)
     await app.register(auditPlugin)

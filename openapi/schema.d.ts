@@ -1265,7 +1265,7 @@ export interface paths {
         };
         /**
          * Readiness
-         * @description 200 when the database (and Redis, when configured) answer; 503 problem when one does not.
+         * @description 200 when the database (and Redis, when configured) answer and no database migration is pending; 503 problem otherwise.
          */
         get: operations["getReadiness"];
         put?: never;
