@@ -268,7 +268,8 @@ export interface paths {
         /**
          * Delete my account
          * @description Signs out everywhere, frees the e-mail address at once, and queues a job that removes what the
-         *     account owns (containers and the subscription, once those exist) and then the account itself.
+         *     account owns (its Stripe subscription cancelled and customer deleted, its containers stopped) and then
+         *     the account itself.
          */
         delete: operations["deleteMe"];
         options?: never;
