@@ -17,7 +17,10 @@
 # Shutdown: SIGTERM → close-with-grace waits up to SHUTDOWN_GRACE_MS (10 s) for in-flight requests and jobs;
 # give the container longer than that to stop (docker stop -t 15, compose stop_grace_period: 15s).
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 22 LTS, the supported runtime: Node 20 reached its end of life in April 2026, and cookie@2 and
+# content-disposition@3 (through @fastify/cookie and @fastify/static) require 22. Another image:
+# --build-arg NODE_IMAGE=….
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 # ---- build: every dependency, TypeScript → dist/ ----
 FROM ${NODE_IMAGE} AS build
