@@ -66,6 +66,17 @@ t.test('deleteStorageConnection › valid › Dropbox: expired, and the refresh 
   t.notOk(await connectionRow(app, user.account.id, 'dropbox'))
 })
 
+t.test('deleteStorageConnection › valid › Dropbox: two disconnects at once revoke the grant once and both end disconnected', async (t) => {
+  const { app, user, revocation, flow } = await dropboxSetup(t)
+
+  const answers = await Promise.all([disconnect(app, user.headers, 'dropbox'), disconnect(app, user.headers, 'dropbox')])
+
+  for (const res of answers) t.ok([204, 404].includes(res.statusCode), `answered ${res.statusCode}`)
+  t.ok(answers.some((res) => res.statusCode === 204))
+  t.same(revocation.calls.filter((c) => c.status === 200).map((c) => c.authorization), [`Bearer ${flow.accessToken}`], 'revoked once; a second call finds it revoked already')
+  t.notOk(await connectionRow(app, user.account.id, 'dropbox'))
+})
+
 t.test('deleteStorageConnection › faults › Dropbox refusing in any other way: 503, the connection kept, until it revokes', async (t) => {
   const { app, user, dropbox, revocation, flow } = await dropboxSetup(t)
   const answers: Array<[number, unknown]> = [
