@@ -1,13 +1,14 @@
 # syntax=docker/dockerfile:1
 #
 # Fractal webserver. One image, three commands:
-#   web (default)  docker run -p 3000:3000 -e DATABASE_URL=… -e REDIS_URL=… -e JWT_PRIVATE_KEY="$(cat key.pem)" fractal-webserver
+#   web (default)  docker run -p 3000:3000 -e DATABASE_URL=… -e REDIS_URL=… -e CLOUD_PROVIDER=aws -e JWT_PRIVATE_KEY="$(cat key.pem)" fractal-webserver
 #   worker         docker run --no-healthcheck -e … fractal-webserver node dist/worker.js
 #   migrations     docker run --rm --no-healthcheck -e … fractal-webserver node dist/db/migrate.js
 #   stripe sync    docker run --rm --no-healthcheck -e … -e STRIPE_SECRET_KEY=… fractal-webserver node dist/stripe-sync.js
 # Production does not migrate on start (DATABASE_AUTO_MIGRATE defaults to off): run the migrations as a
-# release step before rolling out web and worker. NODE_ENV=production also requires JWT_PRIVATE_KEY, in the
-# worker and migrations too (they load the same config).
+# release step before rolling out web and worker (/readyz answers 503 while one is pending). NODE_ENV=production
+# refuses to start without DATABASE_URL, REDIS_URL and CLOUD_PROVIDER (aws, or simulated on purpose) and
+# requires JWT_PRIVATE_KEY, in the worker and migrations too (they load the same config).
 # The worker serves no API, so its health check would always fail: disable it (--no-healthcheck, or
 # `healthcheck: { disable: true }` in compose). Its Prometheus metrics (jobs processed, job durations, process)
 # are served at /metrics on WORKER_METRICS_PORT when that is set; publish that port to the scraper.
@@ -16,7 +17,10 @@
 # Shutdown: SIGTERM → close-with-grace waits up to SHUTDOWN_GRACE_MS (10 s) for in-flight requests and jobs;
 # give the container longer than that to stop (docker stop -t 15, compose stop_grace_period: 15s).
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 22 LTS, the supported runtime: Node 20 reached its end of life in April 2026, and cookie@2 and
+# content-disposition@3 (through @fastify/cookie and @fastify/static) require 22. Another image:
+# --build-arg NODE_IMAGE=….
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 # ---- build: every dependency, TypeScript → dist/ ----
 FROM ${NODE_IMAGE} AS build

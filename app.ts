@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifySer
 import authPlugin from './plugins/auth.js'
 import broadcastPlugin from './plugins/broadcast.js'
 import clockPlugin from './plugins/clock.js'
-import configPlugin, { embeddedDefaults, type Config } from './plugins/config.js'
+import configPlugin, { embeddedDefaults, simulatedCloudWarning, type Config } from './plugins/config.js'
 import type { Clock } from './services/clock.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
@@ -128,6 +128,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(configPlugin, { config })
     await app.register(clockPlugin, { clock: options.clock })
     for (const line of embeddedDefaults(config)) app.log.info(`embedded default: ${line}`)
+    const simulated = simulatedCloudWarning(config)
+    if (simulated) app.log.warn(simulated)
 
     await app.register(errorsPlugin)
     await app.register(auditPlugin)

@@ -253,6 +253,8 @@ export async function setUpOurs (settings: { databaseUrl: string, redisUrl: stri
     DATABASE_SEED: 'true',
     REDIS_URL: settings.redisUrl,
     REDIS_PREFIX: redisPrefix,
+    // Production must name its cloud: the bench measures the API, not AWS.
+    CLOUD_PROVIDER: 'simulated',
     LOG_LEVEL: 'warn',
     DATA_DIR: dataDir
   }

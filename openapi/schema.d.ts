@@ -268,7 +268,8 @@ export interface paths {
         /**
          * Delete my account
          * @description Signs out everywhere, frees the e-mail address at once, and queues a job that removes what the
-         *     account owns (containers and the subscription, once those exist) and then the account itself.
+         *     account owns (its Stripe subscription cancelled and customer deleted, its containers stopped) and then
+         *     the account itself.
          */
         delete: operations["deleteMe"];
         options?: never;
@@ -1320,7 +1321,8 @@ export interface paths {
         };
         /**
          * Readiness
-         * @description 200 when the database (and Redis, when configured) answer; 503 problem when one does not. Anyone (a load
+         * @description 200 when the database (and Redis, when configured) answer and no database migration is pending; 503 problem
+         *     otherwise. Anyone (a load
          *     balancer's probe) learns only that: `checks` is empty and the 503 names nothing. Operators get each check
          *     and the 503 names what is not reachable: `Authorization: Bearer <METRICS_TOKEN>` (the scrape token, which
          *     needs no database), or an access token with scope `admin`. Any other credential is ignored.

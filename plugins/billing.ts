@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type Stripe from 'stripe'
 import {
-  entitlementOf, entitlementTerms, processStripeEvent, processStripeEventJob, reportUsage, requeueStripeEvents, type BillingDeps, type Entitlement
+  closeBillingAccount, entitlementOf, entitlementTerms, processStripeEvent, processStripeEventJob, reportUsage, requeueStripeEvents, type BillingDeps, type Entitlement
 } from '../services/billing/billing.service.js'
 import { sendMail } from '../services/mail/mail.service.js'
 
@@ -48,6 +48,11 @@ export default fp(async function billingPlugin (app) {
   app.decorate('entitlement', (userId: string) => entitlementOf(app.db, deps, userId))
   app.decorate('entitlementTerms', entitlementTerms(deps))
 
+  // A deleted account's subscription is cancelled and its Stripe customer deleted before the account row goes.
+  app.accountDeletionSteps.push(async (accountId) => {
+    const closed = await closeBillingAccount(app.db, deps, accountId)
+    if (closed.cancelled > 0 || closed.customerDeleted) app.log.info({ accountId, ...closed }, 'account deletion: billing closed at Stripe')
+  })
   app.schedules.add({ name: 'report-usage', everyMs: 60_000, run: () => reportUsage(app.db, deps) })
   app.schedules.add({ name: 'stripe-events', everyMs: 60_000, run: () => requeueStripeEvents(app.db, app.queue) })
   app.queue.define({
@@ -82,4 +87,4 @@ export default fp(async function billingPlugin (app) {
       }, { jobId: `payment-failed:${invoice.id}` })
     }
   })
-}, { fastify: '5.x', name: 'billing', dependencies: ['config', 'db', 'queue', 'broadcast', 'mail', 'schedules'] })
+}, { fastify: '5.x', name: 'billing', dependencies: ['config', 'db', 'queue', 'broadcast', 'mail', 'schedules', 'accounts'] })

@@ -345,11 +345,31 @@ function deepFreeze<T extends object> (value: T): T {
 
 let envAjv: Ajv | undefined
 
+// What each variable production must name selects when it is unset (the embedded defaults).
+const productionRequired = {
+  DATABASE_URL: 'PGlite in DATA_DIR',
+  REDIS_URL: 'an in-process queue, rate-limit store and cache',
+  CLOUD_PROVIDER: 'the simulated cloud with fake 203.0.113.x addresses and no real containers: set `aws`, or `simulated` on purpose'
+} as const
+
+/**
+ * NODE_ENV=production never falls back to an embedded default: DATABASE_URL, REDIS_URL and CLOUD_PROVIDER
+ * must be set. Reads the environment as given, before the schema fills in defaults (CLOUD_PROVIDER has one).
+ * Answers one problem naming every missing variable, or none.
+ */
+export function productionProblems (env: Record<string, string | undefined>): string[] {
+  if (env.NODE_ENV !== 'production') return []
+  const missing = Object.entries(productionRequired).filter(([name]) => (env[name] ?? '').trim() === '')
+  if (missing.length === 0) return []
+  return [`NODE_ENV=production requires ${missing.map(([name, fallback]) => `${name} (unset: ${fallback})`).join(', ')}`]
+}
+
 /**
  * Parses an environment (process.env by default) into a Config. Every bad variable is reported in one
  * error, e.g. `invalid configuration: PORT must be <= 65535; DATABASE_URL must match pattern "^postgres(ql)?://"`.
  */
 export function loadConfig (env: Record<string, string | undefined> = process.env): Config {
+  const problems = productionProblems(env)
   let parsed: Env
   try {
     // One Ajv for the process (env-schema's options): it compiles the schema once (tests load many configs).
@@ -358,11 +378,11 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
     parsed = envSchema<Env>({ schema: EnvSchema, data: env, env: false, dotenv: false, ajv: envAjv })
   } catch (err) {
     const parts = (err as Error).message.split(', env').map((part) => part.replace(/^(env)?\//, ''))
-    const message = [...new Set(parts)].join('; ')
-    throw new Error(`invalid configuration: ${message}`)
+    throw new Error(`invalid configuration: ${[...new Set(parts), ...problems].join('; ')}`)
   }
   const missing = awsSettingsMissing(parsed)
-  if (missing.length > 0) throw new Error(`invalid configuration: CLOUD_PROVIDER=aws needs ${missing.join(', ')}`)
+  if (missing.length > 0) problems.push(`CLOUD_PROVIDER=aws needs ${missing.join(', ')}`)
+  if (problems.length > 0) throw new Error(`invalid configuration: ${problems.join('; ')}`)
   return deepFreeze(toConfig(parsed))
 }
 
@@ -392,6 +412,13 @@ export function embeddedDefaults (config: Config): string[] {
   if (!config.mail.smtpUrl) used.push('mail written to the log (no SMTP_URL)')
   if (!config.jwt.privateKey) used.push(`a generated ES256 key pair in ${config.dataDir}/jwt (no JWT_PRIVATE_KEY)`)
   return used
+}
+
+/** The start-up warning whenever the simulated cloud is in use (null with a real one). */
+export function simulatedCloudWarning (config: Config): string | null {
+  if (config.containers.provider !== 'simulated') return null
+  return 'SIMULATED CLOUD (CLOUD_PROVIDER=simulated): no real host or container is started; containers "run" after ' +
+    `SIMULATED_START_MS (${config.containers.simulatedStartMs} ms) at fake addresses 203.0.113.x. Set CLOUD_PROVIDER=aws for real ones.`
 }
 
 declare module 'fastify' {

@@ -44,7 +44,8 @@ const byStatus: Record<number, ErrorCode> = {
 // Errors of a dependency that is away (PostgreSQL restarting, Redis down): 503 with Retry-After, not 500.
 // 53300: too many connections (a restarted server filling up again); 57014: a statement cancelled after
 // DATABASE_STATEMENT_TIMEOUT_MS (stuck on a lock, or a server too slow to answer).
-const unavailableCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57014', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '53300'])
+// NR_CLOSED, UNCERTAIN_STATE, CONNECTION_BROKEN: bee-queue's Redis client (node_redis) while Redis is away.
+const unavailableCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'NR_CLOSED', 'UNCERTAIN_STATE', 'CONNECTION_BROKEN', '57014', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '53300'])
 function isDependencyDown (err: Error & { code?: string, $retryable?: unknown, $metadata?: { httpStatusCode?: number } }): boolean {
   // A cloud API throttling us or failing (the AWS SDK's retryable and 5xx errors) is a dependency away too.
   if (err.$retryable || (err.$metadata?.httpStatusCode ?? 0) >= 500 || /Throttl/i.test(err.name)) return true

@@ -1,9 +1,10 @@
 import { createRequire } from 'node:module'
 import fastifyCookie from '@fastify/cookie'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import BeeQueue from 'bee-queue'
 import { DomainError } from '../services/errors.js'
 import { queueDashboard, queueFamilies } from '../services/queue.js'
+import { beeRedisOptions, logQueueErrors } from './queue.js'
 
 const { path: dashboardPath, cookie: dashboardCookie } = queueDashboard
 
@@ -33,10 +34,11 @@ function promisedInfo (client: RedisClient | null): RedisClient | null {
 // bee-queue assigns `client` in its constructor, before a subclass's fields exist: kept in a WeakMap.
 const clients = new WeakMap<object, RedisClient | null>()
 /** The queue class Arena opens, remembering each queue in `opened` so that the app closes them. */
-function arenaQueueClass (opened: Set<BeeQueue>) {
+function arenaQueueClass (opened: Set<BeeQueue>, log: FastifyBaseLogger) {
   return class ArenaBeeQueue extends BeeQueue {
     constructor (...args: ConstructorParameters<typeof BeeQueue>) {
       super(...args)
+      logQueueErrors(this, log, { family: this.name, role: 'dashboard' })
       opened.add(this)
     }
 
@@ -67,8 +69,8 @@ export default async function queueDashboardPlugin (app: FastifyInstance) {
     const require = createRequire(import.meta.url)
     const Arena = require('bull-arena') as (config: object, options: object) => Handler
     arena = Arena({
-      Bee: arenaQueueClass(opened),
-      queues: queueFamilies.map((name) => ({ type: 'bee', name, hostId: 'fractal', prefix: `${prefix}bq`, redis: { url } }))
+      Bee: arenaQueueClass(opened, app.log),
+      queues: queueFamilies.map((name) => ({ type: 'bee', name, hostId: 'fractal', prefix: `${prefix}bq`, redis: beeRedisOptions(url!, app.log, { family: name, role: 'dashboard' }, true) }))
     }, { basePath: dashboardPath, disableListen: true, useCdn: false })
     return arena
   }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { createRequire } from 'node:module'
 import BeeQueue from 'bee-queue'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger } from 'fastify'
@@ -17,6 +18,8 @@ export interface QueueRuntime extends JobQueue {
   define (...definitions: JobDefinition[]): void
   /** Wraps every later job attempt in `interceptor` (the first added is the outermost). */
   aroundJob (interceptor: JobInterceptor): void
+  /** Resolves once connected (the producers of every family). */
+  ready (): Promise<void>
   /** Starts processing every family (the worker role). */
   startWorker (concurrency: number): void
   close (): Promise<void>
@@ -59,24 +62,82 @@ interface BeeOptions {
   drainMs: number
 }
 
+// node_redis (bee-queue's client) gives up reconnecting after an hour of retries in one outage
+// (connect_timeout), leaving its queue dead until a restart; the longest timer Node has instead.
+const neverGiveUpMs = 2 ** 31 - 1
+
+/**
+ * The node_redis options of a bee-queue client: reconnect every 100 ms more, at most every 2 s, for as long
+ * as Redis is away, and log the outage (when it begins, then every minute or so) rather than emitting an
+ * 'error' per attempt. `offlineQueue`: commands wait for Redis (workers) or fail at once (producers).
+ */
+export function beeRedisOptions (url: string, log: FastifyBaseLogger, context: Record<string, string>, offlineQueue: boolean) {
+  return {
+    url,
+    enable_offline_queue: offlineQueue,
+    connect_timeout: neverGiveUpMs,
+    retry_strategy ({ attempt, error }: { attempt: number, error?: Error }) {
+      if (attempt === 1 || attempt % 30 === 0) log.warn({ err: error, attempt, ...context }, 'queue: Redis connection lost; reconnecting')
+      return Math.min(attempt * 100, 2000)
+    }
+  }
+}
+
+/**
+ * Every bee-queue queue forwards its clients' errors as its own 'error' event, which, unheard, is thrown
+ * and ends the process (issue 19): each one we make is heard here.
+ */
+export function logQueueErrors<Q extends BeeQueue<any>> (queue: Q, log: FastifyBaseLogger, context: Record<string, string>): Q {
+  queue.on('error', (err) => log.error({ err, ...context }, 'queue error'))
+  return queue
+}
+
+// bee-queue's Lua scripts (bee-queue has no public way to reload them).
+const beeScripts = createRequire(import.meta.url)('bee-queue/lib/lua/index.js') as { buildCache (client: unknown): Promise<unknown> }
+const isNoScript = (err: unknown) => /NOSCRIPT/.test((err as Error)?.message ?? '')
+
+/**
+ * bee-queue loads its Lua scripts when a queue first connects and calls them by hash ever after; a Redis that
+ * restarted (or failed over) has forgotten them, and every call then fails with NOSCRIPT until the process
+ * restarts (bee-queue/bee-queue#489). They are loaded again on every reconnection of the queue's client;
+ * answers a function that loads them now (for a call that met NOSCRIPT before the reconnection's load).
+ */
+export function reloadScriptsOnReconnect (queue: BeeQueue<any>, log: FastifyBaseLogger, context: Record<string, string>): () => Promise<void> {
+  const client = () => (queue as unknown as { client: { on (event: 'ready', fn: () => void): void } | null }).client
+  const load = async () => { await beeScripts.buildCache(client()) }
+  queue.ready().then(() => {
+    // bee-queue's own load followed the first 'ready'; this hears the later ones.
+    client()?.on('ready', () => {
+      load().then(() => log.info(context, 'queue: Redis is back; scripts loaded'), (err) => log.warn({ err, ...context }, 'queue: scripts not loaded after reconnecting'))
+    })
+  }, () => {})
+  return load
+}
+
 function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger, options: BeeOptions): QueueRuntime {
   const definitions = new Map<string, JobDefinition>()
   const interceptors: JobInterceptor[] = []
   const { retryBackoffMs } = options
-  const make = (family: QueueFamily, isWorker: boolean) => new BeeQueue<Payload>(family, {
-    prefix: `${prefix}bq`,
-    // Producers fail fast while Redis is away (the caller decides: 503, or leave it to a reaper) instead of
-    // holding the request until Redis returns.
-    redis: { url, enable_offline_queue: isWorker } as never,
-    isWorker,
-    getEvents: false,
-    sendEvents: false,
-    activateDelayedJobs: isWorker,
-    removeOnSuccess: true,
-    removeOnFailure: false,
-    // A worker that dies leaves its jobs stalled; another worker takes them back after one to two of these.
-    stallInterval: options.stallIntervalMs
-  })
+  const loaders = new WeakMap<BeeQueue, () => Promise<void>>()
+  const make = (family: QueueFamily, isWorker: boolean) => {
+    const role = isWorker ? 'worker' : 'producer'
+    const queue = logQueueErrors(new BeeQueue<Payload>(family, {
+      prefix: `${prefix}bq`,
+      // Producers fail fast while Redis is away (the caller decides: 503, or leave it to a reaper) instead of
+      // holding the request until Redis returns.
+      redis: beeRedisOptions(url, log, { family, role }, isWorker) as never,
+      isWorker,
+      getEvents: false,
+      sendEvents: false,
+      activateDelayedJobs: isWorker,
+      removeOnSuccess: true,
+      removeOnFailure: false,
+      // A worker that dies leaves its jobs stalled; another worker takes them back after one to two of these.
+      stallInterval: options.stallIntervalMs
+    }), log, { family, role })
+    loaders.set(queue, reloadScriptsOnReconnect(queue, log, { family, role }))
+    return queue
+  }
   const producers = new Map(queueFamilies.map((f) => [f, make(f, false)]))
   const workers: BeeQueue[] = []
   // Jobs this process took whose outcome bee-queue has not recorded yet (family:id).
@@ -87,6 +148,7 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger, o
   return {
     kind: 'bee-queue',
     define (...defs) { for (const d of defs) definitions.set(`${d.family}/${d.name}`, d) },
+    async ready () { await Promise.all([...producers.values()].map((q) => q.ready())) },
     aroundJob (interceptor) { interceptors.push(interceptor) },
     async enqueue (job, data, options: EnqueueOptions = {}) {
       const created = get(job.family).createJob({ name: job.name, data })
@@ -97,7 +159,14 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger, o
       created.setId(id)
       if (options.delayMs) created.delayUntil(Date.now() + options.delayMs)
       // bee-queue answers a null id when a job with this id exists: the enqueue was a no-op.
-      await created.save()
+      try {
+        await created.save()
+      } catch (err) {
+        // Redis came back without our scripts and this call came before their reload: load them, once more.
+        if (!isNoScript(err)) throw err
+        await loaders.get(get(job.family))!()
+        await created.save()
+      }
       return id
     },
     async counts (family) {
@@ -123,7 +192,6 @@ function createBeeQueues (url: string, prefix: string, log: FastifyBaseLogger, o
           unfinished.delete(`${family}:${job.id}`)
           log.warn({ err, job: job.id, family }, 'job attempt failed')
         })
-        queue.on('error', (err) => log.error({ err, family }, 'queue error'))
         // bee-queue looks for stalled jobs once at start only; a worker that died must not strand its jobs
         // until the next worker starts.
         queue.checkStalledJobs(Math.max(250, Math.floor(options.stallIntervalMs / 2)))
@@ -218,6 +286,7 @@ function createMemoryQueues (log: FastifyBaseLogger, drainMs: number, retryBacko
   return {
     kind: 'in-process',
     define (...defs) { for (const d of defs) definitions.set(`${d.family}/${d.name}`, d) },
+    async ready () {},
     aroundJob (interceptor) { interceptors.push(interceptor) },
     async enqueue (job, data, options = {}) {
       const id = options.jobId ?? randomUUID()
@@ -264,6 +333,8 @@ export default fp(async function queuePlugin (app) {
     : createMemoryQueues(app.log, app.config.http.shutdownDrainMs, app.config.worker.retryBackoffMs)
   app.decorate('queue', queue)
   app.addHook('onClose', async () => { await queue.close() })
+  // Connected before the app serves: an enqueue must not wait for a first connection (later ones fail fast).
+  await queue.ready()
 }, { fastify: '5.x', name: 'queue', dependencies: ['config'] })
 
 export type { QueueCounts }

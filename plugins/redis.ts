@@ -16,6 +16,18 @@ export default fp(async function redisPlugin (app) {
     // Commands issued in the same tick leave in one write (the rate limits of concurrent requests).
     enableAutoPipelining: true
   })
+  // Heard, so never thrown; ioredis reconnects by itself and emits one per attempt: the first of an outage is
+  // a warning, the rest debug, until it is back.
+  let away = false
+  client.on('error', (err) => {
+    if (away) return app.log.debug({ err }, 'redis: still unreachable')
+    away = true
+    app.log.warn({ err }, 'redis: connection error; callers that need Redis answer 503 until it is back')
+  })
+  client.on('ready', () => {
+    if (away) app.log.info('redis: connected again')
+    away = false
+  })
   // Our client, closed by us: @fastify/redis closes the clients it makes with QUIT, which throws while
   // Redis is away, and shutting down then (SIGTERM during an outage) must still succeed.
   app.addHook('onClose', async () => {

@@ -74,7 +74,7 @@ export interface BillingDeps {
   enforced: boolean
 }
 
-function stripeOf (deps: BillingDeps): Stripe {
+function stripeOf (deps: Pick<BillingDeps, 'stripe'>): Stripe {
   if (!deps.stripe) throw new BillingNotConfigured()
   return deps.stripe
 }
@@ -125,6 +125,51 @@ export async function createCheckout (db: Kysely<DB>, deps: BillingDeps, userId:
   })
   if (!session.url) throw new Error('Stripe returned a checkout session without a URL')
   return { url: session.url, expiresAt: new Date(session.expires_at * 1000).toISOString() }
+}
+
+const missingAtStripe = (err: unknown) => (err as { code?: string, statusCode?: number }).code === 'resource_missing' || (err as { statusCode?: number }).statusCode === 404
+
+/**
+ * Account deletion's billing step: every subscription of the user's Stripe customer that has not ended is
+ * cancelled at once (no proration, no final invoice: Stripe's defaults), then the customer is deleted
+ * (Stripe keeps its invoices and payments for the records; the card details go). Idempotent: a retried job
+ * asks Stripe again for what is still running, and anything Stripe no longer knows (404 `resource_missing`:
+ * cancelled or deleted already, by an earlier attempt or in the dashboard) counts as done. The local rows
+ * then say so, and a later run asks Stripe nothing.
+ */
+export async function closeBillingAccount (db: Kysely<DB>, deps: Pick<BillingDeps, 'stripe'>, userId: string) {
+  const customer = await db.selectFrom('billing_customer').select(['stripe_customer_id', 'deleted_at']).where('user_id', '=', userId).executeTakeFirst()
+  // Never a Stripe customer, or one deleted already (here, or at Stripe: the customer.deleted event).
+  if (!customer || customer.deleted_at) return { cancelled: 0, customerDeleted: false }
+  const stripe = stripeOf(deps)
+  const customerId = customer.stripe_customer_id
+  let cancelled = 0
+  try {
+    // Without `status`, Stripe lists every subscription that is not canceled (incomplete_expired ones too).
+    for await (const sub of stripe.subscriptions.list({ customer: customerId, limit: 100 })) {
+      if (sub.status === 'canceled' || sub.status === 'incomplete_expired') continue
+      try {
+        await stripe.subscriptions.cancel(sub.id)
+        cancelled++
+      } catch (err) {
+        if (!missingAtStripe(err)) throw err
+      }
+    }
+  } catch (err) {
+    if (!missingAtStripe(err)) throw err
+  }
+  let customerDeleted = true
+  try {
+    await stripe.customers.del(customerId)
+  } catch (err) {
+    if (!missingAtStripe(err)) throw err
+    customerDeleted = false
+  }
+  await db.transaction().execute(async (trx) => {
+    await trx.updateTable('subscription').set({ status: 'canceled', updated_at: sql`now()` }).where('user_id', '=', userId).execute()
+    await trx.updateTable('billing_customer').set({ deleted_at: sql`now()` }).where('user_id', '=', userId).where('stripe_customer_id', '=', customerId).execute()
+  })
+  return { cancelled, customerDeleted }
 }
 
 /** Stripe's customer portal (cards, invoices, cancel). */
@@ -220,13 +265,19 @@ async function applySubscription (db: Kysely<DB>, deps: BillingDeps, sub: Stripe
     cancel_at_period_end: sub.cancel_at_period_end,
     event_created: eventCreated
   }
-  await db.insertInto('subscription').values({ ...values, past_due_since: status === 'past_due' ? new Date() : null })
-    .onConflict((oc) => oc.column('user_id').doUpdateSet({
-      ...values,
-      past_due_since: status === 'past_due' ? sql`coalesce(subscription.past_due_since, now())` : null,
-      updated_at: sql`now()`
-    }).where('subscription.event_created', '<=', String(eventCreated)))
-    .execute()
+  try {
+    await db.insertInto('subscription').values({ ...values, past_due_since: status === 'past_due' ? new Date() : null })
+      .onConflict((oc) => oc.column('user_id').doUpdateSet({
+        ...values,
+        past_due_since: status === 'past_due' ? sql`coalesce(subscription.past_due_since, now())` : null,
+        updated_at: sql`now()`
+      }).where('subscription.event_created', '<=', String(eventCreated)))
+      .execute()
+  } catch (err) {
+    // The account is gone (deleting it cancels the subscription at Stripe, whose events follow): nothing to keep.
+    if ((err as { code?: string }).code === '23503') return 'unknown customer'
+    throw err
+  }
   return `subscription ${sub.id} is ${status}`
 }
 

@@ -4,6 +4,7 @@ import { sql, type Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
 import { defineError } from '../errors.js'
 import type { TokenCipher } from './storage.crypto.js'
+import { revokeGrant, revocationStyles, type GrantTokens, type RevocationStyle } from './storage.revocation.js'
 
 export const UnknownProvider = defineError('not_found', 'Provider not found', (code: string) => `There is no storage provider ${code}.`)
 export const ConnectionNotFound = defineError('not_found', 'Not connected', (code: string) => `You have no ${code} connection.`)
@@ -18,6 +19,8 @@ export interface StorageProvider {
   authorizeUrl: string
   tokenUrl: string
   revokeUrl?: string
+  /** How `revokeUrl` is called (storage.revocation.ts); `oauth2` (RFC 7009) unless said. */
+  revocation?: RevocationStyle
   userInfoUrl?: string
   userInfoMethod?: 'GET' | 'POST'
   emailField?: string
@@ -36,6 +39,7 @@ export const providersFile = new URL('../../db/storage-providers.json', import.m
 export async function loadProviders (json: string | null, clients: Record<string, { clientId: string | null, clientSecret: string | null }>): Promise<StorageProvider[]> {
   const raw = JSON.parse(json ?? await readFile(providersFile, 'utf8')) as { providers: Array<Omit<StorageProvider, 'clientId' | 'clientSecret'> & { clientId?: string, clientSecret?: string }> }
   return raw.providers.flatMap((p) => {
+    if (p.revocation !== undefined && !revocationStyles.includes(p.revocation)) throw new Error(`storage: provider ${p.code} has an unknown revocation "${String(p.revocation)}" (one of ${revocationStyles.join(', ')})`)
     const clientId = p.clientId ?? clients[p.code]?.clientId
     if (!clientId) return []
     return [{ ...p, clientId, clientSecret: p.clientSecret ?? clients[p.code]?.clientSecret ?? null }]
@@ -239,7 +243,7 @@ async function finishConnection (db: Kysely<DB>, deps: StorageDeps, saved: State
   } catch (err) {
     // The account went away while its owner was at the provider: nothing to connect (the tokens are revoked).
     if ((err as { code?: string }).code !== '23503') throw err
-    await revoke(deps, provider, answer.body.refresh_token ?? answer.body.access_token, answer.body.access_token).catch(() => {})
+    await revoke(deps, provider, { access: answer.body.access_token, refresh: answer.body.refresh_token ?? null }).catch(() => {})
     return back({ provider: code, status: 'error', reason: 'account_gone' })
   }
   return back({ provider: code, status: 'connected' })
@@ -262,26 +266,34 @@ export function listConnections (db: Kysely<DB>, userId: string) {
     .where('user_id', '=', userId).orderBy('provider').execute()
 }
 
-/** Revokes at the provider (a token it no longer knows is fine), then forgets the connection. */
+/** Revokes at the provider (revoked already is fine), then forgets the connection; kept when the provider refuses. */
 export async function deleteConnection (db: Kysely<DB>, deps: StorageDeps, userId: string, code: string) {
   const provider = providerOf(deps, code)
   const row = await db.selectFrom('storage_connection').selectAll().where('user_id', '=', userId).where('provider', '=', code).executeTakeFirst()
   if (!row) throw new ConnectionNotFound(code)
-  await revoke(deps, provider, deps.cipher.decrypt(row.key_id, row.refresh_token ?? row.access_token), deps.cipher.decrypt(row.key_id, row.access_token))
+  await revoke(deps, provider, { access: deps.cipher.decrypt(row.key_id, row.access_token), refresh: row.refresh_token ? deps.cipher.decrypt(row.key_id, row.refresh_token) : null })
   await db.deleteFrom('storage_connection').where('user_id', '=', userId).where('provider', '=', code).execute()
 }
 
-/** Revokes a token at the provider; a 4xx (a token it no longer knows) is fine, a 5xx or no answer is not. */
-async function revoke (deps: StorageDeps, provider: StorageProvider, token: string, accessToken: string) {
+/**
+ * Revokes the grant at the provider, as the provider documents it (storage.revocation.ts): done when it
+ * says revoked, or revoked already; anything else (a refusal, a 5xx, no answer) is `unavailable`.
+ */
+async function revoke (deps: StorageDeps, provider: StorageProvider, tokens: GrantTokens) {
   if (!provider.revokeUrl) return
-  let res: Response
-  try {
-    res = await fetch(provider.revokeUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${accessToken}` }, body: new URLSearchParams({ token }), signal: AbortSignal.timeout(deps.timeoutMs) })
-  } catch (err) {
-    throw new ProviderUnavailable(provider.code, (err as Error).name === 'TimeoutError' ? 'the revocation timed out' : 'unreachable')
+  const revoked = await revokeGrant({ revokeUrl: provider.revokeUrl, revocation: provider.revocation }, tokens, {
+    timeoutMs: deps.timeoutMs,
+    async refresh (refreshToken) {
+      const answer = await tokenRequest(deps, provider, { grant_type: 'refresh_token', refresh_token: refreshToken })
+      if (answer.body.error === 'invalid_grant') return 'invalid_grant'
+      if (answer.status !== 200 || !answer.body.access_token) throw new ProviderUnavailable(provider.code, `refresh before revocation answered ${answer.status}`)
+      return { accessToken: answer.body.access_token }
+    }
+  })
+  if (!revoked.ok) {
+    deps.log.warn({ provider: provider.code, why: revoked.why }, 'storage revocation refused: the connection is kept')
+    throw new ProviderUnavailable(provider.code, revoked.why)
   }
-  await res.arrayBuffer()
-  if (res.status >= 500) throw new ProviderUnavailable(provider.code, `revocation answered ${res.status}`)
 }
 
 /**

@@ -37,6 +37,8 @@ export function entryEnv (config: Config, extra: Record<string, string> = {}): R
     DATABASE_AUTO_MIGRATE: 'false',
     REDIS_URL: config.redis.url!,
     REDIS_PREFIX: config.redis.prefix,
+    // Production names its cloud; the simulated one unless a test brings the AWS stand-ins.
+    CLOUD_PROVIDER: 'simulated',
     JWT_PRIVATE_KEY: testKeys.privateKey,
     JWT_PUBLIC_KEY: testKeys.publicKey,
     // The schedules stay out of the way unless a test wants them.

@@ -25,6 +25,7 @@ export interface ProviderEntry {
   authorizeUrl: string
   tokenUrl: string
   revokeUrl?: string
+  revocation?: 'oauth2' | 'dropbox'
   userInfoUrl?: string
   emailField?: string
   scopes: string[]

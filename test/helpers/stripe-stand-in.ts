@@ -1,9 +1,10 @@
 // A local stand-in for api.stripe.com: a node:http server that the product's real `stripe` client talks to
 // (STRIPE_API_URL), answering, statefully, the few endpoints the product calls: customers (with Stripe's
-// idempotency keys), Checkout and portal sessions, subscriptions, products, prices (lookup keys, transfer),
-// billing meters and meter events. Every request is recorded (method, path, form-decoded query and body with
-// Stripe's bracketed keys, Idempotency-Key) so a test can say what was sent. A test can make an endpoint
-// answer an error (500, or any Stripe error) or hold its requests until it lets them go.
+// idempotency keys; deletion), Checkout and portal sessions, subscriptions (retrieve, list, cancel), products,
+// prices (lookup keys, transfer), billing meters and meter events. Every request is recorded (method, path,
+// form-decoded query and body with Stripe's bracketed keys, Idempotency-Key) so a test can say what was sent.
+// A test can make an endpoint answer an error (500, or any Stripe error) or hold its requests until it lets
+// them go.
 //
 // Webhooks go the other way: `stripeEvent` makes an event as Stripe sends it and `deliver` posts it to the
 // app signed with the real signing code (Stripe.webhooks.generateTestHeaderString).
@@ -169,6 +170,34 @@ export async function startStripeStandIn (t: Test, options: { secretKey?: string
       portalSessions.push(session)
       return { body: session }
     }
+    // List subscriptions (https://docs.stripe.com/api/subscriptions/list): newest first; without `status`,
+    // every one that is not canceled; `all`, `ended` (canceled or incomplete_expired) or one status otherwise.
+    if (method === 'GET' && path === '/v1/subscriptions') {
+      const found = [...subscriptions.values()].reverse().filter((sub) =>
+        (q.customer === undefined || sub.customer === q.customer) &&
+        (q.status === 'all' || (q.status === undefined
+          ? sub.status !== 'canceled'
+          : q.status === 'ended' ? ['canceled', 'incomplete_expired'].includes(sub.status) : sub.status === q.status)))
+      return { body: list('/v1/subscriptions', page(found, q), Number(q.limit ?? 10)) }
+    }
+    // Cancel a subscription (https://docs.stripe.com/api/subscriptions/cancel): at once, answering the
+    // subscription, now canceled. Cancelling one that is canceled already is not documented: not modelled.
+    if (method === 'DELETE' && (m = path.match(/^\/v1\/subscriptions\/([^/]+)$/))) {
+      const sub = subscriptions.get(decodeURIComponent(m[1]!))
+      if (!sub) throw missing('subscription', decodeURIComponent(m[1]!))
+      if (sub.status === 'canceled') throw new Error('cancelling a canceled subscription is not modelled')
+      cancel(sub)
+      return { body: sub }
+    }
+    // Delete a customer (https://docs.stripe.com/api/customers/delete): "Permanently deletes a customer. It
+    // cannot be undone. Also immediately cancels any active subscriptions on the customer." Answers
+    // `{ id, object: 'customer', deleted: true }`; a customer that does not exist raises an error (404).
+    if (method === 'DELETE' && (m = path.match(/^\/v1\/customers\/([^/]+)$/))) {
+      const customerId = decodeURIComponent(m[1]!)
+      const customer = customers.get(customerId)
+      if (!customer || customer.deleted) throw missing('customer', customerId)
+      return { body: removeCustomer(customerId) }
+    }
     if (method === 'GET' && (m = path.match(/^\/v1\/subscriptions\/([^/]+)$/))) {
       const sub = subscriptions.get(decodeURIComponent(m[1]!))
       if (!sub) throw missing('subscription', m[1]!)
@@ -252,6 +281,22 @@ export async function startStripeStandIn (t: Test, options: { secretKey?: string
       return { body: event }
     }
     throw new StripeError(404, { type: 'invalid_request_error', message: `Unrecognized request URL (${method}: ${path}).` })
+  }
+
+  function cancel (sub: Json) {
+    sub.status = 'canceled'
+    sub.canceled_at = now()
+    sub.ended_at = now()
+  }
+
+  /** The customer deleted, its subscriptions that have not ended cancelled (Stripe's delete customer). */
+  function removeCustomer (customerId: string) {
+    const customer = customers.get(customerId)
+    if (customer) customer.deleted = true
+    for (const sub of subscriptions.values()) {
+      if (sub.customer === customerId && !['canceled', 'incomplete_expired'].includes(sub.status)) cancel(sub)
+    }
+    return { id: customerId, object: 'customer', deleted: true }
   }
 
   /** A subscription as Stripe would hold it (the items carry the current period, API 2025+). */
@@ -391,11 +436,12 @@ export async function startStripeStandIn (t: Test, options: { secretKey?: string
       }
     },
 
-    /** A customer deleted in the dashboard: Stripe answers "No such customer" for it from now on. */
+    /**
+     * A customer deleted in the dashboard: Stripe answers "No such customer" for it from now on, and its
+     * subscriptions are cancelled.
+     */
     deleteCustomer (customerId: string) {
-      const customer = customers.get(customerId)
-      if (customer) customer.deleted = true
-      return { id: customerId, object: 'customer', deleted: true }
+      return removeCustomer(customerId)
     },
 
     /** A subscription as Stripe would hold it (the items carry the current period, API 2025+). */

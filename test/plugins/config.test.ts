@@ -1,8 +1,14 @@
 import { readFileSync } from 'node:fs'
+import { Writable } from 'node:stream'
 import t from 'tap'
-import { EnvSchema, embeddedDefaults, loadConfig } from '../../plugins/config.js'
+import { EnvSchema, embeddedDefaults, loadConfig, simulatedCloudWarning } from '../../plugins/config.js'
 import { buildApp } from '../../app.js'
 import { awsSettings, testInstanceProfile } from '../helpers/aws.js'
+import { testConfig } from '../helpers/build.js'
+import { redisUrl } from '../helpers/env.js'
+
+// What production must name (issue 19): its database, its Redis and its cloud.
+const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://db.internal/fractal', REDIS_URL: 'redis://redis.internal:6379', CLOUD_PROVIDER: 'aws' }
 
 t.test('config › every bad variable is named in one message', async (t) => {
   t.throws(() => loadConfig({ PORT: '70000', DATABASE_URL: 'mysql://db', LOG_LEVEL: 'loud', REDIS_URL: 'localhost' }), {
@@ -11,7 +17,7 @@ t.test('config › every bad variable is named in one message', async (t) => {
 })
 
 t.test('config › the result is nested, typed and frozen', async (t) => {
-  const config = loadConfig({ PORT: '8080', CORS_ORIGINS: 'https://a.test, https://b.test', NODE_ENV: 'production', JWT_PRIVATE_KEY: 'x' })
+  const config = loadConfig({ ...production, PORT: '8080', CORS_ORIGINS: 'https://a.test, https://b.test', JWT_PRIVATE_KEY: 'x' })
   t.equal(config.port, 8080)
   t.same(config.http.corsOrigins, ['https://a.test', 'https://b.test'])
   t.equal(config.db.autoMigrate, false, 'production migrates as a release step')
@@ -31,7 +37,7 @@ t.test('config › an empty environment selects the embedded defaults and says w
 })
 
 t.test('config › production without a signing key stops start-up', async (t) => {
-  const config = loadConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', LOG_LEVEL: 'silent' })
+  const config = loadConfig({ ...production, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', REDIS_URL: redisUrl, LOG_LEVEL: 'silent' })
   await t.rejects(buildApp(config, { logger: false }), /auth: JWT_PRIVATE_KEY is required in production/)
 })
 
@@ -73,4 +79,44 @@ t.test('config › every setting CLOUD_PROVIDER=aws asks for is a variable of th
     t.ok(name in EnvSchema.properties, `${name} is a variable`)
     t.ok(readme.split('\n').some((line) => line.startsWith('| ') && line.split(' | ')[0]!.includes(`\`${name}\``)), `${name} has a README row`)
   }
+})
+// Issue 19: production silently ran PGlite, an in-process queue and the simulated cloud (fake 203.0.113.x
+// addresses) when these were unset.
+t.test('config › production refuses to start without DATABASE_URL, REDIS_URL and CLOUD_PROVIDER, naming every missing one in one message', async (t) => {
+  t.throws(() => loadConfig({ NODE_ENV: 'production', JWT_PRIVATE_KEY: 'x' }), {
+    message: /^invalid configuration: NODE_ENV=production requires DATABASE_URL \(unset: PGlite in DATA_DIR\), REDIS_URL \(unset: an in-process queue, rate-limit store and cache\), CLOUD_PROVIDER \(unset: the simulated cloud/
+  })
+  for (const name of ['DATABASE_URL', 'REDIS_URL', 'CLOUD_PROVIDER'] as const) {
+    const env: Record<string, string | undefined> = { ...production, JWT_PRIVATE_KEY: 'x' }
+    delete env[name]
+    const err = t.throws(() => loadConfig(env)) as Error
+    t.match(err.message, new RegExp(`^invalid configuration: NODE_ENV=production requires ${name} \\(unset: [^)]+\\)$`), `${name} alone is named`)
+    t.throws(() => loadConfig({ ...env, [name]: '' }), { message: new RegExp(`requires ${name} `) }, `an empty ${name} is unset`)
+  }
+  t.throws(() => loadConfig({ NODE_ENV: 'production', PORT: '70000', CLOUD_PROVIDER: 'aws' }), {
+    message: /^invalid configuration: PORT must be <= 65535; NODE_ENV=production requires DATABASE_URL \(.*\), REDIS_URL \(.*\)$/
+  }, 'with the schema\'s complaints, in the same message')
+})
+
+t.test('config › production runs the simulated cloud only when CLOUD_PROVIDER says so; other modes keep the embedded defaults', async (t) => {
+  t.equal(loadConfig({ ...production, CLOUD_PROVIDER: 'simulated' }).containers.provider, 'simulated', 'chosen on purpose')
+  t.equal(loadConfig(production).containers.provider, 'aws')
+  for (const mode of [undefined, 'development', 'test']) {
+    const config = loadConfig(mode ? { NODE_ENV: mode } : {})
+    t.equal(config.db.url, null, `${mode ?? 'no NODE_ENV'}: PGlite`)
+    t.equal(config.containers.provider, 'simulated', `${mode ?? 'no NODE_ENV'}: the simulated cloud`)
+  }
+})
+
+t.test('config › the simulated cloud is named by a warning at start-up whenever it is in use', async (t) => {
+  const lines: Array<{ level: number, msg: string }> = []
+  const stream = new Writable({ write (chunk, _enc, done) { lines.push(JSON.parse(chunk.toString())); done() } })
+  const config = await testConfig(t, { CLOUD_PROVIDER: 'simulated' })
+  const app = await buildApp(config, { logger: { level: 'info', stream } })
+  t.teardown(() => app.close())
+  const warning = lines.find((l) => /SIMULATED CLOUD/.test(l.msg))
+  t.ok(warning, 'logged')
+  t.equal(warning?.level, 40, 'as a warning')
+  t.match(warning?.msg, /CLOUD_PROVIDER=simulated.*203\.0\.113\.x.*CLOUD_PROVIDER=aws/)
+  t.equal(simulatedCloudWarning(loadConfig(production)), null, 'nothing with a real cloud')
 })

@@ -1,5 +1,6 @@
 import t from 'tap'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import { beeRedisOptions } from '../../plugins/queue.js'
 import { build } from '../helpers/build.js'
 import { until } from '../helpers/wait.js'
 
@@ -44,4 +45,15 @@ for (const mode of ['bee-queue', 'in-process'] as const) {
 
 t.test('queue › start-up refuses a REDIS_URL that is not redis://', async (t) => {
   await t.rejects(build(t, { REDIS_URL: 'http://127.0.0.1:6379' }), /REDIS_URL must match pattern/)
+})
+
+t.test('queue › bee-queue\'s Redis clients reconnect for as long as Redis is away, at most every 2 s (issue 19)', async (t) => {
+  const warnings: unknown[] = []
+  const log = { warn: (obj: unknown) => { warnings.push(obj) } } as unknown as FastifyBaseLogger
+  const options = beeRedisOptions('redis://127.0.0.1:6379', log, { family: 'mail', role: 'producer' }, false)
+  // node_redis gives up once a single outage's retries add up to connect_timeout (an hour by default).
+  t.ok(options.connect_timeout >= 24 * 3600_000, 'not after an hour')
+  t.equal(options.retry_strategy({ attempt: 1 }), 100)
+  t.equal(options.retry_strategy({ attempt: 100_000 }), 2000, 'a number (go on), never an error (give up)')
+  t.equal(warnings.length, 1, 'the outage is logged when it begins, not at every attempt')
 })

@@ -225,7 +225,8 @@ t.test('deleteStorageConnection › valid › revokes at the provider with the t
   t.equal(again.statusCode, 404, 'already disconnected')
 })
 
-t.test('deleteStorageConnection › valid › a provider that no longer knows the token (400) still disconnects; no revoke URL: just forgotten', async (t) => {
+// Revoked already (400 invalid_token, Dropbox's 401 invalid_access_token) forgets: test/routes/storage/revocation.test.ts.
+t.test('deleteStorageConnection › valid › a bare 400 is no revocation: the connection is kept (issue 19); no revoke URL: just forgotten', async (t) => {
   const drive = await startProvider(t, 'drive')
   const box = await startProvider(t, 'box', { revokeUrl: undefined })
   const app = await build(t, storageEnv([drive, box]))
@@ -234,8 +235,8 @@ t.test('deleteStorageConnection › valid › a provider that no longer knows th
   await connect(app, user.headers, box)
 
   drive.answerRevokeOnce(400)
-  t.equal((await disconnect(app, user.headers, 'drive')).statusCode, 204)
-  t.notOk(await connectionRow(app, user.account.id, 'drive'))
+  t.equal((await disconnect(app, user.headers, 'drive')).statusCode, 503)
+  t.ok(await connectionRow(app, user.account.id, 'drive'))
 
   t.equal((await disconnect(app, user.headers, 'box')).statusCode, 204)
   t.notOk(await connectionRow(app, user.account.id, 'box'))

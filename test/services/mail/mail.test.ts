@@ -187,7 +187,7 @@ t.test('mail › embedded › without SMTP_URL the mail is written to the log, i
 })
 
 t.test('mail › embedded › in production without SMTP_URL no link reaches the log and the attempt fails', async (t) => {
-  const { app, lines } = await appWithLogs(t, { NODE_ENV: 'production' })
+  const { app, lines } = await appWithLogs(t, { NODE_ENV: 'production', CLOUD_PROVIDER: 'simulated' })
   const calls = spyOnSend(app)
 
   await sendMail(app.queue, { to: 'ann@example.test', template: 'password-reset', data: samples['password-reset'] })
