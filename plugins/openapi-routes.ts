@@ -407,7 +407,7 @@ export default fp(async function openapiRoutesPlugin (app, options: { specPath?:
       if (check && operation.security.some((r) => Object.keys(r).some((scheme) => app.securityHandlers[scheme]?.readsBody))) {
         route.preValidation = guard ? [check, guard] : [check]
       } else {
-        if (check) route.preParsing = async (request: FastifyRequest, _reply: FastifyReply, payload) => { await check(request); return payload }
+        if (check) route.preParsing = async function checkSecurity (request: FastifyRequest, _reply: FastifyReply, payload) { await check(request); return payload }
         if (guard) route.preValidation = guard
       }
       if (responseAjv) route.preSerialization = responseValidator(responseAjv, operation)

@@ -5653,6 +5653,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /** @example <!doctype html><title>Connect Google Drive</title><p>Connect Google Drive to the Fractal account ada@example.com?</p><a href="https://accounts.google.com/o/oauth2/v2/auth?...">Continue</a> */
                     "text/html": string;
                 };
             };
@@ -5666,7 +5667,10 @@ export interface operations {
                 content?: never;
             };
             400: components["responses"]["BadRequest"];
+            408: components["responses"]["RequestTimeout"];
+            414: components["responses"]["UriTooLong"];
             429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
         };
     };
     storageCallback: {

@@ -17,13 +17,18 @@ import { promisify } from 'node:util'
 const run = promisify(execFile)
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 
-/** ../shared/tools/moto-server from the repository, or from a folder above it (a worktree one level down). */
+/**
+ * MOTO_SERVER, else ../shared/tools/moto-server from the repository or a folder above it (a worktree one level
+ * down), else the workplace's copy in /work/shared (a clone made elsewhere, as CI's fresh clone may be).
+ */
 export function motoScript (): string | null {
+  if (process.env.MOTO_SERVER) return existsSync(process.env.MOTO_SERVER) ? process.env.MOTO_SERVER : null
   for (let dir = resolve(repo, '..'); ; dir = dirname(dir)) {
     const script = join(dir, 'shared', 'tools', 'moto-server')
     if (existsSync(script)) return script
-    if (dirname(dir) === dir) return null
+    if (dirname(dir) === dir) break
   }
+  return existsSync('/work/shared/tools/moto-server') ? '/work/shared/tools/moto-server' : null
 }
 
 export type Moto = { url: string, skip: false } | { url: null, skip: string }
