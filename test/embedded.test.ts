@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { given } from './helpers/given.js'
 import { buildApp } from '../app.js'
 import { loadConfig } from '../plugins/config.js'
 import { until } from './helpers/wait.js'
@@ -39,7 +40,7 @@ t.test('embedded defaults › PGlite, in-process queue and generated keys serve 
   })))
   t.same(results, Array(8).fill(true), 'each transaction saw only its own write')
 
-  const token = app.issueAccessToken({ sub: 'op-1', role: 'admin', scopes: ['catalog:write'], sid: 'embedded-test-session' })
+  const token = await given(app).token({ role: 'admin', scopes: ['catalog:write'] })
   const patched = await app.inject({ method: 'PATCH', url: '/v1/regions/sa-east-1', payload: { enabled: true }, headers: { authorization: `Bearer ${token}` } })
   t.equal(patched.statusCode, 200)
   app.queue.startWorker(1)

@@ -8,7 +8,7 @@ import { testConfig } from '../helpers/build.js'
 import { redisUrl } from '../helpers/env.js'
 
 // What production must name (issue 19): its database, its Redis and its cloud.
-const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://db.internal/fractal', REDIS_URL: 'redis://redis.internal:6379', CLOUD_PROVIDER: 'aws' }
+const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://db.internal/fractal', REDIS_URL: 'redis://redis.internal:6379', ...awsSettings }
 
 t.test('config › every bad variable is named in one message', async (t) => {
   t.throws(() => loadConfig({ PORT: '70000', DATABASE_URL: 'mysql://db', LOG_LEVEL: 'loud', REDIS_URL: 'localhost' }), {

@@ -78,7 +78,7 @@ t.test('getMetrics › insufficient permissions › 401 without the scrape token
 
 t.test('getMetrics › insufficient permissions › without METRICS_TOKEN the API port serves metrics to no one, in every environment', async (t) => {
   for (const env of ['test', 'production']) {
-    const app = await buildApp(await testConfig(t, { NODE_ENV: env }), { logger: false })
+    const app = await buildApp(await testConfig(t, { NODE_ENV: env, CLOUD_PROVIDER: 'simulated' }), { logger: false })
     t.teardown(() => app.close())
     const admin = await given(app).signedIn({ role: 'admin' })
     for (const headers of [{}, bearer(''), admin.headers, bearer('undefined'), bearer('null')]) {
