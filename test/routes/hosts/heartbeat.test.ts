@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import t from 'tap'
+import { awsSettings } from '../../helpers/aws.js'
 import { build } from '../../helpers/build.js'
 import { ecsModel, type EcsModel } from '../../helpers/ecs-model.js'
 import { given } from '../../helpers/given.js'
@@ -337,7 +338,7 @@ t.test('hostHeartbeat › faults › on ECS, reap-hosts fails the containers pla
   t.teardown(() => model.restore())
   const aws = identityAuthority('Amazon Web Services LLC (test)')
   const app = await build(t, {
-    CLOUD_PROVIDER: 'aws', CONTAINER_POLL_MS: '20', CONTAINER_POLL_BUDGET_MS: '200', PUBLIC_URL: 'https://api.fractal.test', AWS_IDENTITY_CERT: aws.certificate
+    ...awsSettings, CONTAINER_POLL_MS: '20', CONTAINER_POLL_BUDGET_MS: '200', AWS_IDENTITY_CERT: aws.certificate
   })
   const offer = await given(app).offer()
   const cluster = await app.db.selectFrom('cluster').select('name').where('region_code', '=', offer.region).executeTakeFirstOrThrow()
