@@ -43,7 +43,7 @@ t.test('getReadiness › dependency down › 503 problem with Retry-After naming
 
 // Issue 19: /readyz answered ready while the database lacked a migration (and /v1/regions answered 500).
 t.test('getReadiness › dependency down › 503 while a migration is pending, ready once it is applied, and not asked again after', async (t) => {
-  const config = await testConfig(t)
+  const config = await testConfig(t, { METRICS_TOKEN: metricsToken })
   // The database one release behind: its last migration undone, as before `npm run db:migrate`.
   const behind = new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: config.db.url!, max: 1 }) }) })
   const { results } = await createMigrator(behind).migrateDown()
@@ -52,21 +52,21 @@ t.test('getReadiness › dependency down › 503 while a migration is pending, r
   const app = await buildApp(config, { logger: false })
   t.teardown(() => app.close())
 
-  const pending = await app.inject({ method: 'GET', url: '/readyz' })
+  const pending = await app.inject({ method: 'GET', url: '/readyz', headers: bearer(metricsToken) })
   t.equal(pending.statusCode, 503)
   t.match(pending.headers['content-type'], /^application\/problem\+json/)
   t.match(pending.json(), { code: 'unavailable', detail: 'Not ready: 1 database migration pending.' })
   t.equal(pending.headers['retry-after'], '5')
-  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503, 'still, while it is')
+  t.equal((await app.inject({ method: 'GET', url: '/readyz', headers: bearer(metricsToken) })).statusCode, 503, 'still, while it is')
 
   await migrateToLatest(app.db)
-  const ready = await app.inject({ method: 'GET', url: '/readyz' })
+  const ready = await app.inject({ method: 'GET', url: '/readyz', headers: bearer(metricsToken) })
   t.equal(ready.statusCode, 200, 'ready once migrated, without a restart')
   t.same(ready.json(), { status: 'ready', checks: { database: 'ok', redis: 'ok' } })
 
   // Known to match now: later probes do not read the migrations again (a forged gap goes unseen).
   await app.db.deleteFrom('kysely_migration' as never).where('name' as never, '=', last as never).execute()
-  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200)
+  t.equal((await app.inject({ method: 'GET', url: '/readyz', headers: bearer(metricsToken) })).statusCode, 200)
 })
 
 t.test('getMetrics › valid › counts requests by route pattern and status and shows queue depth', async (t) => {
