@@ -99,6 +99,9 @@ t.test('security › resource consumption › limits, bodies, pages and sockets'
       const res = await app.inject({ ...request, payload: filler(limit + 1), remoteAddress: '198.51.100.99' })
       if (res.statusCode !== 413 || !isProblem(res) || res.json().code !== 'payload_too_large') wrong.push(`${op.operationId}: ${res.statusCode} ${res.body.slice(0, 100)}`)
       if (op.security.length === 0 || op.security.some((r) => Object.keys(r).length === 0)) continue
+      // The host secret may travel in the body (the original agent's AuthToken): it is checked once the body is
+      // parsed, so a body over the limit is refused first, and nothing of the operation's schema is said either way.
+      if (op.security.some((r) => 'hostSecret' in r)) continue
       // Without a credential the answer is 401, and the body was never read (the connection is not reused).
       const stranger = await app.inject({ ...anonymous, payload: filler(limit + 1), remoteAddress: '198.51.100.97' })
       if (stranger.statusCode !== 401 || !isProblem(stranger)) wrong.push(`${op.operationId} without a credential: ${stranger.statusCode}`)
