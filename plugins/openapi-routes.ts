@@ -232,6 +232,8 @@ function bodyGuard (operation: Operation) {
  * never picks its key, since an unverified id would let it spread over fresh budgets or spend another's.
  */
 function rateLimitConfig (app: FastifyInstance, operationId: string, ext: RateLimitExtension) {
+  // `app` is the instance the operation registers in: a caller's verifier (the containers feature's, for
+  // `key: container`) is the one of the feature that registers it, wherever that feature registers.
   const callers: Record<Exclude<RateLimitKey, 'ip'>, (request: FastifyRequest) => Promise<string | null>> = {
     user: async (request) => {
       const claims = await app.bearerOf(request)
@@ -249,7 +251,7 @@ function rateLimitConfig (app: FastifyInstance, operationId: string, ext: RateLi
   const kinds = [ext.key ?? 'ip'].flat()
   const unknown = kinds.filter((kind) => !rateLimitKeys.includes(kind))
   if (unknown.length > 0) throw new Error(`openapi: x-rate-limit of ${operationId} has an unknown key ${unknown.join(', ')} (known: ${rateLimitKeys.join(', ')})`)
-  if (kinds.includes('container') && !app.hasDecorator('verifyContainer')) throw new Error(`openapi: x-rate-limit of ${operationId} counts per container, but the containers plugin is not registered`)
+  if (kinds.includes('container') && !app.hasDecorator('verifyContainer')) throw new Error(`openapi: x-rate-limit of ${operationId} counts per container, but the containers feature is not registered before it`)
   const identify = kinds.filter((kind) => kind !== 'ip').map((kind) => callers[kind as Exclude<RateLimitKey, 'ip'>])
   return {
     max: ext.max,
@@ -398,7 +400,7 @@ export default fp(async function openapiRoutesPlugin (app, options: { specPath?:
           secured,
           ...(operation.eventStream ? { eventStream: true } : {}),
           ...(operation.cache ? { cache: operation.cache } : {}),
-          ...(operation.rateLimit ? { rateLimit: rateLimitConfig(app, operation.operationId, operation.rateLimit) } : {})
+          ...(operation.rateLimit ? { rateLimit: rateLimitConfig(this, operation.operationId, operation.rateLimit) } : {})
         }
       }
       if (operation.bodyLimit !== undefined) route.bodyLimit = bodyLimitOf(app, operation)
