@@ -27,7 +27,6 @@ import accountsPlugin from './plugins/accounts.js'
 import containersPlugin from './plugins/containers.js'
 import fleetPlugin from './plugins/fleet.js'
 import billingPlugin from './plugins/billing.js'
-import storagePlugin from './plugins/storage.js'
 import mailPlugin from './plugins/mail.js'
 import accountsRoutes from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
@@ -38,7 +37,7 @@ import hostsRoutes from './routes/hosts/index.js'
 import logsRoutes from './routes/logs/index.js'
 import billingRoutes from './routes/billing/index.js'
 import stripeRoutes from './routes/stripe/index.js'
-import storageRoutes from './routes/storage/index.js'
+import storageFeature from './routes/storage/index.js'
 import jobsRoutes from './routes/jobs/index.js'
 import maintenanceRoutes from './routes/maintenance/index.js'
 import cacheRoutes from './routes/cache/index.js'
@@ -53,7 +52,7 @@ import partnerRoutes from './routes/partner/index.js'
 
 /** One plugin per spec tag, in the order they register. */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes, storageRoutes,
+  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes, storageFeature,
   partnersRoutes, partnerRoutes]
 
 export interface BuildOptions {
@@ -148,7 +147,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(mailPlugin)
     await app.register(accountsPlugin)
     await app.register(billingPlugin)
-    await app.register(storagePlugin)
     await app.register(containersPlugin)
     await app.register(fleetPlugin)
     // edge-cache before rate-limit: a public read kept at the origin is answered before the limiter

@@ -5,7 +5,6 @@ import { createContainerJobs } from '../services/containers/containers.jobs.js'
 import { reapOrphans, reapSilent, reapStuckJobs, refillWarmPools, resumeStalledStarts } from '../services/containers/containers.schedules.js'
 import { assignmentBatcher, authenticateContainer, ping, sendStartValues, sendStartValuesJob, stopAllOf, type ContainerDeps } from '../services/containers/containers.service.js'
 import { createHostAgentClient } from '../services/hosts/agent-client.js'
-import { freshTokens } from '../services/storage/storage.service.js'
 import type { Container } from '../db/types.js'
 import { createSimulatedProvider, type CloudProvider } from '../services/containers/provider.js'
 
@@ -51,7 +50,7 @@ export default fp(async function containersPlugin (app) {
     const client = createHostAgentClient({ scheme: agent.scheme as 'http' | 'https', port: agent.port, secret: agent.secret!, timeoutMs: agent.timeoutMs })
     app.queue.define({
       ...sendStartValuesJob,
-      handle: (data: { containerId: string }) => sendStartValues(app.db, client, data.containerId, (userId) => freshTokens(app.db, app.storageDeps, userId))
+      handle: (data: { containerId: string }) => sendStartValues(app.db, client, data.containerId, (userId) => app.storageTokens(userId))
     })
   }
   // How many assignments share a transaction: 1 when calm, more under load (see assignmentBatcher).
@@ -132,7 +131,7 @@ export default fp(async function containersPlugin (app) {
     request.container = await containerOf(request)
   }
   app.decorateRequest('container', null)
-}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'metrics', 'auth', 'accounts', 'schedules', 'billing', 'storage'] })
+}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'metrics', 'auth', 'accounts', 'schedules', 'billing'] })
 
 declare module 'fastify' {
   interface FastifyRequest {

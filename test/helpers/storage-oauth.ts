@@ -292,13 +292,12 @@ export async function connect (app: FastifyInstance, headers: Record<string, str
 }
 
 /**
- * Stops the storage flows' clock (tickets, states) at the real time of this call; `advance` moves it on.
- * Redis keeps its own TTLs in real time: this is the clock the lifetimes are checked against.
+ * The app's clock (`build(t, env, { clock })`), stopped at the real time of this call; `advance` moves it on.
+ * The storage flows' tickets and states are checked against it. Redis keeps its own TTLs in real time.
  */
-export function fakeClock (app: FastifyInstance) {
+export function stoppedClock () {
   let now = Date.now()
-  app.storageDeps.now = () => now
-  return { advance (ms: number) { now += ms } }
+  return { now: () => now, advance (ms: number) { now += ms } }
 }
 
 /** The user's stored connection row, or undefined. */

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises'
 import { build } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
 import {
-  authorize, authorizeIn, Browser, callback, fakeClock, openPage, providerUrlFor, startConnection, startProviders
+  authorize, authorizeIn, Browser, callback, openPage, providerUrlFor, startConnection, startProviders, stoppedClock
 } from '../helpers/storage-oauth.js'
 import { specPath } from '../../openapi/spec.js'
 
@@ -109,9 +109,9 @@ t.test('authorizeStorageConnection › insufficient permissions › sent our own
 
 t.test('storageCallback › invalid input › the clock past the state\'s 10 minutes: invalid_state with the right cookie, nothing exchanged or stored', async (t) => {
   const { drive, env } = await startProviders(t)
-  const app = await build(t, env)
+  const clock = stoppedClock()
+  const app = await build(t, env, { clock })
   const user = await given(app).signedIn()
-  const clock = fakeClock(app)
   const flow = await authorizeIn(app, user.headers, drive)
 
   clock.advance(600_000)

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
 import t from 'tap'
+import { storageDepsOf } from '../../../routes/storage/index.js'
 import { build } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import {
-  authorize, authorizeIn, Browser, callback, clientRedirect, fakeClock, openPage, startConnection, startProvider, startProviders, storageEnv
+  authorize, authorizeIn, Browser, callback, clientRedirect, openPage, startConnection, startProvider, startProviders, stoppedClock, storageEnv
 } from '../../helpers/storage-oauth.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -58,7 +59,7 @@ t.test('authorizeStorageConnection › valid › names the provider and the Frac
   t.match(q, {
     response_type: 'code',
     client_id: drive.clientId,
-    redirect_uri: app.storageDeps.callbackUrl,
+    redirect_uri: (await storageDepsOf(app)).callbackUrl,
     scope: drive.entry.scopes.join(' '),
     state: /^[A-Za-z0-9_-]{43}$/,
     code_challenge: /^[A-Za-z0-9_-]{43}$/,
@@ -222,16 +223,16 @@ t.test('authorizeStorageConnection › invalid input › a missing, malformed or
 
 t.test('authorizeStorageConnection › non-existing › an unknown, used or expired ticket: back to the app with invalid_ticket, no cookie, no state', async (t) => {
   const { env } = await startProviders(t)
-  const app = await build(t, env)
+  const clock = stoppedClock()
+  const app = await build(t, env, { clock })
 
-  const unknown = await openPage(app, new Browser(), `${app.storageDeps.authorizeUrl}?ticket=${'A'.repeat(43)}`)
+  const unknown = await openPage(app, new Browser(), `${(await storageDepsOf(app)).authorizeUrl}?ticket=${'A'.repeat(43)}`)
   t.equal(unknown.res.statusCode, 302)
   t.equal(`${unknown.res.headers.location}`.split('?')[0], clientRedirect)
   t.same(unknown.outcome, { status: 'error', reason: 'invalid_ticket' })
   t.equal(unknown.res.headers['cache-control'], 'no-store')
 
   // Expired: the clock moves past the ticket's 5 minutes (Redis would keep it a while longer).
-  const clock = fakeClock(app)
   const late = await started(app)
   clock.advance(300_000)
   const expired = await openPage(app, new Browser(), late.startUrl)

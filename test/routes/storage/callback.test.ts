@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { Writable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { buildApp } from '../../../app.js'
+import { storageDepsOf } from '../../../routes/storage/index.js'
 import { build, testConfig, type Overrides } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import {
@@ -47,15 +48,15 @@ t.test('storageCallback › valid › connects: 302 to the app, the account addr
   const raw = JSON.stringify(row)
   t.notOk(raw.includes(flow.accessToken!), 'the access token is not stored in clear')
   t.notOk(raw.includes(flow.refreshToken!), 'the refresh token is not stored in clear')
-  t.equal(app.storageDeps.cipher.decrypt(row!.key_id, row!.access_token), flow.accessToken)
-  t.equal(app.storageDeps.cipher.decrypt(row!.key_id, row!.refresh_token!), flow.refreshToken)
+  t.equal((await storageDepsOf(app)).cipher.decrypt(row!.key_id, row!.access_token), flow.accessToken)
+  t.equal((await storageDepsOf(app)).cipher.decrypt(row!.key_id, row!.refresh_token!), flow.refreshToken)
 
   // What the provider received: the code with the verifier behind the challenge, our client, our callback.
   const challenge = new URL(flow.authorizationUrl).searchParams.get('code_challenge')
   t.match(flow.tokenRequest, {
     grant_type: 'authorization_code',
     code: flow.code,
-    redirect_uri: app.storageDeps.callbackUrl,
+    redirect_uri: (await storageDepsOf(app)).callbackUrl,
     client_id: drive.clientId,
     client_secret: drive.clientSecret,
     code_verifier: /^[A-Za-z0-9_-]{43,128}$/
@@ -90,7 +91,7 @@ t.test('storageCallback › valid › connecting again: new access token; when t
   t.not(second.accessToken, first.accessToken)
   t.equal(await connectionCount(app), 1, 'still one connection')
   const row = (await connectionRow(app, user.account.id, 'drive'))!
-  const cipher = app.storageDeps.cipher
+  const cipher = (await storageDepsOf(app)).cipher
   t.equal(cipher.decrypt(row.key_id, row.access_token), second.accessToken, 'the new access token')
   t.equal(cipher.decrypt(row.key_id, row.refresh_token!), first.refreshToken, 'the first refresh token, kept')
   t.not(row.refresh_token, before.refresh_token, 're-encrypted (a fresh IV), not copied')

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { storageDepsOf } from '../../../routes/storage/index.js'
 import { freshTokens } from '../../../services/storage/storage.service.js'
 import { createTokenCipher, parseTokenKeys } from '../../../services/storage/storage.crypto.js'
 import { build } from '../../helpers/build.js'
@@ -57,7 +58,7 @@ t.test('listStorageConnections › valid › needs_reauth once the provider refu
   await expireIn(app, user.account.id, 'drive', 60_000)
 
   drive.answerTokenOnce(400, { error: 'invalid_grant', error_description: 'Token has been expired or revoked.' })
-  const tokens = await freshTokens(app.db, app.storageDeps, user.account.id)
+  const tokens = await app.storageTokens(user.account.id)
 
   t.same(tokens.map((x) => x.provider), ['box'], 'nothing usable for drive')
   t.match(drive.tokenRequests.at(-1), { grant_type: 'refresh_token' })
@@ -66,7 +67,7 @@ t.test('listStorageConnections › valid › needs_reauth once the provider refu
 
   // Not asked again while it needs the user; connecting again makes it usable.
   const asked = drive.tokenRequests.length
-  t.same((await freshTokens(app.db, app.storageDeps, user.account.id)).map((x) => x.provider), ['box'])
+  t.same((await app.storageTokens(user.account.id)).map((x) => x.provider), ['box'])
   t.equal(drive.tokenRequests.length, asked, 'a connection that needs re-authorization is not refreshed')
   await connect(app, user.headers, drive)
   t.match((await list(app, user.headers)).json(), { items: [{ provider: 'box', status: 'connected' }, { provider: 'drive', status: 'connected' }] })
@@ -82,10 +83,10 @@ t.test('listStorageConnections › valid › a refresh failing otherwise (500, t
   const before = (await connectionRow(app, user.account.id, 'drive'))!
 
   drive.answerTokenOnce(500, { error: 'server_error' })
-  await t.rejects(freshTokens(app.db, app.storageDeps, user.account.id), { code: 'unavailable' })
+  await t.rejects(app.storageTokens(user.account.id), { code: 'unavailable' })
 
   // The token endpoint stops answering.
-  const deps = app.storageDeps
+  const deps = await storageDepsOf(app)
   const unanswered = { ...deps, providers: deps.providers.map((p) => ({ ...p, tokenUrl: `${silent.url}/token` })) }
   await t.rejects(freshTokens(app.db, unanswered, user.account.id), { code: 'unavailable', message: /timed out/ })
   t.equal(silent.requests, 1)
@@ -105,7 +106,7 @@ t.test('listStorageConnections › valid › tokens about to expire are refreshe
   await expireIn(app, user.account.id, 'box', 10 * 60_000)
   const askedBefore = drive.tokenRequests.length
 
-  const tokens = byProvider(await freshTokens(app.db, app.storageDeps, user.account.id))
+  const tokens = byProvider(await app.storageTokens(user.account.id))
 
   t.equal(drive.tokenRequests.length, askedBefore + 1, 'one refresh')
   t.same(drive.tokenRequests.at(-1), { grant_type: 'refresh_token', refresh_token: first.refreshToken, client_id: drive.clientId, client_secret: drive.clientSecret })
@@ -116,20 +117,20 @@ t.test('listStorageConnections › valid › tokens about to expire are refreshe
 
   const row = (await connectionRow(app, user.account.id, 'drive'))!
   t.equal(row.key_id, 'k1')
-  t.equal(app.storageDeps.cipher.decrypt(row.key_id, row.access_token), answer.access_token)
-  t.equal(app.storageDeps.cipher.decrypt(row.key_id, row.refresh_token!), answer.refresh_token, 'the rotated refresh token')
+  t.equal((await storageDepsOf(app)).cipher.decrypt(row.key_id, row.access_token), answer.access_token)
+  t.equal((await storageDepsOf(app)).cipher.decrypt(row.key_id, row.refresh_token!), answer.refresh_token, 'the rotated refresh token')
   t.notOk(JSON.stringify(row).includes(answer.access_token), 'stored encrypted')
   t.ok(row.expires_at!.getTime() > Date.now() + 3500_000, 'a new expiry')
   t.match((await list(app, user.headers)).json(), { items: [{ provider: 'box', status: 'connected' }, { provider: 'drive', status: 'connected' }] })
 
   // Fresh now: the next call asks nobody. Expired and no new refresh token: the stored one is kept.
-  await freshTokens(app.db, app.storageDeps, user.account.id)
+  await app.storageTokens(user.account.id)
   t.equal(drive.tokenRequests.length, askedBefore + 1)
   await expireIn(app, user.account.id, 'drive', -1000)
   drive.omitRefreshTokenOnce()
-  await freshTokens(app.db, app.storageDeps, user.account.id)
+  await app.storageTokens(user.account.id)
   const kept = (await connectionRow(app, user.account.id, 'drive'))!
-  t.equal(app.storageDeps.cipher.decrypt(kept.key_id, kept.refresh_token!), answer.refresh_token, 'the refresh token is kept')
+  t.equal((await storageDepsOf(app)).cipher.decrypt(kept.key_id, kept.refresh_token!), answer.refresh_token, 'the refresh token is kept')
 })
 
 t.test('listStorageConnections › valid › key rotation: tokens under key A still decrypt when the keys become B,A, and move to B on refresh', async (t) => {
@@ -146,10 +147,10 @@ t.test('listStorageConnections › valid › key rotation: tokens under key A st
 
   // The same database, a new key first.
   const app = await build(t, { ...env, STORAGE_TOKEN_KEYS: `${keyB},${keyA}`, DATABASE_URL: before.config.db.url! })
-  t.equal(app.storageDeps.cipher.keyId, 'B', 'the first key encrypts')
+  t.equal((await storageDepsOf(app)).cipher.keyId, 'B', 'the first key encrypts')
   await expireIn(app, user.account.id, 'drive', 60_000)
 
-  const tokens = byProvider(await freshTokens(app.db, app.storageDeps, user.account.id))
+  const tokens = byProvider(await app.storageTokens(user.account.id))
 
   const answer = drive.tokenAnswers.at(-1)!.body as { access_token: string, refresh_token: string }
   t.match(drive.tokenRequests.at(-1), { grant_type: 'refresh_token', refresh_token: onDrive.refreshToken }, 'the refresh token decrypted under A')

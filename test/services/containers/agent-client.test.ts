@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
+import { storageDepsOf } from '../../../routes/storage/index.js'
 import { build } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import { until } from '../../helpers/wait.js'
@@ -76,7 +77,7 @@ t.test('sendStartValues › valid › the user\'s connected cloud storage is mou
   const warm = await given(app).warmContainer(offer)
   await app.db.updateTable('container').set({ host_ip: '127.0.0.1' }).where('id', '=', warm.id).execute()
   const user = await given(app).signedIn()
-  const { cipher } = app.storageDeps
+  const { cipher } = await storageDepsOf(app)
   await app.db.insertInto('storage_connection').values({
     user_id: user.account.id,
     provider: 'google_drive',
