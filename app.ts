@@ -26,7 +26,6 @@ import throttlePlugin from './plugins/throttle.js'
 import accountsPlugin from './plugins/accounts.js'
 import containersPlugin from './plugins/containers.js'
 import fleetPlugin from './plugins/fleet.js'
-import billingPlugin from './plugins/billing.js'
 import mailPlugin from './plugins/mail.js'
 import accountsRoutes from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
@@ -35,8 +34,7 @@ import containersRoutes from './routes/containers/index.js'
 import fleetRoutes from './routes/fleet/index.js'
 import hostsRoutes from './routes/hosts/index.js'
 import logsRoutes from './routes/logs/index.js'
-import billingRoutes from './routes/billing/index.js'
-import stripeRoutes from './routes/stripe/index.js'
+import billingFeature from './routes/billing/index.js'
 import storageFeature from './routes/storage/index.js'
 import jobsRoutes from './routes/jobs/index.js'
 import maintenanceRoutes from './routes/maintenance/index.js'
@@ -52,7 +50,7 @@ import partnerRoutes from './routes/partner/index.js'
 
 /** One plugin per spec tag, in the order they register. */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingRoutes, stripeRoutes, storageFeature,
+  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingFeature, storageFeature,
   partnersRoutes, partnerRoutes]
 
 export interface BuildOptions {
@@ -146,7 +144,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(throttlePlugin)
     await app.register(mailPlugin)
     await app.register(accountsPlugin)
-    await app.register(billingPlugin)
     await app.register(containersPlugin)
     await app.register(fleetPlugin)
     // edge-cache before rate-limit: a public read kept at the origin is answered before the limiter

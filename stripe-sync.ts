@@ -6,6 +6,7 @@ import { buildApp } from './app.js'
 import { readPlansFile } from './db/plans.js'
 import { loadConfig } from './plugins/config.js'
 import { syncPlansWithStripe } from './services/billing/billing.service.js'
+import { createStripeClient } from './services/billing/billing.stripe.js'
 
 const config = loadConfig()
 if (!config.billing.stripeSecretKey) {
@@ -15,7 +16,7 @@ if (!config.billing.stripeSecretKey) {
 const app = await buildApp(config, { logger: false })
 try {
   await app.ready()
-  const ids = await syncPlansWithStripe(app.db, app.billingDeps.stripe!, await readPlansFile(), (line) => console.log(line))
+  const ids = await syncPlansWithStripe(app.db, (await createStripeClient(config.billing))!, await readPlansFile(), (line) => console.log(line))
   for (const [plan, { product, price }] of ids) console.log(`${plan}: product ${product}, price ${price}`)
   await app.cache.invalidate(['plans'])
 } catch (err) {

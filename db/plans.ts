@@ -1,4 +1,5 @@
-// The plans of db/plans.json and how they land in the database (the seed and npm run stripe:sync use it).
+// The plans of db/plans.json and how they land in the database (the seed and npm run stripe:sync use it);
+// which Stripe product and price each maps to is billing's (services/billing/billing.repository.ts).
 import { readFile } from 'node:fs/promises'
 import { sql, type Kysely } from 'kysely'
 import type { DB, Entitlements } from './types.js'
@@ -20,8 +21,8 @@ export async function readPlansFile (path: URL | string = plansFile): Promise<Pl
   return (JSON.parse(await readFile(path, 'utf8')) as { plans: PlanDefinition[] }).plans
 }
 
-/** The plans of the file into the database (ids, prices, entitlements); Stripe ids are kept. */
-export async function upsertPlans (db: Kysely<DB>, plans: PlanDefinition[], stripeIds: Map<string, { product: string, price: string }> = new Map()) {
+/** The plans of the file into the database (ids, prices, entitlements); the Stripe ids they map to are kept. */
+export async function upsertPlans (db: Kysely<DB>, plans: PlanDefinition[]) {
   if (plans.length === 0) return
   await db.insertInto('plan').values(plans.map((p, i) => ({
     id: p.id,
@@ -32,9 +33,7 @@ export async function upsertPlans (db: Kysely<DB>, plans: PlanDefinition[], stri
     trial_days: p.trialDays,
     billed_by_hour: p.billedByHour,
     entitlements: JSON.stringify(p.entitlements),
-    sort_order: i,
-    stripe_product_id: stripeIds.get(p.id)?.product ?? null,
-    stripe_price_id: stripeIds.get(p.id)?.price ?? null
+    sort_order: i
   }))).onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({
     name: eb.ref('excluded.name'),
     amount: eb.ref('excluded.amount'),
@@ -45,8 +44,6 @@ export async function upsertPlans (db: Kysely<DB>, plans: PlanDefinition[], stri
     entitlements: eb.ref('excluded.entitlements'),
     sort_order: eb.ref('excluded.sort_order'),
     active: true,
-    stripe_product_id: sql`coalesce(excluded.stripe_product_id, plan.stripe_product_id)`,
-    stripe_price_id: sql`coalesce(excluded.stripe_price_id, plan.stripe_price_id)`,
     updated_at: sql`now()`
   }))).execute()
   await db.updateTable('plan').set({ active: false }).where('id', 'not in', plans.map((p) => p.id)).execute()

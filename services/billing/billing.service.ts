@@ -1,12 +1,13 @@
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
 import type Stripe from 'stripe'
 import type { DB, Plan, SubscriptionStatus } from '../../db/types.js'
 import type { JobQueue } from '../queue.js'
 import { upsertPlans, type PlanDefinition } from '../../db/plans.js'
 import { BadSignature, NotAnEvent, BillingNotConfigured, NoBillingAccount, PaymentRequired, PlanNotFound } from './billing.errors.js'
+import * as repo from './billing.repository.js'
 
 export function listPlans (db: Kysely<DB>) {
-  return db.selectFrom('plan').selectAll().where('active', '=', true).orderBy('sort_order').orderBy('id').execute()
+  return repo.listActivePlans(db)
 }
 
 /** The meter container hours are reported to, for plans billed by the hour. */
@@ -45,7 +46,9 @@ export async function syncPlansWithStripe (db: Kysely<DB>, stripe: Stripe, plans
     }
     ids.set(plan.id, { product: product.id, price: price.id })
   }
-  await upsertPlans(db, plans, ids)
+  // The file's plans land as the seed lands them; the Stripe ids they map to are billing's.
+  await upsertPlans(db, plans)
+  await repo.setPlanStripeIds(db, ids)
   return ids
 }
 
@@ -84,7 +87,7 @@ function stripeOf (deps: Pick<BillingDeps, 'stripe'>): Stripe {
  * customer deleted in Stripe is replaced by a new one (a key of its own, so Stripe does not replay the old).
  */
 async function customerOf (db: Kysely<DB>, deps: BillingDeps, user: { id: string, email: string, name: string }): Promise<string> {
-  const known = await db.selectFrom('billing_customer').select(['stripe_customer_id', 'deleted_at']).where('user_id', '=', user.id).executeTakeFirst()
+  const known = await repo.findCustomer(db, user.id)
   if (known && !known.deleted_at) return known.stripe_customer_id
   const customer = await stripeOf(deps).customers.create(
     { email: user.email, name: user.name, metadata: { fractal_user_id: user.id } },
@@ -92,24 +95,20 @@ async function customerOf (db: Kysely<DB>, deps: BillingDeps, user: { id: string
   )
   // Concurrent first checkouts all get the same customer (one idempotency key): the first insert wins, the
   // others conflict on either unique key and do nothing. A deleted customer's row is pointed at the new one.
-  await db.insertInto('billing_customer').values({ user_id: user.id, stripe_customer_id: customer.id })
-    .onConflict((oc) => oc.doNothing()).execute()
-  if (known?.deleted_at) {
-    await db.updateTable('billing_customer').set({ stripe_customer_id: customer.id, deleted_at: null })
-      .where('user_id', '=', user.id).where('deleted_at', 'is not', null).execute()
-  }
-  const row = await db.selectFrom('billing_customer').select('stripe_customer_id').where('user_id', '=', user.id).executeTakeFirstOrThrow()
+  await repo.insertCustomer(db, user.id, customer.id)
+  if (known?.deleted_at) await repo.replaceDeletedCustomer(db, user.id, customer.id)
+  const row = await repo.customerIdOf(db, user.id)
   return row.stripe_customer_id
 }
 
 async function accountOf (db: Kysely<DB>, userId: string) {
-  return db.selectFrom('account').select(['id', 'email', 'name', 'created_at']).where('id', '=', userId).executeTakeFirstOrThrow()
+  return repo.accountOf(db, userId)
 }
 
 /** A Stripe Checkout session for a plan (tax by Stripe Tax); answers its URL. */
 export async function createCheckout (db: Kysely<DB>, deps: BillingDeps, userId: string, planId: string) {
   const stripe = stripeOf(deps)
-  const plan = await db.selectFrom('plan').selectAll().where('id', '=', planId).where('active', '=', true).executeTakeFirst()
+  const plan = await repo.findActivePlan(db, planId)
   if (!plan || !plan.stripe_price_id) throw new PlanNotFound(planId)
   const customer = await customerOf(db, deps, await accountOf(db, userId))
   const session = await stripe.checkout.sessions.create({
@@ -138,7 +137,7 @@ const missingAtStripe = (err: unknown) => (err as { code?: string, statusCode?: 
  * then say so, and a later run asks Stripe nothing.
  */
 export async function closeBillingAccount (db: Kysely<DB>, deps: Pick<BillingDeps, 'stripe'>, userId: string) {
-  const customer = await db.selectFrom('billing_customer').select(['stripe_customer_id', 'deleted_at']).where('user_id', '=', userId).executeTakeFirst()
+  const customer = await repo.findCustomer(db, userId)
   // Never a Stripe customer, or one deleted already (here, or at Stripe: the customer.deleted event).
   if (!customer || customer.deleted_at) return { cancelled: 0, customerDeleted: false }
   const stripe = stripeOf(deps)
@@ -166,8 +165,8 @@ export async function closeBillingAccount (db: Kysely<DB>, deps: Pick<BillingDep
     customerDeleted = false
   }
   await db.transaction().execute(async (trx) => {
-    await trx.updateTable('subscription').set({ status: 'canceled', updated_at: sql`now()` }).where('user_id', '=', userId).execute()
-    await trx.updateTable('billing_customer').set({ deleted_at: sql`now()` }).where('user_id', '=', userId).where('stripe_customer_id', '=', customerId).execute()
+    await repo.cancelSubscription(trx, userId)
+    await repo.markCustomerDeleted(trx, userId, customerId)
   })
   return { cancelled, customerDeleted }
 }
@@ -175,7 +174,7 @@ export async function closeBillingAccount (db: Kysely<DB>, deps: Pick<BillingDep
 /** Stripe's customer portal (cards, invoices, cancel). */
 export async function createPortal (db: Kysely<DB>, deps: BillingDeps, userId: string) {
   const stripe = stripeOf(deps)
-  const known = await db.selectFrom('billing_customer').select('stripe_customer_id').where('user_id', '=', userId).where('deleted_at', 'is', null).executeTakeFirst()
+  const known = await repo.findActiveCustomer(db, userId)
   if (!known) throw new NoBillingAccount()
   const session = await stripe.billingPortal.sessions.create({ customer: known.stripe_customer_id, return_url: `${deps.appUrl}/billing` })
   return { url: session.url }
@@ -185,14 +184,11 @@ export async function createPortal (db: Kysely<DB>, deps: BillingDeps, userId: s
 export async function subscriptionOf (db: Kysely<DB>, deps: Pick<BillingDeps, 'trialDays'>, userId: string) {
   const [account, sub] = await Promise.all([
     accountOf(db, userId),
-    db.selectFrom('subscription').leftJoin('plan', 'plan.id', 'subscription.plan_id')
-      .select(['subscription.plan_id', 'subscription.status', 'subscription.trial_end', 'subscription.current_period_start', 'subscription.current_period_end', 'subscription.cancel_at_period_end', 'plan.name as plan_name'])
-      .where('subscription.user_id', '=', userId).executeTakeFirst()
+    repo.findSubscriptionWithPlan(db, userId)
   ])
   const trialEndsAt = new Date(account.created_at.getTime() + deps.trialDays * 86_400_000)
   const periodStart = sub?.current_period_start ?? account.created_at
-  const usage = await db.selectFrom('usage_record').select((eb) => eb.fn.coalesce(eb.fn.sum<number>('seconds'), sql<number>`0`).as('seconds'))
-    .where('user_id', '=', userId).where('ended_at', '>=', periodStart).executeTakeFirstOrThrow()
+  const usage = await repo.usageSecondsSince(db, userId, periodStart)
   return {
     plan: sub?.plan_id ? { id: sub.plan_id, name: sub.plan_name ?? sub.plan_id } : null,
     status: sub?.status ?? (trialEndsAt > new Date() ? 'free_trial' as const : 'none' as const),
@@ -222,36 +218,30 @@ export async function acceptStripeEvent (db: Kysely<DB>, deps: BillingDeps, rawB
   // Signed, but not an event (a test payload, a misconfigured sender): refused, nothing stored.
   const shape = event as unknown as { id?: unknown, type?: unknown } | null
   if (!shape || typeof shape.id !== 'string' || typeof shape.type !== 'string' || shape.id.length === 0) throw new NotAnEvent()
-  const inserted = await db.insertInto('stripe_event').values({ id: event.id, type: event.type, payload: JSON.stringify(event) })
-    .onConflict((oc) => oc.column('id').doNothing()).returning('id').executeTakeFirst()
+  const inserted = await repo.insertStripeEvent(db, { id: event.id, type: event.type, payload: JSON.stringify(event) })
   // A redelivery of an event not processed yet (its enqueue may have failed) queues it again.
-  const pending = inserted ? true : Boolean(await db.selectFrom('stripe_event').select('id').where('id', '=', event.id).where('processed_at', 'is', null).executeTakeFirst())
+  const pending = inserted ? true : Boolean(await repo.findPendingStripeEvent(db, event.id))
   if (pending) await deps.queue.enqueue(processStripeEventJob, { eventId: event.id }, { jobId: `stripe:${event.id}:${Date.now()}`, retries: 8 })
   return { received: true, duplicate: !inserted }
 }
 
 /** Events stored but not processed a minute later (their queue entry was lost): queued again. */
 export async function requeueStripeEvents (db: Kysely<DB>, queue: JobQueue) {
-  const stale = await db.selectFrom('stripe_event').select('id').where('processed_at', 'is', null)
-    .where('received_at', '<', new Date(Date.now() - 60_000)).orderBy('received_at').limit(500).execute()
+  const stale = await repo.staleStripeEvents(db, new Date(Date.now() - 60_000))
   for (const { id } of stale) await queue.enqueue(processStripeEventJob, { eventId: id }, { jobId: `stripe:${id}:${Date.now()}`, retries: 8 })
   return { requeued: stale.length }
 }
 
 const ts = (seconds: number | null | undefined) => (seconds ? new Date(seconds * 1000) : null)
 
-async function userOfCustomer (db: Kysely<DB>, customerId: string) {
-  return (await db.selectFrom('billing_customer').select('user_id').where('stripe_customer_id', '=', customerId).executeTakeFirst())?.user_id ?? null
-}
-
 /** A subscription object → the local row (older events never overwrite newer state). */
 async function applySubscription (db: Kysely<DB>, deps: BillingDeps, sub: Stripe.Subscription, eventCreated: number) {
   const customerId = typeof sub.customer === 'string' ? sub.customer : sub.customer.id
-  const userId = sub.metadata?.fractal_user_id ?? await userOfCustomer(db, customerId)
+  const userId = sub.metadata?.fractal_user_id ?? await repo.userOfCustomer(db, customerId)
   if (!userId) return 'unknown customer'
   const item = sub.items?.data?.[0] as (Stripe.SubscriptionItem & { current_period_start?: number, current_period_end?: number }) | undefined
   const priceId = item?.price?.id
-  const plan = priceId ? await db.selectFrom('plan').select('id').where('stripe_price_id', '=', priceId).executeTakeFirst() : undefined
+  const plan = priceId ? await repo.findPlanByPrice(db, priceId) : undefined
   const legacy = sub as unknown as { current_period_start?: number, current_period_end?: number }
   const status = sub.status as SubscriptionStatus
   const values = {
@@ -266,13 +256,7 @@ async function applySubscription (db: Kysely<DB>, deps: BillingDeps, sub: Stripe
     event_created: eventCreated
   }
   try {
-    await db.insertInto('subscription').values({ ...values, past_due_since: status === 'past_due' ? new Date() : null })
-      .onConflict((oc) => oc.column('user_id').doUpdateSet({
-        ...values,
-        past_due_since: status === 'past_due' ? sql`coalesce(subscription.past_due_since, now())` : null,
-        updated_at: sql`now()`
-      }).where('subscription.event_created', '<=', String(eventCreated)))
-      .execute()
+    await repo.upsertSubscription(db, values)
   } catch (err) {
     // The account is gone (deleting it cancels the subscription at Stripe, whose events follow): nothing to keep.
     if ((err as { code?: string }).code === '23503') return 'unknown customer'
@@ -283,7 +267,7 @@ async function applySubscription (db: Kysely<DB>, deps: BillingDeps, sub: Stripe
 
 /** Processes one stored event; its outcome is kept on the row. Nothing on a request path calls Stripe for access. */
 export async function processStripeEvent (db: Kysely<DB>, deps: BillingDeps, eventId: string, notify: (userId: string, kind: 'receipt' | 'payment_failed', invoice: Stripe.Invoice) => Promise<void>) {
-  const row = await db.selectFrom('stripe_event').selectAll().where('id', '=', eventId).executeTakeFirst()
+  const row = await repo.findStripeEvent(db, eventId)
   if (!row || row.processed_at) return { skipped: true }
   const event = row.payload as unknown as Stripe.Event
   let outcome = 'ignored'
@@ -305,7 +289,7 @@ export async function processStripeEvent (db: Kysely<DB>, deps: BillingDeps, eve
     case 'invoice.payment_failed': {
       const invoice = event.data.object
       const customerId = typeof invoice.customer === 'string' ? invoice.customer : invoice.customer?.id
-      const userId = customerId ? await userOfCustomer(db, customerId) : null
+      const userId = customerId ? await repo.userOfCustomer(db, customerId) : null
       if (userId) {
         await notify(userId, event.type === 'invoice.paid' ? 'receipt' : 'payment_failed', invoice)
         outcome = `${event.type === 'invoice.paid' ? 'receipt' : 'payment failure'} mailed`
@@ -314,19 +298,19 @@ export async function processStripeEvent (db: Kysely<DB>, deps: BillingDeps, eve
     }
     case 'customer.deleted': {
       const customer = event.data.object
-      const userId = await userOfCustomer(db, customer.id)
+      const userId = await repo.userOfCustomer(db, customer.id)
       if (userId) {
         await db.transaction().execute(async (trx) => {
           // The deletion's time guards the state: an older subscription event arriving late does not revive it.
-          await trx.updateTable('subscription').set({ status: 'canceled', event_created: sql`greatest(event_created, ${event.created})`, updated_at: sql`now()` }).where('user_id', '=', userId).execute()
-          await trx.updateTable('billing_customer').set({ deleted_at: sql`now()` }).where('user_id', '=', userId).execute()
+          await repo.cancelSubscriptionAt(trx, userId, event.created)
+          await repo.markCustomerDeleted(trx, userId)
         })
         outcome = 'customer removed'
       }
       break
     }
   }
-  await db.updateTable('stripe_event').set({ processed_at: sql`now()`, error: null }).where('id', '=', eventId).execute()
+  await repo.markStripeEventProcessed(db, eventId)
   return { outcome }
 }
 
@@ -335,12 +319,7 @@ export async function processStripeEvent (db: Kysely<DB>, deps: BillingDeps, eve
  * identifier: a retry is deduplicated by Stripe); usage of other plans is only marked done.
  */
 export async function reportUsage (db: Kysely<DB>, deps: Pick<BillingDeps, 'stripe'>) {
-  const rows = await db.selectFrom('usage_record')
-    .leftJoin('subscription', 'subscription.user_id', 'usage_record.user_id')
-    .leftJoin('plan', 'plan.id', 'subscription.plan_id')
-    .leftJoin('billing_customer', 'billing_customer.user_id', 'usage_record.user_id')
-    .select(['usage_record.container_id', 'usage_record.seconds', 'usage_record.ended_at', 'plan.billed_by_hour', 'billing_customer.stripe_customer_id'])
-    .where('usage_record.reported_at', 'is', null).limit(500).execute()
+  const rows = await repo.unreportedUsage(db)
   let reported = 0
   for (const row of rows) {
     if (row.billed_by_hour && row.stripe_customer_id && deps.stripe) {
@@ -352,7 +331,7 @@ export async function reportUsage (db: Kysely<DB>, deps: Pick<BillingDeps, 'stri
       })
       reported++
     }
-    await db.updateTable('usage_record').set({ reported_at: sql`now()` }).where('container_id', '=', row.container_id).execute()
+    await repo.markUsageReported(db, row.container_id)
   }
   return { reported, settled: rows.length }
 }
@@ -383,8 +362,7 @@ export async function entitlementOf (db: Kysely<DB>, deps: Pick<BillingDeps, 'en
   const terms = entitlementTerms(deps)
   if (!terms) return { concurrentContainers: 1000, regions: null, maxDpi: 480 }
   try {
-    const { rows } = await sql<{ e: Entitlement }>`select fractal_entitlement(${userId}::uuid, ${JSON.stringify(terms)}::jsonb) as e`.execute(db)
-    return rows[0]!.e
+    return await repo.entitlementRow<Entitlement>(db, userId, terms)
   } catch (err) {
     const e = err as { code?: string, detail?: string }
     if (e.code === 'FR008') throw paymentRequired(e.detail ?? '', deps.appUrl)

@@ -26,6 +26,7 @@ import type { LightMyRequestResponse } from 'fastify'
 import { readPlansFile } from '../../db/plans.js'
 import { specPath } from '../../openapi/spec.js'
 import { syncPlansWithStripe } from '../../services/billing/billing.service.js'
+import { createStripeClient } from '../../services/billing/billing.stripe.js'
 import { build, testKeys } from '../helpers/build.js'
 import { bearer, given } from '../helpers/given.js'
 import { startStripeStandIn, stripeEvent, testStripeKey, testWebhookSecret } from '../helpers/stripe-stand-in.js'
@@ -88,7 +89,7 @@ const app = await build(t, {
   BILLING_ENFORCED: 'false',
   METRICS_TOKEN: metricsToken
 })
-await syncPlansWithStripe(app.db, app.billingDeps.stripe!, await readPlansFile())
+await syncPlansWithStripe(app.db, (await createStripeClient(app.config.billing))!, await readPlansFile())
 const plans = (await readPlansFile()).map((p) => p.id)
 const g = given(app)
 const admin = await g.signedIn({ role: 'admin' })

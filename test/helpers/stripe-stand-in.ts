@@ -15,6 +15,7 @@ import Stripe from 'stripe'
 import type { FastifyInstance } from 'fastify'
 import { readPlansFile, type PlanDefinition } from '../../db/plans.js'
 import { syncPlansWithStripe } from '../../services/billing/billing.service.js'
+import { createStripeClient } from '../../services/billing/billing.stripe.js'
 import { build, type Overrides } from './build.js'
 import { until } from './wait.js'
 
@@ -518,7 +519,7 @@ export async function billingApp (t: Test, overrides: Overrides = {}, options: {
   const app = await build(t, { STRIPE_SECRET_KEY: testStripeKey, STRIPE_WEBHOOK_SECRET: testWebhookSecret, STRIPE_API_URL: stripe.url, ...overrides })
   const plans = options.plans ?? await readPlansFile()
   let priceOf = new Map<string, { product: string, price: string }>()
-  if (options.sync !== false) priceOf = await syncPlansWithStripe(app.db, app.billingDeps.stripe!, plans)
+  if (options.sync !== false) priceOf = await syncPlansWithStripe(app.db, (await createStripeClient(app.config.billing))!, plans)
   stripe.clearRequests()
   return {
     app,

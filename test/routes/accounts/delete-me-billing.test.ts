@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { closeBillingAccount } from '../../../services/billing/billing.service.js'
+import { createStripeClient } from '../../../services/billing/billing.stripe.js'
 import { given } from '../../helpers/given.js'
 import { billingApp, deliver, processed, stripeEvent, subscribe } from '../../helpers/stripe-stand-in.js'
 import { until } from '../../helpers/wait.js'
@@ -57,16 +58,17 @@ t.test('deleteMe › valid › the billing step run twice, or after the customer
   const atGone = await subscribe(app, stripe, gone.headers, 'starter')
   const atTwice = await subscribe(app, stripe, twice.headers, 'starter')
   stripe.clearRequests()
+  const deps = { stripe: await createStripeClient(app.config.billing) }
 
   // Deleted in the dashboard (which cancels its subscriptions); our rows have not heard yet.
   stripe.deleteCustomer(atGone.customer)
-  t.same(await closeBillingAccount(app.db, app.billingDeps, gone.account.id), { cancelled: 0, customerDeleted: false }, '404 resource_missing counts as done')
+  t.same(await closeBillingAccount(app.db, deps, gone.account.id), { cancelled: 0, customerDeleted: false }, '404 resource_missing counts as done')
   t.same(stripe.calls('DELETE', `/v1/customers/${atGone.customer}`).map((r) => r.status), [404])
 
-  t.same(await closeBillingAccount(app.db, app.billingDeps, twice.account.id), { cancelled: 1, customerDeleted: true })
+  t.same(await closeBillingAccount(app.db, deps, twice.account.id), { cancelled: 1, customerDeleted: true })
   const calls = stripe.requests.length
-  t.same(await closeBillingAccount(app.db, app.billingDeps, twice.account.id), { cancelled: 0, customerDeleted: false }, 'a second run')
-  t.same(await closeBillingAccount(app.db, app.billingDeps, gone.account.id), { cancelled: 0, customerDeleted: false })
+  t.same(await closeBillingAccount(app.db, deps, twice.account.id), { cancelled: 0, customerDeleted: false }, 'a second run')
+  t.same(await closeBillingAccount(app.db, deps, gone.account.id), { cancelled: 0, customerDeleted: false })
   t.equal(stripe.requests.length, calls, 'asks Stripe nothing: the rows say it is done')
   t.equal(stripe.subscriptions.get(atTwice.subscription.id)!.status, 'canceled')
   for (const id of [gone.account.id, twice.account.id]) {

@@ -2,6 +2,7 @@ import t from 'tap'
 import { readPlansFile, type PlanDefinition } from '../../../db/plans.js'
 import { seedCatalog } from '../../../db/seed.js'
 import { meterEventName, syncPlansWithStripe } from '../../../services/billing/billing.service.js'
+import { createStripeClient } from '../../../services/billing/billing.stripe.js'
 import { build } from '../../helpers/build.js'
 import { billingApp } from '../../helpers/stripe-stand-in.js'
 
@@ -56,7 +57,7 @@ t.test('listPlans › valid › npm run stripe:sync creates each product, price 
   const { app, stripe } = await billingApp(t, {}, { sync: false })
   const plans = await readPlansFile()
 
-  const ids = await syncPlansWithStripe(app.db, app.billingDeps.stripe!, plans)
+  const ids = await syncPlansWithStripe(app.db, (await createStripeClient(app.config.billing))!, plans)
 
   t.same([...stripe.products.keys()].sort(), ['fractal_pay_as_you_go', 'fractal_pro', 'fractal_starter'], 'product ids are fixed per plan')
   t.equal(stripe.prices.size, 3)
@@ -85,10 +86,10 @@ t.test('listPlans › valid › npm run stripe:sync creates each product, price 
 t.test('listPlans › valid › npm run stripe:sync a second time creates nothing new and keeps the mapping', async (t) => {
   const { app, stripe } = await billingApp(t, {}, { sync: false })
   const plans = await readPlansFile()
-  const first = await syncPlansWithStripe(app.db, app.billingDeps.stripe!, plans)
+  const first = await syncPlansWithStripe(app.db, (await createStripeClient(app.config.billing))!, plans)
   stripe.clearRequests()
 
-  const second = await syncPlansWithStripe(app.db, app.billingDeps.stripe!, plans)
+  const second = await syncPlansWithStripe(app.db, (await createStripeClient(app.config.billing))!, plans)
 
   t.same(second, first)
   t.equal(stripe.calls('POST', '/v1/products').length, 0, 'no product created')
@@ -103,12 +104,12 @@ t.test('listPlans › valid › npm run stripe:sync a second time creates nothin
 t.test('listPlans › valid › npm run stripe:sync after a price change: a new price holding the plan\'s lookup key, the plan maps to it', async (t) => {
   const { app, stripe } = await billingApp(t, {}, { sync: false })
   const plans = await readPlansFile()
-  const before = await syncPlansWithStripe(app.db, app.billingDeps.stripe!, plans)
+  const before = await syncPlansWithStripe(app.db, (await createStripeClient(app.config.billing))!, plans)
   const oldPrice = before.get('pro')!.price
   stripe.clearRequests()
 
   const changed: PlanDefinition[] = plans.map((p) => (p.id === 'pro' ? { ...p, amount: 3900, name: 'Pro+' } : p))
-  const after = await syncPlansWithStripe(app.db, app.billingDeps.stripe!, changed)
+  const after = await syncPlansWithStripe(app.db, (await createStripeClient(app.config.billing))!, changed)
 
   const creates = stripe.calls('POST', '/v1/prices')
   t.equal(creates.length, 1, 'one new price, for the plan that changed')
@@ -129,7 +130,7 @@ t.test('listPlans › valid › npm run stripe:sync after a price change: a new 
   t.match(listed.json().items, [{ id: 'starter' }, { id: 'pro', price: 3900, name: 'Pro+' }, { id: 'pay-as-you-go' }])
 
   stripe.clearRequests()
-  await syncPlansWithStripe(app.db, app.billingDeps.stripe!, changed)
+  await syncPlansWithStripe(app.db, (await createStripeClient(app.config.billing))!, changed)
   t.equal(stripe.calls('POST', '/v1/prices').length, 0, 'a rerun finds the new price by its key')
 })
 
@@ -138,11 +139,11 @@ t.test('listPlans › faults › npm run stripe:sync with Stripe failing leaves 
   const plans = await readPlansFile()
   const stop = stripe.fail({ method: 'POST', path: '/v1/prices' }, { status: 400, error: { type: 'invalid_request_error', message: 'Refused.' } })
 
-  await t.rejects(syncPlansWithStripe(app.db, app.billingDeps.stripe!, plans))
+  await t.rejects(syncPlansWithStripe(app.db, (await createStripeClient(app.config.billing))!, plans))
   t.same(await app.db.selectFrom('plan').select('id').execute(), [], 'no plan mapped to a price that does not exist')
 
   stop()
-  const ids = await syncPlansWithStripe(app.db, app.billingDeps.stripe!, plans)
+  const ids = await syncPlansWithStripe(app.db, (await createStripeClient(app.config.billing))!, plans)
   t.equal(ids.size, 3)
   t.equal(stripe.products.size, 3, 'the products made by the failed run are reused')
 })
