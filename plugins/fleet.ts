@@ -89,7 +89,7 @@ export default fp(async function fleetPlugin (app) {
       })
     : createSimulatedFleetProvider()
   app.decorate('clusterDeps', {
-    queue: app.queue, provider, containers: app.containerDeps, containersPerHost: fleet.containersPerHost, jobTimeoutMs: fleet.jobTimeoutMs
+    queue: app.queue, provider, containersPerHost: fleet.containersPerHost, jobTimeoutMs: fleet.jobTimeoutMs
   })
   app.queue.define(...createClusterJobs({
     db: app.db,

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { Job } from '../db/types.js'
-import { jobsByIds, type JobFeed } from '../services/containers/containers.service.js'
+import type { JobFeed } from '../services/containers/containers.job-events.js'
+import { jobsByIds } from '../services/containers/containers.job-status.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { Handlers } from '../../openapi/handler-types.js'
-import * as containers from '../../services/containers/containers.service.js'
+import { ping } from '../../services/containers/containers.agent.js'
+import { shutdownContainer } from '../../services/containers/containers.lifecycle.js'
 import { presentJob } from '../containers/present.js'
 
 function callerOf (request: FastifyRequest) {
@@ -10,13 +11,13 @@ function callerOf (request: FastifyRequest) {
 
 export const handlers = {
   async pingContainer (request, reply) {
-    await containers.ping(this.db, this.containerDeps, callerOf(request), request.body.available)
+    await ping(this.db, this.containerDeps, callerOf(request), request.body.available)
     return reply.code(204).send()
   },
 
   async shutdownContainer (request, reply) {
     reply.code(202)
-    return presentJob(await containers.shutdownContainer(this.db, this.containerDeps, callerOf(request)))
+    return presentJob(await shutdownContainer(this.db, this.containerDeps, callerOf(request)))
   },
 
   async getProtocolInfo (request) {

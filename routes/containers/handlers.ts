@@ -1,4 +1,6 @@
 import type { Handlers } from '../../openapi/handler-types.js'
+import { assignContainer } from '../../services/containers/containers.assignment.js'
+import { stopContainer } from '../../services/containers/containers.lifecycle.js'
 import * as containers from '../../services/containers/containers.service.js'
 import { locateClient } from '../../services/containers/geo.js'
 import { principalOf } from '../request-context.js'
@@ -8,7 +10,7 @@ export const handlers = {
   async assignContainer (request, reply) {
     // No region asked for: the nearest one to the client (the edge's geo headers, else its IP).
     const near = request.body.region ? null : await locateClient(request.headers, request.ip, this.config.containers.geoipLookup)
-    const result = await containers.assignContainer(this.db, this.containerDeps, principalOf(request).userId, request.headers['idempotency-key'], { ...request.body, near })
+    const result = await assignContainer(this.db, this.containerDeps, principalOf(request).userId, request.headers['idempotency-key'], { ...request.body, near })
     if (result.status === 201) return reply.code(201).send(presentContainer(result.container))
     reply.code(202).header('location', `/v1/jobs/${result.job.id}`)
     return { job: presentJob(result.job), container: presentContainer(result.container) }
@@ -37,7 +39,7 @@ export const handlers = {
   },
 
   async stopContainer (request, reply) {
-    const job = await containers.stopContainer(this.db, this.containerDeps, principalOf(request).userId, request.params.containerId)
+    const job = await stopContainer(this.db, this.containerDeps, principalOf(request).userId, request.params.containerId)
     reply.code(202).header('location', `/v1/jobs/${job.id}`)
     return presentJob(job)
   }

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream'
 import type { Handlers } from '../../openapi/handler-types.js'
-import * as containers from '../../services/containers/containers.service.js'
+import { jobEvents } from '../../services/containers/containers.job-events.js'
+import { cancelJob, getJob } from '../../services/containers/containers.job-status.js'
 import { childrenOf } from '../../services/fleet/ami.service.js'
 import { presentJob } from '../containers/present.js'
 import { queueDashboard } from '../../services/queue.js'
@@ -17,14 +18,14 @@ export const handlers = {
   },
 
   async getJob (request) {
-    const job = await containers.getJob(this.db, principalOf(request), request.params.jobId)
+    const job = await getJob(this.db, principalOf(request), request.params.jobId)
     return presentJob(job, job.kind === 'roll_ami' ? await childrenOf(this.db, job.id) : undefined)
   },
 
   async streamJobEvents (request, reply) {
     // The event-streams plugin admitted this stream (or answered 429) and ends it when it must.
     const { signal } = request.eventStream!
-    const events = containers.jobEvents(this.db, this.jobFeed, principalOf(request), request.params.jobId, request.headers['last-event-id'], signal)
+    const events = jobEvents(this.db, this.jobFeed, principalOf(request), request.params.jobId, request.headers['last-event-id'], signal)
     // The first read happens before answering, so a missing or foreign job is still a 404 problem.
     const first = await events.next()
     async function * sse () {
@@ -40,6 +41,6 @@ export const handlers = {
   },
 
   async cancelJob (request) {
-    return presentJob(await containers.cancelJob(this.db, this.containerDeps, principalOf(request), request.params.jobId))
+    return presentJob(await cancelJob(this.db, { queue: this.queue }, principalOf(request), request.params.jobId))
   }
 } satisfies Handlers<'jobs'>

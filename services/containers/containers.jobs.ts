@@ -2,9 +2,9 @@ import type { Kysely } from 'kysely'
 import type { Container, DB } from '../../db/types.js'
 import type { JobDefinition, JobQueue } from '../queue.js'
 import * as repo from './containers.repository.js'
-import {
-  completeStartIfPinged, failStart, hashSecret, startContainerJob, stopContainerJob, type StartContainerPayload, type StopContainerPayload
-} from './containers.service.js'
+import { hashSecret } from './containers.agent.js'
+import { startContainerJob, type StartContainerPayload } from './containers.assignment.js'
+import { completeStartIfPinged, failStart, stopContainerJob, type StopContainerPayload } from './containers.lifecycle.js'
 import { backoffMs, isTransient, type CloudProvider } from './provider.js'
 
 export interface StartTiming {

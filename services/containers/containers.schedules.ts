@@ -7,9 +7,9 @@ import type { JobQueue } from '../queue.js'
 import * as repo from './containers.repository.js'
 import { warmPools } from './containers.warm-pools.js'
 import { recordAudit } from '../audit/audit.service.js'
-import {
-  createStartingContainer, enqueueStart, failStart, hashSecret, newSecret, startContainerJob, type StartEnder
-} from './containers.service.js'
+import { hashSecret, newSecret } from './containers.agent.js'
+import { createStartingContainer, enqueueStart, startContainerJob } from './containers.assignment.js'
+import { failStart, type StartEnder } from './containers.lifecycle.js'
 
 const live = ['creating', 'starting', 'available', 'in_use'] as const
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { sql, type Kysely } from 'kysely'
 import type { Cluster, ClusterStatus, ClusterSteps, DB, Job } from '../../db/types.js'
-import { stopContainersOfCluster, type ContainerDeps } from '../containers/containers.service.js'
+import { stopContainersOfCluster } from '../containers/containers.lifecycle.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import { BadSizes, ClusterBusy, ClusterNotActive, ClusterNotFound, ClusterRegionNotFound, NoAmi } from './clusters.errors.js'
@@ -15,7 +15,6 @@ export interface ClusterJobPayload { clusterId: string, jobId: string, step?: nu
 export interface ClusterDeps {
   queue: JobQueue
   provider: FleetProvider
-  containers: ContainerDeps
   /** Containers one host runs: a cluster's capacity is maxSize times this. */
   containersPerHost: number
   jobTimeoutMs: number
@@ -141,7 +140,7 @@ export async function deleteCluster (db: Kysely<DB>, deps: ClusterDeps, actorId:
     return { cluster: updated, job, queued: true }
   })
   if (created.queued) {
-    if (liveCount > 0) await stopContainersOfCluster(db, deps.containers, id)
+    if (liveCount > 0) await stopContainersOfCluster(db, deps, id)
     await deps.queue.enqueue<ClusterJobPayload>(deleteClusterJob, { clusterId: id, jobId: created.job.id }, { jobId: created.job.id, retries: 5 })
   }
   return { cluster: created.cluster, job: created.job }

@@ -1,0 +1,40 @@
+// The containers' own calls: their credential (the secret each was started with) and their pings.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { Kysely } from 'kysely'
+import type { Container, DB } from '../../db/types.js'
+import { WrongContainerSecret } from './containers.errors.js'
+import { completeStartIfPinged } from './containers.lifecycle.js'
+import * as repo from './containers.repository.js'
+import type { ContainerDeps } from './containers.service.js'
+
+export const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('base64url')
+
+export const newSecret = () => randomBytes(32).toString('base64url')
+
+/** The container's own credential: the secret it was started with, compared in constant time. */
+export async function authenticateContainer (db: Kysely<DB>, id: string, secret: string | undefined): Promise<Container> {
+  // Checked before the request is validated: an id that is not one never reaches the database.
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new WrongContainerSecret()
+  const container = await repo.findContainer(db, id)
+  const expected = Buffer.from(container?.secret_hash ?? 'x'.repeat(43))
+  const given = Buffer.from(hashSecret(secret ?? ''))
+  if (!container || !secret || given.length !== expected.length || !timingSafeEqual(given, expected)) throw new WrongContainerSecret()
+  return container
+}
+
+/**
+ * A ping: the container is alive. `available` says no client is connected: a change of it writes the
+ * logon/logoff history (container_session). A starting container's first ping completes its start.
+ */
+export async function ping (db: Kysely<DB>, deps: Pick<ContainerDeps, 'onReady'>, container: Container, available: boolean) {
+  const connected = !available
+  await db.transaction().execute(async (trx) => {
+    await repo.updateContainer(trx, container.id, { last_ping_at: new Date(), client_connected: connected })
+    if (connected && !container.client_connected) await repo.openSession(trx, container.id, container.user_id)
+    if (!connected && container.client_connected) await repo.closeSessions(trx, container.id)
+  })
+  if (container.state === 'starting') {
+    const ready = await completeStartIfPinged(db, container.id)
+    if (ready) await deps.onReady?.(ready)
+  }
+}
