@@ -24,13 +24,11 @@ import redisPlugin from './plugins/redis.js'
 import securityPlugin from './plugins/security.js'
 import throttlePlugin from './plugins/throttle.js'
 import accountsPlugin from './plugins/accounts.js'
-import containersPlugin from './plugins/containers.js'
 import fleetPlugin from './plugins/fleet.js'
 import mailPlugin from './plugins/mail.js'
 import accountsRoutes from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
-import containerAgentRoutes from './routes/container-agent/index.js'
-import containersRoutes from './routes/containers/index.js'
+import containersFeature from './routes/containers/index.js'
 import fleetRoutes from './routes/fleet/index.js'
 import hostsRoutes from './routes/hosts/index.js'
 import logsRoutes from './routes/logs/index.js'
@@ -48,9 +46,12 @@ import usersRoutes from './routes/users/index.js'
 import partnersRoutes from './routes/partners/index.js'
 import partnerRoutes from './routes/partner/index.js'
 
-/** One plugin per spec tag, in the order they register. */
+/**
+ * One plugin per feature, in the order they register: a feature registers the spec tags it owns, and one
+ * that uses another's contract (fastify-plugin `dependencies`) comes after it.
+ */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  containersRoutes, jobsRoutes, containerAgentRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsRoutes, fleetRoutes, logsRoutes, billingFeature, storageFeature,
+  billingFeature, storageFeature, containersFeature, jobsRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsRoutes, fleetRoutes, logsRoutes,
   partnersRoutes, partnerRoutes]
 
 export interface BuildOptions {
@@ -144,7 +145,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(throttlePlugin)
     await app.register(mailPlugin)
     await app.register(accountsPlugin)
-    await app.register(containersPlugin)
     await app.register(fleetPlugin)
     // edge-cache before rate-limit: a public read kept at the origin is answered before the limiter
     // spends a Redis round trip on it (both read route config in onRoute, so both precede every route).

@@ -11,6 +11,7 @@ import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/cl
 import {
   DescribeTasksCommand, ECSClient, ListTasksCommand, RegisterContainerInstanceCommand, RegisterTaskDefinitionCommand, RunTaskCommand
 } from '@aws-sdk/client-ecs'
+import { createAwsProvider } from '../../services/containers/aws-provider.js'
 import { awsSettings, testPublicUrl } from '../helpers/aws.js'
 import { build } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
@@ -93,7 +94,9 @@ t.test('stopContainer › valid › on moto: the stop job stops the container\'s
   const { app, cluster, offer, family } = await onMoto()
   const user = await given(app).signedIn()
   const containerId = randomUUID()
-  const { taskArn } = await app.cloudProvider.runTask({ containerId, region, cluster: cluster.name, capacityProvider: cluster.capacity_provider, taskDefinition: `${family}:1`, environment: {} })
+  // The task runs as the app's start job would place it: through an ECS provider of the same settings.
+  const provider = createAwsProvider({ containerName: app.config.containers.ecsContainerName, maxAttempts: app.config.containers.awsMaxAttempts })
+  const { taskArn } = await provider.runTask({ containerId, region, cluster: cluster.name, capacityProvider: cluster.capacity_provider, taskDefinition: `${family}:1`, environment: {} })
   await app.db.insertInto('container').values({
     id: containerId,
     app_id: offer,
