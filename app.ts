@@ -24,14 +24,13 @@ import redisPlugin from './plugins/redis.js'
 import securityPlugin from './plugins/security.js'
 import throttlePlugin from './plugins/throttle.js'
 import accountsPlugin from './plugins/accounts.js'
-import fleetPlugin from './plugins/fleet.js'
 import mailPlugin from './plugins/mail.js'
 import accountsRoutes from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
 import containersFeature from './routes/containers/index.js'
-import fleetRoutes from './routes/fleet/index.js'
-import hostsRoutes from './routes/hosts/index.js'
-import logsRoutes from './routes/logs/index.js'
+import fleetFeature from './routes/fleet/index.js'
+import hostsFeature from './routes/hosts/index.js'
+import logsFeature from './routes/logs/index.js'
 import billingFeature from './routes/billing/index.js'
 import storageFeature from './routes/storage/index.js'
 import jobsRoutes from './routes/jobs/index.js'
@@ -51,7 +50,7 @@ import partnerRoutes from './routes/partner/index.js'
  * that uses another's contract (fastify-plugin `dependencies`) comes after it.
  */
 export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
-  billingFeature, storageFeature, containersFeature, jobsRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsRoutes, fleetRoutes, logsRoutes,
+  billingFeature, storageFeature, containersFeature, jobsRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsFeature, fleetFeature, logsFeature,
   partnersRoutes, partnerRoutes]
 
 export interface BuildOptions {
@@ -145,7 +144,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(throttlePlugin)
     await app.register(mailPlugin)
     await app.register(accountsPlugin)
-    await app.register(fleetPlugin)
     // edge-cache before rate-limit: a public read kept at the origin is answered before the limiter
     // spends a Redis round trip on it (both read route config in onRoute, so both precede every route).
     await app.register(edgeCachePlugin)

@@ -103,6 +103,21 @@ export async function refreshUsage (db: Kysely<DB>, provider: FleetProvider, clu
   return usage
 }
 
+/** The cluster-usage schedule's pass: every active cluster's usage refreshed; one that fails is logged and skipped. */
+export async function refreshActiveClusters (db: Kysely<DB>, provider: FleetProvider, log: { warn (obj: object, msg: string): void }) {
+  const active = await db.selectFrom('cluster').select(['id', 'name', 'region_code']).where('status', '=', 'active').execute()
+  let refreshed = 0
+  for (const cluster of active) {
+    try {
+      await refreshUsage(db, provider, cluster)
+      refreshed++
+    } catch (err) {
+      log.warn({ err, cluster: cluster.name }, 'cluster usage not refreshed')
+    }
+  }
+  return { refreshed }
+}
+
 /** New min/max for an active cluster's Auto Scaling group (audited; the capacity follows maxSize). */
 export async function resizeCluster (db: Kysely<DB>, deps: ClusterDeps, actorId: string, id: string, input: { minSize?: number | undefined, maxSize?: number | undefined }) {
   const cluster = await getCluster(db, id)

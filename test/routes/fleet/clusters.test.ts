@@ -788,7 +788,7 @@ t.test('deleteCluster › valid › force=true with live containers: their stop 
 
 t.test('deleteCluster › valid › on the simulated provider (no AWS): created, active, deleted', async (t) => {
   const { dev, app, readJob, readCluster, row, untilJob, activeCluster, deleteCluster } = await onAws(t, {}, null)
-  t.equal(app.clusterDeps.provider.kind, 'simulated')
+  t.equal(app.config.containers.provider, 'simulated', 'no AWS: the fleet feature wires the simulated provider')
   const active = await activeCluster({ minSize: 2, maxSize: 3 })
   t.match(await readCluster(active.id), { status: 'active', capacityProvider: `${active.name}-capacity`, usage: { instances: 2, desired: 2 } })
 
