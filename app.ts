@@ -23,9 +23,8 @@ import schedulesPlugin from './plugins/schedules.js'
 import redisPlugin from './plugins/redis.js'
 import securityPlugin from './plugins/security.js'
 import throttlePlugin from './plugins/throttle.js'
-import accountsPlugin from './plugins/accounts.js'
 import mailPlugin from './plugins/mail.js'
-import accountsRoutes from './routes/accounts/index.js'
+import accountsFeature from './routes/accounts/index.js'
 import catalogRoutes from './routes/catalog/index.js'
 import containersFeature from './routes/containers/index.js'
 import fleetFeature from './routes/fleet/index.js'
@@ -38,10 +37,7 @@ import maintenanceRoutes from './routes/maintenance/index.js'
 import cacheRoutes from './routes/cache/index.js'
 import auditRoutes from './routes/audit/index.js'
 import hasuraRoutes from './routes/hasura/index.js'
-import newsletterRoutes from './routes/newsletter/index.js'
-import sessionsRoutes from './routes/sessions/index.js'
 import systemRoutes from './routes/system/index.js'
-import usersRoutes from './routes/users/index.js'
 import partnersRoutes from './routes/partners/index.js'
 import partnerRoutes from './routes/partner/index.js'
 
@@ -49,7 +45,7 @@ import partnerRoutes from './routes/partner/index.js'
  * One plugin per feature, in the order they register: a feature registers the spec tags it owns, and one
  * that uses another's contract (fastify-plugin `dependencies`) comes after it.
  */
-export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsRoutes, sessionsRoutes, usersRoutes, newsletterRoutes, hasuraRoutes,
+export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsFeature, hasuraRoutes,
   billingFeature, storageFeature, containersFeature, jobsRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsFeature, fleetFeature, logsFeature,
   partnersRoutes, partnerRoutes]
 
@@ -143,7 +139,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(authPlugin)
     await app.register(throttlePlugin)
     await app.register(mailPlugin)
-    await app.register(accountsPlugin)
     // edge-cache before rate-limit: a public read kept at the origin is answered before the limiter
     // spends a Redis round trip on it (both read route config in onRoute, so both precede every route).
     await app.register(edgeCachePlugin)

@@ -10,6 +10,7 @@ import pg from 'pg'
 import t from 'tap'
 import { createDatabase } from '../../db/database.js'
 import { migrateToLatest } from '../../db/migrator.js'
+import { accountDepsOf } from '../../routes/accounts/index.js'
 import { openSession } from '../../services/accounts/accounts.service.js'
 import { hashPassword } from '../../services/accounts/secrets.js'
 import { build } from '../helpers/build.js'
@@ -45,7 +46,7 @@ t.test('faults › PostgreSQL restarting › 503 problem+json with Retry-After m
   const accounts = await app.db.insertInto('account')
     .values(Array.from({ length: 80 }, (_, i) => ({ email: `pgfault-user-${i}-${randomBytes(3).toString('hex')}@example.test`, name: 'Fault', password_hash: passwordHash, email_verified_at: new Date() })))
     .returningAll().execute()
-  const users = await Promise.all(accounts.map(async (account) => ({ account, headers: bearer((await openSession(app.db, app.accountDeps, account, { ip: '127.0.0.1', userAgent: 'tap' })).accessToken) })))
+  const users = await Promise.all(accounts.map(async (account) => ({ account, headers: bearer((await openSession(app.db, accountDepsOf(app), account, { ip: '127.0.0.1', userAgent: 'tap' })).accessToken) })))
   const reader = users.pop()!
 
   let phase: Phase = 'before'

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { newsletterDepsOf } from '../../../routes/accounts/index.js'
 import { newsletterHeaders } from '../../../services/accounts/newsletter.js'
 import { build } from '../../helpers/build.js'
 import { startMailbox } from '../../helpers/mailbox.js'
@@ -55,7 +56,7 @@ t.test('subscribeNewsletter › invalid input › a bad address or extra fields 
 t.test('unsubscribeNewsletter › valid › the List-Unsubscribe URL takes the RFC 8058 one-click POST', async (t) => {
   const { app } = await setup(t)
   await app.db.insertInto('newsletter_subscription').values({ email: 'fan@example.test', status: 'subscribed' }).execute()
-  const headers = newsletterHeaders(app.newsletterDeps, 'fan@example.test')
+  const headers = newsletterHeaders(newsletterDepsOf(app), 'fan@example.test')
   t.equal(headers['List-Unsubscribe-Post'], 'List-Unsubscribe=One-Click')
   const url = new URL(/^<(.+)>$/.exec(headers['List-Unsubscribe']!)![1]!)
   t.equal(url.origin, 'https://api.fractal.test')
