@@ -42,12 +42,28 @@ import partnersRoutes from './routes/partners/index.js'
 import partnerRoutes from './routes/partner/index.js'
 
 /**
- * One plugin per feature, in the order they register: a feature registers the spec tags it owns, and one
- * that uses another's contract (fastify-plugin `dependencies`) comes after it.
+ * One plugin per feature, in the order they register. A feature registers the spec tags it owns (beside its
+ * wiring: its dependencies, jobs and schedules), and one that uses another's contract (fastify-plugin
+ * `dependencies`) comes after it.
  */
-export const features: FastifyPluginAsync[] = [systemRoutes, catalogRoutes, accountsFeature, hasuraRoutes,
-  billingFeature, storageFeature, containersFeature, jobsRoutes, maintenanceRoutes, cacheRoutes, auditRoutes, hostsFeature, fleetFeature, logsFeature,
-  partnersRoutes, partnerRoutes]
+export const features: FastifyPluginAsync[] = [
+  systemRoutes,
+  catalogRoutes,
+  accountsFeature, // + sessions, users, newsletter; exposes accountDeletionSteps
+  hasuraRoutes,
+  billingFeature, // + stripe; exposes the entitlement; adds an account deletion step
+  storageFeature, // exposes storageTokens
+  containersFeature, // + container-agent; exposes the containers' credential; uses the three above
+  jobsRoutes,
+  maintenanceRoutes,
+  cacheRoutes,
+  auditRoutes,
+  hostsFeature,
+  fleetFeature,
+  logsFeature, // containers upload with the containers' credential
+  partnersRoutes,
+  partnerRoutes
+]
 
 export interface BuildOptions {
   /** Logger options (tests pass `false` or a stream). */

@@ -8,8 +8,8 @@ export interface PurgeAccountPayload { accountId: string }
 
 /**
  * What deleting an account removes, in order, before the row itself. Each step must be idempotent (a
- * retried job runs them again). Containers (stop every running one) and billing (cancel the
- * subscription) add their steps here when those features land.
+ * retried job runs them again). Billing (cancel the subscription) and containers (stop every running
+ * one) add theirs through the accounts feature's contract, `app.accountDeletionSteps`.
  */
 export type AccountDeletionStep = (accountId: string) => Promise<void>
 

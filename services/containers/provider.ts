@@ -55,7 +55,7 @@ interface SimulatedTask { taskArn: string, cluster: string, containerId: string,
 
 /**
  * The embedded stand-in for ECS: a task runs `startDelayMs` after RunTask; then the "container" pings us
- * through `onRunning` (the plugin authenticates it with the secret from its environment, as a real one would).
+ * through `onRunning` (the containers feature authenticates it with the secret from its environment, as a real one would).
  */
 export function createSimulatedProvider (options: { startDelayMs: number, pingEveryMs?: number, onRunning?: (containerId: string, secret: string) => Promise<void> }): CloudProvider {
   const tasks = new Map<string, SimulatedTask>()
