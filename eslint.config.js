@@ -23,13 +23,13 @@ const routeRules = [
   { group: ['**/db/database.js'], message: 'routes must not open the database; go through a service' },
   { group: ['**/*.repository.js'], message: 'routes must not use repositories; go through a service' }
 ]
-/** What only a feature's plugin (routes/<feature>/index.ts) may import. */
+/** What only a feature's plugin (routes/<feature>/feature.ts) may import. */
 const notAFeaturePlugin = [
   {
     group: ['fastify-plugin'],
-    message: 'only a feature\'s plugin (routes/<feature>/index.ts) uses fastify-plugin: its dependencies stay in its own context, and it alone exposes its contracts'
+    message: 'only a feature\'s plugin (routes/<feature>/feature.ts) uses fastify-plugin: its dependencies stay in its own context, and it alone exposes its contracts'
   },
-  { group: ['./index.js', '../*/index.js'], message: 'handlers never import a feature\'s plugin: app.ts and the feature\'s own plugin register it' }
+  { group: ['**/feature.js', './index.js', '../*/index.js'], message: 'only app.ts and a feature\'s plugin register plugins: handlers and tag plugins import neither' }
 ]
 
 /** `files` get exactly these restricted-import patterns (plus noTest). */
@@ -70,11 +70,11 @@ export default [
 
   // routes/: handlers call services; they never reach the database or the infrastructure directly.
   // (Type-only imports from openapi/ and db/types.js are fine and not restricted.)
-  restrict(['routes/**'], [...routeRules, ...notAFeaturePlugin], { ignores: ['routes/*/index.ts'] }),
+  restrict(['routes/**'], [...routeRules, ...notAFeaturePlugin], { ignores: ['routes/*/feature.ts'] }),
 
-  // routes/<feature>/index.ts: a feature's one plugin. It owns the feature's wiring and may expose contracts
+  // routes/<feature>/feature.ts: a feature's one plugin. It owns the feature's wiring and may expose contracts
   // through fastify-plugin; it registers the tag plugins (routes/<tag>/index.ts) the feature owns.
-  restrict(['routes/*/index.ts'], routeRules),
+  restrict(['routes/*/feature.ts'], routeRules),
 
   // db/: schema, connection, migrator, seed. Below services; knows nothing of the app.
   restrict(['db/**'], [noServices, noRoutes, noPlugins], {

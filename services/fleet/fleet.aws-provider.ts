@@ -15,7 +15,7 @@ import type { FleetProvider } from './fleet.provider.js'
 
 export interface AwsFleetOptions {
   maxAttempts: number
-  /** Subnets of a region's Auto Scaling groups, comma-separated (FLEET_SUBNETS, parsed in routes/fleet/index.ts); none: the default VPC's. */
+  /** Subnets of a region's Auto Scaling groups, comma-separated (FLEET_SUBNETS, parsed in routes/fleet/feature.ts); none: the default VPC's. */
   subnets: (region: string) => string | undefined
   /** Security groups of a region's hosts, comma-separated (FLEET_SECURITY_GROUPS). */
   securityGroups: (region: string) => string | undefined

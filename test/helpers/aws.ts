@@ -3,7 +3,7 @@
 import { generateKeyPairSync } from 'node:crypto'
 import type { Overrides } from './build.js'
 
-// AWS_IDENTITY_CERT must read as a public key (the hosts feature, routes/hosts/index.ts, checks it); handshake tests sign with their own.
+// AWS_IDENTITY_CERT must read as a public key (the hosts feature, routes/hosts/feature.ts, checks it); handshake tests sign with their own.
 const identityKey = generateKeyPairSync('ec', { namedCurve: 'P-256', publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
 
 export const testPublicUrl = 'https://api.fractal.test'

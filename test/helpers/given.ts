@@ -2,7 +2,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Role } from '../../plugins/auth.js'
-import { accountDepsOf } from '../../routes/accounts/index.js'
+import { accountDepsOf } from '../../routes/accounts/feature.js'
 import { openSession } from '../../services/accounts/accounts.service.js'
 import { scopesFor } from '../../services/accounts/roles.js'
 import { hashPassword } from '../../services/accounts/secrets.js'

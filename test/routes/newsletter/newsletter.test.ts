@@ -1,5 +1,5 @@
 import t from 'tap'
-import { newsletterDepsOf } from '../../../routes/accounts/index.js'
+import { newsletterDepsOf } from '../../../routes/accounts/feature.js'
 import { newsletterHeaders } from '../../../services/accounts/newsletter.js'
 import { build } from '../../helpers/build.js'
 import { startMailbox } from '../../helpers/mailbox.js'

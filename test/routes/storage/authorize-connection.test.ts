@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import t from 'tap'
-import { storageDepsOf } from '../../../routes/storage/index.js'
+import { storageDepsOf } from '../../../routes/storage/feature.js'
 import { build } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { Writable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { buildApp } from '../../../app.js'
-import { storageDepsOf } from '../../../routes/storage/index.js'
+import { storageDepsOf } from '../../../routes/storage/feature.js'
 import { build, testConfig, type Overrides } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { storageDepsOf } from '../../../routes/storage/index.js'
+import { storageDepsOf } from '../../../routes/storage/feature.js'
 import { freshTokens } from '../../../services/storage/storage.service.js'
 import { createTokenCipher, parseTokenKeys } from '../../../services/storage/storage.crypto.js'
 import { build } from '../../helpers/build.js'

@@ -1,0 +1,158 @@
+import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
+import { Histogram } from 'prom-client'
+import { createContainerJobs } from '../../services/containers/containers.jobs.js'
+import { reapOrphans, reapSilent, reapStuckJobs, refillWarmPools, resumeStalledStarts } from '../../services/containers/containers.schedules.js'
+import { authenticateContainer, ping } from '../../services/containers/containers.agent.js'
+import { assignmentBatcher } from '../../services/containers/containers.assignment.js'
+import { sendStartValues, sendStartValuesJob } from '../../services/containers/containers.host-agent.js'
+import { stopAllOf } from '../../services/containers/containers.lifecycle.js'
+import type { ContainerDeps } from '../../services/containers/containers.service.js'
+import { createHostAgentClient } from '../../services/hosts/agent-client.js'
+import type { Container } from '../../db/types.js'
+import { createSimulatedProvider } from '../../services/containers/provider.js'
+import containerAgentRoutes from '../container-agent/index.js'
+import containersRoutes from './index.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Decorated on the containers feature's context only. */
+    containerDeps: ContainerDeps
+    /**
+     * The calling container of a request (X-Container-Id + X-Container-Secret), verified once per request; null
+     * when there is no valid one (the containers feature's contract: the rate limiter keys by it).
+     */
+    verifyContainer (request: FastifyRequest): Promise<Container | null>
+  }
+}
+
+/**
+ * The containers feature: assignment, reading and stopping containers, the warm pools (tag containers) and
+ * the containers' own calls (container-agent). It wires the cloud provider (ECS, or the simulator that also
+ * pings for its containers), the start/stop jobs, the host agent's job, the worker's schedules (warm pools,
+ * reaping) and the account deletion's step; its dependencies stay in its own context. The contract it
+ * exposes (fastify-plugin) is the containers' credential: the containerSecret security scheme (the logs
+ * feature's uploads take it too) and `verifyContainer`.
+ */
+export default fp(async function containersFeature (app) {
+  const { config } = app
+  const settings = config.containers
+  // The AWS SDK clients are loaded only when used (they cost ~40 MB and ~0.3 s of start-up).
+  const provider = settings.provider === 'aws'
+    ? (await import('../../services/containers/aws-provider.js')).createAwsProvider({ containerName: settings.ecsContainerName, maxAttempts: settings.awsMaxAttempts })
+    : createSimulatedProvider({
+      startDelayMs: settings.simulatedStartMs,
+      // Well inside the reaper's silence limit.
+      pingEveryMs: Math.max(50, Math.floor(settings.pingTimeoutMs / 3)),
+      // The simulated container pings as a real one would: with the secret it was started with.
+      onRunning: async (id, secret) => ping(app.db, deps, await authenticateContainer(app.db, id, secret), true)
+    })
+
+  // The host agent hears of each container handed to a user (its start values), through a job with retries.
+  const agent = config.hosts.agent
+  if (agent.enabled && !agent.secret) throw new Error('config: HOST_AGENT_SECRET is required when HOST_AGENT_ENABLED=true')
+  const onReady = agent.enabled
+    ? async (container: Container) => {
+      if (!container.user_id || !container.host_ip) return
+      await app.queue.enqueue(sendStartValuesJob, { containerId: container.id }, { retries: 5 })
+    }
+    : undefined
+  if (agent.enabled) {
+    const client = createHostAgentClient({ scheme: agent.scheme as 'http' | 'https', port: agent.port, secret: agent.secret!, timeoutMs: agent.timeoutMs })
+    app.queue.define({
+      ...sendStartValuesJob,
+      handle: (data: { containerId: string }) => sendStartValues(app.db, client, data.containerId, (userId) => app.storageTokens(userId))
+    })
+  }
+  // How many assignments share a transaction: 1 when calm, more under load (see assignmentBatcher).
+  const batchSizes = new Histogram({
+    name: 'container_assignment_batch_size',
+    help: 'Assignments per PostgreSQL transaction (group commit of concurrent POST /v1/containers)',
+    buckets: [1, 2, 4, 8, 16, 32, 48, 60],
+    registers: [app.metrics.registry]
+  })
+  const deps: ContainerDeps = {
+    queue: app.queue,
+    startTimeoutMs: settings.startTimeoutMs,
+    log: app.log,
+    assignments: assignmentBatcher(app.db, { ...settings.assignBatch, onBatch: (size) => { batchSizes.observe(size) } }),
+    ...(app.entitlementTerms ? { entitlement: { terms: app.entitlementTerms, appUrl: config.appUrl } } : {}),
+    ...(onReady ? { onReady } : {})
+  }
+  // A deleted account's containers are stopped before the account row goes.
+  app.accountDeletionSteps.push((accountId) => stopAllOf(app.db, deps, accountId))
+  app.queue.define(...createContainerJobs({
+    db: app.db,
+    provider,
+    queue: app.queue,
+    callbackUrl: config.publicUrl ?? `http://${config.host}:${config.port}`,
+    timing: { pollMs: settings.pollMs, pollBudgetMs: settings.pollBudgetMs, firstPingTimeoutMs: settings.firstPingTimeoutMs },
+    ...(onReady ? { onReady } : {}),
+    log: app.log
+  }))
+
+  const ender = { db: app.db, provider }
+  // A start job is stalled when nothing touched it for CONTAINER_STALLED_MS (5 minutes): one merely waiting
+  // in a busy queue is not; if it was, its superseded payload steps aside (see the start job).
+  const stalledMs = settings.stalledMs
+  app.schedules.add({
+    name: 'warm-pools',
+    everyMs: settings.warmPoolIntervalMs,
+    run: () => refillWarmPools(app.db, { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, maxStarts: settings.warmPoolMaxStarts })
+  })
+  app.schedules.add({
+    name: 'reap-containers',
+    everyMs: settings.reapIntervalMs,
+    run: async () => ({
+      ...(await reapSilent(app.db, ender, settings.pingTimeoutMs)),
+      ...(await reapStuckJobs(app.db, ender)),
+      ...(await resumeStalledStarts(app.db, { queue: app.queue }, stalledMs))
+    })
+  })
+  app.schedules.add({
+    name: 'reap-orphan-tasks',
+    everyMs: Math.max(settings.reapIntervalMs, 60_000),
+    run: () => reapOrphans(app.db, { ...ender, log: app.log }, settings.orphanGraceMs)
+  })
+
+  // Containers call back with their own secret (X-Container-Secret), for the container named in the path
+  // (or, on routes without one, in X-Container-Id). The outcome is kept per request, so the rate limiter
+  // (which keys `key: container` operations by the verified container and runs first) and the security
+  // handler share one lookup.
+  const callers = new WeakMap<FastifyRequest, Promise<Container>>()
+  const idOf = (request: FastifyRequest) => {
+    const header = request.headers['x-container-id']
+    return (request.params as { containerId?: string } | undefined)?.containerId ?? (typeof header === 'string' ? header : '')
+  }
+  function containerOf (request: FastifyRequest): Promise<Container> {
+    let outcome = callers.get(request)
+    if (!outcome) {
+      const secret = request.headers['x-container-secret']
+      outcome = authenticateContainer(app.db, idOf(request), typeof secret === 'string' ? secret : undefined)
+      callers.set(request, outcome)
+    }
+    return outcome
+  }
+  // The limiter runs before validation: no secret or no well-formed id, no lookup (a user's request, or
+  // garbage, costs the limiter no query here).
+  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+  app.decorate('verifyContainer', (request: FastifyRequest) =>
+    request.headers['x-container-secret'] === undefined || !uuid.test(idOf(request)) ? Promise.resolve(null) : containerOf(request).catch(() => null))
+  app.securityHandlers.containerSecret = async (request) => {
+    request.container = await containerOf(request)
+  }
+  app.decorateRequest('container', null)
+
+  await app.register(async function containersContext (containers) {
+    containers.decorate('containerDeps', deps)
+    await containers.register(containersRoutes)
+    await containers.register(containerAgentRoutes)
+  })
+}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'metrics', 'auth', 'accounts', 'schedules', 'billing', 'storage', 'openapi-routes'] })
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The calling container, once containerSecret accepted it. */
+    container: import('../../db/types.js').Container | null
+  }
+}
