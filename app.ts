@@ -105,7 +105,7 @@ function loggerFor (config: Config, given?: BuildOptions['logger']): FastifyServ
   }
 }
 
-/** Makes the app: infrastructure plugins in dependency order, then one plugin per spec tag. */
+/** Makes the app: infrastructure plugins in dependency order, then one plugin per feature (`features`). */
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: loggerFor(config, options.logger),
