@@ -16,8 +16,21 @@ export interface AuditEvent {
   details?: Record<string, unknown> | undefined
 }
 
-/** The request's client address and user agent (the IP honours TRUST_PROXY); absent in jobs and schedules. */
-export const auditContext = new AsyncLocalStorage<{ ip: string | null, userAgent: string | null }>()
+/** Who sent the request: its client address (honouring TRUST_PROXY) and user agent. */
+export interface RequestContext { ip: string | null, userAgent: string | null }
+
+/**
+ * The request being served (set for every request by plugins/audit.ts); absent in jobs and schedules. A job
+ * that acts for a request carries its context in its payload and runs inside it (`auditContext.run(ctx, …)`).
+ */
+export const auditContext = new AsyncLocalStorage<RequestContext>()
+
+const nowhere: RequestContext = Object.freeze({ ip: null, userAgent: null })
+
+/** The context of the request being served, or nulls outside one. */
+export function requestContext (): RequestContext {
+  return auditContext.getStore() ?? nowhere
+}
 
 export function recordAudit (db: Kysely<DB>, event: AuditEvent) {
   const from = auditContext.getStore()

@@ -11,6 +11,7 @@ import t from 'tap'
 import { createDatabase } from '../../db/database.js'
 import { migrateToLatest } from '../../db/migrator.js'
 import { openSession } from '../../services/accounts/accounts.service.js'
+import { auditContext } from '../../services/audit/audit.service.js'
 import { hashPassword } from '../../services/accounts/secrets.js'
 import { build } from '../helpers/build.js'
 import { given, bearer } from '../helpers/given.js'
@@ -45,7 +46,7 @@ t.test('faults › PostgreSQL restarting › 503 problem+json with Retry-After m
   const accounts = await app.db.insertInto('account')
     .values(Array.from({ length: 80 }, (_, i) => ({ email: `pgfault-user-${i}-${randomBytes(3).toString('hex')}@example.test`, name: 'Fault', password_hash: passwordHash, email_verified_at: new Date() })))
     .returningAll().execute()
-  const users = await Promise.all(accounts.map(async (account) => ({ account, headers: bearer((await openSession(app.db, app.accountDeps, account, { ip: '127.0.0.1', userAgent: 'tap' })).accessToken) })))
+  const users = await Promise.all(accounts.map(async (account) => ({ account, headers: bearer((await auditContext.run({ ip: '127.0.0.1', userAgent: 'tap' }, () => openSession(app.db, app.accountDeps, account))).accessToken) })))
   const reader = users.pop()!
 
   let phase: Phase = 'before'
