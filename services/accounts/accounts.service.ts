@@ -15,7 +15,8 @@ import {
 import * as repo from './accounts.repository.js'
 import { isProfane } from './names.js'
 import { scopesFor } from './roles.js'
-import { hashPassword, hashToken, newToken, passwordProblem, verifyPassword } from './secrets.js'
+import { hashToId, newSecret } from '../hashing.js'
+import { hashPassword, passwordProblem, verifyPassword } from './secrets.js'
 
 /** Access tokens of revoked sessions stop working at once, not when they expire. */
 export interface SessionRevocations {
@@ -88,8 +89,8 @@ async function checkName (name: string, field = '/body/name') {
 }
 
 async function mailToken (db: Kysely<DB>, deps: AccountDeps, purpose: EmailTokenPurpose, account: { id: string | null, email: string }, ttlMs: number) {
-  const token = newToken()
-  await repo.insertEmailToken(db, { token_hash: hashToken(token), purpose, account_id: account.id, email: account.email, expires_at: new Date(Date.now() + ttlMs) })
+  const token = newSecret()
+  await repo.insertEmailToken(db, { token_hash: hashToId(token), purpose, account_id: account.id, email: account.email, expires_at: new Date(Date.now() + ttlMs) })
   return token
 }
 
@@ -135,7 +136,7 @@ export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email:
 
 /** Spends a single-use mailed token of one of `purposes`, inside `trx`. */
 export async function spendToken (trx: Parameters<typeof repo.lockEmailToken>[0], token: string, purposes: EmailTokenPurpose[]) {
-  const row = await repo.lockEmailToken(trx, hashToken(token))
+  const row = await repo.lockEmailToken(trx, hashToId(token))
   if (!row || !purposes.includes(row.purpose)) throw new TokenInvalid()
   if (row.used_at) throw new TokenUsed()
   if (row.expires_at.getTime() < Date.now()) throw new TokenExpired()
@@ -222,14 +223,14 @@ export interface TokenPair {
 export async function openSession (db: Kysely<DB>, deps: AccountDeps, account: Account, verifiedPasswordHash?: string): Promise<TokenPair> {
   const ctx = requestContext()
   const ttlMs = deps.settings.refreshTokenTtlDays * 24 * hour
-  const refreshToken = newToken()
+  const refreshToken = newSecret()
   const session = await db.transaction().execute(async (trx) => {
     if (verifiedPasswordHash !== undefined) {
       const current = await repo.lockAccount(trx, account.id)
       if (!current || current.disabled_at || current.password_hash !== verifiedPasswordHash) throw new InvalidCredentials()
     }
     const session = await repo.insertSession(trx, { account_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent, expires_at: new Date(Date.now() + ttlMs) })
-    await repo.insertRefreshToken(trx, { token_hash: hashToken(refreshToken), session_id: session.id, expires_at: session.expires_at })
+    await repo.insertRefreshToken(trx, { token_hash: hashToId(refreshToken), session_id: session.id, expires_at: session.expires_at })
     await repo.updateAccount(trx, account.id, { last_sign_in_at: new Date() })
     return session
   })
@@ -266,7 +267,7 @@ export async function signIn (db: Kysely<DB>, deps: AccountDeps, input: { email:
  * it was copied: the whole session is revoked and the event recorded.
  */
 export async function refreshSession (db: Kysely<DB>, deps: AccountDeps, refreshToken: string): Promise<TokenPair> {
-  const tokenHash = hashToken(refreshToken)
+  const tokenHash = hashToId(refreshToken)
   const outcome = await db.transaction().execute(async (trx) => {
     const row = await repo.lockRefreshToken(trx, tokenHash)
     if (!row) return { kind: 'invalid' as const }
@@ -280,8 +281,8 @@ export async function refreshSession (db: Kysely<DB>, deps: AccountDeps, refresh
       return { kind: 'invalid' as const }
     }
     await repo.markRefreshTokenUsed(trx, tokenHash)
-    const next = newToken()
-    await repo.insertRefreshToken(trx, { token_hash: hashToken(next), session_id: row.session_id, expires_at: row.session_expires_at })
+    const next = newSecret()
+    await repo.insertRefreshToken(trx, { token_hash: hashToId(next), session_id: row.session_id, expires_at: row.session_expires_at })
     await repo.touchSession(trx, row.session_id)
     const account = (await repo.findAccountById(trx, row.account_id))!
     return { kind: 'ok' as const, account, sessionId: row.session_id, next, expiresAt: row.session_expires_at }

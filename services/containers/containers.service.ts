@@ -1,10 +1,11 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { Container, ContainerState, DB, Job } from '../../db/types.js'
 import { DomainError, UnstorableValue, storable } from '../errors.js'
 import { PlanForbidsDpi, PlanForbidsRegion, PlanLimit } from '../billing/billing.errors.js'
 import { paymentRequired, type entitlementTerms } from '../billing/billing.service.js'
 import { Batcher } from '../batcher.js'
+import { hashToId, newSecret } from '../hashing.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import {
@@ -60,9 +61,6 @@ export interface StartEnder {
 export type Assignment =
   | { status: 201, container: Container }
   | { status: 202, container: Container, job: Job }
-
-export const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('base64url')
-const requestHash = (body: unknown) => createHash('sha256').update(JSON.stringify(body)).digest('base64url')
 
 async function replay (db: Kysely<DB>, stored: { status: number | null, body: unknown }): Promise<Assignment | null> {
   if (stored.status === null) return null
@@ -168,12 +166,12 @@ export async function assignContainer (
   const call: AssignCall = {
     user: userId,
     key: idempotencyKey,
-    hash: requestHash({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null }),
+    hash: hashToId(JSON.stringify({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null })),
     app: input.app,
     region: input.region ?? null,
     dpi: input.dpi ?? null,
     aesKey: randomBytes(16).toString('hex'),
-    secretHash: hashSecret(secret),
+    secretHash: hashToId(secret),
     deadline: new Date(Date.now() + deps.startTimeoutMs).toISOString(),
     terms: deps.entitlement?.terms ?? null,
     prefer
@@ -218,7 +216,7 @@ export async function createStartingContainer (
 ) {
   const { rows } = await sql<{ created: { container: Record<string, unknown>, job: Record<string, unknown> } }>`select fractal_create_container(
     ${values.user_id}::uuid, ${values.app_id}, ${values.region_code}, ${values.dpi ?? null}::integer,
-    ${randomBytes(16).toString('hex')}, ${hashSecret(values.secret)}, ${new Date(Date.now() + startTimeoutMs)}::timestamptz
+    ${randomBytes(16).toString('hex')}, ${hashToId(values.secret)}, ${new Date(Date.now() + startTimeoutMs)}::timestamptz
   ) as created`.execute(trx)
   return { container: revive<Container>(rows[0]!.created.container), job: revive<Job>(rows[0]!.created.job) }
 }
@@ -246,8 +244,6 @@ export async function sendStartValues (
   if (mounted.length > 0) await repo.updateContainer(db, container.id, { storage_mounts: mounted })
   return { sent: true, mounted }
 }
-
-export const newSecret = () => randomBytes(32).toString('base64url')
 
 /**
  * A start that will not finish: the container fails with the reason, its job fails with a stable code,
@@ -403,7 +399,7 @@ export async function authenticateContainer (db: Kysely<DB>, id: string, secret:
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new WrongContainerSecret()
   const container = await repo.findContainer(db, id)
   const expected = Buffer.from(container?.secret_hash ?? 'x'.repeat(43))
-  const given = Buffer.from(hashSecret(secret ?? ''))
+  const given = Buffer.from(hashToId(secret ?? ''))
   if (!container || !secret || given.length !== expected.length || !timingSafeEqual(given, expected)) throw new WrongContainerSecret()
   return container
 }
