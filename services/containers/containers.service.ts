@@ -1,15 +1,15 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { Container, ContainerState, DB, Job } from '../../db/types.js'
-import { DomainError, UnstorableValue, storable } from '../errors.js'
-import { PlanForbidsDpi, PlanForbidsRegion, PlanLimit } from '../billing/billing.errors.js'
-import { paymentRequired, type entitlementTerms } from '../billing/billing.service.js'
+import { UnstorableValue, storable } from '../errors.js'
+import type { entitlementTerms } from '../billing/billing.service.js'
 import { Batcher } from '../batcher.js'
 import { hashToId, newSecret } from '../hashing.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
+import { problemOf } from '../sql-errors.js'
 import {
-  AdminOnly, AlreadyRunning, AppNotOffered, ContainerNotFound, PoolNotFound, IdempotencyMismatch, JobNotFound, RegionDisabled, UnknownApp,
+  AdminOnly, ContainerNotFound, PoolNotFound, IdempotencyMismatch, JobNotFound,
   WrongContainerSecret
 } from './containers.errors.js'
 import * as repo from './containers.repository.js'
@@ -79,33 +79,12 @@ function revive<T> (row: Record<string, unknown>): T {
   return out as T
 }
 
-/** The SQLSTATEs fractal_assign_container raises (db/migrations/2026-11-27T1800_assign_functions.ts). */
-function assignmentError (err: unknown, input: { app: string, region?: string | undefined }, appUrl: string): unknown {
-  const e = err as { code?: string, detail?: string, message?: string }
-  switch (e.code) {
-    case 'FR001': return new IdempotencyMismatch()
-    case 'FR002': return new UnknownApp(input.app)
-    case 'FR003': return new AppNotOffered(input.app, input.region ?? 'any enabled region')
-    case 'FR004': return new RegionDisabled(e.detail ?? input.region ?? '')
-    case 'FR005': {
-      const retryAfter = Math.max(1, Math.min(3600, Math.ceil(Number(e.detail) - Date.now() / 1000)))
-      return new DomainError('maintenance', 'Down for maintenance', e.message ?? 'Down for maintenance.', { retryAfter })
-    }
-    case 'FR006': return new AlreadyRunning(input.app, e.detail ?? '')
-    case 'FR007': return new PlanLimit(Number(e.detail))
-    case 'FR008': return paymentRequired(e.detail ?? '', appUrl)
-    case 'FR009': return new PlanForbidsRegion(e.detail ?? input.region ?? '')
-    case 'FR010': return new PlanForbidsDpi(Number(e.detail))
-    default: return err
-  }
-}
-
 type AssignOutcome =
   | { outcome: 'replay', status: number, body: { containerId: string, jobId?: string } }
   | { outcome: 'claimed', container: Record<string, unknown> }
   | { outcome: 'created', container: Record<string, unknown>, job: Record<string, unknown> }
 
-/** One assignment as fractal_assign_containers takes it (db/migrations/2026-11-27T2900_batched_assignment.ts). */
+/** One assignment as fractal_assign_containers takes it (db/functions/fractal_assign_containers.sql). */
 export interface AssignCall {
   user: string
   key: string
@@ -181,7 +160,7 @@ export async function assignContainer (
   if ('error' in answer && answer.error.code === '40P01') answer = (await runAssignments(db, [call]))[0]!
   if ('error' in answer) {
     const { code, message, detail } = answer.error
-    throw assignmentError(Object.assign(new Error(message), { code, ...(detail !== null ? { detail } : {}) }), input, deps.entitlement?.appUrl ?? '')
+    throw problemOf(Object.assign(new Error(message), { code, ...(detail !== null ? { detail } : {}) }), { ...input, appUrl: deps.entitlement?.appUrl ?? '' })
   }
   const result = answer.ok
   if (result.outcome === 'replay') {
