@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import openapiTS, { astToString } from 'openapi-typescript'
-import { parse } from 'yaml'
+import { readDereferencedSpec } from './spec.js'
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 const specPath = here('./openapi.yaml')
@@ -18,7 +18,8 @@ const schemaTypes = astToString(await openapiTS(new URL('./openapi.yaml', import
 writeFileSync(join(outDir, 'schema.d.ts'), banner + schemaTypes)
 
 const methods = ['get', 'put', 'post', 'patch', 'delete', 'head', 'options']
-const spec = parse(readFileSync(specPath, 'utf8'))
+// Every $ref inlined by the one resolver (./spec.ts).
+const spec = await readDereferencedSpec(specPath)
 const entries: string[] = []
 for (const item of Object.values<Record<string, { operationId?: string, tags?: string[] }>>(spec.paths)) {
   for (const method of methods) {
@@ -75,7 +76,6 @@ if (outFlag < 0) {
 // take a bearer token (it adds it and refreshes it on 401) and which ones declare an Idempotency-Key header
 // (it generates one per call). Its types are schema.d.ts above (its build copies the file into the package).
 const sdkOut = (file: string) => outFlag > 0 ? join(outDir, `sdk-${file}`) : here(`../sdk/src/${file}`)
-const deref = (node: any) => node?.$ref ? node.$ref.split('/').slice(1).reduce((o: any, k: string) => o[k], spec) : node
 const bearerOps: string[] = []
 const idempotentOps: string[] = []
 for (const [path, item] of Object.entries<Record<string, any>>(spec.paths)) {
@@ -84,7 +84,7 @@ for (const [path, item] of Object.entries<Record<string, any>>(spec.paths)) {
     if (!op) continue
     const key = `${method.toUpperCase()} ${path}`
     if ((op.security ?? spec.security ?? []).some((r: object) => 'bearer' in r)) bearerOps.push(key)
-    const params: any[] = [...(item.parameters ?? []), ...(op.parameters ?? [])].map(deref)
+    const params: any[] = [...(item.parameters ?? []), ...(op.parameters ?? [])]
     if (params.some((p) => p.in === 'header' && String(p.name).toLowerCase() === 'idempotency-key')) idempotentOps.push(key)
   }
 }

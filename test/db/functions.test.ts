@@ -36,6 +36,15 @@ async function emptyDatabase (t: Test) {
   return db
 }
 
+/** A clone of the test template: a database migrated, its functions applied. */
+async function migratedDatabase (t: Test, poolMax: number) {
+  const database = await createTestDatabase()
+  t.teardown(() => database.drop())
+  const { db } = await createDatabase({ url: database.url, dataDir: '', poolMax })
+  t.teardown(() => db.destroy())
+  return db
+}
+
 /** A copy of db/functions to change in a test. */
 function functionsCopy (t: Test) {
   const folder = mkdtempSync(join(tmpdir(), 'fractal-functions-'))
@@ -83,10 +92,7 @@ t.test('sql functions › fresh database › the migrations then the files make 
 })
 
 t.test('sql functions › existing database › one the migrations alone made (before db/functions) gets every file applied over its functions', async (t) => {
-  const database = await createTestDatabase()
-  t.teardown(() => database.drop())
-  const { db } = await createDatabase({ url: database.url, dataDir: '', poolMax: 4 })
-  t.teardown(() => db.destroy())
+  const db = await migratedDatabase(t, 4)
   // As the code before db/functions left a database: the functions made by migrations, no record of files.
   await sql`drop table sql_function`.execute(db)
 
@@ -97,10 +103,7 @@ t.test('sql functions › existing database › one the migrations alone made (b
 })
 
 t.test('sql functions › existing database › a changed file is applied again, the others are not; pending until then', async (t) => {
-  const database = await createTestDatabase()
-  t.teardown(() => database.drop())
-  const { db } = await createDatabase({ url: database.url, dataDir: '', poolMax: 4 })
-  t.teardown(() => db.destroy())
+  const db = await migratedDatabase(t, 4)
   const folder = functionsCopy(t)
   const path = join(folder, 'fractal_entitlement.sql')
   writeFileSync(path, readFileSync(path, 'utf8').replace("detail = 'no account'", "detail = 'no such account'"))
@@ -116,10 +119,7 @@ t.test('sql functions › existing database › a changed file is applied again,
 })
 
 t.test('sql functions › existing database › a function dropped behind the record\'s back (a down) is made again', async (t) => {
-  const database = await createTestDatabase()
-  t.teardown(() => database.drop())
-  const { db } = await createDatabase({ url: database.url, dataDir: '', poolMax: 4 })
-  t.teardown(() => db.destroy())
+  const db = await migratedDatabase(t, 4)
   await sql`drop function fractal_assign_containers(jsonb)`.execute(db)
 
   t.same(await pendingMigrations(db), ['function fractal_assign_containers'])
@@ -128,10 +128,7 @@ t.test('sql functions › existing database › a function dropped behind the re
 })
 
 t.test('sql functions › race › appliers running at once (replicas migrating on start) apply each change once, all succeed', async (t) => {
-  const database = await createTestDatabase()
-  t.teardown(() => database.drop())
-  const { db } = await createDatabase({ url: database.url, dataDir: '', poolMax: 8 })
-  t.teardown(() => db.destroy())
+  const db = await migratedDatabase(t, 8)
   const folder = functionsCopy(t)
   for (const name of ['fractal_entitlement', 'fractal_create_container']) {
     const path = join(folder, `${name}.sql`)
