@@ -28,11 +28,13 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
 COPY . .
-# dist/ must hold the contract (read at start-up) and the compiled migrations (read by kysely's
-# FileMigrationProvider from dist/db/migrations at run time): fail the build if either is missing.
+# dist/ must hold the contract (read at start-up), the compiled migrations (read by kysely's
+# FileMigrationProvider from dist/db/migrations at run time) and the SQL functions applied after them
+# (dist/db/functions): fail the build if any is missing.
 RUN npm run build \
   && test -f dist/openapi/openapi.yaml \
   && ls dist/db/migrations/*.js > /dev/null \
+  && ls dist/db/functions/*.sql > /dev/null \
   && test -f dist/services/mail/templates/layout.html.eta \
   && test -f dist/db/plans.json && test -f dist/db/storage-providers.json
 

@@ -7,7 +7,7 @@ const config = loadConfig()
 const { db, kind } = await createDatabase({ ...config.db, dataDir: config.dataDir })
 try {
   const result = await migrateToLatest(db, (line) => console.log(line))
-  if (!result.results?.length) console.log(`${kind}: already at the latest version`)
+  if (!result.results?.length && result.functions.length === 0) console.log(`${kind}: already at the latest version`)
 } catch (err) {
   console.error((err as Error).message)
   process.exitCode = 1

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { FileMigrationProvider, Migrator, sql, type Kysely, type MigrationProvider, type MigrationResultSet } from 'kysely'
+import { applyFunctions, pendingFunctions } from './functions.js'
 
 const migrationFolder = fileURLToPath(new URL('./migrations', import.meta.url))
 
@@ -15,25 +16,26 @@ export function createMigrator (db: Kysely<any>, provider: MigrationProvider = n
 }
 
 /**
- * Migrates to the latest version; calls `report` once per migration run; throws on failure. Migrations run on
- * one connection without DATABASE_STATEMENT_TIMEOUT_MS (a migration may take longer than any request).
+ * Migrates to the latest version, then applies the SQL functions whose file changed (db/functions.ts); calls
+ * `report` once per migration run and per function applied; throws on failure. Both run on one connection
+ * without DATABASE_STATEMENT_TIMEOUT_MS (a migration may take longer than any request).
  */
-export async function migrateToLatest (db: Kysely<any>, report: (line: string) => void = () => {}): Promise<MigrationResultSet> {
-  const result = await db.connection().execute(async (connection) => {
+export async function migrateToLatest (db: Kysely<any>, report: (line: string) => void = () => {}): Promise<MigrationResultSet & { functions: string[] }> {
+  return db.connection().execute(async (connection) => {
     await sql`set statement_timeout = 0`.execute(connection)
     try {
-      return await createMigrator(connection).migrateToLatest()
+      const result = await createMigrator(connection).migrateToLatest()
+      for (const r of result.results ?? []) {
+        report(`migration ${r.migrationName}: ${r.status === 'Success' ? 'applied' : r.status.toLowerCase()}`)
+      }
+      if (result.error) {
+        throw new Error(`migration failed: ${(result.error as Error).message ?? String(result.error)}`, { cause: result.error })
+      }
+      return { ...result, functions: await applyFunctions(connection, report) }
     } finally {
       await sql`reset statement_timeout`.execute(connection)
     }
   })
-  for (const r of result.results ?? []) {
-    report(`migration ${r.migrationName}: ${r.status === 'Success' ? 'applied' : r.status.toLowerCase()}`)
-  }
-  if (result.error) {
-    throw new Error(`migration failed: ${(result.error as Error).message ?? String(result.error)}`, { cause: result.error })
-  }
-  return result
 }
 
 // The files FileMigrationProvider takes for migrations (it also requires an `up` export, which all of ours have).
@@ -50,8 +52,12 @@ const namesOnly: MigrationProvider = {
   }
 }
 
-/** The migrations this code has that the database has not applied (every one of them before the first run). */
+/**
+ * The migrations this code has that the database has not applied (every one of them before the first run),
+ * then the SQL functions it does not have as this code's files say (`function <name>`).
+ */
 export async function pendingMigrations (db: Kysely<any>): Promise<string[]> {
   const migrations = await createMigrator(db, namesOnly).getMigrations()
-  return migrations.filter((m) => m.executedAt === undefined).map((m) => m.name)
+  const functions = await pendingFunctions(db)
+  return [...migrations.filter((m) => m.executedAt === undefined).map((m) => m.name), ...functions.map((name) => `function ${name}`)]
 }

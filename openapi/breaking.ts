@@ -5,20 +5,24 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
+import { dereference } from './spec.js'
 
 type Doc = Record<string, any>
 type Schema = Record<string, any>
 const methods = ['get', 'put', 'post', 'patch', 'delete', 'head', 'options'] as const
 
-/** Follows local `$ref`s (`#/components/...`) one level at a time; cycles stop at the second visit. */
-function resolver (doc: Doc) {
-  return function deref<T = any> (node: T, seen: Set<string> = new Set()): T {
-    const ref = (node as { $ref?: string } | null)?.$ref
-    if (typeof ref !== 'string' || !ref.startsWith('#/') || seen.has(ref)) return node
-    seen.add(ref)
-    const target = ref.slice(2).split('/').reduce<any>((at, key) => at?.[key.replace(/~1/g, '/').replace(/~0/g, '~')], doc)
-    return deref(target, seen)
+// Both documents are compared dereferenced (every $ref inlined by the one resolver, ./spec.ts); the same
+// document compared again (the released one, the current one) is dereferenced once.
+const dereferenced = new Map<string, Promise<Doc>>()
+function dereferencedOnce (doc: Doc): Promise<Doc> {
+  const key = JSON.stringify(doc)
+  let found = dereferenced.get(key)
+  if (!found) {
+    found = dereference(doc)
+    dereferenced.set(key, found)
+    if (dereferenced.size > 16) dereferenced.delete(dereferenced.keys().next().value!)
   }
+  return found
 }
 
 const typesOf = (s: Schema | undefined): string[] => s?.type === undefined ? [] : [s.type].flat()
@@ -28,15 +32,12 @@ const typesOf = (s: Schema | undefined): string[] => s?.type === undefined ? [] 
  * inputs refused that were accepted (properties, enum values, types), answers missing what they promised
  * (properties, required-ness, types), security added.
  */
-export function breakingChanges (before: Doc, after: Doc): string[] {
+export async function breakingChanges (released: Doc, current: Doc): Promise<string[]> {
+  const [before, after] = await Promise.all([dereferencedOnce(released), dereferencedOnce(current)])
   const found: string[] = []
-  const derefOld = resolver(before)
-  const derefNew = resolver(after)
 
   // What a client may send (request schemas): the new schema must accept everything the old one did.
   function requestSchema (where: string, oldS: Schema | undefined, newS: Schema | undefined, depth = 0): void {
-    oldS = derefOld(oldS)
-    newS = derefNew(newS)
     if (!oldS || !newS || depth > 8) return
     const oldTypes = typesOf(oldS)
     const newTypes = typesOf(newS)
@@ -67,8 +68,6 @@ export function breakingChanges (before: Doc, after: Doc): string[] {
 
   // What a client reads (response schemas): everything the old one promised must still be there.
   function responseSchema (where: string, oldS: Schema | undefined, newS: Schema | undefined, depth = 0): void {
-    oldS = derefOld(oldS)
-    newS = derefNew(newS)
     if (!oldS || !newS || depth > 8) return
     const oldTypes = typesOf(oldS)
     const newTypes = typesOf(newS)
@@ -109,10 +108,10 @@ export function breakingChanges (before: Doc, after: Doc): string[] {
       }
 
       // Parameters (path item's and operation's).
-      const params = (item: Doc, op: Doc, deref: (n: any) => any) => new Map<string, Doc>([...(item.parameters ?? []), ...(op.parameters ?? [])]
-        .map((p: Doc) => deref(p)).map((p: Doc) => [`${p.in}:${String(p.name).toLowerCase()}`, p]))
-      const oldParams = params(oldItem, oldOp, derefOld)
-      const newParams = params(after.paths[path], newOp, derefNew)
+      const params = (item: Doc, op: Doc) => new Map<string, Doc>([...(item.parameters ?? []), ...(op.parameters ?? [])]
+        .map((p: Doc) => [`${p.in}:${String(p.name).toLowerCase()}`, p]))
+      const oldParams = params(oldItem, oldOp)
+      const newParams = params(after.paths[path], newOp)
       for (const [key, p] of newParams) {
         const was = oldParams.get(key)
         if (p.required && !was?.required) found.push(`${name}: parameter ${key} is ${was ? 'now' : 'new and'} required`)
@@ -121,8 +120,8 @@ export function breakingChanges (before: Doc, after: Doc): string[] {
       for (const [key] of oldParams) if (!newParams.has(key) && key.startsWith('path:')) found.push(`${name}: parameter ${key} removed`)
 
       // Request body.
-      const oldBody = derefOld(oldOp.requestBody)
-      const newBody = derefNew(newOp.requestBody)
+      const oldBody = oldOp.requestBody
+      const newBody = newOp.requestBody
       if (newBody?.required && !oldBody?.required) found.push(`${name}: a request body is now required`)
       for (const [type, content] of Object.entries<Doc>(oldBody?.content ?? {})) {
         const next = newBody?.content?.[type]
@@ -133,9 +132,9 @@ export function breakingChanges (before: Doc, after: Doc): string[] {
       // Success answers.
       for (const [status, response] of Object.entries<Doc>(oldOp.responses ?? {})) {
         if (!status.startsWith('2')) continue
-        const next = derefNew(newOp.responses?.[status])
+        const next = newOp.responses?.[status]
         if (!next) { found.push(`${name}: answer ${status} removed`); continue }
-        for (const [type, content] of Object.entries<Doc>(derefOld(response).content ?? {})) {
+        for (const [type, content] of Object.entries<Doc>(response.content ?? {})) {
           const nextContent = next.content?.[type]
           if (!nextContent) found.push(`${name}: answer ${status} no longer ${type}`)
           else responseSchema(`${name} ${status}`, content.schema, nextContent.schema)
@@ -158,8 +157,8 @@ export const acceptedBreaks: Readonly<Record<string, string>> = {
 }
 
 /** The check CI runs: breaking changes are fine only with a new major version, or when accepted above. */
-export function checkAgainstRelease (released: Doc, current: Doc, accepted: Readonly<Record<string, string>> = acceptedBreaks): { changes: string[], allowed: boolean } {
-  const changes = breakingChanges(released, current).filter((change) => !(change in accepted))
+export async function checkAgainstRelease (released: Doc, current: Doc, accepted: Readonly<Record<string, string>> = acceptedBreaks): Promise<{ changes: string[], allowed: boolean }> {
+  const changes = (await breakingChanges(released, current)).filter((change) => !(change in accepted))
   return { changes, allowed: changes.length === 0 || major(current) > major(released) }
 }
 
@@ -167,7 +166,7 @@ export const releasedPath = fileURLToPath(new URL('./released/v1.yaml', import.m
 export const currentPath = fileURLToPath(new URL('./openapi.yaml', import.meta.url))
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { changes, allowed } = checkAgainstRelease(parse(readFileSync(releasedPath, 'utf8')), parse(readFileSync(currentPath, 'utf8')))
+  const { changes, allowed } = await checkAgainstRelease(parse(readFileSync(releasedPath, 'utf8')), parse(readFileSync(currentPath, 'utf8')))
   for (const [change, reason] of Object.entries(acceptedBreaks)) console.log(`accepted: ${change} (${reason})`)
   for (const change of changes) console.log(`breaking: ${change}`)
   console.log(changes.length === 0 ? 'no breaking change against openapi/released/v1.yaml' : allowed ? `${changes.length} breaking changes, allowed: the major version was bumped` : `${changes.length} breaking changes: bump info.version's major (and release), or undo them`)

@@ -1,12 +1,12 @@
 // npm run generate: openapi.yaml → schema.d.ts (openapi-typescript) and operations.ts (operationId → tag), and
-// the SDK's generated files, sdk/src/schema.d.ts and sdk/src/operations.ts.
+// the SDK's generated file, sdk/src/operations.ts (the SDK's types are schema.d.ts itself: sdk/src/schema.ts).
 // `--out DIR` writes them elsewhere (the freshness test compares that output with the committed files); there
-// the SDK's files are named sdk-schema.d.ts and sdk-operations.ts.
+// the SDK's file is named sdk-operations.ts.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import openapiTS, { astToString } from 'openapi-typescript'
-import { parse } from 'yaml'
+import { readDereferencedSpec } from './spec.js'
 
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 const specPath = here('./openapi.yaml')
@@ -18,7 +18,8 @@ const schemaTypes = astToString(await openapiTS(new URL('./openapi.yaml', import
 writeFileSync(join(outDir, 'schema.d.ts'), banner + schemaTypes)
 
 const methods = ['get', 'put', 'post', 'patch', 'delete', 'head', 'options']
-const spec = parse(readFileSync(specPath, 'utf8'))
+// Every $ref inlined by the one resolver (./spec.ts).
+const spec = await readDereferencedSpec(specPath)
 const entries: string[] = []
 for (const item of Object.values<Record<string, { operationId?: string, tags?: string[] }>>(spec.paths)) {
   for (const method of methods) {
@@ -71,13 +72,10 @@ if (outFlag < 0) {
   if (from >= 0 && to > from) writeFileSync(readmePath, readme.slice(0, from + start.length) + '\n' + policyTable + readme.slice(to))
 }
 
-// The SDK (sdk/, its own package): the same types, and what its client must know at run time about each
-// operation: which ones take a bearer token (it adds it and refreshes it on 401) and which ones declare an
-// Idempotency-Key header (it generates one per call).
+// The SDK (sdk/, its own package): what its client must know at run time about each operation: which ones
+// take a bearer token (it adds it and refreshes it on 401) and which ones declare an Idempotency-Key header
+// (it generates one per call). Its types are schema.d.ts above (its build copies the file into the package).
 const sdkOut = (file: string) => outFlag > 0 ? join(outDir, `sdk-${file}`) : here(`../sdk/src/${file}`)
-// Lint rules are for code written here, not for openapi-typescript's output.
-writeFileSync(sdkOut('schema.d.ts'), '/* eslint-disable */\n' + banner + schemaTypes)
-const deref = (node: any) => node?.$ref ? node.$ref.split('/').slice(1).reduce((o: any, k: string) => o[k], spec) : node
 const bearerOps: string[] = []
 const idempotentOps: string[] = []
 for (const [path, item] of Object.entries<Record<string, any>>(spec.paths)) {
@@ -86,7 +84,7 @@ for (const [path, item] of Object.entries<Record<string, any>>(spec.paths)) {
     if (!op) continue
     const key = `${method.toUpperCase()} ${path}`
     if ((op.security ?? spec.security ?? []).some((r: object) => 'bearer' in r)) bearerOps.push(key)
-    const params: any[] = [...(item.parameters ?? []), ...(op.parameters ?? [])].map(deref)
+    const params: any[] = [...(item.parameters ?? []), ...(op.parameters ?? [])]
     if (params.some((p) => p.in === 'header' && String(p.name).toLowerCase() === 'idempotency-key')) idempotentOps.push(key)
   }
 }

@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto'
+import { createPublicKey, generateKeyPairSync } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import fastifyJwt from '@fastify/jwt'
@@ -9,6 +9,7 @@ import type { Account, Role } from '../db/types.js'
 import type { components } from '../openapi/schema.js'
 import { getOwnAccount, type AccountCache } from '../services/accounts/accounts.service.js'
 import { DomainError } from '../services/errors.js'
+import { hashToId } from '../services/hashing.js'
 import { authenticatePartnerKey, type PartnerKeyIdentity } from '../services/partners/partners.service.js'
 import { bearerTokenMatches } from './metrics.js'
 
@@ -129,7 +130,7 @@ async function loadKeys (privateKey: string | null, publicKey: string | null, da
 function publicJwk (publicKey: string, what: string): components['schemas']['JwkSet']['keys'][number] & { kid: string } {
   const jwk = createPublicKey(publicKey).export({ format: 'jwk' })
   if (jwk.crv !== 'P-256') throw new Error(`auth: ${what} must be an EC P-256 (ES256) key`)
-  const kid = createHash('sha256').update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y })).digest('base64url')
+  const kid = hashToId(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }))
   return { kty: 'EC', crv: jwk.crv, x: jwk.x!, y: jwk.y!, kid, alg: 'ES256', use: 'sig' }
 }
 

@@ -4,8 +4,7 @@ import addFormatsModule from 'ajv-formats'
 import fastJsonStringify from 'fast-json-stringify'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RouteOptions } from 'fastify'
-import { parse as parseYaml } from 'yaml'
-import { specPath } from '../openapi/spec.js'
+import { dereference, readSpec, specPath, type Document } from '../openapi/spec.js'
 import { DomainError } from '../services/errors.js'
 import type { CachePolicy } from './edge-cache.js'
 import { problemTypeBase } from './errors.js'
@@ -80,27 +79,6 @@ declare module 'fastify' {
   }
 }
 
-/** Inlines every local `$ref` (siblings such as `description` are kept); a cycle stops start-up. */
-export function dereference (document: Record<string, any>) {
-  const resolve = (pointer: string) => pointer.slice(2).split('/')
-    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .reduce<any>((node, key) => node?.[key], document)
-  const walk = (node: unknown, seen: readonly string[]): any => {
-    if (Array.isArray(node)) return node.map((n) => walk(n, seen))
-    if (node === null || typeof node !== 'object') return node
-    const { $ref, ...rest } = node as Record<string, unknown>
-    if (typeof $ref === 'string') {
-      if (!$ref.startsWith('#/')) throw new Error(`openapi: only local $refs are supported (${$ref})`)
-      if (seen.includes($ref)) throw new Error(`openapi: recursive $ref ${$ref}`)
-      const target = resolve($ref)
-      if (target === undefined) throw new Error(`openapi: $ref ${$ref} points nowhere`)
-      return { ...walk(target, [...seen, $ref]), ...walk(rest, seen) }
-    }
-    return Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, walk(v, seen)]))
-  }
-  return (node: unknown) => walk(node, [])
-}
-
 function objectSchema (parameters: any[], lowerCase = false) {
   if (parameters.length === 0) return undefined
   const required = parameters.filter((p) => p.required).map((p) => lowerCase ? p.name.toLowerCase() : p.name)
@@ -111,11 +89,10 @@ function objectSchema (parameters: any[], lowerCase = false) {
   }
 }
 
+/** The operations of a dereferenced document (openapi/spec.ts: every `$ref` inlined). */
 function indexOperations (document: Record<string, any>): Map<string, Operation> {
-  const deref = dereference(document)
   const operations = new Map<string, Operation>()
-  for (const [path, rawItem] of Object.entries<any>(document.paths ?? {})) {
-    const item = deref(rawItem)
+  for (const [path, item] of Object.entries<any>(document.paths ?? {})) {
     for (const method of methods) {
       const op = item[method]
       if (!op) continue
@@ -304,17 +281,18 @@ function responseValidator ({ ajv, compile }: SchemaCompiler, operation: Operati
 // What every app of the process shares: the parsed document (per file and text) and the validators, each
 // schema compiled once (keyed by its JSON: many operations share a body or a problem shape, and tests and the
 // bench build many apps in one process). Compiling is most of start-up: this is what keeps it short.
-const parsed = new Map<string, { text: string, document: Record<string, any> }>()
+const parsed = new Map<string, { text: string, document: Document, dereferenced: Document }>()
 
-async function readDocument (path: string): Promise<Record<string, any>> {
+async function readDocument (path: string): Promise<{ document: Document, dereferenced: Document }> {
   const text = await readFile(path, 'utf8')
   let entry = parsed.get(path)
   if (entry?.text !== text) {
-    entry = { text, document: parseYaml(text) }
+    const document = await readSpec(path)
+    entry = { text, document, dereferenced: await dereference(document) }
     parsed.set(path, entry)
   }
-  // A copy: an app may change its document (the docs' servers), never its neighbours'.
-  return structuredClone(entry.document)
+  // Copies: an app may change its document (the docs' servers), never its neighbours'.
+  return { document: structuredClone(entry.document), dereferenced: structuredClone(entry.dereferenced) }
 }
 
 export interface SchemaCompiler { ajv: Ajv, compile (schema: object): ValidateFunction }
@@ -367,8 +345,8 @@ function sharedSerializer (schema: object): (data: unknown) => string {
  * OpenAPI meta-schema) on every registration: about 150 ms per tag. The spec is linted in CI instead.
  */
 export default fp(async function openapiRoutesPlugin (app, options: { specPath?: string }) {
-  const document = await readDocument(options.specPath ?? specPath)
-  const operations = indexOperations(document)
+  const { document, dereferenced } = await readDocument(options.specPath ?? specPath)
+  const operations = indexOperations(dereferenced)
   app.decorate('openapi', { document, operations })
 
   // Parameters arrive as strings and are coerced; bodies are not, and nothing is stripped silently.

@@ -1,25 +1,25 @@
 import type { Handlers } from '../../openapi/handler-types.js'
 import * as accounts from '../../services/accounts/accounts.service.js'
-import { contextOf, principalOf } from '../request-context.js'
+import { principalOf } from '../request-context.js'
 import { presentSession, presentUser } from './present.js'
 
 export const handlers = {
   async signUp (request, reply) {
     reply.code(201)
-    return accounts.signUp(this.db, this.accountDeps, request.body, contextOf(request))
+    return accounts.signUp(this.db, this.accountDeps, request.body)
   },
 
   async verifyEmail (request) {
-    return presentUser(await accounts.verifyEmail(this.db, this.accountDeps, request.body.token, contextOf(request)))
+    return presentUser(await accounts.verifyEmail(this.db, this.accountDeps, request.body.token))
   },
 
   async requestPasswordReset (request, reply) {
     reply.code(202)
-    return accounts.requestPasswordReset(this.accountDeps, request.body.email, contextOf(request))
+    return accounts.requestPasswordReset(this.accountDeps, request.body.email)
   },
 
   async confirmPasswordReset (request, reply) {
-    await accounts.confirmPasswordReset(this.db, this.accountDeps, request.body, contextOf(request))
+    await accounts.confirmPasswordReset(this.db, this.accountDeps, request.body)
     return reply.code(204).send()
   },
 
@@ -28,11 +28,11 @@ export const handlers = {
   },
 
   async updateMe (request) {
-    return presentUser(await accounts.updateMe(this.db, this.accountDeps, principalOf(request), request.body, contextOf(request)))
+    return presentUser(await accounts.updateMe(this.db, this.accountDeps, principalOf(request), request.body))
   },
 
   async deleteMe (request, reply) {
-    await accounts.deleteMe(this.db, this.accountDeps, principalOf(request), contextOf(request))
+    await accounts.deleteMe(this.db, this.accountDeps, principalOf(request))
     return reply.code(204).send()
   },
 
@@ -43,7 +43,7 @@ export const handlers = {
   },
 
   async revokeMySession (request, reply) {
-    await accounts.revokeMySession(this.db, this.accountDeps, principalOf(request).userId, request.params.sessionId, contextOf(request))
+    await accounts.revokeMySession(this.db, this.accountDeps, principalOf(request).userId, request.params.sessionId)
     return reply.code(204).send()
   }
 } satisfies Handlers<'accounts'>

@@ -1,7 +1,7 @@
 import type { Handlers } from '../../openapi/handler-types.js'
 import * as accounts from '../../services/accounts/accounts.service.js'
 import { presentAdminUser } from '../accounts/present.js'
-import { contextOf, principalOf } from '../request-context.js'
+import { principalOf } from '../request-context.js'
 
 export const handlers = {
   async listUsers (request) {
@@ -11,7 +11,7 @@ export const handlers = {
   },
 
   async updateUser (request) {
-    const account = await accounts.updateUser(this.db, this.accountDeps, principalOf(request), request.params.userId, request.body, contextOf(request))
+    const account = await accounts.updateUser(this.db, this.accountDeps, principalOf(request), request.params.userId, request.body)
     return presentAdminUser(account)
   }
 } satisfies Handlers<'users'>

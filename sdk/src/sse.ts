@@ -1,5 +1,7 @@
-// A text/event-stream reader over a fetch body, after the WHATWG HTML "event stream interpretation"
-// (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation).
+// A text/event-stream reader over a fetch body: eventsource-parser parses the stream (the WHATWG HTML "event
+// stream interpretation"); this adds what an EventSource keeps across events, the last event id and the
+// reconnection time the server asked for.
+import { createParser } from 'eventsource-parser'
 
 export interface ServerSentEvent {
   /** The last event id seen on the stream so far (ids carry over to later events, as the spec says). */
@@ -14,51 +16,26 @@ export interface ServerSentEvent {
 export async function * readServerSentEvents (body: ReadableStream<Uint8Array>): AsyncGenerator<ServerSentEvent> {
   const reader = body.getReader()
   const decoder = new TextDecoder()
-  let buffer = ''
+  const ready: ServerSentEvent[] = []
   let id: string | undefined
   let retry: number | undefined
-  let event = ''
-  let data: string[] = []
+  const parser = createParser({
+    onEvent (message) {
+      if (message.id !== undefined) id = message.id
+      ready.push({ id, event: message.event ?? 'message', data: message.data, retry })
+    },
+    onRetry (ms) { retry = ms }
+  })
   try {
     while (true) {
       const { done, value } = await reader.read()
-      buffer += done ? decoder.decode() : decoder.decode(value, { stream: true })
-      let start = 0
-      while (true) {
-        const end = lineEnd(buffer, start)
-        // A CR at the very end may be the first half of a CRLF: wait for the next chunk (or the end).
-        if (end < 0 || (end === buffer.length - 1 && buffer[end] === '\r' && !done)) break
-        const line = buffer.slice(start, end)
-        start = end + (buffer[end] === '\r' && buffer[end + 1] === '\n' ? 2 : 1)
-        if (line === '') {
-          if (data.length > 0) yield { id, event: event || 'message', data: data.join('\n'), retry }
-          event = ''
-          data = []
-          continue
-        }
-        if (line.startsWith(':')) continue
-        const colon = line.indexOf(':')
-        const field = colon < 0 ? line : line.slice(0, colon)
-        let value = colon < 0 ? '' : line.slice(colon + 1)
-        if (value.startsWith(' ')) value = value.slice(1)
-        if (field === 'data') data.push(value)
-        else if (field === 'event') event = value
-        else if (field === 'id' && !value.includes('\0')) id = value
-        else if (field === 'retry' && /^\d+$/.test(value)) retry = Number(value)
-      }
-      buffer = buffer.slice(start)
       // An event not followed by a blank line when the stream ends is discarded (the spec's rule).
       if (done) return
+      // A UTF-8 character split across chunks waits for its end (stream: true).
+      parser.feed(decoder.decode(value, { stream: true }))
+      while (ready.length > 0) yield ready.shift()!
     }
   } finally {
     await reader.cancel().catch(() => {})
   }
-}
-
-function lineEnd (text: string, from: number): number {
-  for (let i = from; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (c === 10 || c === 13) return i
-  }
-  return -1
 }

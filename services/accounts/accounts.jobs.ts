@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
+import { auditContext } from '../audit/audit.service.js'
 import type { JobDefinition } from '../queue.js'
 import { deleteAccountRow } from './accounts.repository.js'
 import { mailPasswordReset, passwordResetJob, purgeAccountJob, type AccountDeps, type PasswordResetPayload } from './accounts.service.js'
@@ -16,7 +17,8 @@ export type AccountDeletionStep = (accountId: string) => Promise<void>
 export function createAccountJobs (deps: { db: Kysely<DB>, steps: AccountDeletionStep[], accounts: AccountDeps }): JobDefinition[] {
   return [{
     ...passwordResetJob,
-    handle: (data: PasswordResetPayload) => mailPasswordReset(deps.db, deps.accounts, data)
+    // The audit row it writes says who asked, from where: the request's context, carried in the payload.
+    handle: (data: PasswordResetPayload) => auditContext.run(data.ctx, () => mailPasswordReset(deps.db, deps.accounts, data.email))
   }, {
     ...purgeAccountJob,
     async handle (data: PurgeAccountPayload) {

@@ -1,6 +1,5 @@
 import { sql, type Kysely, type Transaction, type Updateable } from 'kysely'
 import type { AccountTable, DB, EmailTokenPurpose, Role } from '../../db/types.js'
-import { auditContext } from '../audit/audit.service.js'
 
 type Db = Kysely<DB> | Transaction<DB>
 
@@ -128,12 +127,6 @@ export function listAccounts (db: Db, page: { limit: number, before: { createdAt
 
 function escapeLike (text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`)
-}
-
-export function insertAuditEvent (db: Db, event: { action: string, actor_id: string | null, target_type?: string, target_id?: string, ip?: string | null, user_agent?: string | null, details?: Record<string, unknown> }) {
-  // The request being served says from where, unless the caller did.
-  const from = auditContext.getStore()
-  return db.insertInto('audit_event').values({ ...event, ip: event.ip ?? from?.ip ?? null, user_agent: event.user_agent ?? from?.userAgent ?? null, details: JSON.stringify(event.details ?? {}) }).execute()
 }
 
 export function deleteAccountRow (db: Db, id: string) {

@@ -4,6 +4,7 @@ import { sendMail } from '../mail/mail.service.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import { UnknownPartner } from '../partners/partners.errors.js'
 import { partnerExists } from '../partners/partners.service.js'
+import { recordAudit, requestContext, type RequestContext } from '../audit/audit.service.js'
 import type { Clock } from '../clock.js'
 import type { JobQueue } from '../queue.js'
 import {
@@ -14,7 +15,8 @@ import {
 import * as repo from './accounts.repository.js'
 import { isProfane } from './names.js'
 import { scopesFor } from './roles.js'
-import { hashPassword, hashToken, newToken, passwordProblem, verifyPassword } from './secrets.js'
+import { hashToId, newSecret } from '../hashing.js'
+import { hashPassword, passwordProblem, verifyPassword } from './secrets.js'
 
 /** Access tokens of revoked sessions stop working at once, not when they expire. */
 export interface SessionRevocations {
@@ -56,8 +58,6 @@ export interface AccountDeps {
   log: { info (obj: object, msg: string): void, warn (obj: object, msg: string): void }
 }
 
-export interface RequestContext { ip: string | null, userAgent: string | null }
-
 const hour = 3600_000
 const failureWindowSeconds = 15 * 60
 // Mails one address may be sent per hour by public operations (sign-up, reset): nobody's inbox is flooded.
@@ -88,52 +88,46 @@ async function checkName (name: string, field = '/body/name') {
   if (await isProfane(name)) throw new NameNotAllowed(field)
 }
 
-function audit (db: Kysely<DB>, ctx: RequestContext, action: string, actorId: string | null, target?: { type: string, id: string }, details?: Record<string, unknown>) {
-  return repo.insertAuditEvent(db, {
-    action, actor_id: actorId, target_type: target?.type, target_id: target?.id, ip: ctx.ip, user_agent: ctx.userAgent, details
-  })
-}
-
 async function mailToken (db: Kysely<DB>, deps: AccountDeps, purpose: EmailTokenPurpose, account: { id: string | null, email: string }, ttlMs: number) {
-  const token = newToken()
-  await repo.insertEmailToken(db, { token_hash: hashToken(token), purpose, account_id: account.id, email: account.email, expires_at: new Date(Date.now() + ttlMs) })
+  const token = newSecret()
+  await repo.insertEmailToken(db, { token_hash: hashToId(token), purpose, account_id: account.id, email: account.email, expires_at: new Date(Date.now() + ttlMs) })
   return token
 }
 
 const link = (deps: AccountDeps, path: string, token: string) => `${deps.settings.appUrl}${path}?token=${encodeURIComponent(token)}`
 
-async function mailExistingOwner (db: Kysely<DB>, deps: AccountDeps, existing: Account, ctx: RequestContext) {
+async function mailExistingOwner (db: Kysely<DB>, deps: AccountDeps, existing: Account) {
   if (!(await mayMail(deps, 'sign-up', existing.email))) return
   await sendMail(deps.queue, { to: existing.email, template: 'account-exists', data: { name: existing.name, signInLink: `${deps.settings.appUrl}/sign-in`, resetLink: `${deps.settings.appUrl}/password-reset` } })
-  await audit(db, ctx, 'account.sign_up_existing', null, { type: 'account', id: existing.id })
+  await recordAudit(db, { action: 'account.sign_up_existing', actorId: null, target: { type: 'account', id: existing.id } })
 }
 
 /**
  * Sign-up. The answer never says whether the address had an account: an existing owner is mailed instead.
  * The password is hashed either way so both paths take the same time.
  */
-export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string, name: string }, ctx: RequestContext) {
+export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string, name: string }) {
   await checkName(input.name)
   await checkPassword(deps, input.password, '/body/password', input.email)
   const passwordHash = await hashPassword(input.password)
   const accepted = { email: input.email, message: `We sent a verification link to ${input.email}.` }
   const existing = await repo.findAccountByEmail(db, input.email)
   if (existing) {
-    await mailExistingOwner(db, deps, existing, ctx)
+    await mailExistingOwner(db, deps, existing)
     return accepted
   }
   let created: { token: string }
   try {
     created = await db.transaction().execute(async (trx) => {
       const account = await repo.insertAccount(trx, { email: input.email, name: input.name, password_hash: passwordHash })
-      await audit(trx, ctx, 'account.sign_up', account.id, { type: 'account', id: account.id })
+      await recordAudit(trx, { action: 'account.sign_up', actorId: account.id, target: { type: 'account', id: account.id } })
       return { token: await mailToken(trx, deps, 'verify_email', account, 24 * hour) }
     })
   } catch (err) {
     // A simultaneous sign-up took the address between the lookup and the insert: answer as for an existing one.
     if ((err as { constraint?: string }).constraint !== 'account_email_uq') throw err
     const owner = await repo.findAccountByEmail(db, input.email)
-    if (owner) await mailExistingOwner(db, deps, owner, ctx)
+    if (owner) await mailExistingOwner(db, deps, owner)
     return accepted
   }
   await sendMail(deps.queue, { to: input.email, template: 'verify-email', data: { name: input.name, link: link(deps, '/verify-email', created.token) } })
@@ -142,7 +136,7 @@ export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email:
 
 /** Spends a single-use mailed token of one of `purposes`, inside `trx`. */
 export async function spendToken (trx: Parameters<typeof repo.lockEmailToken>[0], token: string, purposes: EmailTokenPurpose[]) {
-  const row = await repo.lockEmailToken(trx, hashToken(token))
+  const row = await repo.lockEmailToken(trx, hashToId(token))
   if (!row || !purposes.includes(row.purpose)) throw new TokenInvalid()
   if (row.used_at) throw new TokenUsed()
   if (row.expires_at.getTime() < Date.now()) throw new TokenExpired()
@@ -151,7 +145,7 @@ export async function spendToken (trx: Parameters<typeof repo.lockEmailToken>[0]
 }
 
 /** Verifies the address of a new account, or switches an account to its new, now verified, address. */
-export async function verifyEmail (db: Kysely<DB>, deps: AccountDeps, token: string, ctx: RequestContext): Promise<Account> {
+export async function verifyEmail (db: Kysely<DB>, deps: AccountDeps, token: string): Promise<Account> {
   const { account, welcome } = await db.transaction().execute(async (trx) => {
     const row = await spendToken(trx, token, ['verify_email', 'change_email'])
     const current = row.account_id ? await repo.findAccountById(trx, row.account_id) : undefined
@@ -163,7 +157,7 @@ export async function verifyEmail (db: Kysely<DB>, deps: AccountDeps, token: str
     const owner = await repo.findAccountByEmail(trx, row.email)
     if (owner && owner.id !== current.id) throw new EmailTaken()
     const updated = await repo.updateAccount(trx, current.id, { email: row.email, pending_email: null, email_verified_at: new Date() })
-    await repo.insertAuditEvent(trx, { action: 'account.email_changed', actor_id: current.id, target_type: 'account', target_id: current.id, ip: ctx.ip, user_agent: ctx.userAgent, details: { from: current.email, to: row.email } })
+    await recordAudit(trx, { action: 'account.email_changed', actorId: current.id, target: { type: 'account', id: current.id }, details: { from: current.email, to: row.email } })
     return { account: updated!, welcome: false }
   })
   await deps.cache.invalidate(account.id)
@@ -172,6 +166,7 @@ export async function verifyEmail (db: Kysely<DB>, deps: AccountDeps, token: str
 }
 
 export const passwordResetJob = { family: 'accounts', name: 'requestPasswordReset' } as const
+/** `ctx`: the request that asked, for the audit row the job writes (it runs inside that context). */
 export interface PasswordResetPayload { email: string, ctx: RequestContext }
 
 /**
@@ -179,23 +174,23 @@ export interface PasswordResetPayload { email: string, ctx: RequestContext }
  * queues a job (the same one, the same work); the job looks the address up and mails a reset link (1 h) only
  * when it has an enabled account.
  */
-export async function requestPasswordReset (deps: Pick<AccountDeps, 'queue'>, email: string, ctx: RequestContext) {
-  await deps.queue.enqueue(passwordResetJob, { email, ctx } satisfies PasswordResetPayload, { retries: 3 })
+export async function requestPasswordReset (deps: Pick<AccountDeps, 'queue'>, email: string) {
+  await deps.queue.enqueue(passwordResetJob, { email, ctx: requestContext() } satisfies PasswordResetPayload, { retries: 3 })
   return { email, message: `If ${email} has an account, we sent it a link to choose a new password.` }
 }
 
-/** The job behind requestPasswordReset. */
-export async function mailPasswordReset (db: Kysely<DB>, deps: AccountDeps, { email, ctx }: PasswordResetPayload) {
+/** The job behind requestPasswordReset (run inside the asking request's context: createAccountJobs). */
+export async function mailPasswordReset (db: Kysely<DB>, deps: AccountDeps, email: string) {
   const account = await repo.findAccountByEmail(db, email)
   if (!account || account.disabled_at || !(await mayMail(deps, 'reset', account.email))) return { mailed: false }
   const token = await mailToken(db, deps, 'reset_password', account, hour)
   await sendMail(deps.queue, { to: account.email, template: 'password-reset', data: { name: account.name, link: link(deps, '/password-reset/confirm', token) } })
-  await audit(db, ctx, 'account.password_reset_requested', null, { type: 'account', id: account.id })
+  await recordAudit(db, { action: 'account.password_reset_requested', actorId: null, target: { type: 'account', id: account.id } })
   return { mailed: true }
 }
 
 /** Sets the password from a reset link and signs the account out everywhere. */
-export async function confirmPasswordReset (db: Kysely<DB>, deps: AccountDeps, input: { token: string, password: string }, ctx: RequestContext) {
+export async function confirmPasswordReset (db: Kysely<DB>, deps: AccountDeps, input: { token: string, password: string }) {
   const passwordHash = await hashPassword(input.password)
   const revoked = await db.transaction().execute(async (trx) => {
     const row = await spendToken(trx, input.token, ['reset_password'])
@@ -204,7 +199,7 @@ export async function confirmPasswordReset (db: Kysely<DB>, deps: AccountDeps, i
     await checkPassword(deps, input.password, '/body/password', account.email)
     // The link proved the mailbox: the address counts as verified from now on.
     await repo.updateAccount(trx, account.id, { password_hash: passwordHash, email_verified_at: account.email_verified_at ?? new Date() })
-    await repo.insertAuditEvent(trx, { action: 'account.password_reset', actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent })
+    await recordAudit(trx, { action: 'account.password_reset', actorId: account.id, target: { type: 'account', id: account.id } })
     return { accountId: account.id, revoked: await repo.revokeSessions(trx, { accountId: account.id }, 'password_reset') }
   })
   await deps.cache.invalidate(revoked.accountId)
@@ -225,16 +220,17 @@ export interface TokenPair {
  * `verifiedPasswordHash`: the sign-in checked this password; the session opens only if it is still the
  * account's (a credential change that landed during the check wins: see linkIdentity).
  */
-export async function openSession (db: Kysely<DB>, deps: AccountDeps, account: Account, ctx: RequestContext, verifiedPasswordHash?: string): Promise<TokenPair> {
+export async function openSession (db: Kysely<DB>, deps: AccountDeps, account: Account, verifiedPasswordHash?: string): Promise<TokenPair> {
+  const ctx = requestContext()
   const ttlMs = deps.settings.refreshTokenTtlDays * 24 * hour
-  const refreshToken = newToken()
+  const refreshToken = newSecret()
   const session = await db.transaction().execute(async (trx) => {
     if (verifiedPasswordHash !== undefined) {
       const current = await repo.lockAccount(trx, account.id)
       if (!current || current.disabled_at || current.password_hash !== verifiedPasswordHash) throw new InvalidCredentials()
     }
-    const session = await repo.insertSession(trx, { account_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent?.slice(0, 512) ?? null, expires_at: new Date(Date.now() + ttlMs) })
-    await repo.insertRefreshToken(trx, { token_hash: hashToken(refreshToken), session_id: session.id, expires_at: session.expires_at })
+    const session = await repo.insertSession(trx, { account_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent, expires_at: new Date(Date.now() + ttlMs) })
+    await repo.insertRefreshToken(trx, { token_hash: hashToId(refreshToken), session_id: session.id, expires_at: session.expires_at })
     await repo.updateAccount(trx, account.id, { last_sign_in_at: new Date() })
     return session
   })
@@ -253,31 +249,31 @@ export async function openSession (db: Kysely<DB>, deps: AccountDeps, account: A
  * are counted per address (known or not) before the check, atomically, so however many guesses arrive at
  * once, no more than SIGN_IN_MAX_FAILURES are checked per window; a right password clears the count.
  */
-export async function signIn (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string }, ctx: RequestContext): Promise<TokenPair> {
+export async function signIn (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string }): Promise<TokenPair> {
   const key = await countPasswordCheck(deps, input.email)
   const account = await repo.findAccountByEmail(db, input.email)
   const ok = await verifyPassword(account?.password_hash ?? null, input.password)
   if (!ok || !account || account.disabled_at) {
-    await audit(db, ctx, 'session.sign_in_failed', null, account ? { type: 'account', id: account.id } : undefined, { reason: account?.disabled_at ? 'disabled' : 'credentials' })
+    await recordAudit(db, { action: 'session.sign_in_failed', actorId: null, target: account ? { type: 'account', id: account.id } : undefined, details: { reason: account?.disabled_at ? 'disabled' : 'credentials' } })
     throw new InvalidCredentials()
   }
   await deps.throttle.clear(key)
-  await audit(db, ctx, 'session.sign_in', account.id, { type: 'account', id: account.id }, { method: 'password' })
-  return openSession(db, deps, account, ctx, account.password_hash!)
+  await recordAudit(db, { action: 'session.sign_in', actorId: account.id, target: { type: 'account', id: account.id }, details: { method: 'password' } })
+  return openSession(db, deps, account, account.password_hash!)
 }
 
 /**
  * Refresh-token rotation: the token is spent and a new pair issued. A spent token presented again means
  * it was copied: the whole session is revoked and the event recorded.
  */
-export async function refreshSession (db: Kysely<DB>, deps: AccountDeps, refreshToken: string, ctx: RequestContext): Promise<TokenPair> {
-  const tokenHash = hashToken(refreshToken)
+export async function refreshSession (db: Kysely<DB>, deps: AccountDeps, refreshToken: string): Promise<TokenPair> {
+  const tokenHash = hashToId(refreshToken)
   const outcome = await db.transaction().execute(async (trx) => {
     const row = await repo.lockRefreshToken(trx, tokenHash)
     if (!row) return { kind: 'invalid' as const }
     if (row.used_at) {
       const revoked = await repo.revokeSessions(trx, { accountId: row.account_id, sessionId: row.session_id }, 'refresh_token_reuse')
-      await repo.insertAuditEvent(trx, { action: 'session.refresh_reuse', actor_id: null, target_type: 'session', target_id: row.session_id, ip: ctx.ip, user_agent: ctx.userAgent, details: { accountId: row.account_id } })
+      await recordAudit(trx, { action: 'session.refresh_reuse', actorId: null, target: { type: 'session', id: row.session_id }, details: { accountId: row.account_id } })
       return { kind: 'reused' as const, revoked, accountId: row.account_id, sessionId: row.session_id }
     }
     const now = Date.now()
@@ -285,8 +281,8 @@ export async function refreshSession (db: Kysely<DB>, deps: AccountDeps, refresh
       return { kind: 'invalid' as const }
     }
     await repo.markRefreshTokenUsed(trx, tokenHash)
-    const next = newToken()
-    await repo.insertRefreshToken(trx, { token_hash: hashToken(next), session_id: row.session_id, expires_at: row.session_expires_at })
+    const next = newSecret()
+    await repo.insertRefreshToken(trx, { token_hash: hashToId(next), session_id: row.session_id, expires_at: row.session_expires_at })
     await repo.touchSession(trx, row.session_id)
     const account = (await repo.findAccountById(trx, row.account_id))!
     return { kind: 'ok' as const, account, sessionId: row.session_id, next, expiresAt: row.session_expires_at }
@@ -294,7 +290,7 @@ export async function refreshSession (db: Kysely<DB>, deps: AccountDeps, refresh
   if (outcome.kind === 'invalid') throw new InvalidRefreshToken()
   if (outcome.kind === 'reused') {
     await deps.revocations.revoke(outcome.revoked)
-    deps.log.warn({ security: 'refresh_token_reuse', accountId: outcome.accountId, sessionId: outcome.sessionId, ip: ctx.ip }, 'refresh token reused: session revoked')
+    deps.log.warn({ security: 'refresh_token_reuse', accountId: outcome.accountId, sessionId: outcome.sessionId, ip: requestContext().ip }, 'refresh token reused: session revoked')
     throw new RefreshTokenReused()
   }
   const { account } = outcome
@@ -308,10 +304,10 @@ export async function refreshSession (db: Kysely<DB>, deps: AccountDeps, refresh
   }
 }
 
-export async function signOut (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }, ctx: RequestContext) {
+export async function signOut (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }) {
   const revoked = await repo.revokeSessions(db, { accountId: principal.userId, sessionId: principal.sessionId }, 'sign_out')
   await deps.revocations.revoke(revoked)
-  await audit(db, ctx, 'session.sign_out', principal.userId, { type: 'session', id: principal.sessionId })
+  await recordAudit(db, { action: 'session.sign_out', actorId: principal.userId, target: { type: 'session', id: principal.sessionId } })
 }
 
 /** The caller's own account: a valid token whose account is gone is no longer a credential (401, not 404). */
@@ -338,7 +334,7 @@ export const reauthenticationMinutes = 5
  * owner, not only a bearer of the token: the current password (counted against the same limit as sign-in), or,
  * for the address only, a session that signed in within the last few minutes (an account without a password).
  */
-export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }, input: { name?: string, email?: string, password?: string, currentPassword?: string }, ctx: RequestContext) {
+export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }, input: { name?: string, email?: string, password?: string, currentPassword?: string }) {
   const account = await repo.findAccountById(db, principal.userId)
   if (!account) throw new AccountGone()
   if (input.name !== undefined) await checkName(input.name)
@@ -368,7 +364,7 @@ export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { 
     let revoked: string[] = []
     if (passwordHash) {
       revoked = await repo.revokeSessions(trx, { accountId: account.id, exceptSessionId: principal.sessionId }, 'password_change')
-      await repo.insertAuditEvent(trx, { action: 'account.password_changed', actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent })
+      await recordAudit(trx, { action: 'account.password_changed', actorId: account.id, target: { type: 'account', id: account.id } })
     }
     const token = newEmail ? await mailToken(trx, deps, 'change_email', { id: account.id, email: newEmail }, 24 * hour) : null
     return { updated: updated!, revoked, token }
@@ -402,11 +398,10 @@ export async function linkIdentity (trx: Transaction<DB>, account: Account, link
   if (unverified) {
     revoked = await repo.revokeSessions(trx, { accountId: locked.id }, 'unverified_account_claimed')
     await repo.voidEmailTokens(trx, locked.id)
-    await repo.insertAuditEvent(trx, {
+    await recordAudit(trx, {
       action: 'account.unverified_credentials_dropped',
-      actor_id: locked.id,
-      target_type: 'account',
-      target_id: locked.id,
+      actorId: locked.id,
+      target: { type: 'account', id: locked.id },
       details: { provider, hadPassword: locked.password_hash !== null, sessionsRevoked: revoked.length, pendingEmail: locked.pending_email !== null }
     })
   }
@@ -416,12 +411,12 @@ export async function linkIdentity (trx: Transaction<DB>, account: Account, link
 export const purgeAccountJob = { family: 'accounts', name: 'purgeAccount' } as const
 
 /** Deletes the account for its user at once (signed out, address freed); a job removes what it owns. */
-export async function deleteMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string }, ctx: RequestContext) {
+export async function deleteMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string }) {
   const revoked = await db.transaction().execute(async (trx) => {
     const account = await repo.findAccountById(trx, principal.userId)
     if (!account) throw new AccountGone()
     await repo.updateAccount(trx, account.id, { deleted_at: new Date(), email: `deleted+${account.id}@invalid`, pending_email: null, google_subject: null, password_hash: null })
-    await repo.insertAuditEvent(trx, { action: 'account.deleted', actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent })
+    await recordAudit(trx, { action: 'account.deleted', actorId: account.id, target: { type: 'account', id: account.id } })
     return repo.revokeSessions(trx, { accountId: account.id }, 'account_deleted')
   })
   await deps.cache.invalidate(principal.userId)
@@ -433,11 +428,11 @@ export async function listMySessions (db: Kysely<DB>, userId: string): Promise<S
   return repo.listActiveSessions(db, userId)
 }
 
-export async function revokeMySession (db: Kysely<DB>, deps: AccountDeps, userId: string, sessionId: string, ctx: RequestContext) {
+export async function revokeMySession (db: Kysely<DB>, deps: AccountDeps, userId: string, sessionId: string) {
   const revoked = await repo.revokeSessions(db, { accountId: userId, sessionId }, 'revoked_by_user')
   if (revoked.length === 0) throw new SessionNotFound(sessionId)
   await deps.revocations.revoke(revoked)
-  await audit(db, ctx, 'session.revoked', userId, { type: 'session', id: sessionId })
+  await recordAudit(db, { action: 'session.revoked', actorId: userId, target: { type: 'session', id: sessionId } })
 }
 
 export async function listUsers (db: Kysely<DB>, query: { limit: number, cursor?: string, q?: string, role?: Role }) {
@@ -449,7 +444,7 @@ export async function listUsers (db: Kysely<DB>, query: { limit: number, cursor?
  * An admin changes a role or disables an account (either signs the account out so new scopes apply), or
  * puts it in a partner's organisation (`partnerId`; null takes it out).
  */
-export async function updateUser (db: Kysely<DB>, deps: AccountDeps, actor: { userId: string }, userId: string, input: { role?: Role, disabled?: boolean, partnerId?: string | null }, ctx: RequestContext) {
+export async function updateUser (db: Kysely<DB>, deps: AccountDeps, actor: { userId: string }, userId: string, input: { role?: Role, disabled?: boolean, partnerId?: string | null }) {
   if (actor.userId === userId && ((input.role !== undefined && input.role !== 'admin') || input.disabled === true)) throw new CannotDemoteSelf()
   const { account, revoked } = await db.transaction().execute(async (trx) => {
     const before = await repo.findAccountById(trx, userId)
@@ -460,18 +455,18 @@ export async function updateUser (db: Kysely<DB>, deps: AccountDeps, actor: { us
       ...(input.disabled !== undefined ? { disabled_at: input.disabled ? (before.disabled_at ?? new Date()) : null } : {}),
       ...(input.partnerId !== undefined ? { partner_id: input.partnerId } : {})
     }))!
-    const target = { target_type: 'account', target_id: userId, actor_id: actor.userId, ip: ctx.ip, user_agent: ctx.userAgent }
+    const target = { actorId: actor.userId, target: { type: 'account', id: userId } }
     let revoked: string[] = []
     if (input.role !== undefined && input.role !== before.role) {
-      await repo.insertAuditEvent(trx, { ...target, action: 'user.role_changed', details: { from: before.role, to: input.role } })
+      await recordAudit(trx, { ...target, action: 'user.role_changed', details: { from: before.role, to: input.role } })
       revoked = await repo.revokeSessions(trx, { accountId: userId }, 'role_changed')
     }
     if (input.disabled !== undefined && input.disabled !== (before.disabled_at !== null)) {
-      await repo.insertAuditEvent(trx, { ...target, action: input.disabled ? 'user.disabled' : 'user.enabled' })
+      await recordAudit(trx, { ...target, action: input.disabled ? 'user.disabled' : 'user.enabled' })
       if (input.disabled) revoked = [...revoked, ...await repo.revokeSessions(trx, { accountId: userId }, 'disabled')]
     }
     if (input.partnerId !== undefined && input.partnerId !== before.partner_id) {
-      await repo.insertAuditEvent(trx, { ...target, action: 'user.partner_changed', details: { from: before.partner_id, to: input.partnerId } })
+      await recordAudit(trx, { ...target, action: 'user.partner_changed', details: { from: before.partner_id, to: input.partnerId } })
     }
     return { account, revoked }
   })
@@ -487,7 +482,7 @@ export async function ensureAdmin (db: Kysely<DB>, email: string, name: string) 
     const account = existing
       ? (await repo.updateAccount(trx, existing.id, { role: 'admin' }))!
       : await repo.insertAccount(trx, { email, name, password_hash: null, role: 'admin', email_verified_at: new Date() })
-    await repo.insertAuditEvent(trx, { action: 'user.role_changed', actor_id: null, target_type: 'account', target_id: account.id, details: { to: 'admin', by: 'admin:create' } })
+    await recordAudit(trx, { action: 'user.role_changed', actorId: null, target: { type: 'account', id: account.id }, details: { to: 'admin', by: 'admin:create' } })
     return { account, created: !existing }
   })
 }

@@ -1,10 +1,11 @@
 import type { JWTVerifyGetKey } from 'jose'
 import type { Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
+import { recordAudit } from '../audit/audit.service.js'
 import { DomainError } from '../errors.js'
 import { GoogleEmailUnverified, GoogleNotConfigured, GoogleRejected, InvalidCredentials } from './accounts.errors.js'
 import * as repo from './accounts.repository.js'
-import { linkIdentity, openSession, type AccountDeps, type RequestContext, type TokenPair } from './accounts.service.js'
+import { linkIdentity, openSession, type AccountDeps, type TokenPair } from './accounts.service.js'
 
 export interface GoogleSettings {
   clientId: string | null
@@ -87,7 +88,7 @@ export function createGoogleVerifier (settings: GoogleSettings): GoogleVerifier 
  * address is verified, and then on linkIdentity's terms: an account nobody verified loses what its creator
  * held), else a new account.
  */
-export async function signInWithGoogle (db: Kysely<DB>, deps: AccountDeps, google: GoogleVerifier, input: { idToken?: string, code?: string, redirectUri?: string, codeVerifier?: string }, ctx: RequestContext): Promise<TokenPair> {
+export async function signInWithGoogle (db: Kysely<DB>, deps: AccountDeps, google: GoogleVerifier, input: { idToken?: string, code?: string, redirectUri?: string, codeVerifier?: string }): Promise<TokenPair> {
   const identity = input.idToken
     ? await google.fromIdToken(input.idToken)
     : await google.fromCode({ code: input.code!, redirectUri: input.redirectUri!, codeVerifier: input.codeVerifier })
@@ -121,6 +122,6 @@ export async function signInWithGoogle (db: Kysely<DB>, deps: AccountDeps, googl
     }
   }
   if (!account || account.disabled_at) throw new InvalidCredentials()
-  await repo.insertAuditEvent(db, { action: event, actor_id: account.id, target_type: 'account', target_id: account.id, ip: ctx.ip, user_agent: ctx.userAgent, details: { method: 'google' } })
-  return openSession(db, deps, account, ctx)
+  await recordAudit(db, { action: event, actorId: account.id, target: { type: 'account', id: account.id }, details: { method: 'google' } })
+  return openSession(db, deps, account)
 }

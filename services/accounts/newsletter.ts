@@ -6,7 +6,7 @@ import { sendMail } from '../mail/mail.service.js'
 import type { JobQueue } from '../queue.js'
 import * as repo from './accounts.repository.js'
 import { spendToken } from './accounts.service.js'
-import { hashToken, newToken } from './secrets.js'
+import { hashToId, newSecret } from '../hashing.js'
 
 export interface NewsletterDeps {
   queue: JobQueue
@@ -51,8 +51,8 @@ export async function subscribe (db: Kysely<DB>, deps: NewsletterDeps, email: st
   if (current?.status !== 'subscribed') {
     await db.insertInto('newsletter_subscription').values({ email: address, status: 'pending' })
       .onConflict((oc) => oc.column('email').doUpdateSet({ status: 'pending' })).execute()
-    const token = newToken()
-    await repo.insertEmailToken(db, { token_hash: hashToken(token), purpose: 'newsletter', account_id: null, email: address, expires_at: new Date(Date.now() + 7 * 24 * 3600_000) })
+    const token = newSecret()
+    await repo.insertEmailToken(db, { token_hash: hashToId(token), purpose: 'newsletter', account_id: null, email: address, expires_at: new Date(Date.now() + 7 * 24 * 3600_000) })
     await sendMail(deps.queue, { to: address, template: 'newsletter-confirm', data: { link: `${deps.appUrl}/newsletter/confirm?token=${token}` } })
   }
   return { email, message: `If ${email} is not subscribed yet, we sent it a link to confirm.` }

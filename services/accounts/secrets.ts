@@ -1,14 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto'
-
-/** An opaque token for a link or a refresh: 256 random bits, URL-safe. Only its hash is stored. */
-export function newToken (): string {
-  return randomBytes(32).toString('base64url')
-}
-
-export function hashToken (token: string): string {
-  return createHash('sha256').update(token).digest('base64url')
-}
-
 // argon2id with the OWASP-recommended minimum (19 MiB, 2 passes); @node-rs/argon2 runs it on the libuv
 // pool, off the event loop.
 // algorithm 2 is Algorithm.Argon2id (a const enum, not importable under isolatedModules).

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
-import { InvalidCursor } from '../pagination.js'
+import { decodeCursor, pageOf } from '../pagination.js'
 
 /**
  * The audit trail: every admin action, role change, key creation, sign-in failure, maintenance change...
@@ -16,8 +16,21 @@ export interface AuditEvent {
   details?: Record<string, unknown> | undefined
 }
 
-/** The request's client address and user agent (the IP honours TRUST_PROXY); absent in jobs and schedules. */
-export const auditContext = new AsyncLocalStorage<{ ip: string | null, userAgent: string | null }>()
+/** Who sent the request: its client address (honouring TRUST_PROXY) and user agent. */
+export interface RequestContext { ip: string | null, userAgent: string | null }
+
+/**
+ * The request being served (set for every request by plugins/audit.ts); absent in jobs and schedules. A job
+ * that acts for a request carries its context in its payload and runs inside it (`auditContext.run(ctx, …)`).
+ */
+export const auditContext = new AsyncLocalStorage<RequestContext>()
+
+const nowhere: RequestContext = Object.freeze({ ip: null, userAgent: null })
+
+/** The context of the request being served, or nulls outside one. */
+export function requestContext (): RequestContext {
+  return auditContext.getStore() ?? nowhere
+}
 
 export function recordAudit (db: Kysely<DB>, event: AuditEvent) {
   const from = auditContext.getStore()
@@ -45,11 +58,7 @@ export interface AuditFilters {
 /** Newest first, keyset-paginated on the identity column (`at` follows it). */
 export async function listAudit (db: Kysely<DB>, filters: AuditFilters, page: { limit: number, cursor?: string | undefined }) {
   // The cursor is the last id of the previous page (ids only grow).
-  let after: string | null = null
-  if (page.cursor) {
-    after = Buffer.from(page.cursor, 'base64url').toString('utf8')
-    if (!/^[1-9][0-9]{0,18}$/.test(after)) throw new InvalidCursor()
-  }
+  const after = page.cursor ? decodeCursor(page.cursor, (parts) => parts.length === 1 && eventId.test(parts[0]!) ? parts[0] : undefined) : null
   const rows = await db.selectFrom('audit_event').selectAll()
     .$if(filters.action !== undefined, (q) => filters.action!.endsWith('.*')
       ? q.where('action', 'like', `${filters.action!.slice(0, -1).replace(/[%_\\]/g, '\\$&')}%`)
@@ -64,6 +73,7 @@ export async function listAudit (db: Kysely<DB>, filters: AuditFilters, page: { 
     .orderBy('id', 'desc')
     .limit(page.limit + 1)
     .execute()
-  const items = rows.slice(0, page.limit)
-  return { items, nextCursor: rows.length > page.limit ? Buffer.from(String(items.at(-1)!.id)).toString('base64url') : null }
+  return pageOf(rows, page.limit, (row) => [String(row.id)])
 }
+
+const eventId = /^[1-9][0-9]{0,18}$/

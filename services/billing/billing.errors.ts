@@ -11,3 +11,13 @@ export const PlanLimit = defineError('conflict', 'Plan limit reached', (limit: n
 export const PlanForbidsRegion = defineError('forbidden', 'Not in your plan', (region: string) => `Your plan does not include region ${region}.`)
 export const PlanForbidsDpi = defineError('forbidden', 'Not in your plan', (max: number) => `Your plan streams at up to ${max} DPI.`)
 export const NotAnEvent = defineError('bad_request', 'Not a Stripe event', () => 'The signed payload is not a Stripe event (it needs an id and a type).')
+
+/** The reasons fractal_entitlement raises (SQLSTATE FR008: services/sql-errors.ts) as the 402's detail. */
+export function paymentRequired (reason: string, appUrl: string) {
+  const upgrade = `POST /v1/billing/checkout-sessions (or ${appUrl}/billing)`
+  if (reason.startsWith('hours ')) return new PaymentRequired(`Your plan's ${reason.slice(6)} hours this period are used up. Upgrade: ${upgrade}.`)
+  const why = reason === 'past due'
+    ? 'Your last payment failed and the grace period is over.'
+    : reason.startsWith('status ') ? `Your subscription is ${reason.slice(7)}.` : reason === 'no account' ? 'No account.' : 'Your free trial has ended.'
+  return new PaymentRequired(`${why} Choose a plan: ${upgrade}.`)
+}

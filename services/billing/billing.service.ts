@@ -3,7 +3,8 @@ import type Stripe from 'stripe'
 import type { DB, Plan, SubscriptionStatus } from '../../db/types.js'
 import type { JobQueue } from '../queue.js'
 import { upsertPlans, type PlanDefinition } from '../../db/plans.js'
-import { BadSignature, NotAnEvent, BillingNotConfigured, NoBillingAccount, PaymentRequired, PlanNotFound } from './billing.errors.js'
+import { problemOf } from '../sql-errors.js'
+import { BadSignature, NotAnEvent, BillingNotConfigured, NoBillingAccount, PlanNotFound } from './billing.errors.js'
 import * as repo from './billing.repository.js'
 
 export function listPlans (db: Kysely<DB>) {
@@ -342,19 +343,9 @@ export interface Entitlement { concurrentContainers: number, regions: string[] |
 export const entitlementTerms = (deps: Pick<BillingDeps, 'enforced' | 'trialDays' | 'trialContainers' | 'pastDueGraceDays'>) =>
   deps.enforced ? { trialDays: deps.trialDays, trialContainers: deps.trialContainers, graceDays: deps.pastDueGraceDays } : null
 
-/** The reasons fractal_entitlement raises (SQLSTATE FR008) as the 402's detail. */
-export function paymentRequired (reason: string, appUrl: string) {
-  const upgrade = `POST /v1/billing/checkout-sessions (or ${appUrl}/billing)`
-  if (reason.startsWith('hours ')) return new PaymentRequired(`Your plan's ${reason.slice(6)} hours this period are used up. Upgrade: ${upgrade}.`)
-  const why = reason === 'past due'
-    ? 'Your last payment failed and the grace period is over.'
-    : reason.startsWith('status ') ? `Your subscription is ${reason.slice(7)}.` : reason === 'no account' ? 'No account.' : 'Your free trial has ended.'
-  return new PaymentRequired(`${why} Choose a plan: ${upgrade}.`)
-}
-
 /**
  * May this user start a container now, and within which limits? The one answer is the SQL function
- * fractal_entitlement (migration T2700), from local state only: the trial (from sign-up), else an active or
+ * fractal_entitlement (db/functions/fractal_entitlement.sql), from local state only: the trial (from sign-up), else an active or
  * trialing subscription, or a past-due one within the grace period, and the plan's monthly hours.
  * The assignment calls it inside its own round trip; this is the same answer for anything else.
  */
@@ -364,9 +355,7 @@ export async function entitlementOf (db: Kysely<DB>, deps: Pick<BillingDeps, 'en
   try {
     return await repo.entitlementRow<Entitlement>(db, userId, terms)
   } catch (err) {
-    const e = err as { code?: string, detail?: string }
-    if (e.code === 'FR008') throw paymentRequired(e.detail ?? '', deps.appUrl)
-    throw err
+    throw problemOf(err, { appUrl: deps.appUrl })
   }
 }
 

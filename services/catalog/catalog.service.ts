@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely'
 import type { DB, Region } from '../../db/types.js'
 import type { CacheInvalidator } from '../cache/cache.js'
-import { InvalidCursor } from '../pagination.js'
+import { decodeCursor, pageOf } from '../pagination.js'
 import { AppNotFound, RegionNotFound } from './catalog.errors.js'
 import * as repo from './catalog.repository.js'
 
@@ -11,21 +11,16 @@ export function listRegions (db: Kysely<DB>): Promise<Region[]> {
   return repo.listRegions(db)
 }
 
-const encodeCursor = (id: string) => Buffer.from(id, 'utf8').toString('base64url')
-function decodeCursor (cursor: string): string {
-  const id = Buffer.from(cursor, 'base64url').toString('utf8')
-  if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(id)) throw new InvalidCursor()
-  return id
-}
+const appId = /^[a-z0-9][a-z0-9-]{0,39}$/
+const afterApp = (cursor: string) => decodeCursor(cursor, (parts) => parts.length === 1 && appId.test(parts[0]!) ? parts[0] : undefined)
 
 /** One page of the catalog, by id; `nextCursor` is null on the last page. */
 export async function listApps (db: Kysely<DB>, query: { limit: number, cursor?: string, region?: string }) {
   const region = query.region ?? null
   if (region !== null && !(await repo.findRegion(db, region))) throw new RegionNotFound(region)
   // One row more than asked tells whether a next page exists.
-  const rows = await repo.listApps(db, { limit: query.limit + 1, afterId: query.cursor ? decodeCursor(query.cursor) : null, region })
-  const items = rows.slice(0, query.limit)
-  return { items, nextCursor: rows.length > query.limit ? encodeCursor(items.at(-1)!.id) : null }
+  const rows = await repo.listApps(db, { limit: query.limit + 1, afterId: query.cursor ? afterApp(query.cursor) : null, region })
+  return pageOf(rows, query.limit, (app) => [app.id])
 }
 
 export async function getApp (db: Kysely<DB>, id: string) {

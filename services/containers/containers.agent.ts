@@ -1,15 +1,12 @@
 // The containers' own calls: their credential (the secret each was started with) and their pings.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { timingSafeEqual } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import type { Container, DB } from '../../db/types.js'
+import { hashToId } from '../hashing.js'
 import { WrongContainerSecret } from './containers.errors.js'
 import { completeStartIfPinged } from './containers.lifecycle.js'
 import * as repo from './containers.repository.js'
 import type { ContainerDeps } from './containers.service.js'
-
-export const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('base64url')
-
-export const newSecret = () => randomBytes(32).toString('base64url')
 
 /** The container's own credential: the secret it was started with, compared in constant time. */
 export async function authenticateContainer (db: Kysely<DB>, id: string, secret: string | undefined): Promise<Container> {
@@ -17,7 +14,7 @@ export async function authenticateContainer (db: Kysely<DB>, id: string, secret:
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new WrongContainerSecret()
   const container = await repo.findContainer(db, id)
   const expected = Buffer.from(container?.secret_hash ?? 'x'.repeat(43))
-  const given = Buffer.from(hashSecret(secret ?? ''))
+  const given = Buffer.from(hashToId(secret ?? ''))
   if (!container || !secret || given.length !== expected.length || !timingSafeEqual(given, expected)) throw new WrongContainerSecret()
   return container
 }

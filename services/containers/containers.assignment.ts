@@ -1,15 +1,14 @@
 // Assignment: a user gets a container for an app, warm from a pool (201) or started by a job (202), in
 // one round trip of fractal_assign_container(s), batched with concurrent assignments.
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { Container, DB, Job } from '../../db/types.js'
-import { DomainError, UnstorableValue, storable } from '../errors.js'
-import { PlanForbidsDpi, PlanForbidsRegion, PlanLimit } from '../billing/billing.errors.js'
-import { paymentRequired } from '../billing/billing.service.js'
+import { UnstorableValue, storable } from '../errors.js'
 import { Batcher } from '../batcher.js'
+import { hashToId, newSecret } from '../hashing.js'
 import type { JobQueue } from '../queue.js'
-import { AlreadyRunning, AppNotOffered, IdempotencyMismatch, RegionDisabled, UnknownApp } from './containers.errors.js'
-import { hashSecret, newSecret } from './containers.agent.js'
+import { problemOf } from '../sql-errors.js'
+import { IdempotencyMismatch } from './containers.errors.js'
 import * as repo from './containers.repository.js'
 import type { ContainerDeps } from './containers.service.js'
 import { rankRegions, type Location } from './geo.js'
@@ -32,8 +31,6 @@ export type Assignment =
   | { status: 201, container: Container }
   | { status: 202, container: Container, job: Job }
 
-const requestHash = (body: unknown) => createHash('sha256').update(JSON.stringify(body)).digest('base64url')
-
 async function replay (db: Kysely<DB>, stored: { status: number | null, body: unknown }): Promise<Assignment | null> {
   if (stored.status === null) return null
   const ref = stored.body as { containerId: string, jobId?: string }
@@ -51,33 +48,12 @@ function revive<T> (row: Record<string, unknown>): T {
   return out as T
 }
 
-/** The SQLSTATEs fractal_assign_container raises (db/migrations/2026-11-27T1800_assign_functions.ts). */
-function assignmentError (err: unknown, input: { app: string, region?: string | undefined }, appUrl: string): unknown {
-  const e = err as { code?: string, detail?: string, message?: string }
-  switch (e.code) {
-    case 'FR001': return new IdempotencyMismatch()
-    case 'FR002': return new UnknownApp(input.app)
-    case 'FR003': return new AppNotOffered(input.app, input.region ?? 'any enabled region')
-    case 'FR004': return new RegionDisabled(e.detail ?? input.region ?? '')
-    case 'FR005': {
-      const retryAfter = Math.max(1, Math.min(3600, Math.ceil(Number(e.detail) - Date.now() / 1000)))
-      return new DomainError('maintenance', 'Down for maintenance', e.message ?? 'Down for maintenance.', { retryAfter })
-    }
-    case 'FR006': return new AlreadyRunning(input.app, e.detail ?? '')
-    case 'FR007': return new PlanLimit(Number(e.detail))
-    case 'FR008': return paymentRequired(e.detail ?? '', appUrl)
-    case 'FR009': return new PlanForbidsRegion(e.detail ?? input.region ?? '')
-    case 'FR010': return new PlanForbidsDpi(Number(e.detail))
-    default: return err
-  }
-}
-
 type AssignOutcome =
   | { outcome: 'replay', status: number, body: { containerId: string, jobId?: string } }
   | { outcome: 'claimed', container: Record<string, unknown> }
   | { outcome: 'created', container: Record<string, unknown>, job: Record<string, unknown> }
 
-/** One assignment as fractal_assign_containers takes it (db/migrations/2026-11-27T2900_batched_assignment.ts). */
+/** One assignment as fractal_assign_containers takes it (db/functions/fractal_assign_containers.sql). */
 export interface AssignCall {
   user: string
   key: string
@@ -138,12 +114,12 @@ export async function assignContainer (
   const call: AssignCall = {
     user: userId,
     key: idempotencyKey,
-    hash: requestHash({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null }),
+    hash: hashToId(JSON.stringify({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null })),
     app: input.app,
     region: input.region ?? null,
     dpi: input.dpi ?? null,
     aesKey: randomBytes(16).toString('hex'),
-    secretHash: hashSecret(secret),
+    secretHash: hashToId(secret),
     deadline: new Date(Date.now() + deps.startTimeoutMs).toISOString(),
     terms: deps.entitlement?.terms ?? null,
     prefer
@@ -153,7 +129,7 @@ export async function assignContainer (
   if ('error' in answer && answer.error.code === '40P01') answer = (await runAssignments(db, [call]))[0]!
   if ('error' in answer) {
     const { code, message, detail } = answer.error
-    throw assignmentError(Object.assign(new Error(message), { code, ...(detail !== null ? { detail } : {}) }), input, deps.entitlement?.appUrl ?? '')
+    throw problemOf(Object.assign(new Error(message), { code, ...(detail !== null ? { detail } : {}) }), { ...input, appUrl: deps.entitlement?.appUrl ?? '' })
   }
   const result = answer.ok
   if (result.outcome === 'replay') {
@@ -188,7 +164,7 @@ export async function createStartingContainer (
 ) {
   const { rows } = await sql<{ created: { container: Record<string, unknown>, job: Record<string, unknown> } }>`select fractal_create_container(
     ${values.user_id}::uuid, ${values.app_id}, ${values.region_code}, ${values.dpi ?? null}::integer,
-    ${randomBytes(16).toString('hex')}, ${hashSecret(values.secret)}, ${new Date(Date.now() + startTimeoutMs)}::timestamptz
+    ${randomBytes(16).toString('hex')}, ${hashToId(values.secret)}, ${new Date(Date.now() + startTimeoutMs)}::timestamptz
   ) as created`.execute(trx)
   return { container: revive<Container>(rows[0]!.created.container), job: revive<Job>(rows[0]!.created.job) }
 }

@@ -1,8 +1,8 @@
 import type { Kysely } from 'kysely'
 import type { Container, DB } from '../../db/types.js'
+import { hashToId } from '../hashing.js'
 import type { JobDefinition, JobQueue } from '../queue.js'
 import * as repo from './containers.repository.js'
-import { hashSecret } from './containers.agent.js'
 import { startContainerJob, type StartContainerPayload } from './containers.assignment.js'
 import { completeStartIfPinged, failStart, stopContainerJob, type StopContainerPayload } from './containers.lifecycle.js'
 import { backoffMs, isTransient, type CloudProvider } from './provider.js'
@@ -109,7 +109,7 @@ async function startContainer (deps: ContainerJobDeps, data: StartContainerPaylo
     if (!container.task_arn) {
       // A payload whose secret is not the container's any more was superseded (the reaper resumed this
       // start with a new secret): the task must get the secret the container row knows.
-      if (hashSecret(data.secret) !== container.secret_hash) return { waiting: 'superseded by a resumed start' }
+      if (hashToId(data.secret) !== container.secret_hash) return { waiting: 'superseded by a resumed start' }
       const placed = await placeTask(deps, container, data)
       if (!('id' in placed)) return placed
       container = placed

@@ -3,11 +3,11 @@
 // time; plugins/schedules.ts runs them under a Redis lock so one worker at a time does.
 import { sql, type Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
+import { hashToId, newSecret } from '../hashing.js'
 import type { JobQueue } from '../queue.js'
 import * as repo from './containers.repository.js'
 import { warmPools } from './containers.warm-pools.js'
 import { recordAudit } from '../audit/audit.service.js'
-import { hashSecret, newSecret } from './containers.agent.js'
 import { createStartingContainer, enqueueStart, startContainerJob } from './containers.assignment.js'
 import { failStart, type StartEnder } from './containers.lifecycle.js'
 
@@ -97,7 +97,7 @@ export async function resumeStalledStarts (db: Kysely<DB>, deps: { queue: JobQue
     .limit(500).execute()
   for (const s of stalled) {
     const secret = s.task_arn ? '' : newSecret()
-    if (secret) await repo.updateContainer(db, s.containerId, { secret_hash: hashSecret(secret) })
+    if (secret) await repo.updateContainer(db, s.containerId, { secret_hash: hashToId(secret) })
     await repo.updateJob(db, s.jobId, { needs_enqueue: false, message: 'resumed after the queue lost it' })
     await deps.queue.enqueue(startContainerJob, { containerId: s.containerId, jobId: s.jobId, secret, step: 0 }, { jobId: `${s.jobId}:resume:${Date.now()}`, retries: 3 })
   }

@@ -1,9 +1,10 @@
-import { createHash, createVerify, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createVerify, timingSafeEqual } from 'node:crypto'
 import { isIP } from 'node:net'
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { DB } from '../../db/types.js'
 import type { Batcher } from '../batcher.js'
 import { UnstorableValue, storable } from '../errors.js'
+import { hashToId, newSecret } from '../hashing.js'
 import { HandshakeRefused, HostIsLive, MissingInstanceId, MissingRegion, UnknownRegion, WrongHostSecret } from './hosts.errors.js'
 
 export interface HostSettings {
@@ -48,10 +49,8 @@ interface HostClaim {
   launchedAt: Date | null
 }
 
-const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('base64url')
-
 function sameSecret (given: string, expected: string): boolean {
-  return sameHash(hashSecret(given), hashSecret(expected))
+  return sameHash(hashToId(given), hashToId(expected))
 }
 
 function sameHash (a: string, b: string): boolean {
@@ -113,7 +112,7 @@ function assertFresh (settings: HostSettings, claim: HostClaim, now: number) {
  */
 function assertMayRotate (settings: HostSettings, known: { secret_hash: string, status: string, launched_at: Date | null }, claim: HostClaim, context: HandshakeContext) {
   if (context.currentSecret !== undefined) {
-    if (!sameHash(hashSecret(context.currentSecret), known.secret_hash)) throw new WrongHostSecret()
+    if (!sameHash(hashToId(context.currentSecret), known.secret_hash)) throw new WrongHostSecret()
     return
   }
   if (claim.launchedAt) {
@@ -145,7 +144,7 @@ export async function handshake (db: Kysely<DB>, settings: HostSettings, input: 
   const cluster = input.clusterName
     ? await db.selectFrom('cluster').select('id').where('name', '=', input.clusterName).where('region_code', '=', claim.region).executeTakeFirst()
     : undefined
-  const secret = randomBytes(32).toString('base64url')
+  const secret = newSecret()
   const values = {
     instance_id: claim.instanceId,
     region_code: claim.region,
@@ -153,7 +152,7 @@ export async function handshake (db: Kysely<DB>, settings: HostSettings, input: 
     ip: claim.ip,
     ami: claim.ami,
     instance_type: claim.instanceType,
-    secret_hash: hashSecret(secret),
+    secret_hash: hashToId(secret),
     status: 'active' as const,
     last_heartbeat_at: sql<Date>`now()`
   }
@@ -239,7 +238,7 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
  */
 export async function checkHostSecret (db: Kysely<DB>, hostId: string, secret: string | undefined, known: Map<string, string>): Promise<void> {
   if (!secret || !uuidPattern.test(hostId)) throw new WrongHostSecret()
-  const given = hashSecret(secret)
+  const given = hashToId(secret)
   if (known.get(hostId) === given) return
   const row = await db.selectFrom('host').select('secret_hash').where('id', '=', hostId).executeTakeFirst()
   const [stored, sent] = [Buffer.from(row?.secret_hash ?? ''), Buffer.from(given)]
@@ -259,7 +258,7 @@ export async function heartbeat (
   if (!secret) throw new WrongHostSecret()
   const call: HeartbeatCall = {
     hostId,
-    secretHash: hashSecret(secret),
+    secretHash: hashToId(secret),
     instanceType: input.instanceType ?? input.InstanceType ?? null,
     totalKb: input.totalMemoryKb ?? input.TotalRAMinKB ?? null,
     freeKb: input.freeMemoryKb ?? input.FreeRAMinKB ?? null,

@@ -5,7 +5,8 @@ import {
   BadKeyExpiry, PartnerKeyExpired, PartnerKeyInvalid, PartnerKeyMissing, PartnerKeyNotFound, PartnerKeyRevoked,
   PartnerNameTaken, PartnerNotFound, PartnerUserNotFound
 } from './partners.errors.js'
-import { hashPartnerKey, looksLikePartnerKey, newPartnerKey } from './partners.keys.js'
+import { hashToId } from '../hashing.js'
+import { looksLikePartnerKey, newPartnerKey } from './partners.keys.js'
 import * as repo from './partners.repository.js'
 import { recordAudit } from '../audit/audit.service.js'
 
@@ -85,7 +86,7 @@ export interface PartnerKeyIdentity { keyId: string, partnerId: string, scopes: 
 export async function authenticatePartnerKey (db: Kysely<DB>, presented: string | undefined): Promise<PartnerKeyIdentity> {
   if (!presented) throw new PartnerKeyMissing()
   if (!looksLikePartnerKey(presented)) throw new PartnerKeyInvalid()
-  const key = await repo.findKeyByHash(db, hashPartnerKey(presented))
+  const key = await repo.findKeyByHash(db, hashToId(presented))
   if (!key) throw new PartnerKeyInvalid()
   if (key.revoked_at !== null) throw new PartnerKeyRevoked()
   if (key.expires_at.getTime() <= Date.now()) throw new PartnerKeyExpired()

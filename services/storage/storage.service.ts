@@ -1,8 +1,9 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { sql, type Kysely } from 'kysely'
 import type { DB } from '../../db/types.js'
 import { defineError } from '../errors.js'
+import { hashToId, newSecret } from '../hashing.js'
 import type { TokenCipher } from './storage.crypto.js'
 import { revokeGrant, revocationStyles, type GrantTokens, type RevocationStyle } from './storage.revocation.js'
 
@@ -86,9 +87,6 @@ export function browserCookie (deps: Pick<StorageDeps, 'callbackUrl'>) {
     : { name: 'fractal_storage', path: '/v1/storage', secure, maxAge: flowTtlSeconds }
 }
 
-const newSecret = () => randomBytes(32).toString('base64url')
-const digest = (value: string) => createHash('sha256').update(value).digest()
-
 /** A ticket's or state's record, removed whatever it holds; null when unknown, used or past its `until`. */
 async function takeRecord<T extends { until: number }> (deps: StorageDeps, key: string): Promise<T | null> {
   const saved = await deps.states.take(key)
@@ -151,7 +149,7 @@ export async function openAuthorization (db: Kysely<DB>, deps: StorageDeps, tick
   const state = newSecret()
   const verifier = randomBytes(48).toString('base64url')
   const until = deps.now() + flowTtlSeconds * 1000
-  const record: State = { userId, provider: code, verifier, browser: digest(nonce).toString('base64url'), until }
+  const record: State = { userId, provider: code, verifier, browser: hashToId(nonce), until }
   await deps.states.put(`state:${state}`, JSON.stringify(record), flowTtlSeconds)
   const url = new URL(provider.authorizeUrl)
   url.search = new URLSearchParams({
@@ -160,7 +158,7 @@ export async function openAuthorization (db: Kysely<DB>, deps: StorageDeps, tick
     redirect_uri: deps.callbackUrl,
     scope: provider.scopes.join(' '),
     state,
-    code_challenge: digest(verifier).toString('base64url'),
+    code_challenge: hashToId(verifier), // PKCE S256
     code_challenge_method: 'S256',
     ...provider.authorizeParams
   }).toString()
@@ -209,7 +207,7 @@ export async function completeConnection (db: Kysely<DB>, deps: StorageDeps, que
   // A state that is not this browser's flow leaves its cookie alone (it may belong to a flow still under way).
   if (!saved) return { location: clientUrl(deps, { status: 'error', reason: 'invalid_state' }), nonceUsed: false }
   // Another browser (the state was carried to it), or none: nothing of this flow is done or said there.
-  if (!browserNonce || !timingSafeEqual(digest(browserNonce), Buffer.from(saved.browser, 'base64url'))) {
+  if (!browserNonce || !timingSafeEqual(Buffer.from(hashToId(browserNonce)), Buffer.from(saved.browser))) {
     deps.log.warn({ provider: saved.provider, cookie: browserNonce ? 'another browser' : 'none' }, 'storage callback refused: not the browser that opened the authorization page')
     return { location: clientUrl(deps, { provider: saved.provider, status: 'error', reason: 'browser_mismatch' }), nonceUsed: false }
   }

@@ -5,7 +5,7 @@ import type { FastifyInstance, RouteOptions } from 'fastify'
 import { buildApp, features } from '../../app.js'
 import { appWithSpec } from '../helpers/app-with-spec.js'
 import { testConfig } from '../helpers/build.js'
-import { dereference } from '../../plugins/openapi-routes.js'
+import { dereference } from '../../openapi/spec.js'
 
 t.test('contract › every event-stream operation of the spec declares 429 and its route takes a stream slot after its security', async (t) => {
   const routes: RouteOptions[] = []
@@ -18,8 +18,7 @@ t.test('contract › every event-stream operation of the spec declares 429 and i
   })
   t.teardown(() => app.close())
   await app.ready()
-  const deref = dereference(app.openapi.document)
-  const streaming = Object.values<any>(app.openapi.document.paths).flatMap((item) => Object.values<any>(deref(item)))
+  const streaming = Object.values<any>((await dereference(app.openapi.document)).paths).flatMap((item) => Object.values<any>(item))
     .filter((op) => Object.values<any>(op?.responses ?? {}).some((r) => r.content?.['text/event-stream']))
   t.ok(streaming.length >= 1, `${streaming.map((op) => op.operationId).join(', ')}`)
   for (const op of streaming) {

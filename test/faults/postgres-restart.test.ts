@@ -12,6 +12,7 @@ import { createDatabase } from '../../db/database.js'
 import { migrateToLatest } from '../../db/migrator.js'
 import { accountDepsOf } from '../../routes/accounts/feature.js'
 import { openSession } from '../../services/accounts/accounts.service.js'
+import { auditContext } from '../../services/audit/audit.service.js'
 import { hashPassword } from '../../services/accounts/secrets.js'
 import { build } from '../helpers/build.js'
 import { given, bearer } from '../helpers/given.js'
@@ -46,7 +47,7 @@ t.test('faults › PostgreSQL restarting › 503 problem+json with Retry-After m
   const accounts = await app.db.insertInto('account')
     .values(Array.from({ length: 80 }, (_, i) => ({ email: `pgfault-user-${i}-${randomBytes(3).toString('hex')}@example.test`, name: 'Fault', password_hash: passwordHash, email_verified_at: new Date() })))
     .returningAll().execute()
-  const users = await Promise.all(accounts.map(async (account) => ({ account, headers: bearer((await openSession(app.db, accountDepsOf(app), account, { ip: '127.0.0.1', userAgent: 'tap' })).accessToken) })))
+  const users = await Promise.all(accounts.map(async (account) => ({ account, headers: bearer((await auditContext.run({ ip: '127.0.0.1', userAgent: 'tap' }, () => openSession(app.db, accountDepsOf(app), account))).accessToken) })))
   const reader = users.pop()!
 
   let phase: Phase = 'before'

@@ -356,7 +356,7 @@ function changed (before: Record<string, number>, after: Record<string, number>)
 
 // ---- The run ----------------------------------------------------------------------------------------------------
 
-const operations = loadOperations(specPath).filter((op) => only.size === 0 || only.has(op.operationId))
+const operations = (await loadOperations(specPath)).filter((op) => only.size === 0 || only.has(op.operationId))
 t.ok(operations.length > 0, `the spec has operations to fuzz${only.size ? ` (FUZZ_ONLY=${[...only].join(',')})` : ''}`)
 
 /**

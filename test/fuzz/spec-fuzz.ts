@@ -1,16 +1,14 @@
 // Property-based fuzzing of the contract (used by test/fuzz/operations.test.ts). The operations are read from
-// openapi.yaml at run time ($refs resolved as plugins/openapi-routes.ts does); fast-check arbitraries are
+// openapi.yaml at run time ($refs resolved by openapi/spec.ts, as for the app's routes); fast-check arbitraries are
 // derived from each operation's parameter and body schemas: valid-ish requests (to get past validation and
 // into the handlers), then mutations (wrong types, bounds, huge strings, deep JSON, bad UTF-8, NUL bytes,
 // unicode edge cases, unknown and missing properties, wrong content types, duplicated and garbage headers,
 // missing or garbage credentials, garbage path ids). An oracle, built from the same schemas with the same Ajv
 // settings as the app, says which requests the contract guarantees to refuse (and why).
-import { readFileSync } from 'node:fs'
 import { Ajv, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import fc from 'fast-check'
-import { parse } from 'yaml'
-import { dereference } from '../../plugins/openapi-routes.js'
+import { readDereferencedSpec } from '../../openapi/spec.js'
 
 const addFormats = addFormatsModule.default
 
@@ -36,13 +34,11 @@ export interface SpecOperation {
 
 const methods = ['get', 'put', 'post', 'patch', 'delete'] as const
 
-export function loadOperations (file: string): SpecOperation[] {
-  const document = parse(readFileSync(file, 'utf8'))
-  // The app's own dereferencing (plugins/openapi-routes.ts): the fuzzer sees the schemas the app validates with.
-  const deref = dereference(document)
+export async function loadOperations (file: string): Promise<SpecOperation[]> {
+  // The app's own dereferencing (openapi/spec.ts): the fuzzer sees the schemas the app validates with.
+  const document = await readDereferencedSpec(file)
   const operations: SpecOperation[] = []
-  for (const [path, rawItem] of Object.entries<any>(document.paths ?? {})) {
-    const item = deref(rawItem)
+  for (const [path, item] of Object.entries<any>(document.paths ?? {})) {
     for (const method of methods) {
       const op = item[method]
       if (!op) continue

@@ -6,12 +6,12 @@ import { fileURLToPath } from 'node:url'
 export const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 export const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
-const migrationsDir = fileURLToPath(new URL('../../db/migrations/', import.meta.url))
+const schemaDirs = ['../../db/migrations/', '../../db/functions/'].map((dir) => fileURLToPath(new URL(dir, import.meta.url)))
 
-/** The template's name changes with the migrations, so an old template is never reused by mistake. */
+/** The template's name changes with the migrations and SQL functions, so an old template is never reused by mistake. */
 export function templateName (): string {
   const hash = createHash('sha256')
-  for (const file of readdirSync(migrationsDir).sort()) hash.update(file).update(readFileSync(migrationsDir + file))
+  for (const dir of schemaDirs) for (const file of readdirSync(dir).sort()) hash.update(file).update(readFileSync(dir + file))
   return `fractal_tpl_${hash.digest('hex').slice(0, 12)}`
 }
 

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Role } from '../../plugins/auth.js'
 import { accountDepsOf } from '../../routes/accounts/feature.js'
 import { openSession } from '../../services/accounts/accounts.service.js'
+import { auditContext } from '../../services/audit/audit.service.js'
 import { scopesFor } from '../../services/accounts/roles.js'
 import { hashPassword } from '../../services/accounts/secrets.js'
 
@@ -125,7 +126,7 @@ export function given (app: FastifyInstance) {
     /** A signed-in user: a real session, its access and refresh tokens. */
     async signedIn (fields: UserFields = {}) {
       const account = await this.user(fields)
-      const pair = await openSession(app.db, accountDepsOf(app), account, { ip: '127.0.0.1', userAgent: 'tap' })
+      const pair = await auditContext.run({ ip: '127.0.0.1', userAgent: 'tap' }, () => openSession(app.db, accountDepsOf(app), account))
       return { account, accessToken: pair.accessToken, refreshToken: pair.refreshToken, headers: bearer(pair.accessToken), scopes: scopesFor(account.role) }
     }
   }

@@ -5,7 +5,8 @@ import { createSign } from 'node:crypto'
 import t from 'tap'
 import { buildApp } from '../../app.js'
 import { ensureAdmin } from '../../services/accounts/accounts.service.js'
-import { hashPassword, hashToken, newToken } from '../../services/accounts/secrets.js'
+import { hashPassword } from '../../services/accounts/secrets.js'
+import { hashToId, newSecret } from '../../services/hashing.js'
 import { build, testConfig, testKeys } from '../helpers/build.js'
 import { TestClock } from '../helpers/clock.js'
 import { bearer, given } from '../helpers/given.js'
@@ -83,8 +84,8 @@ const revocations: Record<string, (app: App, victim: { headers: Record<string, s
   'password changed in another session': async (app, v) =>
     (await app.inject({ method: 'PATCH', url: '/v1/users/me', headers: v.other, payload: { password: 'another-long-passphrase', currentPassword: v.password } })).statusCode,
   'password reset': async (app, v) => {
-    const token = newToken()
-    await app.db.insertInto('email_token').values({ token_hash: hashToken(token), purpose: 'reset_password', account_id: v.account.id, email: v.account.email, expires_at: new Date(Date.now() + 3600_000) }).execute()
+    const token = newSecret()
+    await app.db.insertInto('email_token').values({ token_hash: hashToId(token), purpose: 'reset_password', account_id: v.account.id, email: v.account.email, expires_at: new Date(Date.now() + 3600_000) }).execute()
     return (await app.inject({ method: 'POST', url: '/v1/accounts/password-reset/confirm', payload: { token, password: 'another-long-passphrase' } })).statusCode
   },
   'account disabled': async (app, v) => (await app.inject({ method: 'PATCH', url: `/v1/admin/users/${v.account.id}`, headers: v.admin, payload: { disabled: true } })).statusCode,

@@ -3,13 +3,13 @@ import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { createFractalClient, FractalProblemError, unwrap, type TokenPair } from '../../sdk/src/index.js'
 import { given } from '../helpers/given.js'
-import { hashToken } from '../../services/accounts/secrets.js'
+import { hashToId } from '../../services/hashing.js'
 import { expiredAccessToken, listening } from './server.js'
 
 const { app, baseUrl, count } = await listening(t)
 
 const refreshTokenRow = (token: string) =>
-  app.db.selectFrom('refresh_token').select(['used_at', 'session_id']).where('token_hash', '=', hashToken(token)).executeTakeFirstOrThrow()
+  app.db.selectFrom('refresh_token').select(['used_at', 'session_id']).where('token_hash', '=', hashToId(token)).executeTakeFirstOrThrow()
 
 t.test('sdk › refresh › ten calls failing together with an expired token make one refresh, then all succeed', async (t) => {
   const user = await given(app).signedIn()

@@ -1,13 +1,12 @@
 // The contract as the security tests walk it: every operation of openapi.yaml (read at run time, $refs
-// resolved by the app's own function, as test/fuzz/spec-fuzz.ts does), with what a request needs to get past
+// resolved by openapi/spec.ts as for the app, as test/fuzz/spec-fuzz.ts does), with what a request needs to get past
 // validation (an example body, path and required query values), so that a new operation is covered by every
 // walk without a line here.
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { parse } from 'yaml'
 import type { FastifyInstance } from 'fastify'
-import { specPath } from '../../openapi/spec.js'
-import { dereference } from '../../plugins/openapi-routes.js'
+import { readDereferencedSpec, specPath } from '../../openapi/spec.js'
 import { scopesFor } from '../../services/accounts/roles.js'
 import { loadOperations, type Param, type SpecOperation } from '../fuzz/spec-fuzz.js'
 import { bearer, given } from '../helpers/given.js'
@@ -16,7 +15,7 @@ import { partners } from '../routes/partners/partner-fixtures.js'
 export type Node = Record<string, any>
 
 export const document: Node = parse(readFileSync(specPath, 'utf8'))
-export const deref: (node: unknown) => any = dereference(document)
+const dereferenced = await readDereferencedSpec(specPath)
 
 export interface WalkedOperation extends SpecOperation {
   /** The operation object, $refs resolved. */
@@ -25,8 +24,8 @@ export interface WalkedOperation extends SpecOperation {
   rateLimit?: { max: number, timeWindow: string | number, key?: string, failClosed?: boolean }
 }
 
-export const operations: WalkedOperation[] = loadOperations(specPath).map((op) => {
-  const raw = deref(document.paths[op.path])[op.method.toLowerCase()] as Node
+export const operations: WalkedOperation[] = (await loadOperations(specPath)).map((op) => {
+  const raw = dereferenced.paths[op.path][op.method.toLowerCase()] as Node
   return { ...op, raw, tag: raw.tags[0], rateLimit: raw['x-rate-limit'] }
 })
 export const operation = (operationId: string) => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
-import { hashToken } from '../../../services/accounts/secrets.js'
+import { hashToId } from '../../../services/hashing.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
@@ -12,7 +12,7 @@ const refresh = (app: App, refreshToken: unknown, headers: Record<string, string
 const getMe = (app: App, accessToken: string) => app.inject({ method: 'GET', url: '/v1/users/me', headers: bearer(accessToken) })
 
 const tokenRow = (app: App, token: string) =>
-  app.db.selectFrom('refresh_token').selectAll().where('token_hash', '=', hashToken(token)).executeTakeFirst()
+  app.db.selectFrom('refresh_token').selectAll().where('token_hash', '=', hashToId(token)).executeTakeFirst()
 
 const sessionOf = (app: App, accessToken: string) =>
   app.db.selectFrom('session').selectAll().where('id', '=', app.jwt.decode<{ sid: string }>(accessToken)!.sid).executeTakeFirstOrThrow()
@@ -142,7 +142,7 @@ t.test('refreshSession › insufficient permissions › a refresh token of an ex
 t.test('refreshSession › insufficient permissions › an expired refresh token, a revoked session, a disabled account: 401', async (t) => {
   const app = await build(t)
   const expired = await given(app).signedIn()
-  await app.db.updateTable('refresh_token').set({ expires_at: new Date(Date.now() - 1000) }).where('token_hash', '=', hashToken(expired.refreshToken)).execute()
+  await app.db.updateTable('refresh_token').set({ expires_at: new Date(Date.now() - 1000) }).where('token_hash', '=', hashToId(expired.refreshToken)).execute()
   const revoked = await given(app).signedIn()
   await app.db.updateTable('session').set({ revoked_at: new Date(), revoked_reason: 'test' }).where('account_id', '=', revoked.account.id).execute()
   const disabled = await given(app).signedIn()
