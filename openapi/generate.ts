@@ -39,7 +39,7 @@ ${entries.sort().join('\n')}
 } as const
 `)
 
-// The cache policy of every operation, as the edge-cache plugin applies it (README: "Edge caching").
+// The cache policy of every operation, as the edge-cache plugin applies it (docs/edge-caching.md).
 interface XCache { maxAge: number, sMaxAge?: number, staleWhileRevalidate?: number, staleIfError?: number, tags?: string[], private?: boolean }
 const policyRows: string[] = []
 for (const [path, item] of Object.entries<Record<string, { operationId: string, security?: object[], 'x-cache'?: XCache }>>(spec.paths)) {
