@@ -20,7 +20,7 @@ export function presentAdminUser (row: Account): Schemas['AdminUser'] {
   return { ...presentUser(row), disabled: row.disabled_at !== null, lastSignInAt: row.last_sign_in_at?.toISOString() ?? null, partnerId: row.partner_id }
 }
 
-export function presentSession (row: Session, currentSessionId: string): Schemas['Session'] {
+export function presentSession (row: Session, currentSessionId: string | null): Schemas['Session'] {
   return {
     id: row.id,
     createdAt: row.created_at.toISOString(),
