@@ -55,6 +55,8 @@ export interface AccountDeps {
     refreshTokenTtlDays: number
     passwordMinLength: number
     signInMaxFailures: number
+    personalTokenMaxTtlDays: number
+    personalTokensPerAccount: number
   }
   log: { info (obj: object, msg: string): void, warn (obj: object, msg: string): void }
 }
@@ -107,7 +109,7 @@ async function mailExistingOwner (db: Kysely<DB>, deps: AccountDeps, existing: A
  * Sign-up. The answer never says whether the address had an account: an existing owner is mailed instead.
  * The password is hashed either way so both paths take the same time.
  */
-export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string, name: string }) {
+export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string, name: string, reason?: string | undefined, referralCode?: string | undefined }) {
   await checkName(input.name)
   await checkPassword(deps, input.password, '/body/password', input.email)
   const passwordHash = await hashPassword(input.password)
@@ -120,7 +122,9 @@ export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email:
   let created: { token: string }
   try {
     created = await db.transaction().execute(async (trx) => {
-      const account = await repo.insertAccount(trx, { email: input.email, name: input.name, password_hash: passwordHash })
+      const account = await repo.insertAccount(trx, {
+        email: input.email, name: input.name, password_hash: passwordHash, sign_up_reason: input.reason?.trim() ?? null, referral_code: input.referralCode ?? null
+      })
       await recordAudit(trx, { action: 'account.sign_up', actorId: account.id, target: { type: 'account', id: account.id } })
       return { token: await mailToken(trx, deps, 'verify_email', account, 24 * hour) }
     })
