@@ -35,12 +35,13 @@ export async function up (db: Kysely<any>): Promise<void> {
     .addColumn('referral_code', 'text')
     .execute()
 
-  // fractal_assign_container gains p_cluster (db/functions/fractal_assign_container.sql): the old signature goes.
+  // fractal_assign_container gains p_cluster (db/functions/fractal_assign_container.sql), and `create or
+  // replace` cannot change a function's arguments: the old signature goes (if this database has it).
   await sql`drop function if exists fractal_assign_container(uuid, text, text, text, text, integer, text, text, timestamptz, jsonb, text[])`.execute(db)
 }
 
+// The functions follow the code (db/functions/), not the migration version: they are not undone here.
 export async function down (db: Kysely<any>): Promise<void> {
-  await sql`drop function if exists fractal_assign_container(uuid, text, text, text, text, integer, text, text, timestamptz, jsonb, text[], uuid)`.execute(db)
   await db.schema.alterTable('account').dropColumn('referral_code').dropColumn('sign_up_reason').execute()
   await db.schema.dropTable('personal_access_token').execute()
 }
