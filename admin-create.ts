@@ -11,7 +11,7 @@ if (!email || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) {
   process.exit(2)
 }
 const config = loadConfig()
-const { db } = await createDatabase({ ...config.db, dataDir: config.dataDir })
+const { db } = await createDatabase({ ...config.db, dataDir: config.dataDir, baseline: config.db.autoMigrate })
 try {
   if (config.db.autoMigrate) await migrateToLatest(db)
   const { account, created } = await ensureAdmin(db, email, name ?? email.split('@')[0]!)

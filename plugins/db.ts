@@ -13,7 +13,9 @@ declare module 'fastify' {
 }
 
 export default fp(async function dbPlugin (app) {
-  const { db, kind, writes } = await createDatabase({ ...app.config.db, dataDir: app.config.dataDir })
+  const { db, kind, writes, started } = await createDatabase({ ...app.config.db, dataDir: app.config.dataDir, baseline: app.config.db.autoMigrate })
+  if (started?.from === 'baseline') app.log.info('PGlite: a fresh database, made from the migrated baseline (db/baseline)')
+  if (started?.from === 'initdb') app.log.info({ reason: started.reason }, 'PGlite: a fresh database, initialised from scratch (slow: up to tens of seconds)')
   app.decorate('db', db)
   app.decorate('dbWrites', writes)
   app.addHook('onClose', async () => { await db.destroy() })
