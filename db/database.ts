@@ -56,9 +56,12 @@ export async function createDatabase (options: DatabaseOptions): Promise<{ db: D
   const { PGlite } = await import('@electric-sql/pglite')
   const { PGlitePool } = await import('./pglite-pool.js')
   let dataDir: string | undefined
+  let release = async () => {}
   if (!options.inMemory) {
     dataDir = join(options.dataDir, 'pglite')
     await mkdir(dataDir, { recursive: true })
+    const { lockDataDir } = await import('./data-dir-lock.js')
+    release = await lockDataDir(dataDir)
   }
   let started: PgliteStart = { from: 'existing' }
   let loadDataDir: Blob | undefined
@@ -68,7 +71,13 @@ export async function createDatabase (options: DatabaseOptions): Promise<{ db: D
     if (typeof baseline === 'string') started = { from: 'initdb', reason: baseline }
     else [started, loadDataDir] = [{ from: 'baseline' }, baseline]
   }
-  const pglite = await PGlite.create(dataDir, loadDataDir ? { loadDataDir } : {})
-  const pool = new PGlitePool(pglite)
+  let pglite
+  try {
+    pglite = await PGlite.create(dataDir, loadDataDir ? { loadDataDir } : {})
+  } catch (err) {
+    await release()
+    throw err
+  }
+  const pool = new PGlitePool(pglite, release)
   return { db: new Kysely<DB>({ dialect: writes.wrap(new PostgresDialect({ pool: pool as unknown as pg.Pool })) }), kind: 'pglite', writes, started }
 }
