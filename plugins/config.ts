@@ -58,7 +58,10 @@ export const EnvSchema = Type.Object({
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
   OTEL_SERVICE_NAME: Type.Optional(Type.String({ minLength: 1 })),
   OTEL_SDK_DISABLED: Type.Boolean({ default: false }),
-  APP_URL: Type.String({ default: 'http://127.0.0.1:3000', format: 'uri' }),
+  // The client web app, the base of the links in mails (its /verify-email, /password-reset/confirm, ... pages).
+  // Unset: this server's own address (http://HOST:PORT), which serves no such page: embedded mode logs each
+  // mail with the API request its link's page would make (plugins/mail.ts).
+  APP_URL: Type.Optional(Type.String({ format: 'uri' })),
   SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
   MAIL_FROM: Type.String({ default: 'Fractal <no-reply@fractal.co>', minLength: 3 }),
   MAIL_MAX_PER_ADDRESS_PER_HOUR: Type.Integer({ default: 20, minimum: 1, maximum: 10000 }),
@@ -156,12 +159,17 @@ function pemBlocks (value: string): string[] {
 function toConfig (env: Env) {
   const dataDir = isAbsolute(env.DATA_DIR) ? env.DATA_DIR : resolve(env.DATA_DIR)
   const env_ = env.NODE_ENV
+  // This server as a client on this machine reaches it (a wildcard HOST is reached at the loopback address).
+  const ownUrl = `http://${/^(0\.0\.0\.0|::|\[::\])$/.test(env.HOST) ? '127.0.0.1' : env.HOST.includes(':') ? `[${env.HOST}]` : env.HOST}:${env.PORT}`
+  const appUrl = (env.APP_URL ?? ownUrl).replace(/\/$/, '')
   return {
     env: env_,
     host: env.HOST,
     port: env.PORT,
     logLevel: env.LOG_LEVEL,
     publicUrl: env.PUBLIC_URL ?? null,
+    /** Where this API is reached: PUBLIC_URL, or http://HOST:PORT. */
+    apiUrl: (env.PUBLIC_URL ?? ownUrl).replace(/\/$/, ''),
     dataDir,
     db: {
       url: env.DATABASE_URL ?? null,
@@ -221,7 +229,9 @@ function toConfig (env: Env) {
         : env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces` : null),
       serviceName: env.OTEL_SERVICE_NAME ?? null
     },
-    appUrl: env.APP_URL.replace(/\/$/, ''),
+    appUrl,
+    /** APP_URL was set: mailed links lead to a web app (else to this server, which has no pages for them). */
+    appUrlSet: env.APP_URL !== undefined,
     mail: { smtpUrl: env.SMTP_URL ?? null, from: env.MAIL_FROM, maxPerAddressPerHour: env.MAIL_MAX_PER_ADDRESS_PER_HOUR },
     accounts: {
       refreshTokenTtlDays: env.REFRESH_TOKEN_TTL_DAYS,
@@ -306,7 +316,7 @@ function toConfig (env: Env) {
       providersJson: env.STORAGE_PROVIDERS ?? null,
       // `kid:base64key,...` (AES-256: 32 bytes each), the first encrypts; none: one key derived from the JWT key.
       tokenKeys: env.STORAGE_TOKEN_KEYS ?? null,
-      clientRedirect: env.STORAGE_CLIENT_REDIRECT ?? `${env.APP_URL.replace(/\/$/, '')}/storage`,
+      clientRedirect: env.STORAGE_CLIENT_REDIRECT ?? `${appUrl}/storage`,
       // OAuth clients of the built-in providers (a provider given in STORAGE_PROVIDERS carries its own).
       clients: {
         google_drive: { clientId: env.STORAGE_GOOGLE_DRIVE_CLIENT_ID ?? null, clientSecret: env.STORAGE_GOOGLE_DRIVE_CLIENT_SECRET ?? null },
@@ -411,6 +421,7 @@ export function embeddedDefaults (config: Config): string[] {
   if (!config.redis.url) used.push('in-process queue, rate-limit store and cache (no REDIS_URL)')
   if (!config.mail.smtpUrl) used.push('mail written to the log (no SMTP_URL)')
   if (!config.jwt.privateKey) used.push(`a generated ES256 key pair in ${config.dataDir}/jwt (no JWT_PRIVATE_KEY)`)
+  if (!config.appUrlSet) used.push(`mailed links lead to ${config.appUrl}, this server (no APP_URL)`)
   return used
 }
 
