@@ -19,6 +19,9 @@ export const EnvSchema = Type.Object({
   DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 0, maximum: 3600000 }),
   DATABASE_AUTO_MIGRATE: Type.Optional(Type.Boolean()),
   DATABASE_SEED: Type.Optional(Type.Boolean()),
+  // The warm-pool targets a seeded catalog gets: as db/seed-data.ts lists them (96 containers), or one per
+  // app in the first region (7). Default: small with the simulated cloud, where nobody uses the 96.
+  DATABASE_SEED_WARM_POOLS: Type.Optional(Type.Unsafe<'full' | 'small'>({ type: 'string', enum: ['full', 'small'] })),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   REDIS_PREFIX: Type.String({ default: 'fractal:', pattern: '^[A-Za-z0-9:_-]*$' }),
   JWT_PRIVATE_KEY: Type.Optional(Type.String({ minLength: 1 })),
@@ -178,7 +181,8 @@ function toConfig (env: Env) {
       // Development migrates on start; production runs `npm run db:migrate` as a release step.
       autoMigrate: env.DATABASE_AUTO_MIGRATE ?? env_ !== 'production',
       // Development fills an empty catalog so a fresh `npm start` has something to show.
-      seedIfEmpty: env.DATABASE_SEED ?? env_ === 'development'
+      seedIfEmpty: env.DATABASE_SEED ?? env_ === 'development',
+      seedWarmPools: env.DATABASE_SEED_WARM_POOLS ?? (env.CLOUD_PROVIDER === 'simulated' ? 'small' as const : 'full' as const)
     },
     redis: { url: env.REDIS_URL ?? null, prefix: env.REDIS_PREFIX },
     jwt: {

@@ -22,6 +22,8 @@ export default fp(async function dbPlugin (app) {
   if (app.config.db.autoMigrate) {
     await migrateToLatest(db, (line) => app.log.info(line))
   }
-  if (app.config.db.seedIfEmpty && await seedIfEmpty(db)) app.log.info('seeded the empty catalog (DATABASE_SEED)')
+  if (app.config.db.seedIfEmpty && await seedIfEmpty(db, { warmPools: app.config.db.seedWarmPools })) {
+    app.log.info({ warmPools: app.config.db.seedWarmPools }, 'seeded the empty catalog (DATABASE_SEED, DATABASE_SEED_WARM_POOLS)')
+  }
   app.log.debug({ kind }, 'database ready')
 }, { fastify: '5.x', name: 'db', dependencies: ['config'] })
