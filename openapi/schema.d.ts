@@ -1359,7 +1359,9 @@ export interface paths {
         };
         /**
          * Service status
-         * @description Whether each region is up, in maintenance or disabled. Edge-cached for 10 seconds.
+         * @description Whether each region is up, in maintenance or disabled. `status` is `maintenance` during a global
+         *     window, `degraded` while an enabled region is not up, `ok` otherwise: a disabled region (one not
+         *     offered) shows as such but degrades nothing. Edge-cached for 10 seconds.
          */
         get: operations["getStatus"];
         put?: never;
@@ -6105,15 +6107,8 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "enabled": true,
-                 *       "region": "eu-west-1",
-                 *       "message": "Upgrading the GPU hosts",
-                 *       "minutes": 30
-                 *     }
-                 */
                 "application/json": {
+                    /** @description true starts a window (for `region`, or global without one); false ends it. */
                     enabled: boolean;
                     region?: components["schemas"]["RegionCode"];
                     message?: string;
