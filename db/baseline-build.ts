@@ -1,15 +1,27 @@
-// npm run db:baseline: writes db/baseline/pglite.tar.br (+ .json), the migrated data directory a fresh
-// embedded database starts from (db/baseline.ts). Run it after adding migrations (a fresh start then runs
-// fewer of them) and after upgrading @electric-sql/pglite (a baseline of another version is not used).
+// npm run db:baseline: writes node_modules/.cache/fractal-pglite/baseline.tar.br (+ .json), the migrated data
+// directory a fresh embedded database starts from (db/baseline.ts). `npm install` runs it with --if-missing
+// (postinstall): nothing to do when a baseline of this PGlite holds every migration of db/migrations; it is
+// rebuilt after adding migrations (a fresh start then runs fewer of them) or upgrading @electric-sql/pglite.
+import { readdirSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { brotliCompress, constants } from 'node:zlib'
 import { PGlite } from '@electric-sql/pglite'
 import { Kysely, PostgresDialect } from 'kysely'
-import { baselineFiles, installedPgliteVersion, type BaselineManifest } from './baseline.js'
+import { baselineFiles, installedPgliteVersion, readBaselineManifest, type BaselineManifest } from './baseline.js'
 import { migrateToLatest } from './migrator.js'
 import { PGlitePool } from './pglite-pool.js'
+
+if (process.argv.includes('--if-missing')) {
+  const manifest = readBaselineManifest()
+  const migrations = readdirSync(fileURLToPath(new URL('./migrations', import.meta.url))).filter((f) => /\.(ts|js)$/.test(f)).map((f) => f.replace(/\.(ts|js)$/, '')).sort()
+  if (manifest?.pglite === installedPgliteVersion() && migrations.every((m) => manifest.migrations.includes(m))) {
+    console.log(`baseline: up to date (${baselineFiles.archive})`)
+    process.exit(0)
+  }
+}
 
 const pglite = await PGlite.create()
 const db = new Kysely<any>({ dialect: new PostgresDialect({ pool: new PGlitePool(pglite) as never }) })

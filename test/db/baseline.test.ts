@@ -64,9 +64,9 @@ async function schemaOf (db: Kysely<any>) {
   }
 }
 
-t.test('baseline › is there for the installed PGlite, else a first start is slow again (npm run db:baseline)', async (t) => {
+t.test('baseline › npm install made it for the installed PGlite, else a first start is slow again (npm run db:baseline)', async (t) => {
   const manifest = readBaselineManifest()
-  t.ok(manifest, 'db/baseline/pglite.tar.br and its manifest exist')
+  t.ok(manifest, 'node_modules/.cache/fractal-pglite/baseline.tar.br and its manifest exist')
   t.equal(manifest?.pglite, installedPgliteVersion(), 'written by this PGlite version')
 })
 
