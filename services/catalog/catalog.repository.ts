@@ -94,7 +94,7 @@ export async function missingPlans (db: Db, ids: readonly string[]): Promise<str
 export async function replacePlans (db: Db, appId: string, planIds: readonly string[]) {
   await db.deleteFrom('plan_app').where('app_id', '=', appId).execute()
   // An empty list leaves the app in no plan.
-  if (planIds.length > 0) await db.insertInto('plan_app').values(planIds.map((plan_id) => ({ plan_id, app_id: appId }))).execute()
+  if (planIds.length > 0) await db.insertInto('plan_app').values(planIds.map((planId) => ({ plan_id: planId, app_id: appId }))).execute()
 }
 
 export function findAppRegion (db: Db, appId: string, region: string) {

@@ -124,8 +124,13 @@ export async function updateApp (db: Kysely<DB>, deps: Pick<CatalogDeps, 'cache'
     await repo.updateApp(trx, id, columnsOf(changes))
     if (changes.plans) await repo.replacePlans(trx, id, changes.plans)
     const previous = {
-      name: before.name, description: before.description, iconUrl: before.icon_url, category: before.category,
-      dpiDefault: before.dpi_default, enabled: before.enabled, plans: plansBefore
+      name: before.name,
+      description: before.description,
+      iconUrl: before.icon_url,
+      category: before.category,
+      dpiDefault: before.dpi_default,
+      enabled: before.enabled,
+      plans: plansBefore
     }
     await recordAudit(trx, {
       action: changes.enabled === false && before.enabled ? 'app.disabled' : 'app.updated',

@@ -110,7 +110,6 @@ export function monthRange (month: string | undefined, now = new Date()) {
   return { month: `${String(year).padStart(4, '0')}-${String(index).padStart(2, '0')}`, from: first(year, index - 1), to: first(year, index) }
 }
 
-
 export async function partnerUsage (db: Kysely<DB>, partnerId: string, query: PageQuery & { month?: string, user?: string }) {
   const range = monthRange(query.month)
   const rows = await repo.partnerUsage(db, partnerId, range, query.user ?? null, { limit: query.limit + 1, before: keysetOf(query.cursor) })

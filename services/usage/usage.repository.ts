@@ -38,8 +38,14 @@ const labelOf: Record<GroupBy, string> = {
 export async function usageGroups (db: Db, range: Range, groupBy: GroupBy, page: { limit: number, after: string | null }) {
   const key = sql.raw(`coalesce(${keyOf[groupBy]}::text, '')`)
   const { rows } = await sql<{
-    total_users: string, total_containers: string, total_seconds: string,
-    key: string | null, label: string | null, users: string | null, containers: string | null, seconds: string | null
+    total_users: string,
+    total_containers: string,
+    total_seconds: string,
+    key: string | null,
+    label: string | null,
+    users: string | null,
+    containers: string | null,
+    seconds: string | null
   }>`
     with u as (${usageInRange(db, range)}),
     groups as (

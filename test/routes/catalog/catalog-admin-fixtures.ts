@@ -6,7 +6,11 @@ import { bearer, given } from '../../helpers/given.js'
 /** A plan row (no Stripe price): enough for an app to name it. */
 export async function plan (app: FastifyInstance, id = `plan-${randomBytes(3).toString('hex')}`) {
   await app.db.insertInto('plan').values({
-    id, name: `Plan ${id}`, amount: 1000, currency: 'usd', interval: 'month',
+    id,
+    name: `Plan ${id}`,
+    amount: 1000,
+    currency: 'usd',
+    interval: 'month',
     entitlements: JSON.stringify({ concurrentContainers: 1, hoursPerMonth: null, regions: null, maxDpi: 480 })
   }).execute()
   return id
