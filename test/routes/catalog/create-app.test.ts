@@ -49,7 +49,7 @@ t.test('createApp › invalid input › malformed fields are 400, unknown plans 
   const app = await build(t)
   const op = await operator(app)
   const cases: Array<[string, unknown, string]> = [
-    ['missing name', { ...krita(), name: undefined }, '/body'],
+    ['missing name', { ...krita(), name: undefined }, '/body/name'],
     ['bad id', krita({ id: 'Not An Id' }), '/body/id'],
     ['unknown category', krita({ category: 'games' }), '/body/category'],
     ['icon not https', krita({ iconUrl: 'http://cdn.example.test/k.svg' }), '/body/iconUrl'],

@@ -44,7 +44,7 @@ t.test('setAppRegion › valid › latest (revision null) is stored as the famil
   t.equal(held.state, 'in_use', 'not stopped')
 })
 
-t.test('setAppRegion › valid › enabled: false stops offering the app there (no new container), the setting kept', async (t) => {
+t.test('setAppRegion › valid › enabled: false stops offering the app there (no new container, no warm pool), the setting kept', async (t) => {
   const app = await build(t, cloud)
   const op = await operator(app)
   const offer = await given(app).offer()
@@ -56,9 +56,12 @@ t.test('setAppRegion › valid › enabled: false stops offering the app there (
   t.same((await app.inject({ method: 'GET', url: `/v1/apps/${offer.app}` })).json().regions, [])
   const user = await given(app).signedIn()
   const refused = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offer.app, region: offer.region }, headers: { ...user.headers, 'idempotency-key': randomUUID() } })
-  t.equal(refused.statusCode, 422)
-  const pools = await app.inject({ method: 'GET', url: '/v1/admin/warm-pools', query: { app: offer.app }, headers: op.headers })
-  t.equal(pools.statusCode, 200)
+  t.equal(refused.statusCode, 404, 'not offered there')
+  t.equal(refused.json().code, 'not_found')
+  await app.db.updateTable('app_region').set({ warm_pool_target: 2 }).where('app_id', '=', offer.app).execute()
+  await app.schedules.runOnce('warm-pools')
+  const started = await app.db.selectFrom('container').select('id').where('app_id', '=', offer.app).execute()
+  t.same(started, [], 'the warm pool is not refilled there')
 })
 
 t.test('setAppRegion › insufficient permissions › 401 without a valid token, 403 for a user; nothing set', async (t) => {
@@ -79,9 +82,9 @@ t.test('setAppRegion › invalid input › malformed task definitions are 400; o
   const region = await given(app).region()
   const row = await given(app).app()
   const cases: Array<[string, unknown, string]> = [
-    ['no task definition', {}, '/body'],
+    ['no task definition', {}, '/body/taskDefinition'],
     ['revision zero', { taskDefinition: { family: 'fractal-krita', revision: 0 } }, '/body/taskDefinition/revision'],
-    ['revision missing', { taskDefinition: { family: 'fractal-krita' } }, '/body/taskDefinition'],
+    ['revision missing', { taskDefinition: { family: 'fractal-krita' } }, '/body/taskDefinition/revision'],
     ['family with a colon', { taskDefinition: { family: 'fractal:krita', revision: 1 } }, '/body/taskDefinition/family']
   ]
   for (const [name, body, field] of cases) {

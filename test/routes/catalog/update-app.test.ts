@@ -40,7 +40,7 @@ t.test('updateApp › valid › a disabled app leaves the catalog and starts no 
   t.notOk(listed.json().items.some((a: { id: string }) => a.id === offer.app), 'not listed')
   const other = await given(app).signedIn()
   const refused = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offer.app }, headers: { ...other.headers, 'idempotency-key': randomUUID() } })
-  t.equal(refused.statusCode, 422, 'no new container of it')
+  t.equal(refused.statusCode, 404, 'no new container of it: not offered')
   const held = await app.db.selectFrom('container').select('state').where('id', '=', container.id).executeTakeFirstOrThrow()
   t.equal(held.state, 'in_use', `${user.account.email}'s container is not stopped`)
 })

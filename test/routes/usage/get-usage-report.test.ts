@@ -103,10 +103,10 @@ t.test('getUsageReport › invalid input › malformed queries are 400, a backwa
   const app = await build(t)
   const admin = bearer(await given(app).token({ role: 'admin', scopes: ['admin'] }))
   const cases: Array<[string, Record<string, string>, string]> = [
-    ['no groupBy', { ...november }, '/query'],
+    ['no groupBy', { ...november }, '/query/groupBy'],
     ['unknown groupBy', { ...november, groupBy: 'country' }, '/query/groupBy'],
     ['from not a date', { ...november, from: 'yesterday', groupBy: 'app' }, '/query/from'],
-    ['no to', { from: november.from, groupBy: 'app' }, '/query']
+    ['no to', { from: november.from, groupBy: 'app' }, '/query/to']
   ]
   for (const [name, query, field] of cases) {
     const res = await report(app, query, admin)
