@@ -25,8 +25,12 @@ export interface UsageQuery { from: string, to: string, groupBy: GroupBy, limit:
  */
 export async function usageReport (db: Kysely<DB>, query: UsageQuery) {
   const range = { from: new Date(query.from), to: new Date(query.to) }
-  if (range.to.getTime() <= range.from.getTime()) throw new BadUsagePeriod('must be after from')
-  if (range.to.getTime() - range.from.getTime() > 366 * day) throw new BadUsagePeriod('must be at most 366 days after from')
+  // A date-time the format accepts but Date cannot place (a leap second, 23:59:60) is refused, not sent to SQL.
+  for (const field of ['from', 'to'] as const) {
+    if (Number.isNaN(range[field].getTime())) throw new BadUsagePeriod(field, 'is not a date-time this server can read')
+  }
+  if (range.to.getTime() <= range.from.getTime()) throw new BadUsagePeriod('to', 'must be after from')
+  if (range.to.getTime() - range.from.getTime() > 366 * day) throw new BadUsagePeriod('to', 'must be at most 366 days after from')
   const rows = await repo.usageGroups(db, range, query.groupBy, { limit: query.limit + 1, after: query.cursor ? afterKey(query.cursor) : null })
   const totals = rows[0]!
   const groups = rows.flatMap((r) => r.key === null

@@ -120,6 +120,9 @@ t.test('getUsageReport › invalid input › malformed queries are 400, a backwa
     t.equal(res.statusCode, 422, name)
     t.equal(res.json().errors[0].field, '/query/to')
   }
+  const leap = await report(app, { from: '2026-12-31T23:59:60Z', to: november.to, groupBy: 'app' }, admin)
+  t.equal(leap.statusCode, 422, 'a leap second: valid as a format, not a time Date can place')
+  t.equal(leap.json().errors[0].field, '/query/from')
 })
 
 t.test('getUsageReport › non-existing › a period without usage is an empty report, not a 404', async (t) => {
