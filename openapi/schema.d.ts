@@ -2095,7 +2095,7 @@ export interface components {
             items: {
                 /** @description The user id, app id, region code or plan id (null: no plan). */
                 key: string | null;
-                /** @description The user's e-mail address */
+                /** @description The user's e-mail address, or the app's, region's or plan's name. */
                 label: string | null;
                 users: number;
                 containers: number;
