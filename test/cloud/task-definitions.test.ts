@@ -32,7 +32,7 @@ t.test('setAppRegion › on ECS › an active revision or the latest is taken; a
     app.inject({ method: 'PUT', url: `/v1/admin/apps/${offered.id}/regions/${region}`, payload: { taskDefinition }, headers: dev.headers })
 
   const pinned = await put({ family, revision: 2 })
-  t.equal(pinned.statusCode, 200, pinned.body)
+  t.equal(pinned.statusCode, 200, 'a pinned active revision')
   t.same(pinned.json().regions[0].taskDefinition, { family, revision: 2 })
   const latest = await put({ family, revision: null })
   t.equal(latest.statusCode, 200)
