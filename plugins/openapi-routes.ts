@@ -4,7 +4,7 @@ import addFormatsModule from 'ajv-formats'
 import fastJsonStringify from 'fast-json-stringify'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RouteOptions } from 'fastify'
-import { dereference, readSpec, specPath, type Document } from '../openapi/spec.js'
+import { readContract, specPath, type Document } from '../openapi/spec.js'
 import { DomainError } from '../services/errors.js'
 import type { CachePolicy } from './edge-cache.js'
 import { problemTypeBase } from './errors.js'
@@ -287,8 +287,7 @@ async function readDocument (path: string): Promise<{ document: Document, derefe
   const text = await readFile(path, 'utf8')
   let entry = parsed.get(path)
   if (entry?.text !== text) {
-    const document = await readSpec(path)
-    entry = { text, document, dereferenced: await dereference(document) }
+    entry = { text, ...await readContract(path) }
     parsed.set(path, entry)
   }
   // Copies: an app may change its document (the docs' servers), never its neighbours'.
