@@ -81,6 +81,8 @@ export const EnvSchema = Type.Object({
   GOOGLE_REDIRECT_URIS: Type.String({ default: '' }),
   CLOUD_PROVIDER: Enum(['simulated', 'aws'], 'simulated'),
   SIMULATED_START_MS: Type.Integer({ default: 2000, minimum: 0, maximum: 600000 }),
+  // The task definitions the simulated cloud has, `family:revision` comma-separated (default: fractal-<app>:1 of the seeded apps).
+  SIMULATED_TASK_DEFINITIONS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+:[1-9][0-9]*(,[A-Za-z0-9_-]+:[1-9][0-9]*)*$' })),
   ECS_CONTAINER_NAME: Type.String({ default: 'fractal-container', minLength: 1 }),
   AWS_MAX_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 10 }),
   CONTAINER_START_TIMEOUT_MS: Type.Integer({ default: 600000, minimum: 1000 }),
@@ -117,6 +119,10 @@ export const EnvSchema = Type.Object({
   LOG_RETENTION_DAYS: Type.Integer({ default: 90, minimum: 1, maximum: 3650 }),
   LOG_DOWNLOAD_TTL_S: Type.Integer({ default: 900, minimum: 60, maximum: 604800 }),
   LOG_SPOOL_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 100 }),
+  // Where the daily usage file goes (usage/daily/YYYY-MM-DD.csv): this bucket, else LOG_BUCKET, else DATA_DIR.
+  USAGE_BUCKET: Type.Optional(Type.String({ minLength: 3, maxLength: 63 })),
+  // How often the worker checks that yesterday's usage file is written (it is written once per day).
+  USAGE_REPORT_INTERVAL_MS: Type.Integer({ default: 3600000, minimum: 100 }),
   FLEET_SUBNETS: Type.String({ default: '' }),
   FLEET_SECURITY_GROUPS: Type.String({ default: '', pattern: '^[\\w\\s=,|;-]*$' }),
   FLEET_INSTANCE_PROFILE: Type.Optional(Type.String({ pattern: '^(arn:aws[a-z-]*:iam::\\d{12}:instance-profile/)?[\\w+=,.@/-]{1,128}$' })),
@@ -249,6 +255,7 @@ function toConfig (env: Env) {
     containers: {
       provider: env.CLOUD_PROVIDER,
       simulatedStartMs: env.SIMULATED_START_MS,
+      simulatedTaskDefinitions: env.SIMULATED_TASK_DEFINITIONS ? toList(env.SIMULATED_TASK_DEFINITIONS) : null,
       ecsContainerName: env.ECS_CONTAINER_NAME,
       awsMaxAttempts: env.AWS_MAX_ATTEMPTS,
       startTimeoutMs: env.CONTAINER_START_TIMEOUT_MS,
@@ -345,6 +352,15 @@ function toConfig (env: Env) {
       downloadTtlS: env.LOG_DOWNLOAD_TTL_S,
       spoolIntervalMs: env.LOG_SPOOL_INTERVAL_MS,
       folder: join(dataDir, 'logs')
+    },
+    usage: {
+      // Its own bucket, or the log bucket (under usage/), reached with the LOG_S3_* settings; DATA_DIR without either.
+      bucket: env.USAGE_BUCKET ?? env.LOG_BUCKET ?? null,
+      s3Region: env.LOG_S3_REGION,
+      s3Endpoint: env.LOG_S3_ENDPOINT ?? null,
+      s3ForcePathStyle: env.LOG_S3_FORCE_PATH_STYLE,
+      reportIntervalMs: env.USAGE_REPORT_INTERVAL_MS,
+      folder: dataDir
     },
     // Test mode validates every response against the spec, not only serialises it.
     validateResponses: env_ === 'test'
