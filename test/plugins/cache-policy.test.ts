@@ -5,7 +5,7 @@
 // The tests that need a modified spec build the app on a changed copy (test/helpers/app-with-spec.ts).
 import t from 'tap'
 import { appWithSpec, type Document, type SpecTest } from '../helpers/app-with-spec.js'
-import { build } from '../helpers/build.js'
+import { build, fileApp } from '../helpers/build.js'
 import { bearer, given } from '../helpers/given.js'
 
 const getMe = (document: Document) => document.paths['/v1/users/me'].get
@@ -101,7 +101,7 @@ t.test('cache policy › private › an error answer of a private operation is n
 // --- public -------------------------------------------------------------------------------------------
 
 t.test('cache policy › public › Cache-Control from x-cache; Surrogate-Control equals CDN-Cache-Control (max-age=sMaxAge)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   await given(app).region()
   const cases: Array<[string, string, string]> = [
     ['/v1/regions', 'public, max-age=60, s-maxage=300, stale-while-revalidate=60, stale-if-error=86400', 'max-age=300, stale-while-revalidate=60, stale-if-error=86400'],
@@ -119,7 +119,7 @@ t.test('cache policy › public › Cache-Control from x-cache; Surrogate-Contro
 })
 
 t.test('cache policy › public › surrogate-key and xkey carry the tags, templated ones filled from the body', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   await given(app).region()
   const chrome = await given(app).app()
   const cases: Array<[string, string]> = [
@@ -150,7 +150,7 @@ t.test('cache policy › public › the purge tags an admin uses are the ones th
 })
 
 t.test('cache policy › public › an authenticated operation without x-cache is private, no-store', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const ann = await given(app).signedIn()
   const res = await app.inject({ method: 'GET', url: '/v1/users/me', headers: ann.headers })
   t.equal(res.statusCode, 200)

@@ -1,11 +1,11 @@
 import { Writable } from 'node:stream'
 import t from 'tap'
 import { buildApp } from '../../app.js'
-import { build, testConfig } from '../helpers/build.js'
+import { build, fileApp, testConfig } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
 
 t.test('errors › an unknown route is a 404 problem', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/v1/nothing-here?x=1' })
   t.equal(res.statusCode, 404)
   t.match(res.headers['content-type'], /^application\/problem\+json/)
@@ -49,7 +49,7 @@ t.test('errors › an unexpected failure is a 500 that leaks nothing and is logg
 })
 
 t.test('errors › a wrong method on a known path is a problem too', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'DELETE', url: '/v1/regions' })
   t.equal(res.statusCode, 404)
   t.equal(res.json().code, 'not_found')

@@ -1,14 +1,14 @@
 import t from 'tap'
-import { build } from '../helpers/build.js'
+import { build, fileApp } from '../helpers/build.js'
 
 t.test('request id › a well-formed X-Request-Id is kept and echoed', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'edge-abc.123' } })
   t.equal(res.headers['x-request-id'], 'edge-abc.123')
 })
 
 t.test('request id › a missing or malformed one is replaced by a generated UUID', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   for (const headers of [{}, { 'x-request-id': 'bad id with spaces\n' }, { 'x-request-id': 'x'.repeat(300) }]) {
     const res = await app.inject({ method: 'GET', url: '/healthz', headers })
     t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/)
@@ -16,7 +16,7 @@ t.test('request id › a missing or malformed one is replaced by a generated UUI
 })
 
 t.test('security headers › helmet sets the usual headers', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/v1/regions' })
   t.equal(res.headers['x-content-type-options'], 'nosniff')
   t.match(res.headers['strict-transport-security'], /max-age=/)
@@ -35,7 +35,7 @@ t.test('CORS › only origins on the allow-list get CORS headers', async (t) => 
 })
 
 t.test('CORS › none by default', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/v1/regions', headers: { origin: 'https://app.fractal.co' } })
   t.notOk(res.headers['access-control-allow-origin'])
 })

@@ -2,7 +2,7 @@
 import { createHmac, createSign, generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
 import { buildApp } from '../../app.js'
-import { build, testConfig, testKeys } from '../helpers/build.js'
+import { build, fileApp, testConfig, testKeys } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
 import { until } from '../helpers/wait.js'
 
@@ -25,7 +25,7 @@ function es256 (header: object, claims: object, privateKey: string) {
 }
 
 t.test('bearer › security › forged and stale tokens are all 401 on getMe', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   const now = Math.floor(Date.now() / 1000)
   const claims = { sub: user.account.id, role: 'admin', scopes: ['account', 'users:read'], sid: '00000000-0000-4000-8000-000000000001', iss: app.config.jwt.issuer, aud: app.config.jwt.audience, iat: now, exp: now + 600 }
@@ -55,7 +55,7 @@ t.test('bearer › security › forged and stale tokens are all 401 on getMe', a
 })
 
 t.test('bearer › security › a token for a signed-out session stops at once, even while cached as verified', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).statusCode, 200)
   t.equal((await app.inject({ method: 'DELETE', url: '/v1/sessions/current', headers: user.headers })).statusCode, 204)

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import t, { type Test } from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 import { type Mailbox, mailTo, startMailbox, tokenIn } from '../../helpers/mailbox.js'
 import { mailDrained } from '../../helpers/wait.js'
@@ -84,7 +84,7 @@ t.test('verifyEmail › invalid input › an expired token gets 400 token_expire
 })
 
 t.test('verifyEmail › invalid input › a token we never issued gets 400 token_invalid', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).user({ verified: false })
 
   const res = await verify(app, { token: randomBytes(32).toString('base64url') })
@@ -109,7 +109,7 @@ t.test('verifyEmail › invalid input › a password-reset token gets 400 token_
 })
 
 t.test('verifyEmail › invalid input › a malformed token or body is a 400 validation_failed naming the field', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const cases: Array<[string, unknown, string]> = [
     ['too short', { token: 'abc' }, '/body/token'],
     ['characters outside the token alphabet', { token: 'a'.repeat(20) + ' or 1=1; --' }, '/body/token'],

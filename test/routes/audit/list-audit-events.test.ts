@@ -1,6 +1,6 @@
 // The audit trail: admin actions and security events with actor, target, IP and time; append-only.
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -70,7 +70,7 @@ t.test('listAuditEvents › valid › the trail is append-only in the database: 
 })
 
 t.test('listAuditEvents › invalid input › a bad action, cursor, date or limit is 400 problem+json', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await adminOf(app)
   for (const query of ['?action=DROP%20TABLE', '?action=session.*.*', '?cursor=not-a-cursor', '?cursor=' + Buffer.from('1 or 1=1').toString('base64url'), '?since=yesterday', '?limit=0', '?limit=101', '?actor=nobody']) {
     const res = await read(app, admin.token, query)
@@ -80,7 +80,7 @@ t.test('listAuditEvents › invalid input › a bad action, cursor, date or limi
 })
 
 t.test('listAuditEvents › insufficient permissions › no token is 401; a user or a developer is 403', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   t.equal((await app.inject({ method: 'GET', url: '/v1/admin/audit' })).statusCode, 401)
   const user = await given(app).signedIn()
   t.equal((await read(app, user.accessToken)).statusCode, 403)
@@ -89,7 +89,7 @@ t.test('listAuditEvents › insufficient permissions › no token is 401; a user
 })
 
 t.test('listAuditEvents › non-existing › filters that match nothing give an empty page, not a 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await adminOf(app)
   const res = await read(app, admin.token, '?action=nothing.ever&targetType=account&targetId=none')
   t.equal(res.statusCode, 200)

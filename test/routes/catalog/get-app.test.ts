@@ -1,9 +1,9 @@
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 
 t.test('getApp › valid › returns the app with its regions', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const region = await given(app).region({ code: 'ap-south-9' })
   await given(app).app({ id: 'figma', name: 'Figma', category: 'design', regions: [region.code] })
 
@@ -15,14 +15,14 @@ t.test('getApp › valid › returns the app with its regions', async (t) => {
 })
 
 t.test('getApp › invalid input › an id that cannot be an app id is a 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/v1/apps/NOT_AN_ID' })
   t.equal(res.statusCode, 400)
   t.equal(res.json().errors[0].field, '/params/appId')
 })
 
 t.test('getApp › non-existing › 404 not_found problem', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/v1/apps/figma2' })
   t.equal(res.statusCode, 404)
   t.match(res.headers['content-type'], /^application\/problem\+json/)

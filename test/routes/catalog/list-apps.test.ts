@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 
 t.test('listApps › valid › pages through the catalog by id with nextCursor, no app twice', async (t) => {
@@ -41,7 +41,7 @@ t.test('listApps › valid › shows each app with the enabled regions it is off
 })
 
 t.test('listApps › valid › region keeps the apps offered there', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const a = await given(app).region({ code: 'eu-west-7' })
   const b = await given(app).region({ code: 'us-west-7' })
   await given(app).app({ id: 'only-a', regions: [a.code] })
@@ -54,7 +54,7 @@ t.test('listApps › valid › region keeps the apps offered there', async (t) =
 })
 
 t.test('listApps › valid › answers 304 when the page has not changed', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   await given(app).app({ id: 'app-etag' })
   const first = await app.inject({ method: 'GET', url: '/v1/apps' })
   const again = await app.inject({ method: 'GET', url: '/v1/apps', headers: { 'if-none-match': first.headers.etag as string } })
@@ -62,7 +62,7 @@ t.test('listApps › valid › answers 304 when the page has not changed', async
 })
 
 t.test('listApps › invalid input › rejects each malformed parameter with 400 naming it', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const cases: Array<[Record<string, string>, string]> = [
     [{ limit: '0' }, '/query/limit'],
     [{ limit: '101' }, '/query/limit'],
@@ -81,14 +81,14 @@ t.test('listApps › invalid input › rejects each malformed parameter with 400
 })
 
 t.test('listApps › invalid input › a cursor this API did not issue is a 400 bad_request', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/v1/apps', query: { cursor: Buffer.from('../../etc').toString('base64url') } })
   t.equal(res.statusCode, 400)
   t.equal(res.json().code, 'bad_request')
 })
 
 t.test('listApps › non-existing › an unknown region is a 404 not_found', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/v1/apps', query: { region: 'zz-nowhere-1' } })
   t.equal(res.statusCode, 404)
   t.equal(res.json().code, 'not_found')

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 
 t.test('listRegions › valid › lists every region in display order with its location', async (t) => {
@@ -17,7 +17,7 @@ t.test('listRegions › valid › lists every region in display order with its l
 })
 
 t.test('listRegions › valid › is edge-cacheable with a strong ETag and answers 304 to If-None-Match', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   await given(app).region()
 
   const first = await app.inject({ method: 'GET', url: '/v1/regions' })
@@ -39,7 +39,7 @@ t.test('listRegions › valid › is edge-cacheable with a strong ETag and answe
 })
 
 t.test('listRegions › rate limit › the 601st request in a minute gets a 429 problem with Retry-After', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   let last
   for (let i = 0; i < 601; i++) last = await app.inject({ method: 'GET', url: '/v1/regions', remoteAddress: '203.0.113.7' })
   t.equal(last!.statusCode, 429)

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import { histogramTotals } from '../../helpers/metrics.js'
 import { until } from '../../helpers/wait.js'
@@ -11,7 +11,7 @@ const assign = (app: App, headers: Record<string, string>, body: object, key: st
   app.inject({ method: 'POST', url: '/v1/containers', payload: body, headers: { ...headers, 'idempotency-key': key } })
 
 t.test('assignContainer › valid › a warm container is handed out at once with its connection info', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const user = await given(app).signedIn()
@@ -50,7 +50,7 @@ t.test('assignContainer › valid › with an empty pool a container starts: 202
 })
 
 t.test('assignContainer › valid › a replay with the same Idempotency-Key returns the first answer; another body is 422', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   await given(app).warmContainer(offer)
   await given(app).warmContainer(offer)
@@ -69,7 +69,7 @@ t.test('assignContainer › valid › a replay with the same Idempotency-Key ret
 })
 
 t.test('assignContainer › concurrency › 30 users and 10 warm containers: each container to exactly one user, the rest start', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   for (let i = 0; i < 10; i++) await given(app).warmContainer(offer)
   const users = await Promise.all(Array.from({ length: 30 }, () => given(app).signedIn()))
@@ -186,7 +186,7 @@ t.test('assignContainer › faults › an assignment stuck behind a lock is canc
 })
 
 t.test('assignContainer › invalid input › missing or malformed key, bad body, second container, disabled region', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const user = await given(app).signedIn()
   const noKey = await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offer.app }, headers: user.headers })
@@ -196,7 +196,7 @@ t.test('assignContainer › invalid input › missing or malformed key, bad body
   for (const body of [{}, { app: 'Chrome!' }, { app: offer.app, dpi: 10 }, { app: offer.app, userId: 'x' }]) {
     t.equal((await assign(app, user.headers, body)).statusCode, 400, JSON.stringify(body))
   }
-  t.equal((await app.db.selectFrom('container').selectAll().execute()).length, 0, 'nothing written')
+  t.equal((await app.db.selectFrom('container').selectAll().where('user_id', '=', user.account.id).execute()).length, 0, 'nothing written')
 
   t.equal((await assign(app, user.headers, { app: offer.app })).statusCode, 202)
   const second = await assign(app, user.headers, { app: offer.app })
@@ -210,16 +210,16 @@ t.test('assignContainer › invalid input › missing or malformed key, bad body
 })
 
 t.test('assignContainer › insufficient permissions › no token 401, a token without the containers scope 403', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   t.equal((await assign(app, {}, { app: offer.app })).statusCode, 401)
   const res = await assign(app, { authorization: `Bearer ${await given(app).token({ scopes: ['account'] })}` }, { app: offer.app })
   t.equal(res.statusCode, 403)
-  t.equal((await app.db.selectFrom('container').selectAll().execute()).length, 0)
+  t.equal((await app.db.selectFrom('container').selectAll().where('app_id', '=', offer.app).execute()).length, 0)
 })
 
 t.test('assignContainer › non-existing › an unknown app or an app not offered in the region is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const other = await given(app).offer()
   const user = await given(app).signedIn()

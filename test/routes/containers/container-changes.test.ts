@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import { until } from '../../helpers/wait.js'
 
@@ -8,7 +8,7 @@ type App = Awaited<ReturnType<typeof build>>
 const stateOf = async (app: App, id: string) => (await app.db.selectFrom('container').select('state').where('id', '=', id).executeTakeFirstOrThrow()).state
 
 t.test('updateContainer › valid › the owner changes STUN and DPI', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { warm, user } = await given(app).assignedContainer()
   const res = await app.inject({ method: 'PATCH', url: `/v1/containers/${warm.id}`, payload: { useStun: true, dpi: 192 }, headers: user.headers })
   t.equal(res.statusCode, 200)
@@ -18,7 +18,7 @@ t.test('updateContainer › valid › the owner changes STUN and DPI', async (t)
 })
 
 t.test('updateContainer › insufficient permissions › another user gets 404; no token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { warm } = await given(app).assignedContainer()
   const stranger = await given(app).signedIn()
   t.equal((await app.inject({ method: 'PATCH', url: `/v1/containers/${warm.id}`, payload: { dpi: 100 }, headers: stranger.headers })).statusCode, 404)
@@ -27,7 +27,7 @@ t.test('updateContainer › insufficient permissions › another user gets 404; 
 })
 
 t.test('updateContainer › invalid input › out-of-range DPI, unknown fields, empty body', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { warm, user } = await given(app).assignedContainer()
   for (const payload of [{ dpi: 10 }, { state: 'stopped' }, {}, { useStun: 'yes' }]) {
     t.equal((await app.inject({ method: 'PATCH', url: `/v1/containers/${warm.id}`, payload, headers: user.headers })).statusCode, 400, JSON.stringify(payload))
@@ -35,7 +35,7 @@ t.test('updateContainer › invalid input › out-of-range DPI, unknown fields, 
 })
 
 t.test('updateContainer › non-existing › 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'PATCH', url: `/v1/containers/${randomUUID()}`, payload: { dpi: 100 }, headers: user.headers })).statusCode, 404)
 })
@@ -56,7 +56,7 @@ t.test('cancelJob › valid › cancelling a start job stops its container; canc
 })
 
 t.test('cancelJob › insufficient permissions › another user gets 404 and nothing is cancelled', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const user = await given(app).signedIn()
   const { job } = (await app.inject({ method: 'POST', url: '/v1/containers', payload: { app: offer.app }, headers: { ...user.headers, 'idempotency-key': randomUUID() } })).json()
@@ -66,13 +66,13 @@ t.test('cancelJob › insufficient permissions › another user gets 404 and not
 })
 
 t.test('cancelJob › invalid input › a malformed id is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'POST', url: '/v1/jobs/x/cancel', headers: user.headers })).statusCode, 400)
 })
 
 t.test('cancelJob › non-existing › 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'POST', url: `/v1/jobs/${randomUUID()}/cancel`, headers: user.headers })).json().code, 'not_found')
 })
@@ -88,7 +88,7 @@ t.test('shutdownContainer › valid › the container asks to stop: 202 and it e
 })
 
 t.test('shutdownContainer › insufficient permissions › a user token or a wrong secret is 401, nothing stops', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { warm, user } = await given(app).assignedContainer()
   for (const headers of [user.headers, { 'x-container-secret': 'y'.repeat(43) }]) {
     t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${warm.id}/self`, headers })).statusCode, 401)
@@ -97,7 +97,7 @@ t.test('shutdownContainer › insufficient permissions › a user token or a wro
 })
 
 t.test('shutdownContainer › invalid input › a malformed id is 401 (the secret is checked first, and no container has that id)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { warm } = await given(app).assignedContainer()
   t.equal((await app.inject({ method: 'DELETE', url: '/v1/containers/x/self', headers: { 'x-container-secret': warm.secret } })).statusCode, 401)
 })

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -24,7 +24,7 @@ async function threeRegions (app: App) {
 }
 
 t.test('assignContainer › valid › no region: the nearest from CloudFront\'s or Cloudflare\'s geo headers', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const world = await threeRegions(app)
   const dublinUser = await given(app).signedIn()
   const bostonUser = await given(app).signedIn()
@@ -42,7 +42,7 @@ t.test('assignContainer › valid › no region: the nearest from CloudFront\'s 
 })
 
 t.test('assignContainer › valid › no region: a warm container within 1,000 km of the nearest wins; a region in maintenance is skipped', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const world = await threeRegions(app)
   // London-ish client: Ireland is nearest; no warm container anywhere near except Virginia (too far).
   await given(app).warmContainer({ app: world.app, region: world.virginia })
@@ -67,7 +67,7 @@ t.test('assignContainer › valid › no region: a warm container within 1,000 k
 })
 
 t.test('assignContainer › valid › no region and no geo headers: GeoIP on the client address (private addresses ignored)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const world = await threeRegions(app)
   const fromJapan = await given(app).signedIn()
   const fromLan = await given(app).signedIn()
@@ -83,7 +83,7 @@ t.test('assignContainer › valid › no region and no geo headers: GeoIP on the
 })
 
 t.test('listWarmPools › valid › target, ready and starting per app and region, filtered', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   await app.db.updateTable('app_region').set({ warm_pool_target: 3 }).where('app_id', '=', offer.app).execute()
   await given(app).warmContainer(offer)
@@ -99,14 +99,14 @@ t.test('listWarmPools › valid › target, ready and starting per app and regio
 })
 
 t.test('listWarmPools › insufficient permissions › a user is 403, no token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: '/v1/admin/warm-pools', headers: user.headers })).statusCode, 403)
   t.equal((await app.inject({ method: 'GET', url: '/v1/admin/warm-pools' })).statusCode, 401)
 })
 
 t.test('listWarmPools › invalid input › a malformed filter is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const dev = await given(app).signedIn({ role: 'developer' })
   const res = await app.inject({ method: 'GET', url: '/v1/admin/warm-pools?region=NOT%20A%20REGION', headers: dev.headers })
   t.equal(res.statusCode, 400)
@@ -130,7 +130,7 @@ t.test('setWarmPoolTarget › valid › sets the target, audited; the next sched
 })
 
 t.test('setWarmPoolTarget › insufficient permissions › a user (no fleet:write) is 403 and nothing changes', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const user = await given(app).signedIn()
   const res = await app.inject({ method: 'PUT', url: `/v1/admin/warm-pools/${offer.app}/${offer.region}`, payload: { target: 9 }, headers: user.headers })
@@ -142,7 +142,7 @@ t.test('setWarmPoolTarget › insufficient permissions › a user (no fleet:writ
 })
 
 t.test('setWarmPoolTarget › invalid input › a negative, huge or missing target is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const dev = await given(app).signedIn({ role: 'developer' })
   for (const payload of [{ target: -1 }, { target: 1001 }, {}, { target: '3' }, { target: 2, extra: true }]) {
@@ -152,7 +152,7 @@ t.test('setWarmPoolTarget › invalid input › a negative, huge or missing targ
 })
 
 t.test('setWarmPoolTarget › non-existing › an app not offered in the region is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const dev = await given(app).signedIn({ role: 'developer' })
   const res = await app.inject({ method: 'PUT', url: `/v1/admin/warm-pools/${offer.app}/zz-nowhere-1`, payload: { target: 1 }, headers: dev.headers })
@@ -161,7 +161,7 @@ t.test('setWarmPoolTarget › non-existing › an app not offered in the region 
 })
 
 t.test('listContainers › valid › filters by state, app and region; admins list everyone\'s without their connection info', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { offer, user, container } = await given(app).assignedContainer()
   const admin = await given(app).signedIn({ role: 'admin' })
 
@@ -177,7 +177,7 @@ t.test('listContainers › valid › filters by state, app and region; admins li
 })
 
 t.test('listContainers › insufficient permissions › all=true or user= is 403 for a non-admin', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   const res = await app.inject({ method: 'GET', url: '/v1/containers?all=true', headers: user.headers })
   t.equal(res.statusCode, 403)

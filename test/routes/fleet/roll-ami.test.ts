@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import { until } from '../../helpers/wait.js'
 
@@ -79,7 +79,7 @@ t.test('rollAmi › invalid input › a malformed AMI, an unknown strategy or fi
 })
 
 t.test('rollAmi › insufficient permissions › a user or a fleet:read token is 403, no token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const region = await given(app).region()
   const user = await given(app).signedIn()
   t.equal((await roll(app, region.code, user.headers, { ami: newAmi, strategy: 'rolling' })).statusCode, 403)
@@ -89,7 +89,7 @@ t.test('rollAmi › insufficient permissions › a user or a fleet:read token is
 })
 
 t.test('rollAmi › non-existing › an unknown region is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const dev = await given(app).signedIn({ role: 'developer' })
   const res = await roll(app, 'zz-nowhere-1', dev.headers, { ami: newAmi, strategy: 'rolling' })
   t.equal(res.statusCode, 404)

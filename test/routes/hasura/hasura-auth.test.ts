@@ -1,11 +1,11 @@
 import { Writable } from 'node:stream'
 import t from 'tap'
 import { buildApp } from '../../../app.js'
-import { build, testConfig } from '../../helpers/build.js'
+import { fileApp, testConfig } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 
 t.test('hasuraAuth › valid › a valid token gives its role and user id', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const dev = await given(app).signedIn({ role: 'developer' })
   const res = await app.inject({ method: 'GET', url: '/hasura/auth', headers: dev.headers })
   t.equal(res.statusCode, 200)
@@ -14,7 +14,7 @@ t.test('hasuraAuth › valid › a valid token gives its role and user id', asyn
 })
 
 t.test('hasuraAuth › valid › no token, a bad one or a revoked session is anonymous', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   await app.inject({ method: 'DELETE', url: '/v1/sessions/current', headers: user.headers })
   for (const headers of [{}, bearer('garbage'), { authorization: 'Basic abc' }, user.headers]) {
@@ -25,7 +25,7 @@ t.test('hasuraAuth › valid › no token, a bad one or a revoked session is ano
 })
 
 t.test('hasuraAuth › invalid input › an oversized Authorization header is a 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/hasura/auth', headers: bearer('x'.repeat(5000)) })
   t.equal(res.statusCode, 400)
 })

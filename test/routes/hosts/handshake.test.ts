@@ -1,6 +1,6 @@
 import { randomBytes, X509Certificate } from 'node:crypto'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import { identityAuthority, identityDocument, signDocument, signedIdentity } from '../../helpers/identity-document.js'
 
@@ -20,6 +20,11 @@ const handshake = (app: App, payload: object, remoteAddress?: string, currentSec
 const heartbeat = (app: App, hostId: string, secret: string, payload: object = {}) =>
   app.inject({ method: 'POST', url: `/v1/hosts/${hostId}/heartbeats`, payload, headers: { 'x-host-secret': secret } })
 const hostRows = (app: App) => app.db.selectFrom('host').selectAll().execute()
+/** The file's tests share an app and run one at a time: the host rows a test made are the ones added since it began. */
+async function hostsAddedFrom (app: App) {
+  const before = new Set((await app.db.selectFrom('host').select('id').execute()).map((r) => r.id))
+  return async () => (await hostRows(app)).filter((r) => !before.has(r.id))
+}
 const hostRow = (app: App, id: string) => app.db.selectFrom('host').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
 
 // Two authorities per process: "AWS" (configured) and an impostor.
@@ -78,7 +83,7 @@ t.test('hostHandshake › valid › a bootstrap secret registers the host: 201 w
 })
 
 t.test('hostHandshake › valid › the address defaults to the caller\'s; a cluster of another region is not linked', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
   const here = await given(app).offer()
   const elsewhere = await given(app).offer()
   const otherCluster = await app.db.selectFrom('cluster').select('name').where('region_code', '=', elsewhere.region).executeTakeFirstOrThrow()
@@ -93,7 +98,7 @@ t.test('hostHandshake › valid › the address defaults to the caller\'s; a clu
 })
 
 t.test('hostHandshake › valid › the original agent\'s InstanceID alias works', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
   const region = await given(app).region()
   const id = instanceId()
 
@@ -105,7 +110,8 @@ t.test('hostHandshake › valid › the original agent\'s InstanceID alias works
 })
 
 t.test('hostHandshake › valid › a re-handshake with the host\'s current secret in X-Host-Secret is 200 with a new secret: the old one stops working', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
   const id = instanceId()
   const first = await handshake(app, { instanceId: id, region: region.code, ip: '198.51.100.20', bootstrapSecret })
@@ -116,7 +122,7 @@ t.test('hostHandshake › valid › a re-handshake with the host\'s current secr
   t.equal(second.statusCode, 200)
   t.equal(second.json().hostId, first.json().hostId, 'the same host')
   t.not(second.json().secret, first.json().secret, 'a new secret')
-  const rows = await hostRows(app)
+  const rows = await added()
   t.equal(rows.length, 1, 'no second row')
   t.equal(rows[0]!.ip, '198.51.100.21')
   t.notMatch(JSON.stringify(rows[0]), second.json().secret)
@@ -133,7 +139,7 @@ t.test('hostHandshake › valid › a re-handshake with the host\'s current secr
 })
 
 t.test('hostHandshake › valid › a dead host that shakes hands again is active', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
   const region = await given(app).region()
   const id = instanceId()
   const first = await handshake(app, { instanceId: id, region: region.code, bootstrapSecret })
@@ -151,7 +157,8 @@ t.test('hostHandshake › valid › a dead host that shakes hands again is activ
 t.test('hostHandshake › valid › a signed identity document: its instance, region, AMI and instance type are the ones stored', async (t) => {
   const cert = new X509Certificate(aws.certificate)
   t.ok(cert.verify(cert.publicKey) && cert.checkPrivateKey(aws.privateKey), 'AWS_IDENTITY_CERT is a real self-signed certificate')
-  const app = await build(t, { AWS_IDENTITY_CERT: aws.certificate })
+  const app = await fileApp({ AWS_IDENTITY_CERT: aws.certificate })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
   const other = await given(app).region()
   const id = instanceId()
@@ -170,7 +177,7 @@ t.test('hostHandshake › valid › a signed identity document: its instance, re
   }, '198.51.100.31')
 
   t.equal(res.statusCode, 201)
-  const rows = await hostRows(app)
+  const rows = await added()
   t.equal(rows.length, 1)
   t.match(rows[0], {
     id: res.json().hostId,
@@ -187,7 +194,8 @@ t.test('hostHandshake › valid › a signed identity document: its instance, re
 })
 
 t.test('hostHandshake › insufficient permissions › a tampered identity document, or one signed by another key, is 401 and nothing is stored', async (t) => {
-  const app = await build(t, { AWS_IDENTITY_CERT: aws.certificate })
+  const app = await fileApp({ AWS_IDENTITY_CERT: aws.certificate })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
   const document = identityDocument({ instanceId: instanceId(), region: region.code })
   const signature = signDocument(document, aws.privateKey)
@@ -219,11 +227,12 @@ t.test('hostHandshake › insufficient permissions › a tampered identity docum
     t.match(res.headers['content-type'], /application\/problem\+json/, label)
     t.equal(res.json().code, 'unauthorized', label)
   }
-  t.same(await hostRows(app), [], 'nothing stored')
+  t.same(await added(), [], 'nothing stored')
 })
 
 t.test('hostHandshake › insufficient permissions › without AWS_IDENTITY_CERT an identity document is 401', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
   const document = identityDocument({ instanceId: instanceId(), region: region.code })
 
@@ -231,11 +240,12 @@ t.test('hostHandshake › insufficient permissions › without AWS_IDENTITY_CERT
 
   t.equal(res.statusCode, 401)
   t.equal(res.json().code, 'unauthorized')
-  t.same(await hostRows(app), [])
+  t.same(await added(), [])
 })
 
 t.test('hostHandshake › insufficient permissions › a wrong or missing bootstrap secret is 401 problem+json and nothing is stored', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
 
   for (const secret of ['a-long-shared-bootstrap-secreT', `${bootstrapSecret}x`, 'another-secret-entirely', undefined]) {
@@ -245,7 +255,7 @@ t.test('hostHandshake › insufficient permissions › a wrong or missing bootst
     t.match(res.json(), { status: 401, code: 'unauthorized' })
     t.notMatch(res.body, bootstrapSecret, 'the expected secret is not echoed')
   }
-  t.same(await hostRows(app), [], 'nothing stored')
+  t.same(await added(), [], 'nothing stored')
 })
 
 t.test('hostHandshake › insufficient permissions › without HOST_BOOTSTRAP_SECRET configured no bootstrap secret is accepted', async (t) => {
@@ -261,7 +271,8 @@ t.test('hostHandshake › insufficient permissions › without HOST_BOOTSTRAP_SE
 })
 
 t.test('hostHandshake › invalid input › a malformed instance id, AMI, address or an unknown field is 400 naming it; nothing is stored', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
   const good = { instanceId: instanceId(), region: region.code, bootstrapSecret }
 
@@ -282,11 +293,12 @@ t.test('hostHandshake › invalid input › a malformed instance id, AMI, addres
     t.equal(res.json().code, 'validation_failed', field)
     t.match(JSON.stringify(res.json().errors), field, `names ${field}`)
   }
-  t.same(await hostRows(app), [], 'nothing stored')
+  t.same(await added(), [], 'nothing stored')
 })
 
 t.test('hostHandshake › invalid input › with a bootstrap secret, a missing instance id or region is 400 naming it', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
 
   const noInstance = await handshake(app, { region: region.code, bootstrapSecret })
@@ -299,7 +311,7 @@ t.test('hostHandshake › invalid input › with a bootstrap secret, a missing i
 
   const noBody = await app.inject({ method: 'POST', url: '/v1/hosts/handshake' })
   t.equal(noBody.statusCode, 400, 'the body is required')
-  t.same(await hostRows(app), [])
+  t.same(await added(), [])
 })
 
 t.test('hostHandshake › invalid input › an unknown region is 422 naming /body/region', async (t) => {
@@ -318,7 +330,8 @@ t.test('hostHandshake › invalid input › an unknown region is 422 naming /bod
 })
 
 t.test('hostHandshake › invalid input › a body that is not JSON is 415', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
 
   const res = await app.inject({
@@ -333,11 +346,12 @@ t.test('hostHandshake › invalid input › a body that is not JSON is 415', asy
 
   const text = await app.inject({ method: 'POST', url: '/v1/hosts/handshake', payload: 'hello', headers: { 'content-type': 'text/plain' } })
   t.equal(text.statusCode, 415)
-  t.same(await hostRows(app), [])
+  t.same(await added(), [])
 })
 
 t.test('hostHandshake › valid › two bootstrap handshakes of one new instance at once: one row, one 201 and one 409, the 201\'s secret works', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
   const id = instanceId()
 
@@ -348,12 +362,13 @@ t.test('hostHandshake › valid › two bootstrap handshakes of one new instance
   const loser = answers.find((r) => r.statusCode === 409)!
   t.match(loser.headers['content-type'], /application\/problem\+json/)
   t.match(loser.json(), { code: 'conflict', detail: /is live/ })
-  t.equal((await hostRows(app)).length, 1)
+  t.equal((await added()).length, 1)
   t.equal((await heartbeat(app, winner.hostId, winner.secret)).statusCode, 204, 'the one secret handed out works')
 })
 
 t.test('hostHandshake › insufficient permissions › guessing the bootstrap secret meets the rate limit of 60 a minute per address', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
   const attacker = '203.0.113.66'
 
@@ -366,7 +381,7 @@ t.test('hostHandshake › insufficient permissions › guessing the bootstrap se
   t.match(limited.headers['content-type'], /application\/problem\+json/)
   t.equal(limited.json().code, 'rate_limited')
   t.ok(Number(limited.headers['retry-after']) > 0, 'Retry-After says how long')
-  t.same(await hostRows(app), [], 'nothing stored')
+  t.same(await added(), [], 'nothing stored')
 
   const honest = await handshake(app, { instanceId: instanceId(), region: region.code, bootstrapSecret }, '203.0.113.67')
   t.equal(honest.statusCode, 201, 'another address is not limited')
@@ -376,7 +391,7 @@ t.test('hostHandshake › insufficient permissions › guessing the bootstrap se
 // (its heartbeats got 401), and the address stored was the body's `ip`, not the document's `privateIp`.
 
 t.test('hostHandshake › insufficient permissions › replaying a signed identity document is 401: the real host keeps its secret and its heartbeats work', async (t) => {
-  const app = await build(t, { AWS_IDENTITY_CERT: aws.certificate })
+  const app = await fileApp({ AWS_IDENTITY_CERT: aws.certificate })
   const region = await given(app).region()
   const document = signed({ instanceId: instanceId(), region: region.code, privateIp: '10.0.0.5' })
   const real = await handshake(app, document, '10.0.0.5')
@@ -430,7 +445,7 @@ t.test('hostHandshake › insufficient permissions › the window is HOST_IDENTI
 })
 
 t.test('hostHandshake › valid › with an identity document the stored address is its privateIp, not the body\'s ip nor the caller\'s', async (t) => {
-  const app = await build(t, { AWS_IDENTITY_CERT: aws.certificate })
+  const app = await fileApp({ AWS_IDENTITY_CERT: aws.certificate })
   const region = await given(app).region()
 
   const v4 = await handshake(app, { ...signed({ instanceId: instanceId(), region: region.code, privateIp: '10.0.0.5' }), ip: '192.0.2.66' }, '192.0.2.66')
@@ -468,7 +483,8 @@ t.test('hostHandshake › valid › an agent that restarts re-handshakes with it
 })
 
 t.test('hostHandshake › valid › concurrent handshakes with one identity document: one 201, the others 401; concurrent rotations with one secret: one 200', async (t) => {
-  const app = await build(t, { AWS_IDENTITY_CERT: aws.certificate })
+  const app = await fileApp({ AWS_IDENTITY_CERT: aws.certificate })
+  const added = await hostsAddedFrom(app)
   const region = await given(app).region()
   const document = signed({ instanceId: instanceId(), region: region.code })
 
@@ -476,7 +492,7 @@ t.test('hostHandshake › valid › concurrent handshakes with one identity docu
 
   t.same(answers.map((r) => r.statusCode).sort(), [201, 401, 401, 401, 401, 401, 401, 401])
   const winner = answers.find((r) => r.statusCode === 201)!.json() as { hostId: string, secret: string }
-  t.equal((await hostRows(app)).length, 1)
+  t.equal((await added()).length, 1)
   t.equal((await heartbeat(app, winner.hostId, winner.secret)).statusCode, 204, 'the one secret handed out works')
 
   const rotations = await Promise.all(Array.from({ length: 4 }, () => handshake(app, document, undefined, winner.secret)))
@@ -556,7 +572,7 @@ t.test('hostHandshake › insufficient permissions › no handshake replaces a l
 })
 
 t.test('hostHandshake › insufficient permissions › a bootstrap handshake of a live host without its current secret is 409: its secret and address stay', async (t) => {
-  const app = await build(t, { HOST_BOOTSTRAP_SECRET: bootstrapSecret })
+  const app = await fileApp({ HOST_BOOTSTRAP_SECRET: bootstrapSecret })
   const region = await given(app).region()
   const id = instanceId()
   const first = await handshake(app, { instanceId: id, region: region.code, ip: '198.51.100.20', bootstrapSecret })

@@ -1,6 +1,6 @@
 // The queue dashboard (bull-arena at /admin/queues) and the operation that opens it in a browser.
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -18,7 +18,7 @@ async function page (app: App, path: string, headers: Record<string, string> = {
 }
 
 t.test('openQueueDashboard › valid › an admin gets an HttpOnly cookie for /admin/queues; the dashboard then lists our queues', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await openSession(app, await adminToken(app))
   t.equal(res.statusCode, 201)
   t.equal(res.json().url, '/admin/queues')
@@ -50,7 +50,7 @@ t.test('openQueueDashboard › valid › a failed job is visible in its queue, w
 })
 
 t.test('openQueueDashboard › insufficient permissions › no token is 401, a user token 403; the dashboard likewise, as problem+json', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).token({ scopes: ['account', 'containers'] })
   t.equal((await app.inject({ method: 'POST', url: '/v1/admin/queue-dashboard/session' })).statusCode, 401)
   const forbidden = await openSession(app, user)
@@ -68,7 +68,7 @@ t.test('openQueueDashboard › insufficient permissions › no token is 401, a u
 })
 
 t.test('openQueueDashboard › invalid input › a forged, expired or signed-out cookie is 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const forged = await page(app, '/admin/queues', { cookie: 'fractal_queues=eyJhbGciOiJub25lIn0.e30.' })
   t.equal(forged.statusCode, 401)
   const admin = await given(app).signedIn({ role: 'admin' })

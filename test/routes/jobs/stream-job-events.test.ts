@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -51,7 +51,7 @@ t.test('streamJobEvents › valid › progress events over SSE, then the termina
 })
 
 t.test('streamJobEvents › insufficient permissions › another user gets a 404 problem, no token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { jobId } = await startJob(app)
   const stranger = await given(app).signedIn()
   const res = await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}/events`, headers: stranger.headers })
@@ -61,20 +61,20 @@ t.test('streamJobEvents › insufficient permissions › another user gets a 404
 })
 
 t.test('streamJobEvents › invalid input › a malformed id or Last-Event-ID is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { user, jobId } = await startJob(app)
   t.equal((await app.inject({ method: 'GET', url: '/v1/jobs/x/events', headers: user.headers })).statusCode, 400)
   t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}/events`, headers: { ...user.headers, 'last-event-id': 'abc' } })).statusCode, 400)
 })
 
 t.test('streamJobEvents › non-existing › 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${randomUUID()}/events`, headers: user.headers })).statusCode, 404)
 })
 
 t.test('streamJobEvents › valid › a client that saw a progress event of the same millisecond as the end still gets the terminal event', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   const job = await app.db.insertInto('job').values({ kind: 'start_container', owner_id: user.account.id, message: 'queued', deadline_at: new Date(Date.now() + 60_000) }).returningAll().executeTakeFirstOrThrow()
   const at = new Date()

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 import { s3rverCredentials, startS3 } from '../../helpers/s3.js'
 import { until } from '../../helpers/wait.js'
@@ -85,7 +85,7 @@ t.test('listMyLogs › valid › my logs only, newest first, each with a presign
 })
 
 t.test('listMyLogs › valid › pages with limit and cursor, each log once', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   const made = []
   for (let i = 0; i < 5; i++) made.push(await logRowAt(app, { userId: user.account.id, createdAt: `2026-03-0${i + 1}T12:00:00.000Z` }))
@@ -109,7 +109,7 @@ t.test('listMyLogs › valid › pages with limit and cursor, each log once', as
 })
 
 t.test('listMyLogs › insufficient permissions › no token is 401, a token without the containers scope 403', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const none = await app.inject({ method: 'GET', url: '/v1/logs' })
   t.equal(none.statusCode, 401)
   t.match(none.headers['content-type'], /application\/problem\+json/)
@@ -120,7 +120,7 @@ t.test('listMyLogs › insufficient permissions › no token is 401, a token wit
 })
 
 t.test('listMyLogs › invalid input › a bad limit or a cursor this API did not issue is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   for (const [query, field] of [[{ limit: '0' }, '/query/limit'], [{ limit: '101' }, '/query/limit'], [{ limit: 'ten' }, '/query/limit'], [{ cursor: 'not a cursor!' }, '/query/cursor']] as const) {
     const res = await app.inject({ method: 'GET', url: '/v1/logs', query, headers: user.headers })
@@ -184,7 +184,7 @@ t.test('listLogs › valid › filters by user, container, sender and date range
 })
 
 t.test('listLogs › valid › cursor pagination walks every log once, filters kept', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const user = await given(app).user()
   const made = []
@@ -207,7 +207,7 @@ t.test('listLogs › valid › cursor pagination walks every log once, filters k
 })
 
 t.test('listLogs › valid › pagination does not skip logs created within the same millisecond', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const user = await given(app).user()
   // Logs accepted together (here: one statement, so one now()) share their created_at to the microsecond.
@@ -231,7 +231,7 @@ t.test('listLogs › valid › pagination does not skip logs created within the 
 })
 
 t.test('listLogs › insufficient permissions › a user or developer is 403, no token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   const dev = await given(app).signedIn({ role: 'developer' })
   await logRowAt(app, { userId: user.account.id, createdAt: '2026-01-01T00:00:00.000Z' })
@@ -249,7 +249,7 @@ t.test('listLogs › insufficient permissions › a user or developer is 403, no
 })
 
 t.test('listLogs › invalid input › a malformed filter is 400 naming it', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const cases: Array<[Record<string, string>, string]> = [
     [{ user: 'bob' }, '/query/user'],

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -47,26 +47,28 @@ t.test('setMaintenance › valid › a window ends by itself: an expired one ref
 })
 
 t.test('setMaintenance › insufficient permissions › users and developers get 403, no token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
+  const windowsBefore = (await app.db.selectFrom('maintenance').selectAll().execute()).length
   for (const role of ['user', 'developer'] as const) {
     const someone = await given(app).signedIn({ role })
     t.equal((await put(app, someone.headers, { enabled: true })).statusCode, 403, role)
   }
   t.equal((await put(app, {}, { enabled: true })).statusCode, 401)
-  t.equal((await app.db.selectFrom('maintenance').selectAll().execute()).length, 0)
+  t.equal((await app.db.selectFrom('maintenance').selectAll().execute()).length, windowsBefore, 'no window opened')
 })
 
 t.test('setMaintenance › invalid input › bad fields are 400 and nothing changes', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
+  const windowsBefore = (await app.db.selectFrom('maintenance').selectAll().execute()).length
   for (const payload of [{}, { enabled: 'yes' }, { enabled: true, minutes: 0 }, { enabled: true, minutes: 20000 }, { enabled: true, region: 'Mars' }, { enabled: true, owner: 'x' }]) {
     t.equal((await put(app, admin.headers, payload)).statusCode, 400, JSON.stringify(payload))
   }
-  t.equal((await app.db.selectFrom('maintenance').selectAll().execute()).length, 0)
+  t.equal((await app.db.selectFrom('maintenance').selectAll().execute()).length, windowsBefore, 'no window opened')
 })
 
 t.test('setMaintenance › non-existing › an unknown region is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const res = await put(app, admin.headers, { enabled: true, region: 'zz-nowhere-1' })
   t.equal(res.statusCode, 404)

@@ -1,10 +1,10 @@
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 import { partners } from '../partners/partner-fixtures.js'
 
 t.test('listPartnerContainers › valid › the running containers of the partner\'s users, newest first, without connection details', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const { partner, headers } = await f.withKey()
   const offer = await given(app).offer()
@@ -40,7 +40,7 @@ t.test('listPartnerContainers › valid › the running containers of the partne
 })
 
 t.test('listPartnerContainers › valid › one of the partner\'s users without running containers: an empty page', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const { partner, headers } = await f.withKey()
   const offer = await given(app).offer()
@@ -54,7 +54,7 @@ t.test('listPartnerContainers › valid › one of the partner\'s users without 
 })
 
 t.test('listPartnerContainers › valid › BOLA: partner A never sees partner B\'s containers, nor unassigned ones', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const a = await f.withKey()
   const b = await f.withKey()
@@ -71,7 +71,7 @@ t.test('listPartnerContainers › valid › BOLA: partner A never sees partner B
 })
 
 t.test('listPartnerContainers › invalid input › bad users, limits and cursors are 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { headers } = await partners(app).withKey()
   const queries: Array<Record<string, string>> = [{ user: 'me' }, { limit: '1000' }, { cursor: '#' }]
   for (const query of queries) {
@@ -81,7 +81,7 @@ t.test('listPartnerContainers › invalid input › bad users, limits and cursor
 })
 
 t.test('listPartnerContainers › non-existing › an unknown user, or another partner\'s, is a 404 (the same answer)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const a = await f.withKey()
   const b = await f.withKey()
@@ -98,7 +98,7 @@ t.test('listPartnerContainers › non-existing › an unknown user, or another p
 })
 
 t.test('listPartnerContainers › insufficient permissions › no key or an expired one 401, a key without partner:read 403, a user token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const partner = await f.partner()
   const expired = await f.key(partner.id, { expiresAt: new Date(Date.now() - 1) })

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { dereference } from '../../../openapi/spec.js'
 
 const run = promisify(execFile)
@@ -57,7 +57,7 @@ t.test('partner docs › /partner/openapi.json holds exactly the partner operati
 })
 
 t.test('partner docs › the partner document lints clean (redocly)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const body = (await app.inject({ method: 'GET', url: '/partner/openapi.json' })).body
   const dir = await mkdtemp(join(tmpdir(), 'fractal-partner-doc-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
@@ -68,7 +68,7 @@ t.test('partner docs › the partner document lints clean (redocly)', async (t) 
 })
 
 t.test('partner docs › /partner/docs is Swagger UI on the partner document, and /docs still on the whole one', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const ui = await app.inject({ method: 'GET', url: '/partner/docs/' })
   t.equal(ui.statusCode, 200)
   t.match(ui.body, /swagger-ui/i)

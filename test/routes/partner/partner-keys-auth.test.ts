@@ -1,13 +1,13 @@
 // The partnerKey security scheme on the partner operations: which keys get in, what the others get.
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 import { partners } from '../partners/partner-fixtures.js'
 
 const operations = ['/v1/partner/users', '/v1/partner/usage', '/v1/partner/containers']
 
 t.test('listPartnerUsers › insufficient permissions › missing, malformed, wrong, expired and revoked keys are 401 on every partner operation', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const { partner, key } = await f.withKey()
   const expired = await f.key(partner.id, { expiresAt: new Date(Date.now() - 1000) })
@@ -34,7 +34,7 @@ t.test('listPartnerUsers › insufficient permissions › missing, malformed, wr
 })
 
 t.test('listPartnerUsers › insufficient permissions › a key without partner:read is 403 on every partner operation', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const partner = await f.partner()
   const scopeless = await f.key(partner.id, { scopes: [] })
@@ -46,7 +46,7 @@ t.test('listPartnerUsers › insufficient permissions › a key without partner:
 })
 
 t.test('listPartnerUsers › insufficient permissions › user and admin access tokens are no partner credential (401)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const user = await given(app).signedIn()
   for (const url of operations) {
@@ -57,7 +57,7 @@ t.test('listPartnerUsers › insufficient permissions › user and admin access 
 })
 
 t.test('listPartnerUsers › valid › last_used_at is written on first use, then at most once a minute', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { row, headers } = await partners(app).withKey()
   const lastUsed = async () => (await app.db.selectFrom('partner_api_key').select('last_used_at').where('id', '=', row.id).executeTakeFirstOrThrow()).last_used_at
 
@@ -74,7 +74,7 @@ t.test('listPartnerUsers › valid › last_used_at is written on first use, the
 })
 
 t.test('listPartnerUsers › valid › the rate limit counts per key: one key at its limit leaves another alone', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const a = await f.withKey()
   const b = await f.withKey()

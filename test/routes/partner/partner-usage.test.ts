@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 import { partners } from '../partners/partner-fixtures.js'
 
@@ -7,7 +7,7 @@ const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000)
 const at = (iso: string) => new Date(iso)
 
 t.test('getPartnerUsage › valid › container hours per user within the month (UTC) and the totals over every page', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const { partner, headers } = await f.withKey()
   const ada = await f.member(partner.id, { name: 'Ada', email: 'ada@school.test', createdAt: minutesAgo(3) })
@@ -45,7 +45,7 @@ t.test('getPartnerUsage › valid › container hours per user within the month 
 })
 
 t.test('getPartnerUsage › valid › the month defaults to the current one', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const { partner, headers } = await f.withKey()
   const ada = await f.member(partner.id)
@@ -57,7 +57,7 @@ t.test('getPartnerUsage › valid › the month defaults to the current one', as
 })
 
 t.test('getPartnerUsage › valid › BOLA: partner A\'s usage holds none of partner B\'s users or hours', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const a = await f.withKey()
   const b = await f.withKey()
@@ -74,7 +74,7 @@ t.test('getPartnerUsage › valid › BOLA: partner A\'s usage holds none of par
 })
 
 t.test('getPartnerUsage › invalid input › bad months, users, limits and cursors are 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { headers } = await partners(app).withKey()
   const queries: Array<Record<string, string>> = [{ month: '2026-13' }, { month: '2026-1' }, { month: '10-2026' }, { month: '2026-10-01' }, { user: 'bob' }, { limit: '0' }, { cursor: '*' }]
   for (const query of queries) {
@@ -84,7 +84,7 @@ t.test('getPartnerUsage › invalid input › bad months, users, limits and curs
 })
 
 t.test('getPartnerUsage › non-existing › an unknown user, or another partner\'s, is a 404 (the same answer)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const a = await f.withKey()
   const b = await f.withKey()
@@ -101,7 +101,7 @@ t.test('getPartnerUsage › non-existing › an unknown user, or another partner
 })
 
 t.test('getPartnerUsage › insufficient permissions › no key or a revoked one 401, a key without partner:read 403, a user token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const partner = await f.partner()
   const revoked = await f.key(partner.id, { revoked: true })

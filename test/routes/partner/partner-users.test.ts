@@ -1,11 +1,11 @@
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { fileApp } from '../../helpers/build.js'
 import { partners } from '../partners/partner-fixtures.js'
 
 const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000)
 
 t.test('listPartnerUsers › valid › pages through the partner\'s own users newest first, with id, email, name and sign-up time only', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const { partner, headers } = await f.withKey()
   const ada = await f.member(partner.id, { email: 'ada@school.test', name: 'Ada', createdAt: minutesAgo(3) })
@@ -27,7 +27,7 @@ t.test('listPartnerUsers › valid › pages through the partner\'s own users ne
 })
 
 t.test('listPartnerUsers › valid › BOLA: partner A never sees partner B\'s users', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const f = partners(app)
   const a = await f.withKey()
   const b = await f.withKey()
@@ -40,7 +40,7 @@ t.test('listPartnerUsers › valid › BOLA: partner A never sees partner B\'s u
 })
 
 t.test('listPartnerUsers › invalid input › bad limits and cursors are 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { headers } = await partners(app).withKey()
   const queries: Array<Record<string, string>> = [{ limit: '0' }, { limit: 'all' }, { cursor: '***' }]
   for (const query of queries) {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 import { partners } from './partner-fixtures.js'
 
@@ -8,7 +8,7 @@ const day = 86_400_000
 const missing = '00000000-0000-4000-8000-000000000000'
 
 t.test('createPartnerKey › valid › the key is shown once, stored as its SHA-256 only, and works', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const partner = await partners(app).partner()
 
@@ -26,7 +26,7 @@ t.test('createPartnerKey › valid › the key is shown once, stored as its SHA-
   t.equal(row.key_hash, createHash('sha256').update(body.key).digest('base64url'), 'stored hashed')
   const secret = body.key.slice(body.prefix.length + 1)
   t.notOk(Object.values(row).some((v) => String(v).includes(secret)), 'the secret is in no column')
-  const audit = await app.db.selectFrom('audit_event').selectAll().where('action', '=', 'partner.key_created').executeTakeFirstOrThrow()
+  const audit = await app.db.selectFrom('audit_event').selectAll().where('action', '=', 'partner.key_created').where('target_id', '=', body.id).executeTakeFirstOrThrow()
   t.match(audit, { actor_id: admin.account.id, target_id: body.id })
   t.notOk(JSON.stringify(audit).includes(secret), 'nor in the audit trail')
 
@@ -39,7 +39,7 @@ t.test('createPartnerKey › valid › the key is shown once, stored as its SHA-
 })
 
 t.test('createPartnerKey › valid › an explicit expiry within the year is kept', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const partner = await partners(app).partner()
   const expiresAt = new Date(Date.now() + 30 * day).toISOString()
@@ -49,7 +49,7 @@ t.test('createPartnerKey › valid › an explicit expiry within the year is kep
 })
 
 t.test('createPartnerKey › invalid input › bad names, scopes and expiries; nothing is written', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const partner = await partners(app).partner()
   const url = `/v1/admin/partners/${partner.id}/keys`
@@ -75,11 +75,11 @@ t.test('createPartnerKey › invalid input › bad names, scopes and expiries; n
   t.match(tooFar.json().errors, [{ field: '/body/expiresAt', message: /one year/ }])
   const badId = await app.inject({ method: 'POST', url: '/v1/admin/partners/not-a-uuid/keys', payload: { name: 'x', scopes: ['partner:read'] }, headers: admin.headers })
   t.equal(badId.statusCode, 400)
-  t.equal(await app.db.selectFrom('partner_api_key').select('id').execute().then((r) => r.length), 0, 'no key made')
+  t.equal(await app.db.selectFrom('partner_api_key').select('id').where('partner_id', '=', partner.id).execute().then((r) => r.length), 0, 'no key made')
 })
 
 t.test('createPartnerKey › insufficient permissions › a user 403, no token 401, the partner\'s own key 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { partner, headers } = await partners(app).withKey()
   const url = `/v1/admin/partners/${partner.id}/keys`
   const payload = { name: 'more', scopes: ['partner:read'] }
@@ -87,11 +87,11 @@ t.test('createPartnerKey › insufficient permissions › a user 403, no token 4
   t.equal((await app.inject({ method: 'POST', url, payload, headers: user.headers })).statusCode, 403)
   t.equal((await app.inject({ method: 'POST', url, payload })).statusCode, 401)
   t.equal((await app.inject({ method: 'POST', url, payload, headers })).statusCode, 401, 'a partner cannot mint keys')
-  t.equal(await app.db.selectFrom('partner_api_key').select('id').execute().then((r) => r.length), 1)
+  t.equal(await app.db.selectFrom('partner_api_key').select('id').where('partner_id', '=', partner.id).execute().then((r) => r.length), 1)
 })
 
 t.test('createPartnerKey › non-existing › an unknown partner is a 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const res = await app.inject({ method: 'POST', url: `/v1/admin/partners/${missing}/keys`, payload: { name: 'x', scopes: ['partner:read'] }, headers: admin.headers })
   t.equal(res.statusCode, 404)
@@ -99,7 +99,7 @@ t.test('createPartnerKey › non-existing › an unknown partner is a 404', asyn
 })
 
 t.test('listPartnerKeys › valid › newest first with expiry, last use and revocation, never a secret; another partner\'s keys are not listed', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const f = partners(app)
   const partner = await f.partner()
@@ -122,7 +122,7 @@ t.test('listPartnerKeys › valid › newest first with expiry, last use and rev
 })
 
 t.test('listPartnerKeys › invalid input › bad ids, limits and cursors are 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const partner = await partners(app).partner()
   t.equal((await app.inject({ method: 'GET', url: '/v1/admin/partners/nope/keys', headers: admin.headers })).statusCode, 400)
@@ -133,7 +133,7 @@ t.test('listPartnerKeys › invalid input › bad ids, limits and cursors are 40
 })
 
 t.test('listPartnerKeys › insufficient permissions › a user 403, no token 401, a partner key 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { partner, headers } = await partners(app).withKey()
   const url = `/v1/admin/partners/${partner.id}/keys`
   const user = await given(app).signedIn()
@@ -143,7 +143,7 @@ t.test('listPartnerKeys › insufficient permissions › a user 403, no token 40
 })
 
 t.test('listPartnerKeys › non-existing › an unknown partner is a 404; a partner without keys an empty page', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const res = await app.inject({ method: 'GET', url: `/v1/admin/partners/${missing}/keys`, headers: admin.headers })
   t.equal(res.statusCode, 404)
@@ -154,7 +154,7 @@ t.test('listPartnerKeys › non-existing › an unknown partner is a 404; a part
 })
 
 t.test('revokePartnerKey › valid › the key stops working at once; revoking again is a 204 no-op, audited once', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const { partner, row, headers } = await partners(app).withKey()
   t.equal((await app.inject({ method: 'GET', url: '/v1/partner/users', headers })).statusCode, 200)
@@ -171,12 +171,12 @@ t.test('revokePartnerKey › valid › the key stops working at once; revoking a
   t.equal((await app.inject({ method: 'DELETE', url, headers: admin.headers })).statusCode, 204, 'idempotent')
   const still = await app.db.selectFrom('partner_api_key').select('revoked_at').where('id', '=', row.id).executeTakeFirstOrThrow()
   t.same(still.revoked_at, stored.revoked_at, 'the first revocation time is kept')
-  const audits = await app.db.selectFrom('audit_event').select('id').where('action', '=', 'partner.key_revoked').execute()
+  const audits = await app.db.selectFrom('audit_event').select('id').where('action', '=', 'partner.key_revoked').where('target_id', '=', row.id).execute()
   t.equal(audits.length, 1)
 })
 
 t.test('revokePartnerKey › invalid input › ids that are not uuids are 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const { partner } = await partners(app).withKey()
   t.equal((await app.inject({ method: 'DELETE', url: `/v1/admin/partners/${partner.id}/keys/frp_abc`, headers: admin.headers })).statusCode, 400)
@@ -184,7 +184,7 @@ t.test('revokePartnerKey › invalid input › ids that are not uuids are 400', 
 })
 
 t.test('revokePartnerKey › insufficient permissions › a user 403, no token 401, the key itself 401; the key keeps working', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { partner, row, headers } = await partners(app).withKey()
   const url = `/v1/admin/partners/${partner.id}/keys/${row.id}`
   const user = await given(app).signedIn()
@@ -195,7 +195,7 @@ t.test('revokePartnerKey › insufficient permissions › a user 403, no token 4
 })
 
 t.test('revokePartnerKey › non-existing › an unknown key, or a key of another partner, is a 404 and stays valid', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const f = partners(app)
   const a = await f.withKey()

@@ -1,10 +1,10 @@
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 import { partners } from './partner-fixtures.js'
 
 t.test('createPartner › valid › an admin creates a partner; it is audited', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
 
   const res = await app.inject({ method: 'POST', url: '/v1/admin/partners', payload: { name: '  Springfield Elementary ' }, headers: admin.headers })
@@ -13,19 +13,21 @@ t.test('createPartner › valid › an admin creates a partner; it is audited', 
   t.match(res.json(), { id: /^[0-9a-f-]{36}$/, name: 'Springfield Elementary', users: 0, createdAt: String })
   const row = await app.db.selectFrom('partner').selectAll().where('id', '=', res.json().id).executeTakeFirstOrThrow()
   t.equal(row.name, 'Springfield Elementary')
-  const audit = await app.db.selectFrom('audit_event').selectAll().where('action', '=', 'partner.created').executeTakeFirstOrThrow()
+  const audit = await app.db.selectFrom('audit_event').selectAll().where('action', '=', 'partner.created').where('target_id', '=', row.id).executeTakeFirstOrThrow()
   t.match(audit, { actor_id: admin.account.id, target_type: 'partner', target_id: row.id })
 })
 
 t.test('createPartner › invalid input › a missing, blank or too long name, extra fields; a taken name is 409', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
+  // The file's tests share an app and run one at a time: nothing written is no more partners than before.
+  const partnersBefore = await app.db.selectFrom('partner').select('id').execute().then((r) => r.length)
   for (const payload of [{}, { name: '' }, { name: '   ' }, { name: 'x'.repeat(121) }, { name: 'Acme', id: '00000000-0000-4000-8000-000000000000' }]) {
     const res = await app.inject({ method: 'POST', url: '/v1/admin/partners', payload, headers: admin.headers })
     t.equal(res.statusCode, 400, JSON.stringify(payload))
     t.equal(res.json().code, 'validation_failed')
   }
-  t.equal(await app.db.selectFrom('partner').select('id').execute().then((r) => r.length), 0, 'nothing written')
+  t.equal(await app.db.selectFrom('partner').select('id').execute().then((r) => r.length), partnersBefore, 'nothing written')
 
   await app.inject({ method: 'POST', url: '/v1/admin/partners', payload: { name: 'Acme' }, headers: admin.headers })
   const again = await app.inject({ method: 'POST', url: '/v1/admin/partners', payload: { name: 'ACME' }, headers: admin.headers })
@@ -34,7 +36,7 @@ t.test('createPartner › invalid input › a missing, blank or too long name, e
 })
 
 t.test('createPartner › insufficient permissions › users and developers get 403, no token 401, a partner key 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const payload = { name: 'Sneaky' }
   const user = await given(app).signedIn()
   const asUser = await app.inject({ method: 'POST', url: '/v1/admin/partners', payload, headers: user.headers })
@@ -73,7 +75,7 @@ t.test('listPartners › valid › pages newest first, with each partner\'s numb
 })
 
 t.test('listPartners › invalid input › bad limit and cursor are 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const queries: Array<Record<string, string>> = [{ limit: '0' }, { limit: '101' }, { cursor: '***' }]
   for (const query of queries) {
@@ -85,7 +87,7 @@ t.test('listPartners › invalid input › bad limit and cursor are 400', async 
 })
 
 t.test('listPartners › insufficient permissions › a user gets 403, no token 401, a partner key 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: '/v1/admin/partners', headers: user.headers })).statusCode, 403)
   t.equal((await app.inject({ method: 'GET', url: '/v1/admin/partners' })).statusCode, 401)

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import t from 'tap'
 import { buildApp } from '../../../app.js'
-import { build, testConfig } from '../../helpers/build.js'
+import { build, fileApp, testConfig } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -17,11 +17,19 @@ const withoutRequestId = (body: Record<string, unknown>) => {
 const countRows = async (app: App, table: 'session' | 'refresh_token') =>
   Number((await app.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n)
 
-const auditRows = (app: App, action: string) =>
-  app.db.selectFrom('audit_event').selectAll().where('action', '=', action).orderBy('at').execute()
+/** The audit events of `action` after the event `since` (an id: see mark). */
+const auditRows = (app: App, action: string, since = '0') =>
+  app.db.selectFrom('audit_event').selectAll().where('action', '=', action).where('id', '>', since).orderBy('at').execute()
+
+/** The file's tests share an app and run one at a time: what a test wrote is what came after its mark. */
+async function mark (app: App) {
+  const last = await app.db.selectFrom('audit_event').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst()
+  return { auditId: last?.id ?? '0', sessions: await countRows(app, 'session') }
+}
 
 t.test('signIn › valid › returns a token pair whose access token works, and records the session and the audit event', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
+  const before = await mark(app)
   const user = await given(app).user({ email: 'ada@example.test', password: 'correct-horse-battery' })
 
   const res = await signIn(app, { email: 'Ada@Example.test', password: 'correct-horse-battery' }, { 'user-agent': 'FractalDesktop/3.1' })
@@ -57,7 +65,7 @@ t.test('signIn › valid › returns a token pair whose access token works, and 
   t.not(tokens[0]!.token_hash, body.refreshToken, 'only a hash of the refresh token is stored')
   t.equal(tokens[0]!.used_at, null)
 
-  const events = await auditRows(app, 'session.sign_in')
+  const events = await auditRows(app, 'session.sign_in', before.auditId)
   t.equal(events.length, 1)
   t.match(events[0], { actor_id: user.id, target_type: 'account', target_id: user.id, ip: '127.0.0.1', user_agent: 'FractalDesktop/3.1', details: { method: 'password' } })
   const account = await app.db.selectFrom('account').select('last_sign_in_at').where('id', '=', user.id).executeTakeFirstOrThrow()
@@ -65,7 +73,8 @@ t.test('signIn › valid › returns a token pair whose access token works, and 
 })
 
 t.test('signIn › valid › each sign-in opens its own session', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
+  const before = await mark(app)
   const user = await given(app).user()
 
   const first = await signIn(app, { email: user.email, password: user.password })
@@ -74,13 +83,14 @@ t.test('signIn › valid › each sign-in opens its own session', async (t) => {
   t.equal(first.statusCode, 200)
   t.equal(second.statusCode, 200)
   t.not(first.json().refreshToken, second.json().refreshToken)
-  t.equal(await countRows(app, 'session'), 2)
+  t.equal(await countRows(app, 'session') - before.sessions, 2)
   const me = await app.inject({ method: 'GET', url: '/v1/users/me', headers: bearer(first.json().accessToken) })
   t.equal(me.statusCode, 200, 'the first session still works')
 })
 
 t.test('signIn › insufficient permissions › a wrong password and an unknown address get the same 401 after the same argon2 work', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
+  const before = await mark(app)
   const user = await given(app).user()
   // The dummy hash behind unknown addresses is made on first use; make it before comparing.
   await signIn(app, { email: 'warm-up@example.test', password: 'whatever-it-is' })
@@ -109,16 +119,17 @@ t.test('signIn › insufficient permissions › a wrong password and an unknown 
   })
   // That both paths do the same argon2 work is tested without timings in test/services/accounts/secrets.test.ts.
 
-  t.equal(await countRows(app, 'session'), 0, 'no session')
-  const failed = await auditRows(app, 'session.sign_in_failed')
+  t.equal(await countRows(app, 'session') - before.sessions, 0, 'no session')
+  const failed = await auditRows(app, 'session.sign_in_failed', before.auditId)
   t.equal(failed.length, 3)
   t.match(failed[1], { actor_id: null, target_type: 'account', target_id: user.id, details: { reason: 'credentials' } })
   t.match(failed[2], { actor_id: null, target_type: null, target_id: null, details: { reason: 'credentials' } })
-  t.equal((await auditRows(app, 'session.sign_in')).length, 0)
+  t.equal((await auditRows(app, 'session.sign_in', before.auditId)).length, 0)
 })
 
 t.test('signIn › insufficient permissions › a disabled account gets the same 401 even with the right password', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
+  const before = await mark(app)
   const user = await given(app).user({ disabled: true })
 
   const res = await signIn(app, { email: user.email, password: user.password })
@@ -127,13 +138,14 @@ t.test('signIn › insufficient permissions › a disabled account gets the same
   t.equal(res.statusCode, 401)
   t.equal(res.json().code, 'unauthorized')
   t.same(withoutRequestId(res.json()), withoutRequestId(unknown.json()), 'a disabled account is not told apart')
-  t.equal(await countRows(app, 'session'), 0)
-  const failed = await auditRows(app, 'session.sign_in_failed')
+  t.equal(await countRows(app, 'session') - before.sessions, 0)
+  const failed = await auditRows(app, 'session.sign_in_failed', before.auditId)
   t.match(failed[0], { target_id: user.id, details: { reason: 'disabled' } })
 })
 
 t.test('signIn › insufficient permissions › an account without a password (Google only) cannot sign in with one', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
+  const before = await mark(app)
   const account = await app.db.insertInto('account')
     .values({ email: 'google-only@example.test', name: 'G', password_hash: null, google_subject: 'g-123', email_verified_at: new Date() })
     .returningAll().executeTakeFirstOrThrow()
@@ -142,11 +154,12 @@ t.test('signIn › insufficient permissions › an account without a password (G
 
   t.equal(res.statusCode, 401)
   t.equal(res.json().code, 'unauthorized')
-  t.equal(await countRows(app, 'session'), 0)
+  t.equal(await countRows(app, 'session') - before.sessions, 0)
 })
 
 t.test('signIn › invalid input › each malformed body is a 400 or 415 naming the field, and nothing is written', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
+  const before = await mark(app)
   const user = await given(app).user()
   const cases: Array<[string, unknown, string]> = [
     ['empty object', {}, '/body/email'],
@@ -180,13 +193,14 @@ t.test('signIn › invalid input › each malformed body is a 400 or 415 naming 
   t.equal(broken.statusCode, 400, 'malformed JSON')
   t.equal(broken.json().code, 'bad_request')
 
-  t.equal(await countRows(app, 'session'), 0, 'no session')
-  const audit = await app.db.selectFrom('audit_event').select('action').execute()
+  t.equal(await countRows(app, 'session') - before.sessions, 0, 'no session')
+  const audit = await app.db.selectFrom('audit_event').select('action').where('id', '>', before.auditId).execute()
   t.same(audit, [], 'no audit event: a malformed request is not a sign-in attempt')
 })
 
 t.test('signIn › rate limit › after SIGN_IN_MAX_FAILURES failures the address is refused with 429, even with the right password', async (t) => {
-  const app = await build(t, { SIGN_IN_MAX_FAILURES: '3' })
+  const app = await fileApp({ SIGN_IN_MAX_FAILURES: '3' })
+  const before = await mark(app)
   const user = await given(app).user()
   const other = await given(app).user()
 
@@ -203,17 +217,18 @@ t.test('signIn › rate limit › after SIGN_IN_MAX_FAILURES failures the addres
   t.match(blocked.headers['content-type'], /^application\/problem\+json/)
   const retryAfter = Number(blocked.headers['retry-after'])
   t.ok(retryAfter > 0 && retryAfter <= 15 * 60, `Retry-After is within the 15 minute window (${blocked.headers['retry-after']})`)
-  t.equal(await countRows(app, 'session'), 0, 'no session for the blocked address')
-  t.equal((await auditRows(app, 'session.sign_in_failed')).length, 3, 'one audit row per failure')
-  t.equal((await auditRows(app, 'session.sign_in')).length, 0)
+  t.equal(await countRows(app, 'session') - before.sessions, 0, 'no session for the blocked address')
+  t.equal((await auditRows(app, 'session.sign_in_failed', before.auditId)).length, 3, 'one audit row per failure')
+  t.equal((await auditRows(app, 'session.sign_in', before.auditId)).length, 0)
 
   const otherRes = await signIn(app, { email: other.email, password: other.password })
   t.equal(otherRes.statusCode, 200, 'another address still signs in')
-  t.equal(await countRows(app, 'session'), 1)
+  t.equal(await countRows(app, 'session') - before.sessions, 1)
 })
 
 t.test('signIn › rate limit › a success before the limit clears the failure count', async (t) => {
-  const app = await build(t, { SIGN_IN_MAX_FAILURES: '3' })
+  const app = await fileApp({ SIGN_IN_MAX_FAILURES: '3' })
+  const before = await mark(app)
   const user = await given(app).user()
 
   for (const password of ['wrong-1-aaaa', 'wrong-2-aaaa', user.password, 'wrong-3-aaaa', 'wrong-4-aaaa']) {
@@ -222,7 +237,7 @@ t.test('signIn › rate limit › a success before the limit clears the failure 
   const res = await signIn(app, { email: user.email, password: user.password })
 
   t.equal(res.statusCode, 200, 'two failures after a success do not reach the limit of three')
-  t.equal(await countRows(app, 'session'), 2)
+  t.equal(await countRows(app, 'session') - before.sessions, 2)
 })
 
 t.test('signIn › rate limit › more than 30 attempts a minute from one address get 429 with Retry-After', async (t) => {

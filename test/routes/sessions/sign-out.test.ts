@@ -1,8 +1,8 @@
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 
-type App = Awaited<ReturnType<typeof build>>
+type App = Awaited<ReturnType<typeof fileApp>>
 
 const signOut = (app: App, headers: Record<string, string> = {}) =>
   app.inject({ method: 'DELETE', url: '/v1/sessions/current', headers })
@@ -12,7 +12,7 @@ const refresh = (app: App, refreshToken: string) => app.inject({ method: 'POST',
 const sidOf = (app: App, accessToken: string) => app.jwt.decode<{ sid: string }>(accessToken)!.sid
 
 t.test('signOut › valid › 204, then the access and refresh tokens of the session stop working', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   const otherDevice = await app.inject({ method: 'POST', url: '/v1/sessions', payload: { email: me.account.email, password: me.account.password } })
   const sid = sidOf(app, me.accessToken)
@@ -24,7 +24,7 @@ t.test('signOut › valid › 204, then the access and refresh tokens of the ses
   const session = await app.db.selectFrom('session').selectAll().where('id', '=', sid).executeTakeFirstOrThrow()
   t.ok(session.revoked_at, 'the session is revoked')
   t.equal(session.revoked_reason, 'sign_out')
-  const events = await app.db.selectFrom('audit_event').selectAll().where('action', '=', 'session.sign_out').execute()
+  const events = await app.db.selectFrom('audit_event').selectAll().where('action', '=', 'session.sign_out').where('target_id', '=', sid).execute()
   t.equal(events.length, 1)
   t.match(events[0], { actor_id: me.account.id, target_type: 'session', target_id: sid, user_agent: 'FractalDesktop/3.1' })
 
@@ -43,8 +43,10 @@ t.test('signOut › valid › 204, then the access and refresh tokens of the ses
 })
 
 t.test('signOut › insufficient permissions › no token, a malformed header or a garbage token: 401, nothing revoked', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
+  // The file's tests share an app and run one at a time: no audit event is no more events than before.
+  const auditBefore = (await app.db.selectFrom('audit_event').select('action').execute()).length
   const cases: Array<[string, Record<string, string>]> = [
     ['no token', {}],
     ['not a bearer header', { authorization: 'Basic dXNlcjpwYXNz' }],
@@ -59,11 +61,11 @@ t.test('signOut › insufficient permissions › no token, a malformed header or
   }
   const session = await app.db.selectFrom('session').select('revoked_at').where('id', '=', sidOf(app, me.accessToken)).executeTakeFirstOrThrow()
   t.equal(session.revoked_at, null)
-  t.same(await app.db.selectFrom('audit_event').select('action').execute(), [])
+  t.equal((await app.db.selectFrom('audit_event').select('action').execute()).length, auditBefore, 'no audit event')
 })
 
 t.test('signOut › insufficient permissions › a token without the account scope gets 403', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   const token = await given(app).token({ sub: me.account.id, sid: sidOf(app, me.accessToken), scopes: [] })
 

@@ -4,14 +4,14 @@ import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import { buildApp } from '../../../app.js'
 import { createMigrator, migrateToLatest } from '../../../db/migrator.js'
-import { build, testConfig } from '../../helpers/build.js'
+import { build, fileApp, testConfig } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 
 // The scrape token (METRICS_TOKEN): /metrics, and the details of /readyz (test/regressions/issue-18-operational-endpoints.test.ts).
 const metricsToken = 'system-test-scrape-token-0123456789'
 
 t.test('getHealth › valid › answers ok and is never cached', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/healthz' })
   t.equal(res.statusCode, 200)
   t.same(res.json(), { status: 'ok' })
@@ -85,7 +85,7 @@ t.test('getMetrics › valid › counts requests by route pattern and status and
 })
 
 t.test('getJwks › valid › publishes the ES256 key that verifies our access tokens', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })
   t.equal(res.statusCode, 200)
   t.match(res.headers['cache-control'], /^public, max-age=300/)
