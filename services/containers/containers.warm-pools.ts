@@ -236,7 +236,10 @@ export async function getWarmPool (db: Db, app: string, region: string, options:
 }
 
 async function lockOffer (trx: Transaction<DB>, app: string, region: string) {
-  const offer = await trx.selectFrom('app_region').select('warm_pool_target').where('app_id', '=', app).where('region_code', '=', region).forUpdate().executeTakeFirst()
+  const offer = await trx.selectFrom('app_region').select('warm_pool_target').where('app_id', '=', app).where('region_code', '=', region)
+    // Not FOR UPDATE: a container's insert (its foreign key) must not wait on it, or a pause waiting for
+    // the claims in flight (the pool's advisory lock) would wait on a batch that waits on it.
+    .forNoKeyUpdate().executeTakeFirst()
   if (!offer) throw new PoolNotFound(app, region)
   return offer
 }
