@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { Gauge } from 'prom-client'
-import { poolStatuses } from '../../services/containers/containers.warm-pools.js'
+import { poolStatuses, type PoolStatus } from '../../services/containers/containers.warm-pools.js'
 import { handlers } from './handlers.js'
 
 /**
@@ -11,34 +11,33 @@ import { handlers } from './handlers.js'
 export default async function warmPoolRoutes (app: FastifyInstance) {
   app.registerOperations('warm-pools', handlers)
 
-  const labelNames = ['app', 'region'] as const
-  const registers = [app.metrics.registry]
-  const containers = new Gauge({ name: 'warm_pool_containers', help: 'Containers of a warm pool by state: available (ready, unheld), starting, in_use (the app\'s, held, in the region), failing (failed starts in the last hour)', labelNames: [...labelNames, 'state'], registers })
-  const desired = new Gauge({ name: 'warm_pool_desired', help: 'What a warm pool keeps now: the schedule in force, else its target', labelNames, registers })
-  const paused = new Gauge({ name: 'warm_pool_paused', help: '1 when a warm pool is paused', labelNames, registers })
-  const lastPass = new Gauge({ name: 'warm_pool_last_pass_timestamp_seconds', help: 'When the reconciliation pass last looked at a warm pool', labelNames, registers })
-  new Gauge({ // eslint-disable-line no-new
-    name: 'warm_pool_scrape_errors',
-    help: 'Scrapes that could not read the warm pools (the database was away); their gauges were left out',
-    registers,
+  // One read per scrape: the registry collects its metrics all at once, so the four gauges share it.
+  let reading: ReturnType<typeof poolStatuses> | null = null
+  const read = () => {
+    reading ??= poolStatuses(app.db, { now: new Date(app.clock.now()), defaultMaxAgeSeconds: app.config.containers.warmPoolMaxAgeS })
+      .finally(() => { setImmediate(() => { reading = null }) })
+    return reading
+  }
+  const gauge = (name: string, help: string, fill: (g: Gauge, pool: PoolStatus) => void, extra: string[] = []) => new Gauge({
+    name,
+    help,
+    labelNames: ['app', 'region', ...extra],
+    registers: [app.metrics.registry],
     async collect () {
-      const gauges = [containers, desired, paused, lastPass]
-      for (const g of gauges) g.reset()
+      this.reset()
       try {
-        const pools = await poolStatuses(app.db, { now: new Date(app.clock.now()), defaultMaxAgeSeconds: app.config.containers.warmPoolMaxAgeS })
-        for (const p of pools) {
-          const labels = { app: p.app, region: p.region }
-          containers.set({ ...labels, state: 'available' }, p.available)
-          containers.set({ ...labels, state: 'starting' }, p.starting)
-          containers.set({ ...labels, state: 'in_use' }, p.inUse)
-          containers.set({ ...labels, state: 'failing' }, p.failing)
-          desired.set(labels, p.desired)
-          paused.set(labels, p.paused ? 1 : 0)
-          if (p.lastPass) lastPass.set(labels, p.lastPass.at.getTime() / 1000)
-        }
+        for (const pool of await read()) fill(this, pool)
       } catch {
-        this.inc()
+        // The database away: no pools in this scrape rather than a failed scrape.
       }
     }
+  })
+  gauge('warm_pool_containers', 'Containers of a warm pool by state: available (ready, unheld), starting, in_use (the app\'s, held, in the region), failing (failed starts in the last hour)', (g, p) => {
+    for (const [state, n] of [['available', p.available], ['starting', p.starting], ['in_use', p.inUse], ['failing', p.failing]] as const) g.set({ app: p.app, region: p.region, state }, n)
+  }, ['state'])
+  gauge('warm_pool_desired', 'What a warm pool keeps now: the schedule in force, else its target', (g, p) => g.set({ app: p.app, region: p.region }, p.desired))
+  gauge('warm_pool_paused', '1 when a warm pool is paused', (g, p) => g.set({ app: p.app, region: p.region }, p.paused ? 1 : 0))
+  gauge('warm_pool_last_pass_timestamp_seconds', 'When the reconciliation pass last looked at a warm pool', (g, p) => {
+    if (p.lastPass) g.set({ app: p.app, region: p.region }, p.lastPass.at.getTime() / 1000)
   })
 }

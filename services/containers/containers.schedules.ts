@@ -102,11 +102,14 @@ export async function refillWarmPools (db: Kysely<DB>, deps: RefillDeps) {
  */
 async function retireWarm (db: Kysely<DB>, deps: Pick<RefillDeps, 'queue'>, pool: PoolStatus, count: number, reason: string) {
   const retired = await db.transaction().execute(async (trx) => {
+    // Picked first, then changed: as an `in (subquery)` the limited, locking pick may run once per row.
+    const picked = await trx.selectFrom('container').select('id')
+      .where('app_id', '=', pool.app).where('region_code', '=', pool.region).where('state', '=', 'available').where('user_id', 'is', null)
+      .orderBy('created_at').limit(count).forUpdate().skipLocked().execute()
+    // None picked: `in ()` is not SQL.
+    if (picked.length === 0) return []
     const rows = await trx.updateTable('container').set({ state: 'stopping', updated_at: sql`now()` })
-      .where('id', 'in', (eb) => eb.selectFrom('container').select('id')
-        .where('app_id', '=', pool.app).where('region_code', '=', pool.region).where('state', '=', 'available').where('user_id', 'is', null)
-        .orderBy('created_at').limit(count).forUpdate().skipLocked())
-      .where('state', '=', 'available').where('user_id', 'is', null)
+      .where('id', 'in', picked.map((p) => p.id)).where('state', '=', 'available').where('user_id', 'is', null)
       .returningAll().execute()
     for (const row of rows) await repo.insertContainerEvent(trx, { container_id: row.id, from_state: 'available', to_state: 'stopping', reason })
     return rows

@@ -73,7 +73,7 @@ t.test('listWarmPools › valid › paginated by app then region with the cursor
   const seen: string[] = []
   let cursor: string | null = null
   do {
-    const res = await app.inject({ method: 'GET', url: `/v1/admin/warm-pools?region=${region.code}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, headers })
+    const res: Awaited<ReturnType<App['inject']>> = await app.inject({ method: 'GET', url: `/v1/admin/warm-pools?region=${region.code}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, headers })
     t.equal(res.statusCode, 200)
     seen.push(...res.json().items.map((p: { app: string }) => p.app))
     cursor = res.json().nextCursor

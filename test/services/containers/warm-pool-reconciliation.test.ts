@@ -7,7 +7,7 @@ import t from 'tap'
 import { sql } from 'kysely'
 import { build, type Overrides } from '../../helpers/build.js'
 import { TestClock } from '../../helpers/clock.js'
-import { given } from '../../helpers/given.js'
+import { bearer, given } from '../../helpers/given.js'
 
 type App = Awaited<ReturnType<typeof build>>
 type Offer = { app: string, region: string }
@@ -15,11 +15,9 @@ type Offer = { app: string, region: string }
 // Starts never finish on their own (the simulated start takes ten minutes): what the pass started stays `starting`.
 const slow: Overrides = { SIMULATED_START_MS: '600000', WARM_POOL_INTERVAL_MS: '100', METRICS_TOKEN: 'warm-pool-metrics-token-0123456789' }
 
-const operators = new WeakMap<App, Record<string, string>>()
+/** An operator's headers, with a token issued now on the app's clock (the tests move it past a token's lifetime). */
 async function as (app: App) {
-  let headers = operators.get(app)
-  if (!headers) operators.set(app, headers = (await given(app).signedIn({ role: 'developer' })).headers)
-  return headers
+  return bearer(await given(app).token({ role: 'developer', scopes: ['fleet:read', 'fleet:write'] }))
 }
 async function call (app: App, method: 'GET' | 'PUT' | 'PATCH' | 'POST', url: string, payload?: object) {
   const res = await app.inject({ method, url, ...(payload ? { payload } : {}), headers: await as(app) })
@@ -32,7 +30,7 @@ const unheld = (app: App, o: Offer) => app.db.selectFrom('container').selectAll(
   .where('app_id', '=', o.app).where('region_code', '=', o.region).where('user_id', 'is', null).orderBy('created_at').execute()
 const countBy = (rows: Array<{ state: string }>) => rows.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.state]: (acc[r.state] ?? 0) + 1 }), {})
 /** What the pass started comes up (as the start job and the first ping would make it). */
-const comeUp = (app: App, o: Offer) => app.db.updateTable('container').set({ state: 'available', host_ip: '198.51.100.9', running_at: sql`now()` })
+const comeUp = (app: App, o: Offer) => app.db.updateTable('container').set({ state: 'available', host_ip: '198.51.100.9', port_32262: 41000, port_32263: 41001, port_32273: 41002, running_at: sql`now()` })
   .where('app_id', '=', o.app).where('region_code', '=', o.region).where('user_id', 'is', null).where('state', 'in', ['creating', 'starting']).execute()
 const assign = (app: App, headers: Record<string, string>, o: Offer) =>
   app.inject({ method: 'POST', url: '/v1/containers', payload: { app: o.app, region: o.region }, headers: { ...headers, 'idempotency-key': randomUUID() } })
@@ -59,7 +57,8 @@ t.test('warm-pools › valid › the pass follows the schedule in force across a
 
   await comeUp(app, offer)
   const holder = await given(app).signedIn()
-  t.equal((await assign(app, holder.headers, offer)).statusCode, 201, 'a user holds one of them')
+  const holding = await assign(app, holder.headers, offer)
+  t.equal(holding.statusCode, 201, 'a user holds one of them')
   setClock('2026-12-13T21:30:00Z') // Monday 06:30 in Tokyo: the schedule is over, the base target again
   t.same(await pass(app), { started: 0, stopped: 1 }, 'the surplus above 1 is stopped')
   t.match(await pool(app, offer), { desired: 1, schedule: null, available: 1, inUse: 1, lastPass: { decision: 'shrink', stopped: 1 } })
