@@ -1939,7 +1939,7 @@ export interface components {
         WarmPoolCapacity: {
             app: components["schemas"]["AppId"];
             region: components["schemas"]["RegionCode"];
-            /** @description The base target */
+            /** @description The base target, kept when no schedule is in force. */
             target: number;
             /** @description What the pool keeps now: the schedule in force, else the target. */
             desired: number;
