@@ -4,9 +4,11 @@
 // claims; /metrics reports the pools.
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
+import type { LightMyRequestResponse } from 'fastify'
 import { sql } from 'kysely'
 import { build, type Overrides } from '../../helpers/build.js'
 import { TestClock } from '../../helpers/clock.js'
+import { until } from '../../helpers/wait.js'
 import { bearer, given } from '../../helpers/given.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -162,6 +164,36 @@ t.test('updateWarmPool › concurrency › claims racing a pause: once the pause
   t.ok(answers.every((a) => a.statusCode === 201 || a.statusCode === 202), 'the others start a container')
   const after = await given(app).signedIn()
   t.equal((await assign(app, after.headers, offer)).statusCode, 202, 'a claim after the pause gets a new container')
+})
+
+t.test('updateWarmPool › concurrency › a pause waits for a claim in flight; no claim commits after the pause has answered', async (t) => {
+  const app = await build(t, slow)
+  const offer = await given(app).offer()
+  await given(app).warmContainer(offer)
+  await given(app).warmContainer(offer)
+  const user = await given(app).user()
+  const headers = await as(app)
+  const waitingLocks = async () => (await sql<{ n: string }>`select count(*) as n from pg_locks
+    where locktype = 'advisory' and not granted and database = (select oid from pg_database where datname = current_database())`.execute(app.db)).rows[0]!.n
+
+  let pausing: Promise<LightMyRequestResponse> = Promise.reject(new Error('no pause sent'))
+  pausing.catch(() => {})
+  let answeredDuringClaim = false
+  await app.db.transaction().execute(async (trx) => {
+    // A claim in flight: the assignment's function has claimed a warm container; its transaction is still open.
+    const { rows } = await sql<{ answer: { outcome: string } }>`select fractal_assign_container(${user.id}::uuid, ${randomUUID()}, 'hash', ${offer.app}, ${offer.region},
+      null, 'aes', 'secret-hash', now() + interval '10 minutes', null, null) as answer`.execute(trx)
+    t.equal(rows[0]!.answer.outcome, 'claimed')
+    let settled = false
+    pausing = app.inject({ method: 'PATCH', url: `/v1/admin/warm-pools/${offer.app}/${offer.region}`, payload: { paused: true }, headers })
+    pausing.then(() => { settled = true }, () => { settled = true })
+    await until(async () => settled || Number(await waitingLocks()) > 0)
+    answeredDuringClaim = settled
+  })
+  const paused = await pausing
+  t.equal(paused.statusCode, 200)
+  t.notOk(answeredDuringClaim, 'the pause did not answer while the claim was uncommitted')
+  t.match(paused.json(), { paused: true, available: 1, inUse: 1 }, 'the pause answers with the claim counted')
 })
 
 t.test('warm-pools › valid › /metrics exports each pool\'s capacity as gauges', async (t) => {
