@@ -4,12 +4,14 @@
 export const bearerOperations: ReadonlySet<string> = new Set([
   'DELETE /v1/admin/clusters/{clusterId}',
   'DELETE /v1/admin/partners/{partnerId}/keys/{keyId}',
+  'DELETE /v1/admin/tokens/{tokenId}',
   'DELETE /v1/admin/warm-pools/{appId}/{region}/schedules/{scheduleId}',
   'DELETE /v1/containers/{containerId}',
   'DELETE /v1/sessions/current',
   'DELETE /v1/storage/connections/{provider}',
   'DELETE /v1/users/me',
   'DELETE /v1/users/me/sessions/{sessionId}',
+  'DELETE /v1/users/me/tokens/{tokenId}',
   'GET /v1/admin/audit',
   'GET /v1/admin/clusters',
   'GET /v1/admin/clusters/{clusterId}',
@@ -18,6 +20,7 @@ export const bearerOperations: ReadonlySet<string> = new Set([
   'GET /v1/admin/logs',
   'GET /v1/admin/partners',
   'GET /v1/admin/partners/{partnerId}/keys',
+  'GET /v1/admin/tokens',
   'GET /v1/admin/users',
   'GET /v1/admin/warm-pools',
   'GET /v1/admin/warm-pools/{appId}/{region}/schedules',
@@ -31,6 +34,7 @@ export const bearerOperations: ReadonlySet<string> = new Set([
   'GET /v1/storage/connections',
   'GET /v1/users/me',
   'GET /v1/users/me/sessions',
+  'GET /v1/users/me/tokens',
   'PATCH /v1/admin/clusters/{clusterId}',
   'PATCH /v1/admin/users/{userId}',
   'PATCH /v1/admin/warm-pools/{appId}/{region}',
@@ -50,6 +54,7 @@ export const bearerOperations: ReadonlySet<string> = new Set([
   'POST /v1/jobs/{jobId}/cancel',
   'POST /v1/logs',
   'POST /v1/storage/connections',
+  'POST /v1/users/me/tokens',
   'PUT /v1/admin/maintenance',
   'PUT /v1/admin/warm-pools/{appId}/{region}'
 ])

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 
-type App = Awaited<ReturnType<typeof build>>
+type App = Awaited<ReturnType<typeof fileApp>>
 
 t.test('getContainer › valid › the owner reads it with connection info', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { user, container } = await given(app).assignedContainer()
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: user.headers })
   t.equal(res.statusCode, 200)
@@ -14,7 +14,7 @@ t.test('getContainer › valid › the owner reads it with connection info', asy
 })
 
 t.test('getContainer › insufficient permissions › another user gets 404, no token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { container } = await given(app).assignedContainer()
   const stranger = await given(app).signedIn()
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: stranger.headers })
@@ -24,20 +24,20 @@ t.test('getContainer › insufficient permissions › another user gets 404, no 
 })
 
 t.test('getContainer › invalid input › a malformed id is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: '/v1/containers/nope', headers: user.headers })).statusCode, 400)
 })
 
 t.test('getContainer › non-existing › an unknown id is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${randomUUID()}`, headers: user.headers })
   t.equal(res.json().code, 'not_found')
 })
 
 t.test('listContainers › valid › mine only, newest first, paginated', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { user, container } = await given(app).assignedContainer()
   await given(app).assignedContainer()
   const res = await app.inject({ method: 'GET', url: '/v1/containers', query: { limit: '1' }, headers: user.headers })
@@ -47,19 +47,19 @@ t.test('listContainers › valid › mine only, newest first, paginated', async 
 })
 
 t.test('listContainers › insufficient permissions › no token is 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   t.equal((await app.inject({ method: 'GET', url: '/v1/containers' })).statusCode, 401)
 })
 
 t.test('listContainers › invalid input › a bad limit or cursor is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: '/v1/containers', query: { limit: '0' }, headers: user.headers })).statusCode, 400)
   t.equal((await app.inject({ method: 'GET', url: '/v1/containers', query: { cursor: 'abcd' }, headers: user.headers })).json().code, 'bad_request')
 })
 
 t.test('stopContainer › valid › 202 with a job; the worker stops it; stopping again is a done job', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { user, container } = await given(app).assignedContainer()
   const res = await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}`, headers: user.headers })
   t.equal(res.statusCode, 202)
@@ -78,7 +78,7 @@ t.test('stopContainer › valid › 202 with a job; the worker stops it; stoppin
 })
 
 t.test('stopContainer › insufficient permissions › another user cannot stop it (404)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { container } = await given(app).assignedContainer()
   const stranger = await given(app).signedIn()
   t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}`, headers: stranger.headers })).statusCode, 404)
@@ -87,13 +87,13 @@ t.test('stopContainer › insufficient permissions › another user cannot stop 
 })
 
 t.test('stopContainer › invalid input › a malformed id is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'DELETE', url: '/v1/containers/x', headers: user.headers })).statusCode, 400)
 })
 
 t.test('stopContainer › non-existing › 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${randomUUID()}`, headers: user.headers })).statusCode, 404)
 })
@@ -106,7 +106,7 @@ async function startedJob (app: App) {
 }
 
 t.test('getJob › valid › the owner (and an admin) read the job', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { user, jobId } = await startedJob(app)
   t.match((await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: user.headers })).json(), { id: jobId, kind: 'start_container', state: 'queued' })
   const admin = await given(app).signedIn({ role: 'admin' })
@@ -114,7 +114,7 @@ t.test('getJob › valid › the owner (and an admin) read the job', async (t) =
 })
 
 t.test('getJob › insufficient permissions › another user gets 404, no token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { jobId } = await startedJob(app)
   const stranger = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: stranger.headers })).statusCode, 404)
@@ -122,19 +122,19 @@ t.test('getJob › insufficient permissions › another user gets 404, no token 
 })
 
 t.test('getJob › invalid input › a malformed id is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: '/v1/jobs/x', headers: user.headers })).statusCode, 400)
 })
 
 t.test('getJob › non-existing › an unknown id is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${randomUUID()}`, headers: user.headers })).json().code, 'not_found')
 })
 
 t.test('pingContainer › valid › the container with its secret records a ping', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const res = await app.inject({ method: 'POST', url: `/v1/containers/${warm.id}/ping`, payload: { available: true }, headers: { 'x-container-secret': warm.secret } })
@@ -145,7 +145,7 @@ t.test('pingContainer › valid › the container with its secret records a ping
 })
 
 t.test('pingContainer › insufficient permissions › a wrong secret, another container\'s secret or a user token: 401, nothing changes', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const other = await given(app).warmContainer(offer)
@@ -160,7 +160,7 @@ t.test('pingContainer › insufficient permissions › a wrong secret, another c
 })
 
 t.test('pingContainer › invalid input › a bad body is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const bad = await app.inject({ method: 'POST', url: `/v1/containers/${warm.id}/ping`, payload: { available: 'yes' }, headers: { 'x-container-secret': warm.secret } })
@@ -168,7 +168,7 @@ t.test('pingContainer › invalid input › a bad body is 400', async (t) => {
 })
 
 t.test('pingContainer › non-existing › an unknown container is 401, like a wrong secret (no existence leak)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const unknown = await app.inject({ method: 'POST', url: `/v1/containers/${randomUUID()}/ping`, payload: { available: true }, headers: { 'x-container-secret': warm.secret } })
@@ -176,7 +176,7 @@ t.test('pingContainer › non-existing › an unknown container is 401, like a w
 })
 
 t.test('getProtocolInfo › valid › the container reads its settings with its secret', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${warm.id}/protocol-info`, headers: { 'x-container-secret': warm.secret } })
@@ -185,7 +185,7 @@ t.test('getProtocolInfo › valid › the container reads its settings with its 
 })
 
 t.test('getProtocolInfo › insufficient permissions › no secret, or a user token, is 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const user = await given(app).signedIn()
@@ -194,14 +194,14 @@ t.test('getProtocolInfo › insufficient permissions › no secret, or a user to
 })
 
 t.test('getProtocolInfo › invalid input › a malformed id is 401 (the secret is checked first, and no container has that id)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   t.equal((await app.inject({ method: 'GET', url: '/v1/containers/bad/protocol-info', headers: { 'x-container-secret': warm.secret } })).statusCode, 401)
 })
 
 t.test('getProtocolInfo › non-existing › an unknown container is 401 with any secret', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   t.equal((await app.inject({ method: 'GET', url: `/v1/containers/${randomUUID()}/protocol-info`, headers: { 'x-container-secret': warm.secret } })).statusCode, 401)
