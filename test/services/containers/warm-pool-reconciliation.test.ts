@@ -182,7 +182,7 @@ t.test('updateWarmPool › concurrency › a pause waits for a claim in flight; 
   await app.db.transaction().execute(async (trx) => {
     // A claim in flight: the assignment's function has claimed a warm container; its transaction is still open.
     const { rows } = await sql<{ answer: { outcome: string } }>`select fractal_assign_container(${user.id}::uuid, ${randomUUID()}, 'hash', ${offer.app}, ${offer.region},
-      null, 'aes', 'secret-hash', now() + interval '10 minutes', null, null) as answer`.execute(trx)
+      null, 'aes', 'secret-hash', now() + interval '10 minutes', null, null, null) as answer`.execute(trx)
     t.equal(rows[0]!.answer.outcome, 'claimed')
     let settled = false
     pausing = app.inject({ method: 'PATCH', url: `/v1/admin/warm-pools/${offer.app}/${offer.region}`, payload: { paused: true }, headers })
