@@ -73,6 +73,8 @@ export interface DB {
   maintenance: MaintenanceTable
   partner: PartnerTable
   partner_api_key: PartnerApiKeyTable
+  warm_pool: WarmPoolTable
+  warm_pool_schedule: WarmPoolScheduleTable
   personal_access_token: PersonalAccessTokenTable
 }
 
@@ -430,6 +432,43 @@ export interface PartnerApiKeyTable {
 }
 export type PartnerApiKey = Selectable<PartnerApiKeyTable>
 
+export type WarmPoolDecision = 'steady' | 'grow' | 'shrink' | 'rebalance' | 'paused' | 'closed'
+
+/** A warm pool's own settings and its last reconciliation pass (one row per app and region, made on first use). */
+export interface WarmPoolTable {
+  app_id: string
+  region_code: string
+  paused: Generated<boolean>
+  paused_at: Date | null
+  /** Null: WARM_POOL_MAX_AGE_S applies; 0: no maximum. */
+  max_age_seconds: number | null
+  last_pass_at: Date | null
+  last_decision: WarmPoolDecision | null
+  last_desired: number | null
+  last_started: number | null
+  last_stopped: number | null
+  last_reason: string | null
+  updated_at: Timestamp
+}
+export type WarmPool = Selectable<WarmPoolTable>
+
+export type Weekday = 'mon' | 'tue' | 'wed' | 'thu' | 'fri' | 'sat' | 'sun'
+
+/** Minutes since local midnight in `time_zone`; an end at or before the start runs into the next day. */
+export interface WarmPoolScheduleTable {
+  id: Generated<string>
+  app_id: string
+  region_code: string
+  days: Weekday[]
+  start_minute: number
+  end_minute: number
+  time_zone: string
+  desired: number
+  name: string | null
+  created_by: string | null
+  created_at: Timestamp
+}
+export type WarmPoolSchedule = Selectable<WarmPoolScheduleTable>
 /** A user's own API credential (`frl_pat_…`): only the hash of the token is kept. */
 export interface PersonalAccessTokenTable {
   id: Generated<string>

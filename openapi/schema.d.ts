@@ -883,9 +883,13 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Warm pools, with their targets and fill
-         * @description Per app and region: the target the warm-pool schedule keeps (`target`), the unheld containers ready now
-         *     (`ready`) and on their way (`starting`). Filter by `app` or `region`.
+         * Warm pools, with their capacity
+         * @description Per app and region, by app then region, one page at a time: the base target (`target`), the count
+         *     desired now (`desired`: the schedule in force, else the target), the unheld containers ready now
+         *     (`available`; `ready` is the same number, kept for older clients) and on their way (`starting`), the
+         *     containers of the app in use there (`inUse`), the pool's starts that failed in the last hour
+         *     (`failing`), whether it is paused, its maximum age, the schedule in force and the last reconciliation
+         *     pass with its decision. Filter by `app` or `region`. `/metrics` exports the same as `warm_pool_*` gauges.
          */
         get: operations["listWarmPools"];
         put?: never;
@@ -906,13 +910,74 @@ export interface paths {
         get?: never;
         /**
          * Set a warm pool's target
-         * @description How many ready, unheld containers of the app to keep in the region. The worker's schedule starts the
-         *     missing ones (a few per pass); a lower target lets the surplus be handed out, nothing is stopped.
-         *     Audited.
+         * @description How many ready, unheld containers of the app to keep in the region when no schedule is in force. The
+         *     reconciliation pass starts the missing ones (a few per pass) and stops unheld ready ones above the
+         *     count, oldest first; a container in use is never stopped. Audited.
          */
         put: operations["setWarmPoolTarget"];
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Pause or resume a warm pool, or set its maximum age
+         * @description `paused: true` stops the pool: the reconciliation pass neither starts nor stops its containers, and
+         *     `POST /v1/containers` claims none of its warm containers (a new one starts instead). The pause waits
+         *     for claims in flight; once it has answered, no claim takes from the pool. `paused: false` resumes it.
+         *     Its target, schedules and maximum age are kept either way.
+         *
+         *     `maxAgeSeconds`: how long a warm container may wait unclaimed before the pass replaces it (a new one
+         *     is started, the old one stopped once the new one is ready), so a new task definition or AMI reaches
+         *     the pool without draining it by hand; `0` for no maximum, `null` for the server's default
+         *     (`WARM_POOL_MAX_AGE_S`). Each change is audited.
+         */
+        patch: operations["updateWarmPool"];
+        trace?: never;
+    };
+    "/v1/admin/warm-pools/{appId}/{region}/schedules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A warm pool's schedules
+         * @description The pool's schedules, oldest first (a pool has at most 50).
+         */
+        get: operations["listWarmPoolSchedules"];
+        put?: never;
+        /**
+         * Add a schedule to a warm pool
+         * @description From `start` to `end` (wall-clock `HH:MM` in `timeZone`, an IANA zone) on each of `days`, the
+         *     reconciliation pass keeps `desired` containers in the pool instead of its target. An `end` at or
+         *     before `start` runs past midnight into the next day (`22:00`-`06:00` on `fri` covers Friday night to
+         *     Saturday 06:00); `24:00` ends at midnight. All of a pool's schedules share one time zone. A schedule that
+         *     overlaps another of the pool, or names another time zone, is refused (422) with the other one named.
+         *     Audited.
+         */
+        post: operations["createWarmPoolSchedule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/warm-pools/{appId}/{region}/schedules/{scheduleId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a schedule from a warm pool
+         * @description The next reconciliation pass follows the pool's other schedules, or its target. Audited.
+         */
+        delete: operations["deleteWarmPoolSchedule"];
         options?: never;
         head?: never;
         patch?: never;
@@ -2044,6 +2109,81 @@ export interface components {
             target: number;
             ready: number;
             starting: number;
+        };
+        /** @enum {string} */
+        Weekday: "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+        /**
+         * @example {
+         *       "id": "7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11",
+         *       "name": "Weekday mornings",
+         *       "days": [
+         *         "mon",
+         *         "tue",
+         *         "wed",
+         *         "thu",
+         *         "fri"
+         *       ],
+         *       "start": "07:00",
+         *       "end": "12:00",
+         *       "timeZone": "America/New_York",
+         *       "desired": 12,
+         *       "createdAt": "2026-12-01T09:00:00.000Z"
+         *     }
+         */
+        WarmPoolSchedule: {
+            id: components["schemas"]["Uuid"];
+            name: string | null;
+            days: components["schemas"]["Weekday"][];
+            /** @description Local time, HH:MM. */
+            start: string;
+            /** @description Local time, HH:MM; at or before `start`: the next day; 24:00: midnight. */
+            end: string;
+            /** @description The IANA time zone the times are in. */
+            timeZone: string;
+            desired: number;
+            /** Format: date-time */
+            createdAt: string;
+        };
+        WarmPoolCapacity: {
+            app: components["schemas"]["AppId"];
+            region: components["schemas"]["RegionCode"];
+            /** @description The base target, kept when no schedule is in force. */
+            target: number;
+            /** @description What the pool keeps now: the schedule in force, else the target. */
+            desired: number;
+            /** @description Ready containers nobody holds. */
+            available: number;
+            /** @description The same as `available` (older clients read it). */
+            ready: number;
+            /** @description The pool's containers on their way. */
+            starting: number;
+            /** @description The app's containers held by users in the region. */
+            inUse: number;
+            /** @description The pool's starts that failed in the last hour. */
+            failing: number;
+            paused: boolean;
+            /** Format: date-time */
+            pausedAt: string | null;
+            /** @description The pool's own maximum age; null: the default applies. */
+            maxAgeSeconds: number | null;
+            /** @description The maximum age in force (0 for none). */
+            effectiveMaxAgeSeconds: number;
+            /** @description The schedule in force now, if any. */
+            schedule: null | components["schemas"]["WarmPoolSchedule"];
+            /** @description The last reconciliation pass over the pool, if any. */
+            lastPass: null | {
+                /** Format: date-time */
+                at: string;
+                /**
+                 * @description grow: started some; shrink: stopped some; rebalance: both; steady: neither; paused or closed (disabled region, maintenance): left alone.
+                 * @enum {string}
+                 */
+                decision: "steady" | "grow" | "shrink" | "rebalance" | "paused" | "closed";
+                desired: number;
+                started: number;
+                stopped: number;
+                reason: string;
+            };
         };
         Job: {
             id: components["schemas"]["Uuid"];
@@ -5056,6 +5196,10 @@ export interface operations {
     listWarmPools: {
         parameters: {
             query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
                 app?: components["schemas"]["AppId"];
                 region?: components["schemas"]["RegionCode"];
             };
@@ -5065,7 +5209,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The pools. */
+            /** @description One page of pools. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5075,24 +5219,36 @@ export interface operations {
                      * @example {
                      *       "items": [
                      *         {
-                     *           "app": "chrome",
-                     *           "region": "us-east-1",
-                     *           "target": 5,
-                     *           "ready": 3,
-                     *           "starting": 2
-                     *         },
-                     *         {
                      *           "app": "figma",
                      *           "region": "eu-west-1",
                      *           "target": 2,
+                     *           "desired": 2,
+                     *           "available": 2,
                      *           "ready": 2,
-                     *           "starting": 0
+                     *           "starting": 0,
+                     *           "inUse": 7,
+                     *           "failing": 0,
+                     *           "paused": true,
+                     *           "pausedAt": "2026-12-07T11:40:00.000Z",
+                     *           "maxAgeSeconds": 3600,
+                     *           "effectiveMaxAgeSeconds": 3600,
+                     *           "schedule": null,
+                     *           "lastPass": {
+                     *             "at": "2026-12-07T12:00:15.000Z",
+                     *             "decision": "paused",
+                     *             "desired": 2,
+                     *             "started": 0,
+                     *             "stopped": 0,
+                     *             "reason": "desired 2 (base target); 2 ready, 0 starting: paused, left alone"
+                     *           }
                      *         }
-                     *       ]
+                     *       ],
+                     *       "nextCursor": null
                      *     }
                      */
                     "application/json": {
-                        items: components["schemas"]["WarmPool"][];
+                        items: components["schemas"]["WarmPoolCapacity"][];
+                        nextCursor: string | null;
                     };
                 };
             };
@@ -5138,11 +5294,43 @@ export interface operations {
                      *       "app": "chrome",
                      *       "region": "us-east-1",
                      *       "target": 5,
-                     *       "ready": 3,
-                     *       "starting": 2
+                     *       "desired": 12,
+                     *       "available": 9,
+                     *       "ready": 9,
+                     *       "starting": 3,
+                     *       "inUse": 41,
+                     *       "failing": 0,
+                     *       "paused": false,
+                     *       "pausedAt": null,
+                     *       "maxAgeSeconds": null,
+                     *       "effectiveMaxAgeSeconds": 86400,
+                     *       "schedule": {
+                     *         "id": "7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11",
+                     *         "name": "Weekday mornings",
+                     *         "days": [
+                     *           "mon",
+                     *           "tue",
+                     *           "wed",
+                     *           "thu",
+                     *           "fri"
+                     *         ],
+                     *         "start": "07:00",
+                     *         "end": "12:00",
+                     *         "timeZone": "America/New_York",
+                     *         "desired": 12,
+                     *         "createdAt": "2026-12-01T09:00:00.000Z"
+                     *       },
+                     *       "lastPass": {
+                     *         "at": "2026-12-07T12:00:15.000Z",
+                     *         "decision": "grow",
+                     *         "desired": 12,
+                     *         "started": 3,
+                     *         "stopped": 0,
+                     *         "reason": "desired 12 (schedule 7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11); 9 ready, 0 starting: start 3"
+                     *       }
                      *     }
                      */
-                    "application/json": components["schemas"]["WarmPool"];
+                    "application/json": components["schemas"]["WarmPoolCapacity"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -5153,6 +5341,303 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             414: components["responses"]["UriTooLong"];
             415: components["responses"]["UnsupportedMediaType"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    updateWarmPool: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                appId: components["schemas"]["AppId"];
+                region: components["schemas"]["RegionCode"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "paused": true
+                 *     }
+                 */
+                "application/json": {
+                    paused?: boolean;
+                    maxAgeSeconds?: number | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The pool with its settings. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "app": "chrome",
+                     *       "region": "us-east-1",
+                     *       "target": 5,
+                     *       "desired": 12,
+                     *       "available": 9,
+                     *       "ready": 9,
+                     *       "starting": 3,
+                     *       "inUse": 41,
+                     *       "failing": 0,
+                     *       "paused": false,
+                     *       "pausedAt": null,
+                     *       "maxAgeSeconds": null,
+                     *       "effectiveMaxAgeSeconds": 86400,
+                     *       "schedule": {
+                     *         "id": "7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11",
+                     *         "name": "Weekday mornings",
+                     *         "days": [
+                     *           "mon",
+                     *           "tue",
+                     *           "wed",
+                     *           "thu",
+                     *           "fri"
+                     *         ],
+                     *         "start": "07:00",
+                     *         "end": "12:00",
+                     *         "timeZone": "America/New_York",
+                     *         "desired": 12,
+                     *         "createdAt": "2026-12-01T09:00:00.000Z"
+                     *       },
+                     *       "lastPass": {
+                     *         "at": "2026-12-07T12:00:15.000Z",
+                     *         "decision": "grow",
+                     *         "desired": 12,
+                     *         "started": 3,
+                     *         "stopped": 0,
+                     *         "reason": "desired 12 (schedule 7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11); 9 ready, 0 starting: start 3"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WarmPoolCapacity"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    listWarmPoolSchedules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                appId: components["schemas"]["AppId"];
+                region: components["schemas"]["RegionCode"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The schedules. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11",
+                     *           "name": "Weekday mornings",
+                     *           "days": [
+                     *             "mon",
+                     *             "tue",
+                     *             "wed",
+                     *             "thu",
+                     *             "fri"
+                     *           ],
+                     *           "start": "07:00",
+                     *           "end": "12:00",
+                     *           "timeZone": "America/New_York",
+                     *           "desired": 12,
+                     *           "createdAt": "2026-12-01T09:00:00.000Z"
+                     *         },
+                     *         {
+                     *           "id": "1b9e3c40-8a6d-4f0e-b2c7-5d4a3e2f1c09",
+                     *           "name": "Nights",
+                     *           "days": [
+                     *             "mon",
+                     *             "tue",
+                     *             "wed",
+                     *             "thu",
+                     *             "fri",
+                     *             "sat",
+                     *             "sun"
+                     *           ],
+                     *           "start": "22:00",
+                     *           "end": "06:00",
+                     *           "timeZone": "America/New_York",
+                     *           "desired": 1,
+                     *           "createdAt": "2026-12-01T09:01:00.000Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        items: components["schemas"]["WarmPoolSchedule"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            414: components["responses"]["UriTooLong"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    createWarmPoolSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                appId: components["schemas"]["AppId"];
+                region: components["schemas"]["RegionCode"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Weekday mornings",
+                 *       "days": [
+                 *         "mon",
+                 *         "tue",
+                 *         "wed",
+                 *         "thu",
+                 *         "fri"
+                 *       ],
+                 *       "start": "07:00",
+                 *       "end": "12:00",
+                 *       "timeZone": "America/New_York",
+                 *       "desired": 12
+                 *     }
+                 */
+                "application/json": {
+                    name?: string;
+                    days: components["schemas"]["Weekday"][];
+                    /** @description Local time, HH:MM. */
+                    start: string;
+                    /** @description Local time, HH:MM (24:00 for midnight). */
+                    end: string;
+                    /** @description An IANA time zone, e.g. Europe/Paris. */
+                    timeZone: string;
+                    desired: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The schedule. */
+            201: {
+                headers: {
+                    /** @description The pool's schedules. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11",
+                     *       "name": "Weekday mornings",
+                     *       "days": [
+                     *         "mon",
+                     *         "tue",
+                     *         "wed",
+                     *         "thu",
+                     *         "fri"
+                     *       ],
+                     *       "start": "07:00",
+                     *       "end": "12:00",
+                     *       "timeZone": "America/New_York",
+                     *       "desired": 12,
+                     *       "createdAt": "2026-12-01T09:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WarmPoolSchedule"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description The schedule overlaps another of the pool, or its time zone is unknown or not the pool's; the problem names the other schedule. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://docs.fractal.co/problems/unprocessable",
+                     *       "title": "Schedules overlap",
+                     *       "status": 422,
+                     *       "code": "unprocessable",
+                     *       "detail": "This schedule overlaps schedule 7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11 (Weekday mornings): mon,tue,wed,thu,fri 07:00-12:00 America/New_York → 12. Change its days or hours, or delete that one first.",
+                     *       "errors": [
+                     *         {
+                     *           "field": "/body/days",
+                     *           "message": "overlaps schedule 7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    deleteWarmPoolSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                appId: components["schemas"]["AppId"];
+                region: components["schemas"]["RegionCode"];
+                scheduleId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
             431: components["responses"]["RequestHeaderFieldsTooLarge"];
         };
     };

@@ -98,6 +98,12 @@ export const EnvSchema = Type.Object({
   ASSIGN_BATCHES_IN_FLIGHT: Type.Integer({ default: 2, minimum: 1, maximum: 100 }),
   WARM_POOL_INTERVAL_MS: Type.Integer({ default: 15000, minimum: 100 }),
   WARM_POOL_MAX_STARTS: Type.Integer({ default: 10, minimum: 1, maximum: 1000 }),
+  WARM_POOL_MAX_AGE_S: Type.Integer({
+    default: 86400,
+    minimum: 0,
+    maximum: 2592000,
+    description: 'Seconds a warm container may wait unclaimed before the reconciliation pass replaces it (0: no maximum); a pool may set its own (docs/warm-pools.md)'
+  }),
   REAP_INTERVAL_MS: Type.Integer({ default: 30000, minimum: 100 }),
   GEOIP_LOOKUP: Type.Boolean({ default: true }),
   HOST_BOOTSTRAP_SECRET: Type.Optional(Type.String({ minLength: 16 })),
@@ -268,6 +274,7 @@ function toConfig (env: Env) {
       assignBatch: { maxSize: env.ASSIGN_BATCH_SIZE, maxInFlight: env.ASSIGN_BATCHES_IN_FLIGHT },
       warmPoolIntervalMs: env.WARM_POOL_INTERVAL_MS,
       warmPoolMaxStarts: env.WARM_POOL_MAX_STARTS,
+      warmPoolMaxAgeS: env.WARM_POOL_MAX_AGE_S,
       reapIntervalMs: env.REAP_INTERVAL_MS,
       geoipLookup: env.GEOIP_LOOKUP
     },

@@ -88,13 +88,20 @@ begin
     raise exception 'plan limit' using errcode = 'FR007', detail = v_max_live::text;
   end if;
 
-  update container set user_id = p_user, state = 'in_use', assigned_at = now(), updated_at = now(),
-      dpi = coalesce(p_dpi, dpi)
-    where p_cluster is null
-      and id = (select id from container where app_id = p_app and region_code = v_region
-                  and state = 'available' and user_id is null
-                order by created_at limit 1 for update skip locked)
-    returning * into v_container;
+  -- A paused pool hands out nothing (a new container starts instead). The shared lock orders claims against
+  -- pausing (which takes it exclusively, services/containers/containers.warm-pools.ts): once a pause has
+  -- committed, no claim takes from the pool; the paused flag is read after the lock, in a fresh snapshot.
+  if p_cluster is null then
+    perform pg_advisory_xact_lock_shared(hashtextextended('warm_pool:' || p_app || '/' || v_region, 0));
+    if not exists (select 1 from warm_pool where app_id = p_app and region_code = v_region and paused) then
+      update container set user_id = p_user, state = 'in_use', assigned_at = now(), updated_at = now(),
+          dpi = coalesce(p_dpi, dpi)
+        where id = (select id from container where app_id = p_app and region_code = v_region
+                      and state = 'available' and user_id is null
+                    order by created_at limit 1 for update skip locked)
+        returning * into v_container;
+    end if;
+  end if;
   if v_container.id is not null then
     insert into container_event (container_id, from_state, to_state, reason)
       values (v_container.id, 'available', 'in_use', 'assigned from the warm pool');

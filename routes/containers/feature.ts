@@ -14,6 +14,7 @@ import { createSimulatedProvider, type CloudProvider } from '../../services/cont
 import { apps as seededApps } from '../../db/seed-data.js'
 import containerAgentRoutes from '../container-agent/index.js'
 import containersRoutes from './index.js'
+import warmPoolRoutes from '../warm-pools/index.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -30,7 +31,7 @@ declare module 'fastify' {
 }
 
 /**
- * The containers feature: assignment, reading and stopping containers, the warm pools (tag containers) and
+ * The containers feature: assignment, reading and stopping containers, the warm pools (tag warm-pools) and
  * the containers' own calls (container-agent). It wires the cloud provider (ECS, or the simulator that also
  * pings for its containers), the start/stop jobs, the host agent's job, the worker's schedules (warm pools,
  * reaping) and the account deletion's step; its dependencies stay in its own context. The contract it
@@ -104,7 +105,7 @@ export default fp(async function containersFeature (app) {
   app.schedules.add({
     name: 'warm-pools',
     everyMs: settings.warmPoolIntervalMs,
-    run: () => refillWarmPools(app.db, { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, maxStarts: settings.warmPoolMaxStarts })
+    run: () => refillWarmPools(app.db, { queue: app.queue, startTimeoutMs: settings.startTimeoutMs, maxStarts: settings.warmPoolMaxStarts, maxAgeSeconds: settings.warmPoolMaxAgeS, clock: app.clock })
   })
   app.schedules.add({
     name: 'reap-containers',
@@ -153,8 +154,9 @@ export default fp(async function containersFeature (app) {
     containers.decorate('containerDeps', deps)
     await containers.register(containersRoutes)
     await containers.register(containerAgentRoutes)
+    await containers.register(warmPoolRoutes)
   })
-}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'metrics', 'auth', 'accounts', 'schedules', 'billing', 'storage', 'openapi-routes'] })
+}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'clock', 'db', 'queue', 'metrics', 'auth', 'accounts', 'schedules', 'billing', 'storage', 'openapi-routes'] })
 
 declare module 'fastify' {
   interface FastifyRequest {

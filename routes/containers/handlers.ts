@@ -25,14 +25,6 @@ export const handlers = {
     return { items: page.items.map((row) => presentContainer(row, principal.userId)), nextCursor: page.nextCursor }
   },
 
-  async listWarmPools (request) {
-    return { items: await containers.listWarmPools(this.db, request.query) }
-  },
-
-  async setWarmPoolTarget (request) {
-    return containers.setWarmPoolTarget(this.db, principalOf(request).userId, request.params.appId, request.params.region, request.body.target)
-  },
-
   async getContainer (request) {
     return presentContainer(await containers.getOwnContainer(this.db, principalOf(request).userId, request.params.containerId))
   },

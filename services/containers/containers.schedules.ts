@@ -6,36 +6,116 @@ import type { DB } from '../../db/types.js'
 import { hashToId, newSecret } from '../hashing.js'
 import type { JobQueue } from '../queue.js'
 import * as repo from './containers.repository.js'
-import { warmPools } from './containers.warm-pools.js'
+import { poolStatuses, recordPass, type PassOutcome, type PoolStatus } from './containers.warm-pools.js'
+import type { Clock } from '../clock.js'
 import { recordAudit } from '../audit/audit.service.js'
 import { createStartingContainer, enqueueStart, startJobOf } from './containers.assignment.js'
-import { failStart, type StartEnder } from './containers.lifecycle.js'
+import { failStart, queueStop, type StartEnder } from './containers.lifecycle.js'
 
 const live = ['creating', 'starting', 'available', 'in_use'] as const
 
+export interface RefillDeps {
+  queue: JobQueue
+  startTimeoutMs: number
+  /** Starts per pool and pass, at most. */
+  maxStarts: number
+  /** WARM_POOL_MAX_AGE_S: the maximum age of a warm container in a pool without its own (0: none). */
+  maxAgeSeconds: number
+  clock: Clock
+}
+
 /**
- * Starts containers for every warm pool below its target (counting those already starting), at most
- * `maxStarts` per pool and pass; skips disabled regions and regions in maintenance.
+ * The reconciliation pass of the warm pools. Per pool: the desired count is the schedule in force, else the
+ * base target. A paused pool, a disabled region and a region (or everything) in maintenance are left alone.
+ * Otherwise unheld ready containers above the desired count are stopped, oldest first (those past the
+ * maximum age before any other), and missing ones are started (at most `maxStarts` per pool and pass),
+ * counting those on their way and not counting those past the maximum age: so an expired container is
+ * replaced first and stopped once its replacement is ready, and the pool never drops below what it keeps.
+ * A container in use is never stopped. Each pool's decision is recorded (warm_pool.last_*).
  */
-export async function refillWarmPools (db: Kysely<DB>, deps: { queue: JobQueue, startTimeoutMs: number, maxStarts: number }) {
+export async function refillWarmPools (db: Kysely<DB>, deps: RefillDeps) {
+  const now = new Date(deps.clock.now())
   const closed = new Set((await db.selectFrom('maintenance').select('scope').where('ends_at', '>', sql<Date>`now()`).execute()).map((w) => w.scope))
-  if (closed.has('global')) return { started: 0 }
-  const pools = (await warmPools(db)).filter((p) => p.enabled && !closed.has(p.region_code))
-  const wanted = pools.flatMap((p) => {
-    const missing = Math.min(deps.maxStarts, p.warm_pool_target - Number(p.ready) - Number(p.starting))
-    return Array.from({ length: Math.max(0, missing) }, () => ({ app: p.app_id, region: p.region_code, secret: newSecret() }))
-  })
-  if (wanted.length === 0) return { started: 0 }
-  const created = await db.transaction().execute(async (trx) => {
-    const out = []
-    for (const w of wanted) {
-      const { container, job } = await createStartingContainer(trx, { user_id: null, app_id: w.app, region_code: w.region, secret: w.secret }, deps.startTimeoutMs)
-      out.push({ containerId: container.id, jobId: job.id, secret: w.secret, warm: true })
+  const pools = await poolStatuses(db, { now, defaultMaxAgeSeconds: deps.maxAgeSeconds })
+  const wanted: Array<{ app: string, region: string, secret: string }> = []
+  const outcomes: Array<{ pool: PoolStatus, outcome: PassOutcome }> = []
+  const toStop: Array<{ pool: PoolStatus, count: number, reason: string }> = []
+  for (const pool of pools) {
+    const desired = pool.desired
+    const base = `desired ${desired} (${pool.schedule ? `schedule ${pool.schedule.id}` : 'base target'}); ${pool.available} ready, ${pool.starting} starting`
+    if (pool.paused) {
+      outcomes.push({ pool, outcome: { decision: 'paused', desired, started: 0, stopped: 0, reason: `${base}: paused, left alone` } })
+      continue
     }
-    return out
-  })
+    if (!pool.enabled || closed.has('global') || closed.has(pool.region)) {
+      const why = !pool.enabled ? 'the region is disabled' : 'maintenance'
+      outcomes.push({ pool, outcome: { decision: 'closed', desired, started: 0, stopped: 0, reason: `${base}: ${why}, left alone` } })
+      continue
+    }
+    const fresh = pool.available - pool.expired
+    const surplus = Math.max(0, pool.available - desired)
+    // Expired ones go first, so what stays is as fresh as can be.
+    const keptFresh = fresh - Math.max(0, surplus - pool.expired)
+    const starts = Math.max(0, Math.min(deps.maxStarts, desired - keptFresh - pool.starting))
+    const expiredKept = pool.expired - Math.min(pool.expired, surplus)
+    const notes = [
+      ...(surplus > 0 ? [`stop ${surplus} above the desired count`] : []),
+      ...(pool.expired > 0 ? [`${pool.expired} past the maximum age of ${pool.effectiveMaxAgeSeconds} s${expiredKept > 0 ? `, ${expiredKept} kept until replaced` : ''}`] : []),
+      ...(starts > 0 ? [`start ${starts}`] : [])
+    ]
+    if (surplus > 0) toStop.push({ pool, count: surplus, reason: pool.expired > 0 ? 'warm pool: past its maximum age, replaced' : 'warm pool: above the desired count' })
+    for (let i = 0; i < starts; i++) wanted.push({ app: pool.app, region: pool.region, secret: newSecret() })
+    const decision = starts > 0 && surplus > 0 ? 'rebalance' : starts > 0 ? 'grow' : surplus > 0 ? 'shrink' : 'steady'
+    outcomes.push({ pool, outcome: { decision, desired, started: starts, stopped: surplus, reason: `${base}${notes.length ? ': ' + notes.join('; ') : ''}` } })
+  }
+
+  let stopped = 0
+  const stoppedOf = new Map<PoolStatus, number>()
+  for (const s of toStop) {
+    const n = await retireWarm(db, deps, s.pool, s.count, s.reason)
+    stoppedOf.set(s.pool, n)
+    stopped += n
+  }
+  const created = wanted.length === 0
+    ? []
+    : await db.transaction().execute(async (trx) => {
+      const out = []
+      for (const w of wanted) {
+        const { container, job } = await createStartingContainer(trx, { user_id: null, app_id: w.app, region_code: w.region, secret: w.secret }, deps.startTimeoutMs)
+        out.push({ containerId: container.id, jobId: job.id, secret: w.secret, warm: true })
+      }
+      return out
+    })
   for (const payload of created) await enqueueStart(deps.queue, payload)
-  return { started: created.length }
+  for (const { pool, outcome } of outcomes) {
+    // A claim may have taken one meant to be stopped: the record says what was done.
+    const done = stoppedOf.get(pool)
+    await recordPass(db, pool.app, pool.region, now, done === undefined ? outcome : { ...outcome, stopped: done })
+  }
+  return { started: created.length, stopped }
+}
+
+/**
+ * Stops up to `count` of a pool's unheld ready containers, oldest first. Each is taken from the pool with SKIP
+ * LOCKED and only while still unheld and ready, so a claim in flight keeps its container; a container in use
+ * is never touched. Answers how many were stopped.
+ */
+async function retireWarm (db: Kysely<DB>, deps: Pick<RefillDeps, 'queue'>, pool: PoolStatus, count: number, reason: string) {
+  const retired = await db.transaction().execute(async (trx) => {
+    // Picked first, then changed: as an `in (subquery)` the limited, locking pick may run once per row.
+    const picked = await trx.selectFrom('container').select('id')
+      .where('app_id', '=', pool.app).where('region_code', '=', pool.region).where('state', '=', 'available').where('user_id', 'is', null)
+      .orderBy('created_at').limit(count).forUpdate().skipLocked().execute()
+    // None picked: `in ()` is not SQL.
+    if (picked.length === 0) return []
+    const rows = await trx.updateTable('container').set({ state: 'stopping', updated_at: sql`now()` })
+      .where('id', 'in', picked.map((p) => p.id)).where('state', '=', 'available').where('user_id', 'is', null)
+      .returningAll().execute()
+    for (const row of rows) await repo.insertContainerEvent(trx, { container_id: row.id, from_state: 'available', to_state: 'stopping', reason })
+    return rows
+  })
+  for (const container of retired) await queueStop(db, deps, container)
+  return retired.length
 }
 
 /** Ready containers that stopped pinging: failed, their task stopped, their connections closed. */

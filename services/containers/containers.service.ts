@@ -2,18 +2,17 @@
 // stop (containers.lifecycle.ts), the containers' own calls (containers.agent.ts), the host agent
 // (containers.host-agent.ts), jobs as their owners read them (containers.job-status.ts) and their event
 // streams (containers.job-events.ts), the queue's handlers (containers.jobs.ts) and the worker's schedules
-// (containers.schedules.ts). Here: what they share, and reading and changing one's containers and the pools.
+// (containers.schedules.ts), the warm pools (containers.warm-pools.ts). Here: what they share, and reading
+// and changing one's containers.
 import type { Kysely } from 'kysely'
 import type { Container, ContainerState, DB } from '../../db/types.js'
 import type { Batcher } from '../batcher.js'
 import { decodeKeyset, pageOf } from '../pagination.js'
 import type { JobQueue } from '../queue.js'
 import type { entitlementTerms } from '../billing/billing.service.js'
-import { AdminOnly, ContainerNotFound, PoolNotFound } from './containers.errors.js'
+import { AdminOnly, ContainerNotFound } from './containers.errors.js'
 import * as repo from './containers.repository.js'
 import type { AssignAnswer, AssignCall } from './containers.assignment.js'
-import { warmPools } from './containers.warm-pools.js'
-import { recordAudit } from '../audit/audit.service.js'
 
 export interface ContainerDeps {
   queue: JobQueue
@@ -50,23 +49,6 @@ export async function listContainers (db: Kysely<DB>, principal: { userId: strin
     owner, state: query.state ?? null, app: query.app ?? null, region: query.region ?? null
   }, { limit: query.limit + 1, before: query.cursor ? decodeKeyset(query.cursor) : null })
   return pageOf(rows, query.limit)
-}
-
-export async function listWarmPools (db: Kysely<DB>, filters: { app?: string, region?: string }) {
-  const pools = await warmPools(db, filters)
-  return pools.map((p) => ({ app: p.app_id, region: p.region_code, target: p.warm_pool_target, ready: Number(p.ready), starting: Number(p.starting) }))
-}
-
-/** Sets the target the warm-pool schedule keeps (audited); the schedule does the rest. */
-export async function setWarmPoolTarget (db: Kysely<DB>, actorId: string, app: string, region: string, target: number) {
-  await db.transaction().execute(async (trx) => {
-    const before = await trx.selectFrom('app_region').select('warm_pool_target').where('app_id', '=', app).where('region_code', '=', region).forUpdate().executeTakeFirst()
-    if (!before) throw new PoolNotFound(app, region)
-    await trx.updateTable('app_region').set({ warm_pool_target: target }).where('app_id', '=', app).where('region_code', '=', region).execute()
-    await recordAudit(trx, { action: 'warm_pool.target_set', actorId, target: { type: 'warm_pool', id: `${app}/${region}` }, details: { from: before.warm_pool_target, to: target } })
-  })
-  const [pool] = await listWarmPools(db, { app, region })
-  return pool!
 }
 
 export async function updateContainer (db: Kysely<DB>, userId: string, id: string, changes: { useStun?: boolean, dpi?: number }): Promise<Container> {

@@ -15,7 +15,7 @@ import { credentialsFor, everyCredential, exampleBody, isProblem, operations, va
 const exempt: Record<string, string> = {}
 const because = (reason: string, ids: string[]) => { for (const id of ids) exempt[id] = reason }
 because('operators only (scopes admin, users:*, fleet:*, catalog:write): few trusted callers, every change audited', [
-  'updateRegion', 'listUsers', 'updateUser', 'openQueueDashboard', 'listWarmPools', 'setWarmPoolTarget', 'listClusters',
+  'updateRegion', 'listUsers', 'updateUser', 'openQueueDashboard', 'listWarmPools', 'setWarmPoolTarget', 'listWarmPoolSchedules', 'listClusters',
   'createCluster', 'getCluster', 'updateCluster', 'deleteCluster', 'rollAmi', 'listHosts', 'getFleet', 'listLogs', 'setMaintenance',
   'listPartners', 'createPartner', 'listPartnerKeys', 'createPartnerKey', 'revokePartnerKey', 'listPersonalTokens', 'getAdminApp'])
 because('a signed-in user\'s own reads and small writes: bounded by their own rows (paged), one indexed query each', [

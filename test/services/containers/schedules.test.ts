@@ -73,7 +73,7 @@ t.test('warm-pools › valid › a pool below its target gets containers started
   const offer = await given(app).offer()
   await setTarget(app, offer, 3)
 
-  t.same(await app.schedules.runOnce('warm-pools'), { started: 3 })
+  t.same(await app.schedules.runOnce('warm-pools'), { started: 3, stopped: 0 })
 
   const started = await containersOf(app, offer)
   t.equal(started.length, 3)
@@ -86,7 +86,7 @@ t.test('warm-pools › valid › a pool below its target gets containers started
   t.equal(jobs.length, 3)
   t.ok(jobs.every((j) => j.kind === 'start_container' && (j.state === 'queued' || j.state === 'running')))
 
-  t.same(await nextPass(app, 'warm-pools'), { started: 0 }, 'those on their way count: a second pass starts none')
+  t.same(await nextPass(app, 'warm-pools'), { started: 0, stopped: 0 }, 'those on their way count: a second pass starts none')
   t.equal((await containersOf(app, offer)).length, 3)
 
   t.match(await poolOf(app, offer), { target: 3, ready: 0, starting: 3 })
@@ -96,7 +96,7 @@ t.test('warm-pools › valid › a pool below its target gets containers started
   const ready = await containersOf(app, offer)
   t.ok(ready.every((c) => c.host_ip && c.port_32262 && c.user_id === null))
   t.match(await poolOf(app, offer), { target: 3, ready: 3, starting: 0 })
-  t.same(await nextPass(app, 'warm-pools'), { started: 0 }, 'a full pool gets nothing')
+  t.same(await nextPass(app, 'warm-pools'), { started: 0, stopped: 0 }, 'a full pool gets nothing')
 
   // The pool serves a user at once.
   const user = await given(app).signedIn()
@@ -114,14 +114,14 @@ t.test('warm-pools › valid › a region in maintenance, a disabled region and 
   // A window that ended does not count.
   await app.db.insertInto('maintenance').values({ scope: open.region, message: 'Done', starts_at: new Date(Date.now() - 7200_000), ends_at: new Date(Date.now() - 3600_000) }).execute()
 
-  t.same(await app.schedules.runOnce('warm-pools'), { started: 2 })
+  t.same(await app.schedules.runOnce('warm-pools'), { started: 2, stopped: 0 })
   t.equal((await containersOf(app, open)).length, 2)
   t.equal((await containersOf(app, maintained)).length, 0, 'none in the region under maintenance')
   t.equal((await containersOf(app, disabled)).length, 0, 'none in the disabled region')
 
   await setTarget(app, open, 4)
   await app.db.insertInto('maintenance').values({ scope: 'global', message: 'Everything down', ends_at: new Date(Date.now() + 3600_000) }).execute()
-  t.same(await nextPass(app, 'warm-pools'), { started: 0 }, 'a global window stops every refill')
+  t.same(await nextPass(app, 'warm-pools'), { started: 0, stopped: 0 }, 'a global window stops every refill')
   t.equal((await containersOf(app, open)).length, 2)
 })
 
@@ -130,16 +130,16 @@ t.test('warm-pools › valid › WARM_POOL_MAX_STARTS caps the starts of one pas
   const offer = await given(app).offer()
   await setTarget(app, offer, 5)
 
-  t.same(await app.schedules.runOnce('warm-pools'), { started: 2 })
+  t.same(await app.schedules.runOnce('warm-pools'), { started: 2, stopped: 0 })
   t.equal((await containersOf(app, offer)).length, 2)
-  t.same(await nextPass(app, 'warm-pools'), { started: 2 })
+  t.same(await nextPass(app, 'warm-pools'), { started: 2, stopped: 0 })
   t.equal((await containersOf(app, offer)).length, 4)
 })
 
 t.test('reap-containers › valid › a container silent for 2 minutes fails, its ECS task is stopped and its user logged off; a fresh one stays', async (t) => {
   const { app, model, offer } = await onEcs(t)
   await setTarget(app, offer, 2)
-  t.same(await app.schedules.runOnce('warm-pools'), { started: 2 })
+  t.same(await app.schedules.runOnce('warm-pools'), { started: 2, stopped: 0 })
   app.queue.startWorker(2)
   const ids = (await containersOf(app, offer)).map((c) => c.id)
   t.ok(await bringUp(app, model, ids), 'both warm containers run and report')
@@ -304,7 +304,7 @@ t.test('schedules › concurrency › two workers on the same Redis and database
   const results = await Promise.all([first.schedules.runOnce('warm-pools'), second.schedules.runOnce('warm-pools')])
 
   t.equal(results.filter((r) => r === false).length, 1, 'one of them is turned away')
-  t.same(results.find((r) => r !== false), { started: 3 })
+  t.same(results.find((r) => r !== false), { started: 3, stopped: 0 })
   t.equal((await containersOf(first, offer)).length, 3, 'the pool is filled once, not twice')
 })
 
@@ -314,7 +314,7 @@ t.test('schedules › valid › a finished pass does not hold the lock: the same
   const offer = await given(app).offer()
   await setTarget(app, offer, 1)
 
-  t.same(await app.schedules.runOnce('warm-pools'), { started: 1 })
+  t.same(await app.schedules.runOnce('warm-pools'), { started: 1, stopped: 0 })
   await setTarget(app, offer, 2)
-  t.same(await app.schedules.runOnce('warm-pools'), { started: 1 }, 'no other process holds the lock: the pass runs')
+  t.same(await app.schedules.runOnce('warm-pools'), { started: 1, stopped: 0 }, 'no other process holds the lock: the pass runs')
 })
