@@ -231,8 +231,8 @@ export interface ContainerTable {
   last_input_at: Date | null
   /** When a client last connected or left (client_connected changed). */
   client_changed_at: Date | null
-  /** Seconds the user extended the maximum duration by. */
-  extended_seconds: Generated<number>
+  /** When the maximum duration ends (set by the session's first limits pass; extensions move it). */
+  max_ends_at: Date | null
   /** When a limit ended the session: its usage counts up to then. */
   session_ended_at: Date | null
   created_at: Timestamp

@@ -4,8 +4,9 @@ import { sql, type Kysely } from 'kysely'
 // - plan.session_limits, app.session_limits: the limits of a plan, and an app's overrides (jsonb, seconds:
 //   maxSessionSeconds, disconnectTimeoutSeconds, idleTimeoutSeconds, maxExtensionSeconds); null: none set.
 // - container: when the session will end and why (set once its client is warned), the last input the
-//   container reported, when a client last connected or left, the seconds it was extended by, and when its
-//   session was ended by a limit (its usage counts up to then, not to the stop job's end).
+//   container reported, when a client last connected or left, when its maximum duration ends (set by the
+//   first limits pass of the session, moved by extensions), and when a limit ended the session (its usage
+//   counts up to then, not to the stop job's end).
 // - container_event.kind: 'state' (a change of state, as before) or a session event (warning, extended,
 //   ended), with the end it announces; the per-container event stream reads them by id.
 // - container_grant: a connection grant (its id is the signed token's jti), revocable, for one container.
@@ -17,7 +18,7 @@ export async function up (db: Kysely<any>): Promise<void> {
     .addColumn('ending_reason', 'text')
     .addColumn('last_input_at', 'timestamptz')
     .addColumn('client_changed_at', 'timestamptz')
-    .addColumn('extended_seconds', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('max_ends_at', 'timestamptz')
     .addColumn('session_ended_at', 'timestamptz')
     .execute()
   await sql`alter table container add constraint container_ending_reason_check
@@ -51,7 +52,7 @@ export async function down (db: Kysely<any>): Promise<void> {
   await sql`alter table container drop constraint container_ending_reason_check`.execute(db)
   await db.schema.alterTable('container')
     .dropColumn('ends_at').dropColumn('ending_reason').dropColumn('last_input_at')
-    .dropColumn('client_changed_at').dropColumn('extended_seconds').dropColumn('session_ended_at')
+    .dropColumn('client_changed_at').dropColumn('max_ends_at').dropColumn('session_ended_at')
     .execute()
   await db.schema.alterTable('app').dropColumn('session_limits').execute()
   await db.schema.alterTable('plan').dropColumn('session_limits').execute()
