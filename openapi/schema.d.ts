@@ -543,9 +543,10 @@ export interface paths {
          *     becomes null) and a `session_extended` event goes out on `GET /v1/containers/{containerId}/events`.
          *     Audited.
          *
-         *     `422 extension_not_allowed`: the plan allows no extension, or `until` is past the plan's limit (the
-         *     detail names the latest end allowed). `409`: the container holds no session (not `in_use`), or a
-         *     limit has already ended it.
+         *     `422` (title `Extension not allowed`): the plan allows no extension, or `until` is past the plan's
+         *     limit (the detail names the latest end allowed). A session with no maximum duration has nothing to
+         *     extend: 200, unchanged. `409`: the container holds no session (not `in_use`), or a limit has already
+         *     ended it.
          */
         post: operations["extendContainerSession"];
         delete?: never;
@@ -4146,10 +4147,10 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "https://docs.fractal.co/problems/extension_not_allowed",
+                     *       "type": "https://docs.fractal.co/problems/unprocessable",
                      *       "title": "Extension not allowed",
                      *       "status": 422,
-                     *       "code": "extension_not_allowed",
+                     *       "code": "unprocessable",
                      *       "detail": "Your plan lets this session last until 2026-11-27T21:15:00.000Z at the latest.",
                      *       "errors": [
                      *         {
