@@ -11,7 +11,7 @@ import { defineError, fieldErrors } from '../errors.js'
 import { ContainerNotFound } from './containers.errors.js'
 import * as repo from './containers.repository.js'
 
-export const GrantNotFound = defineError('not_found', 'Grant not found', (id: string) => `Grant ${id} does not exist for this container.`)
+export const GrantNotFound = defineError('not_found', 'Grant not found', (id: string) => `This container has no grant ${id}.`)
 export const NotConnectable = defineError('conflict', 'Conflict', (id: string, state: string) => `Container ${id} is ${state}: a grant is given once it runs, and while it does.`)
 export const LifetimeOutOfBounds = defineError('unprocessable', 'Lifetime out of bounds',
   (min: number, max: number) => `A grant lives between ${min} and ${max} seconds.`,

@@ -76,8 +76,8 @@ export function deadlineOf (c: Container, limits: Limits): { at: number, reason:
   return candidates.reduce<{ at: number, reason: SessionEndingReason } | null>((first, c) => first === null || c.at < first.at ? c : first, null)
 }
 
-/** Live sessions (held, in use, not ended by a limit) with the plan's and the app's limits; one id, or a page. */
-function sessionsWithLimits (db: Kysely<DB>, id?: string) {
+/** Live sessions (held, in use, not ended by a limit) with the plan's and the app's limits: a page of 500 after `after`. */
+function sessionsWithLimits (db: Kysely<DB>, after: string | null) {
   let query = db.selectFrom('container')
     .innerJoin('app', 'app.id', 'container.app_id')
     .leftJoin('subscription', 'subscription.user_id', 'container.user_id')
@@ -86,10 +86,11 @@ function sessionsWithLimits (db: Kysely<DB>, id?: string) {
     .selectAll('container')
     .select(['plan.session_limits as plan_limits', 'app.session_limits as app_limits'])
     .where('container.state', '=', 'in_use').where('container.user_id', 'is not', null).where('container.session_ended_at', 'is', null)
-  if (id) query = query.where('container.id', '=', id)
-  return query.orderBy('container.id').limit(500)
+  if (after) query = query.where('container.id', '>', after)
+  return query.orderBy('container.id').limit(pageSize)
 }
 
+const pageSize = 500
 type SessionRow = Container & { plan_limits: SessionLimits | null, app_limits: SessionLimits | null }
 const toContainer = ({ plan_limits: _p, app_limits: _a, ...c }: SessionRow): Container => c
 
@@ -117,10 +118,17 @@ export interface EnforceDeps extends Pick<ContainerDeps, 'queue'>, SessionSettin
  */
 export async function enforceSessionLimits (db: Kysely<DB>, deps: EnforceDeps) {
   const now = deps.clock.now()
-  const rows = await sessionsWithLimits(db).execute() as SessionRow[]
-  let warned = 0
-  let ended = 0
-  let withdrawn = 0
+  const counts = { sessionsWarned: 0, sessionsEnded: 0, warningsWithdrawn: 0 }
+  let after: string | null = null
+  while (true) {
+    const rows = await sessionsWithLimits(db, after).execute() as SessionRow[]
+    await enforcePage(db, deps, now, rows, counts)
+    if (rows.length < pageSize) return counts
+    after = rows.at(-1)!.id
+  }
+}
+
+async function enforcePage (db: Kysely<DB>, deps: EnforceDeps, now: number, rows: SessionRow[], counts: Record<'sessionsWarned' | 'sessionsEnded' | 'warningsWithdrawn', number>) {
   for (const row of rows) {
     const container = toContainer(row)
     const limits = resolveLimits(deps.defaults, row.plan_limits, row.app_limits)
@@ -128,7 +136,7 @@ export async function enforceSessionLimits (db: Kysely<DB>, deps: EnforceDeps) {
     if (deadline && now >= deadline.at) {
       const stopped = await endSession(db, container, deadline)
       if (stopped) {
-        ended++
+        counts.sessionsEnded++
         await queueStop(db, deps, stopped)
       }
       continue
@@ -136,10 +144,10 @@ export async function enforceSessionLimits (db: Kysely<DB>, deps: EnforceDeps) {
     if (deadline && deadline.at - now <= deps.warningSeconds * 1000) {
       // Once per deadline: a deadline that moved by less than a second (the idle seconds a ping rounds) is the same one.
       const same = container.ending_reason === deadline.reason && container.ends_at !== null && Math.abs(container.ends_at.getTime() - deadline.at) < 1000
-      if (!same && await warn(db, container, deadline)) warned++
+      if (!same && await warn(db, container, deadline)) counts.sessionsWarned++
       continue
     }
-    if (container.ends_at !== null && await withdraw(db, container)) withdrawn++
+    if (container.ends_at !== null && await withdraw(db, container)) counts.warningsWithdrawn++
   }
   // The maximum duration is fixed when the session's first pass sees it (the plan may change later).
   const unset = rows.filter((r) => r.max_ends_at === null)
@@ -147,7 +155,6 @@ export async function enforceSessionLimits (db: Kysely<DB>, deps: EnforceDeps) {
     const end = maxEndOf(toContainer(row), resolveLimits(deps.defaults, row.plan_limits, row.app_limits))
     if (end !== null) await db.updateTable('container').set({ max_ends_at: new Date(end) }).where('id', '=', row.id).where('max_ends_at', 'is', null).where('state', '=', 'in_use').execute()
   }
-  return { sessionsWarned: warned, sessionsEnded: ended, warningsWithdrawn: withdrawn }
 }
 
 /** The row has not changed since the pass read it (no ping, extension or stop in between). */

@@ -207,6 +207,15 @@ t.test('revokeConnectionGrants › non-existing › an unknown container is 404'
   t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${randomUUID()}/grants`, headers: user.headers })).statusCode, 404)
 })
 
+t.test('introspectConnectionGrant › valid › the host of the container learns the grant\'s container, user and expiry; nothing else', async (t) => {
+  const { app, user, container, host } = await setup(t)
+  const g = (await grant(app, container.id, user.headers, { lifetimeSeconds: 600 })).json()
+  const res = await introspect(app, host, g.token)
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { active: true, grantId: g.id, containerId: container.id, userId: user.account.id, expiresAt: g.expiresAt })
+  t.notMatch(res.body, /aesKey|198\.51/, 'no connection details to the host either')
+})
+
 t.test('introspectConnectionGrant › insufficient permissions › a wrong or missing host secret is 401', async (t) => {
   const { app, user, container, host } = await setup(t)
   const g = (await grant(app, container.id, user.headers)).json()
