@@ -8,7 +8,7 @@ import { sql, type Kysely } from 'kysely'
  * applied after the migrations, like Flyway's repeatable migrations: a file whose text changed since it was
  * last applied (by SHA-256, recorded in `sql_function`), or whose function is missing, is run again. So a
  * function has one source, its file, and its body follows the code; a migration only drops a signature the
- * code no longer uses (`create or replace` cannot change arguments or the return type). README: "Database".
+ * code no longer uses (`create or replace` cannot change arguments or the return type). docs/database.md.
  */
 export const functionsFolder = fileURLToPath(new URL('./functions', import.meta.url))
 

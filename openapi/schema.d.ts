@@ -1383,7 +1383,7 @@ export interface paths {
          * @description Forgets cached public reads by surrogate key (`tags`, e.g. `apps`, `app:chrome`, `regions`) or
          *     everything (`all: true`), at the origin at once (every web process) and at the configured edge
          *     (`CACHE_PURGER`) through a queued job that retries until the edge confirms. The tags an operation's
-         *     answers carry are in its `x-cache` (see the README's cache policy table).
+         *     answers carry are in its `x-cache` (see the cache policy table in docs/edge-caching.md).
          */
         post: operations["purgeCache"];
         delete?: never;

@@ -31,7 +31,7 @@ t.test('spec › generated types and the operation map are fresh (npm run genera
   }
   t.equal(readFileSync(join(out, 'sdk-operations.ts'), 'utf8'), readFileSync(join(root, 'sdk/src/operations.ts'), 'utf8'), 'sdk/src/operations.ts is up to date')
   const table = readFileSync(join(out, 'cache-policy.md'), 'utf8').split('\n').slice(1).join('\n')
-  t.ok(readFileSync(join(root, 'README.md'), 'utf8').includes(`<!-- cache-policy:start -->\n${table}<!-- cache-policy:end -->`), 'the README\'s cache policy table is up to date')
+  t.ok(readFileSync(join(root, 'docs/edge-caching.md'), 'utf8').includes(`<!-- cache-policy:start -->\n${table}<!-- cache-policy:end -->`), 'docs/edge-caching.md\'s cache policy table is up to date')
 })
 
 t.test('spec › every operation has an operationId, one tag, a summary, and problem+json errors', async (t) => {

@@ -62,7 +62,7 @@ export function moto (): Promise<Moto> {
 }
 
 /**
- * What an operator creates in a region before clusters can run there (README, "Deploying"): a security
+ * What an operator creates in a region before clusters can run there (docs/operations.md, "On AWS"): a security
  * group in the default VPC with the hosts' inbound rules. moto records the rules; it does not enforce them.
  */
 export async function hostSecurityGroup (region: string, name: string): Promise<string> {

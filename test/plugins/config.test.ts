@@ -41,11 +41,11 @@ t.test('config › production without a signing key stops start-up', async (t) =
   await t.rejects(buildApp(config, { logger: false }), /auth: JWT_PRIVATE_KEY is required in production/)
 })
 
-t.test('config › every variable is in the README\'s configuration table with its default', async (t) => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+t.test('config › every variable is in the configuration table of docs/configuration.md with its default', async (t) => {
+  const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')
   for (const [name, schema] of Object.entries(EnvSchema.properties)) {
     // A row's first cell names one variable or several (`A` / `B`), its second their defaults.
-    const row = readme.split('\n').find((line) => line.startsWith('| ') && line.split(' | ')[0]!.includes(`\`${name}\``))
+    const row = doc.split('\n').find((line) => line.startsWith('| ') && line.split(' | ')[0]!.includes(`\`${name}\``))
     t.ok(row, `${name} has a row`)
     const fallback = (schema as { default?: unknown }).default
     if (row && fallback !== undefined && fallback !== '') t.ok(row.includes(`\`${String(fallback)}\``), `${name}'s row gives its default ${String(fallback)}`)
@@ -70,14 +70,14 @@ t.test('config › CLOUD_PROVIDER=aws with its settings loads; the simulated clo
   t.equal(loadConfig({ ...awsSettings, HOST_HANDSHAKE: 'bootstrap-secret', HOST_BOOTSTRAP_SECRET: 'a-bootstrap-secret-0123' }).hosts.handshake, 'bootstrap-secret')
 })
 
-t.test('config › every setting CLOUD_PROVIDER=aws asks for is a variable of the schema with a README row', async (t) => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+t.test('config › every setting CLOUD_PROVIDER=aws asks for is a variable of the schema with a row in docs/configuration.md', async (t) => {
+  const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')
   const message = (() => { try { loadConfig({ CLOUD_PROVIDER: 'aws', HOST_HANDSHAKE: 'bootstrap-secret' }) } catch (err) { return (err as Error).message } return '' })()
   const named = [...new Set([...message.matchAll(/\b[A-Z][A-Z0-9_]{3,}\b/g)].map((m) => m[0]).filter((name) => name !== 'CLOUD_PROVIDER'))]
   t.ok(named.length >= 5, named.join(' '))
   for (const name of named) {
     t.ok(name in EnvSchema.properties, `${name} is a variable`)
-    t.ok(readme.split('\n').some((line) => line.startsWith('| ') && line.split(' | ')[0]!.includes(`\`${name}\``)), `${name} has a README row`)
+    t.ok(doc.split('\n').some((line) => line.startsWith('| ') && line.split(' | ')[0]!.includes(`\`${name}\``)), `${name} has a row`)
   }
 })
 // Issue 19: production silently ran PGlite, an in-process queue and the simulated cloud (fake 203.0.113.x
