@@ -1,30 +1,11 @@
-// Issue 22, item 2: the AES key only with a live connection grant; grants expire, are revocable, are good for
-// one container, and the host agent verifies them (JWKS offline, or introspection).
+// Issue 22, item 2: the AES key only with a live connection grant; grants expire, are good for one container,
+// and the host agent verifies them (JWKS offline, or introspection).
 import { randomUUID } from 'node:crypto'
 import { createVerifier } from 'fast-jwt'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
-import { TestClock } from '../../helpers/clock.js'
 import { bearer, given } from '../../helpers/given.js'
-
-type App = Awaited<ReturnType<typeof build>>
-
-async function setup (t: Parameters<typeof build>[0], overrides: Record<string, string> = {}) {
-  const clock = new TestClock()
-  const app = await build(t, overrides, { clock })
-  const held = await given(app).assignedContainer()
-  // The host the container runs on (the warm container's address).
-  const host = await given(app).host(held.offer.region)
-  await app.db.updateTable('host').set({ ip: held.warm.host_ip }).where('id', '=', host.id).execute()
-  return { app, clock, host, ...held }
-}
-
-const grant = (app: App, id: string, headers: Record<string, string>, payload?: object) =>
-  app.inject({ method: 'POST', url: `/v1/containers/${id}/grants`, headers, ...(payload ? { payload } : {}) })
-const introspect = (app: App, host: { id: string, secret: string }, token: string) =>
-  app.inject({ method: 'POST', url: `/v1/hosts/${host.id}/grants/introspect`, headers: { 'x-host-secret': host.secret }, payload: { token } })
-const view = (app: App, id: string, headers: Record<string, string>, token?: string) =>
-  app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: { ...headers, ...(token ? { 'x-connection-grant': token } : {}) } })
+import { grant, introspect, setup, view } from './grant-fixtures.js'
 
 t.test('createConnectionGrant › valid › a signed grant with the connection details; the views show the key only with it', async (t) => {
   const { app, user, warm, container, host } = await setup(t)
@@ -126,115 +107,6 @@ t.test('createConnectionGrant › non-existing › an unknown container is 404',
   const res = await grant(app, randomUUID(), user.headers)
   t.equal(res.statusCode, 404)
   t.equal(res.json().code, 'not_found')
-})
-
-t.test('revokeConnectionGrant › valid › the grant stops at once, others go on; revoking again is 204', async (t) => {
-  const { app, user, container, host } = await setup(t)
-  const one = (await grant(app, container.id, user.headers)).json()
-  const two = (await grant(app, container.id, user.headers)).json()
-  const res = await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants/${one.id}`, headers: user.headers })
-  t.equal(res.statusCode, 204)
-  t.same((await introspect(app, host, one.token)).json(), { active: false })
-  t.equal((await view(app, container.id, user.headers, one.token)).json().connection, null)
-  t.equal((await introspect(app, host, two.token)).json().active, true)
-  t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants/${one.id}`, headers: user.headers })).statusCode, 204)
-  const audit = await app.db.selectFrom('audit_event').select('action').where('action', '=', 'container.grant_revoked').execute()
-  t.equal(audit.length, 1, 'audited once')
-})
-
-t.test('revokeConnectionGrant › valid › revocation racing with uses: once revoked, no use succeeds', async (t) => {
-  const { app, user, container, host } = await setup(t)
-  const g = (await grant(app, container.id, user.headers)).json()
-  const uses = Array.from({ length: 20 }, (_, i) => i % 2 === 0 ? introspect(app, host, g.token) : view(app, container.id, user.headers, g.token))
-  const revoke = app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants/${g.id}`, headers: user.headers })
-  const [revoked, ...answers] = await Promise.all([revoke, ...uses])
-  t.equal(revoked.statusCode, 204)
-  for (const a of answers) t.equal(a.statusCode, 200, 'each use answers, live or not: no error')
-  const after = await Promise.all(Array.from({ length: 10 }, () => introspect(app, host, g.token)))
-  t.ok(after.every((a) => a.json().active === false), 'after the revocation answered, every use is refused')
-  t.equal((await view(app, container.id, user.headers, g.token)).json().connection, null)
-})
-
-t.test('revokeConnectionGrant › insufficient permissions › another user 404, no token 401; the grant lives on', async (t) => {
-  const { app, user, container, host } = await setup(t)
-  const g = (await grant(app, container.id, user.headers)).json()
-  const stranger = await given(app).signedIn()
-  t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants/${g.id}`, headers: stranger.headers })).statusCode, 404)
-  t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants/${g.id}` })).statusCode, 401)
-  t.equal((await introspect(app, host, g.token)).json().active, true)
-})
-
-t.test('revokeConnectionGrant › invalid input › a malformed grant id is 400', async (t) => {
-  const { app, user, container } = await setup(t)
-  t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants/nope`, headers: user.headers })).statusCode, 400)
-})
-
-t.test('revokeConnectionGrant › non-existing › an unknown grant, or one of another container, is 404', async (t) => {
-  const { app, user, container } = await setup(t)
-  const res = await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants/${randomUUID()}`, headers: user.headers })
-  t.equal(res.statusCode, 404)
-  t.equal(res.json().code, 'not_found')
-})
-
-t.test('revokeConnectionGrants › valid › every live grant stops; 204 also with none', async (t) => {
-  const { app, user, container, host } = await setup(t)
-  const grants = [(await grant(app, container.id, user.headers)).json(), (await grant(app, container.id, user.headers)).json()]
-  t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants`, headers: user.headers })).statusCode, 204)
-  for (const g of grants) t.same((await introspect(app, host, g.token)).json(), { active: false })
-  t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants`, headers: user.headers })).statusCode, 204)
-  const audit = await app.db.selectFrom('audit_event').select('details').where('action', '=', 'container.grants_revoked').orderBy('at').execute()
-  t.match(audit, [{ details: { grants: 2 } }, { details: { grants: 0 } }])
-})
-
-t.test('revokeConnectionGrants › insufficient permissions › another user 404, no token 401', async (t) => {
-  const { app, user, container, host } = await setup(t)
-  const g = (await grant(app, container.id, user.headers)).json()
-  const stranger = await given(app).signedIn()
-  t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants`, headers: stranger.headers })).statusCode, 404)
-  t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}/grants` })).statusCode, 401)
-  t.equal((await introspect(app, host, g.token)).json().active, true)
-})
-
-t.test('revokeConnectionGrants › invalid input › a malformed container id is 400', async (t) => {
-  const app = await build(t)
-  const user = await given(app).signedIn()
-  t.equal((await app.inject({ method: 'DELETE', url: '/v1/containers/nope/grants', headers: user.headers })).statusCode, 400)
-})
-
-t.test('revokeConnectionGrants › non-existing › an unknown container is 404', async (t) => {
-  const app = await build(t)
-  const user = await given(app).signedIn()
-  t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${randomUUID()}/grants`, headers: user.headers })).statusCode, 404)
-})
-
-t.test('introspectConnectionGrant › valid › the host of the container learns the grant\'s container, user and expiry; nothing else', async (t) => {
-  const { app, user, container, host } = await setup(t)
-  const g = (await grant(app, container.id, user.headers, { lifetimeSeconds: 600 })).json()
-  const res = await introspect(app, host, g.token)
-  t.equal(res.statusCode, 200)
-  t.same(res.json(), { active: true, grantId: g.id, containerId: container.id, userId: user.account.id, expiresAt: g.expiresAt })
-  t.notMatch(res.body, /aesKey|198\.51/, 'no connection details to the host either')
-})
-
-t.test('introspectConnectionGrant › insufficient permissions › a wrong or missing host secret is 401', async (t) => {
-  const { app, user, container, host } = await setup(t)
-  const g = (await grant(app, container.id, user.headers)).json()
-  const wrong = await app.inject({ method: 'POST', url: `/v1/hosts/${host.id}/grants/introspect`, headers: { 'x-host-secret': 'x'.repeat(43) }, payload: { token: g.token } })
-  t.equal(wrong.statusCode, 401)
-  t.equal((await app.inject({ method: 'POST', url: `/v1/hosts/${host.id}/grants/introspect`, payload: { token: g.token } })).statusCode, 401)
-  t.equal((await app.inject({ method: 'POST', url: `/v1/hosts/${host.id}/grants/introspect`, headers: user.headers, payload: { token: g.token } })).statusCode, 401, 'a user token is no host credential')
-})
-
-t.test('introspectConnectionGrant › invalid input › no token is 400, garbage is inactive', async (t) => {
-  const { app, host } = await setup(t)
-  t.equal((await app.inject({ method: 'POST', url: `/v1/hosts/${host.id}/grants/introspect`, headers: { 'x-host-secret': host.secret }, payload: {} })).statusCode, 400)
-  t.same((await introspect(app, host, 'not-a-jwt')).json(), { active: false })
-})
-
-t.test('introspectConnectionGrant › non-existing › an unknown host is 401 (its secret cannot match)', async (t) => {
-  const { app, host } = await setup(t)
-  const res = await app.inject({ method: 'POST', url: `/v1/hosts/${randomUUID()}/grants/introspect`, headers: { 'x-host-secret': host.secret }, payload: { token: 'x' } })
-  t.equal(res.statusCode, 401)
 })
 
 t.test('listContainers › valid › partner and admin views never carry a grant or a key', async (t) => {
