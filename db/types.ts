@@ -63,6 +63,7 @@ export interface DB {
   maintenance: MaintenanceTable
   partner: PartnerTable
   partner_api_key: PartnerApiKeyTable
+  personal_access_token: PersonalAccessTokenTable
 }
 
 export type Region = Selectable<RegionTable>
@@ -87,6 +88,9 @@ export interface AccountTable {
   deleted_at: Date | null
   last_sign_in_at: Date | null
   partner_id: string | null
+  /** Optional fields of the sign-up form, for operators (issue 23). */
+  sign_up_reason: string | null
+  referral_code: string | null
   created_at: Timestamp
   updated_at: Timestamp
 }
@@ -450,3 +454,21 @@ export interface PartnerApiKeyTable {
   revoked_at: Date | null
 }
 export type PartnerApiKey = Selectable<PartnerApiKeyTable>
+
+/** A user's own API credential (`frl_pat_…`): only the hash of the token is kept. */
+export interface PersonalAccessTokenTable {
+  id: Generated<string>
+  account_id: string
+  name: string
+  prefix: string
+  token_hash: string
+  scopes: string[]
+  read_only: Generated<boolean>
+  expires_at: Date
+  last_used_at: Date | null
+  /** The last use written to the audit trail (the first use of each hour is). */
+  use_audited_at: Date | null
+  created_at: Timestamp
+  revoked_at: Date | null
+}
+export type PersonalAccessToken = Selectable<PersonalAccessTokenTable>

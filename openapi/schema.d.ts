@@ -243,7 +243,8 @@ export interface paths {
         post?: never;
         /**
          * Sign out
-         * @description Revokes the session of the access token; its access and refresh tokens stop working at once.
+         * @description Revokes the session of the access token; its access and refresh tokens stop working at once. A personal
+         *     access token has no session: it is refused (403); revoke it with `DELETE /v1/users/me/tokens/{tokenId}`.
          */
         delete: operations["signOut"];
         options?: never;
@@ -269,7 +270,8 @@ export interface paths {
          * Delete my account
          * @description Signs out everywhere, frees the e-mail address at once, and queues a job that removes what the
          *     account owns (its Stripe subscription cancelled and customer deleted, its containers stopped) and then
-         *     the account itself.
+         *     the account itself. Its personal access tokens are revoked with it. Needs a signed-in session (a personal
+         *     access token is refused, 403).
          */
         delete: operations["deleteMe"];
         options?: never;
@@ -281,7 +283,8 @@ export interface paths {
          *     `currentPassword`, or a session signed in within the last 5 minutes (an account without a password
          *     signs in again with Google). A new `password` needs `currentPassword` and revokes every other session.
          *     Each `currentPassword` counts against the address's sign-in limit (`SIGN_IN_MAX_FAILURES` per 15
-         *     minutes, then 429 with Retry-After).
+         *     minutes, then 429 with Retry-After). A personal access token may change the name only: a new `email` or
+         *     `password` with one is refused (403).
          */
         patch: operations["updateMe"];
         trace?: never;
@@ -321,6 +324,58 @@ export interface paths {
          * @description Signs that session out (its access and refresh tokens stop working at once); another user's session is a 404.
          */
         delete: operations["revokeMySession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/users/me/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * My personal access tokens
+         * @description Newest first, revoked and expired ones included, with their last use (to the minute); never the secret.
+         */
+        get: operations["listMyPersonalTokens"];
+        put?: never;
+        /**
+         * Create a personal access token
+         * @description A token for scripts and integrations, sent as `Authorization: Bearer frl_pat_…` in place of a session's
+         *     access token. Answered once, in `token`: only its SHA-256 hash is kept, so a lost token cannot be shown
+         *     again (make another and revoke the old one); `prefix` is what later lists show to recognise it.
+         *     `scopes` are some of the caller's own (422 otherwise); `readOnly: true` limits it to reads (GET).
+         *     Every token expires: `expiresAt` at most `PAT_MAX_TTL_DAYS` (90 by default) days ahead, 30 days (or
+         *     that maximum when shorter) when left out. At most `PAT_MAX_PER_ACCOUNT` live tokens per account (422).
+         *     Needs a signed-in session: a personal access token cannot make another (403). Audited.
+         */
+        post: operations["createPersonalToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/users/me/tokens/{tokenId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke one of my personal access tokens
+         * @description The token stops working at once, in every server process. Revoking a revoked token again changes
+         *     nothing (204); another user's token is a 404, like one that does not exist. A token may revoke itself.
+         *     Audited.
+         */
+        delete: operations["revokeMyPersonalToken"];
         options?: never;
         head?: never;
         patch?: never;
@@ -391,6 +446,46 @@ export interface paths {
          *     unknown partner is a 422.
          */
         patch: operations["updateUser"];
+        trace?: never;
+    };
+    "/v1/admin/tokens": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List everyone's personal access tokens
+         * @description Newest first, revoked and expired ones included; `user` keeps one account's. Never the secret.
+         */
+        get: operations["listPersonalTokens"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/tokens/{tokenId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke anyone's personal access token
+         * @description The token stops working at once, in every server process; revoking it again changes nothing (204). Audited.
+         */
+        delete: operations["revokePersonalToken"];
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/newsletter/subscriptions": {
@@ -485,6 +580,10 @@ export interface paths {
          *
          *     `Idempotency-Key` is required: a retry with the same key returns the first answer (24 hours); the same
          *     key with a different body is 422.
+         *
+         *     `cluster` (a developer testing a new AMI before a roll; scope `fleet:write`, else 403): the container
+         *     is started on that cluster (by name or id), in its region, never taken from a warm pool, whatever the
+         *     cluster's spare room. An unknown or inactive cluster, or one outside the `region` asked for, is a 422.
          */
         post: operations["assignContainer"];
         delete?: never;
@@ -1677,6 +1776,10 @@ export interface components {
             email: components["schemas"]["Email"];
             password: components["schemas"]["Password"];
             name: components["schemas"]["DisplayName"];
+            /** @description Why the person signs up (optional); kept on the account for operators (`signUpReason` in the admin user view). */
+            reason?: string;
+            /** @description The referral code the person came with (optional); kept on the account for operators. */
+            referralCode?: string;
         };
         TokenRequest: {
             token: components["schemas"]["OpaqueToken"];
@@ -1718,6 +1821,10 @@ export interface components {
             lastSignInAt: string | null;
             /** @description The partner the user belongs to (see the `partners` operations); null for none. */
             partnerId: null | components["schemas"]["Uuid"];
+            /** @description Why they signed up, as given at sign-up (null: not given). */
+            signUpReason: string | null;
+            /** @description The referral code given at sign-up (null: none). */
+            referralCode: string | null;
         };
         AuditEventPage: {
             items: components["schemas"]["AuditEvent"][];
@@ -2174,6 +2281,51 @@ export interface components {
             items: components["schemas"]["Partner"][];
             nextCursor: string | null;
         };
+        /**
+         * @description A scope of the `bearer` scheme (see its description for which role holds which).
+         * @enum {string}
+         */
+        BearerScope: "account" | "containers" | "fleet:read" | "fleet:write" | "catalog:write" | "users:read" | "users:write" | "admin";
+        PersonalToken: {
+            id: components["schemas"]["Uuid"];
+            userId: components["schemas"]["Uuid"];
+            name: string;
+            /** @description The start of the token (`frl_pat_…`), to recognise it; never the secret. */
+            prefix: string;
+            scopes: components["schemas"]["BearerScope"][];
+            readOnly: boolean;
+            /** Format: date-time */
+            expiresAt: string;
+            /**
+             * Format: date-time
+             * @description Last accepted call, to the minute (null: never used).
+             */
+            lastUsedAt: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            revokedAt: string | null;
+        };
+        PersonalTokenCreated: {
+            id: components["schemas"]["Uuid"];
+            userId: components["schemas"]["Uuid"];
+            name: string;
+            prefix: string;
+            scopes: components["schemas"]["BearerScope"][];
+            readOnly: boolean;
+            /** Format: date-time */
+            expiresAt: string;
+            lastUsedAt: null;
+            /** Format: date-time */
+            createdAt: string;
+            revokedAt: null;
+            /** @description The whole token: send it as `Authorization: Bearer <token>`. Shown only in this answer. */
+            token: string;
+        };
+        PersonalTokenPage: {
+            items: components["schemas"]["PersonalToken"][];
+            nextCursor: string | null;
+        };
         PartnerApiKey: {
             id: components["schemas"]["Uuid"];
             partnerId: components["schemas"]["Uuid"];
@@ -2593,6 +2745,8 @@ export interface components {
         };
     };
     parameters: {
+        /** @description A personal access token's id. */
+        TokenId: components["schemas"]["Uuid"];
         ContainerId: components["schemas"]["Uuid"];
         /** @description Page size. */
         Limit: number;
@@ -2812,7 +2966,9 @@ export interface operations {
                  * @example {
                  *       "email": "ada@example.com",
                  *       "password": "correct-horse-battery",
-                 *       "name": "Ada Lovelace"
+                 *       "name": "Ada Lovelace",
+                 *       "reason": "Teaching a class with it",
+                 *       "referralCode": "SPRING26"
                  *     }
                  */
                 "application/json": components["schemas"]["SignUpRequest"];
@@ -3367,6 +3523,152 @@ export interface operations {
             431: components["responses"]["RequestHeaderFieldsTooLarge"];
         };
     };
+    listMyPersonalTokens: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of tokens. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f",
+                     *           "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *           "name": "Grafana dashboard",
+                     *           "prefix": "frl_pat_8c1f0a2b3d4e",
+                     *           "scopes": [
+                     *             "containers"
+                     *           ],
+                     *           "readOnly": true,
+                     *           "expiresAt": "2027-01-31T00:00:00.000Z",
+                     *           "lastUsedAt": "2026-12-07T14:02:00.000Z",
+                     *           "createdAt": "2026-12-07T13:00:00.000Z",
+                     *           "revokedAt": null
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PersonalTokenPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            414: components["responses"]["UriTooLong"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    createPersonalToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description What the token is for (shown in lists). */
+                    name: string;
+                    scopes: components["schemas"]["BearerScope"][];
+                    /** @description Reads only (GET): any other method is refused (403). Default false. */
+                    readOnly?: boolean;
+                    /**
+                     * Format: date-time
+                     * @description In the future and at most PAT_MAX_TTL_DAYS days ahead (default: 30 days).
+                     */
+                    expiresAt?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The token, with its secret shown this once. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f",
+                     *       "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "name": "Grafana dashboard",
+                     *       "prefix": "frl_pat_8c1f0a2b3d4e",
+                     *       "scopes": [
+                     *         "containers"
+                     *       ],
+                     *       "readOnly": true,
+                     *       "expiresAt": "2027-01-31T00:00:00.000Z",
+                     *       "lastUsedAt": null,
+                     *       "createdAt": "2026-12-07T13:00:00.000Z",
+                     *       "revokedAt": null,
+                     *       "token": "frl_pat_8c1f0a2b3d4e_q0Zt3uV9mX1cYk7PbR2sL8wN4jH6gF5dA0eC3vB9nM2"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PersonalTokenCreated"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    revokeMyPersonalToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A personal access token's id. */
+                tokenId: components["parameters"]["TokenId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
     listAuditEvents: {
         parameters: {
             query?: {
@@ -3471,7 +3773,9 @@ export interface operations {
                      *           "createdAt": "2026-11-20T09:14:03.000Z",
                      *           "disabled": false,
                      *           "lastSignInAt": "2026-11-27T08:30:12.000Z",
-                     *           "partnerId": null
+                     *           "partnerId": null,
+                     *           "signUpReason": "Teaching a class with it",
+                     *           "referralCode": "SPRING26"
                      *         },
                      *         {
                      *           "id": "9b2f8f0e-6a0b-4c9e-8a8e-2f0b8f3c1d11",
@@ -3483,7 +3787,9 @@ export interface operations {
                      *           "createdAt": "2026-06-01T10:00:00.000Z",
                      *           "disabled": false,
                      *           "lastSignInAt": "2026-11-27T07:58:41.000Z",
-                     *           "partnerId": null
+                     *           "partnerId": null,
+                     *           "signUpReason": null,
+                     *           "referralCode": null
                      *         }
                      *       ],
                      *       "nextCursor": "MjAyNi0wNi0wMVQxMDowMDowMC4wMDBa"
@@ -3537,7 +3843,9 @@ export interface operations {
                      *       "createdAt": "2026-11-20T09:14:03.000Z",
                      *       "disabled": false,
                      *       "lastSignInAt": "2026-11-27T08:30:12.000Z",
-                     *       "partnerId": null
+                     *       "partnerId": null,
+                     *       "signUpReason": "Teaching a class with it",
+                     *       "referralCode": "SPRING26"
                      *     }
                      */
                     "application/json": components["schemas"]["AdminUser"];
@@ -3552,6 +3860,91 @@ export interface operations {
             414: components["responses"]["UriTooLong"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["Unprocessable"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    listPersonalTokens: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+                /** @description Only this account's tokens (a user id). */
+                user?: components["schemas"]["Uuid"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of tokens. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f",
+                     *           "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *           "name": "Grafana dashboard",
+                     *           "prefix": "frl_pat_8c1f0a2b3d4e",
+                     *           "scopes": [
+                     *             "containers"
+                     *           ],
+                     *           "readOnly": true,
+                     *           "expiresAt": "2027-01-31T00:00:00.000Z",
+                     *           "lastUsedAt": "2026-12-07T14:02:00.000Z",
+                     *           "createdAt": "2026-12-07T13:00:00.000Z",
+                     *           "revokedAt": null
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PersonalTokenPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            414: components["responses"]["UriTooLong"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    revokePersonalToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A personal access token's id. */
+                tokenId: components["parameters"]["TokenId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
             431: components["responses"]["RequestHeaderFieldsTooLarge"];
         };
     };
@@ -3784,17 +4177,12 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "app": "chrome",
-                 *       "region": "us-east-1",
-                 *       "dpi": 144
-                 *     }
-                 */
                 "application/json": {
                     app: components["schemas"]["AppId"];
                     region?: components["schemas"]["RegionCode"];
                     dpi?: number;
+                    /** @description A cluster's name or id to start the container on (scope `fleet:write`); see above. */
+                    cluster?: string;
                 };
             };
         };

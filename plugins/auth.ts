@@ -11,15 +11,20 @@ import { getOwnAccount, type AccountCache } from '../services/accounts/accounts.
 import { DomainError } from '../services/errors.js'
 import { hashToId } from '../services/hashing.js'
 import { authenticatePartnerKey, type PartnerKeyIdentity } from '../services/partners/partners.service.js'
+import { findPersonalToken, personalTokenMarker, recordPersonalTokenUse, touchEverySeconds } from '../services/accounts/personal-tokens.service.js'
+import { scopesFor } from '../services/accounts/roles.js'
 import { bearerTokenMatches } from './metrics.js'
 
 export type { Role }
 
-/** A signed-in user (bearer access token). */
+/** A signed-in user (bearer access token), or a user's personal access token (`tokenId`, no session). */
 export interface UserPrincipal {
   kind: 'user'
   userId: string
-  sessionId: string
+  /** The session of an access token; null for a personal access token. */
+  sessionId: string | null
+  /** The personal access token the request came with; null for a session's access token. */
+  tokenId: string | null
   role: Role
   scopes: readonly string[]
 }
@@ -39,6 +44,14 @@ export type Principal = UserPrincipal | PartnerPrincipal
 export interface AccessTokenClaims { sub: string, role: Role, scopes: string[], sid: string }
 
 /**
+ * A verified bearer credential: a session's access token (`sid`), or a personal access token (`tokenId`,
+ * `readOnly`), whose scopes are its own as far as the account's role still grants them.
+ */
+export type BearerCredential =
+  | (AccessTokenClaims & { tokenId: null, readOnly: false })
+  | { sub: string, role: Role, scopes: string[], sid: null, tokenId: string, readOnly: boolean }
+
+/**
  * A handler per securitySchemes name: throws unauthorized/forbidden, or sets request.principal. It runs before
  * the body is read, or (`readsBody`, a credential that may come in the body) once it is parsed, and in both
  * cases before anything of the request is validated.
@@ -50,12 +63,18 @@ declare module 'fastify' {
     securityHandlers: Record<string, SecurityHandler>
     jwks: components['schemas']['JwkSet']
     issueAccessToken (claims: AccessTokenClaims): string
-    /** Revoked sessions, checked on every bearer request (Redis, or this process when embedded). */
+    /**
+     * Revoked sessions and personal access tokens (by id), checked on every bearer request (Redis, or this
+     * process when embedded).
+     */
     revokedSessions: { add (ids: readonly string[]): Promise<void>, has (id: string): Promise<boolean> }
-    /** Verifies a bearer token (signature, issuer, audience, expiry, revocation, account) without scopes. */
+    /**
+     * Verifies a session's access token (signature, issuer, audience, expiry, revocation, account) without
+     * scopes. A personal access token is null here: Hasura and the queue dashboard take sessions only.
+     */
     verifyBearer (header: string | undefined): Promise<AccessTokenClaims | null>
-    /** The request's bearer token verified as verifyBearer does, once per request; null when it is not valid. */
-    bearerOf (request: FastifyRequest): Promise<AccessTokenClaims | null>
+    /** The request's bearer credential (an access or a personal access token), verified once per request; null when it is not valid. */
+    bearerOf (request: FastifyRequest): Promise<BearerCredential | null>
     /** Accounts read in the last seconds, per process; every change drops the entry in every process. */
     accountCache: AccountCache
     /** Key material other signatures derive their keys from (HKDF), so rotating the JWT key rotates them. */
@@ -65,6 +84,10 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     principal: Principal | null
+  }
+  interface FastifyContextConfig {
+    /** `x-session-only`: a personal access token is refused (403) whatever its scopes. */
+    sessionOnly?: boolean
   }
 }
 
@@ -258,11 +281,19 @@ export default fp(async function authPlugin (app) {
    * per-process cache every change invalidates, so a disabled, deleted or re-roled account's tokens stop
    * even where a revocation was missed.
    */
-  async function verify (header: string | undefined): Promise<AccessTokenClaims> {
+  function bearerToken (header: string | undefined): string {
     if (!header) throw unauthorized('A bearer token is required.')
     const match = /^Bearer\s+(\S+)$/i.exec(header)
     if (!match) throw unauthorized('The Authorization header must be "Bearer <token>".')
-    const token = match[1]!
+    return match[1]!
+  }
+
+  async function verify (header: string | undefined): Promise<AccessTokenClaims> {
+    const token = bearerToken(header)
+    return verifyAccessToken(token)
+  }
+
+  async function verifyAccessToken (token: string): Promise<AccessTokenClaims> {
     const kid = kidOf(token)
     const verifier = kid === null ? undefined : verifiers.get(kid)
     if (!verifier) throw invalidToken()
@@ -284,26 +315,84 @@ export default fp(async function authPlugin (app) {
   }
   app.decorate('verifyBearer', (header: string | undefined) => verify(header).catch(() => null))
 
+  // Personal access tokens (`frl_pat_…`), read by the hash of the presented token and kept per process for a
+  // few seconds, so a busy token costs no query per request. Revocation is at once all the same: a revoked
+  // token's id joins the revocation set (memory of every process, Redis, a broadcast) before the revoking
+  // request answers, and is checked after the cache; the set keeps it longer than a cache entry lives. The
+  // account is read through the account cache, as for sessions: a disabled or deleted account stops its
+  // tokens at once. No write on the hot path: last_used_at at most once a minute per token.
+  const patTtlMs = 5000
+  const pats = new Map<string, { row: NonNullable<Awaited<ReturnType<typeof findPersonalToken>>>, until: number }>()
+  async function personalTokenRow (token: string) {
+    const now = clock.now()
+    const cached = pats.get(token)
+    if (cached && cached.until > now) return cached.row
+    const row = await findPersonalToken(app.db, token)
+    if (!row) {
+      pats.delete(token)
+      return undefined
+    }
+    if (pats.size >= 10_000) pats.delete(pats.keys().next().value!)
+    pats.set(token, { row, until: now + patTtlMs })
+    return row
+  }
+  app.broadcast.onReconnect(async () => { pats.clear() })
+
+  async function verifyPersonalToken (token: string): Promise<BearerCredential> {
+    const row = await personalTokenRow(token)
+    if (!row) throw unauthorized('The personal access token is not valid.')
+    const now = clock.now()
+    if (row.revoked_at !== null || isRevoked(row.id)) throw unauthorized('The personal access token has been revoked.')
+    if (row.expires_at.getTime() <= now) throw unauthorized('The personal access token has expired.')
+    const account = await getOwnAccount(app.db, { cache: accountCache }, row.account_id)
+    if (account.disabled_at) throw unauthorized('The account of this personal access token is disabled.')
+    if (row.last_used_at === null || row.last_used_at.getTime() <= now - touchEverySeconds * 1000) {
+      // Seen as used from now in this process, whatever the write does: one attempt a minute, not one a request.
+      row.last_used_at = new Date(now)
+      // Bookkeeping: a failed write is logged, never the caller's refusal.
+      await recordPersonalTokenUse(app.db, row, new Date(now)).catch((err: unknown) => {
+        app.log.warn({ err, tokenId: row.id }, 'auth: recording a personal access token use failed')
+      })
+    }
+    // Its own scopes, as far as the account's role still grants them (a demoted owner's tokens shrink).
+    const granted = scopesFor(account.role)
+    return { sub: account.id, role: account.role, scopes: row.scopes.filter((s) => granted.includes(s)), sid: null, tokenId: row.id, readOnly: row.read_only }
+  }
+  async function verifyCredential (header: string | undefined): Promise<BearerCredential> {
+    const token = bearerToken(header)
+    if (token.startsWith(personalTokenMarker)) return verifyPersonalToken(token)
+    return { ...(await verifyAccessToken(token)), tokenId: null, readOnly: false }
+  }
+
   // The rate limiter (keyed by user) and the security handler both need the caller: verified once per request.
-  const bearers = new WeakMap<FastifyRequest, Promise<AccessTokenClaims>>()
-  function bearerOf (request: FastifyRequest): Promise<AccessTokenClaims> {
+  const bearers = new WeakMap<FastifyRequest, Promise<BearerCredential>>()
+  function bearerOf (request: FastifyRequest): Promise<BearerCredential> {
     let outcome = bearers.get(request)
     if (!outcome) {
-      outcome = verify(request.headers.authorization)
+      outcome = verifyCredential(request.headers.authorization)
       bearers.set(request, outcome)
     }
     return outcome
   }
   app.decorate('bearerOf', (request: FastifyRequest) => bearerOf(request).catch(() => null))
 
+  const safeMethods = new Set(['GET', 'HEAD'])
   const bearer: SecurityHandler = async (request, scopes) => {
-    const claims = await bearerOf(request)
-    const granted = new Set(claims.scopes ?? [])
+    const credential = await bearerOf(request)
+    const granted = new Set(credential.scopes ?? [])
     const missing = scopes.filter((s) => !granted.has(s))
     if (missing.length > 0) {
       throw new DomainError('forbidden', 'Forbidden', `This operation needs the scope${missing.length > 1 ? 's' : ''} ${missing.join(', ')}.`)
     }
-    request.principal = { kind: 'user', userId: claims.sub, sessionId: claims.sid, role: claims.role, scopes: [...granted] }
+    if (credential.tokenId !== null) {
+      if (request.routeOptions.config.sessionOnly) {
+        throw new DomainError('forbidden', 'Forbidden', 'A personal access token cannot call this operation: sign in (a session\'s access token).')
+      }
+      if (credential.readOnly && !safeMethods.has(request.method)) {
+        throw new DomainError('forbidden', 'Forbidden', 'This personal access token is read-only: it may only read (GET).')
+      }
+    }
+    request.principal = { kind: 'user', userId: credential.sub, sessionId: credential.sid, tokenId: credential.tokenId, role: credential.role, scopes: [...granted] }
   }
 
   // Partner keys: X-Api-Key rather than Authorization, which always holds our JWTs here (the `key: user` rate

@@ -65,6 +65,8 @@ export const EnvSchema = Type.Object({
   REFRESH_TOKEN_TTL_DAYS: Type.Integer({ default: 30, minimum: 1, maximum: 365 }),
   PASSWORD_MIN_LENGTH: Type.Integer({ default: 10, minimum: 10, maximum: 128 }),
   SIGN_IN_MAX_FAILURES: Type.Integer({ default: 10, minimum: 1 }),
+  PAT_MAX_TTL_DAYS: Type.Integer({ default: 90, minimum: 1, maximum: 366, description: 'The longest a personal access token may live, in days (docs/api-tokens.md).' }),
+  PAT_MAX_PER_ACCOUNT: Type.Integer({ default: 50, minimum: 1, maximum: 1000, description: 'Live (neither revoked nor expired) personal access tokens one account may hold.' }),
   GOOGLE_CLIENT_ID: Type.Optional(Type.String({ minLength: 1 })),
   GOOGLE_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
   GOOGLE_ISSUER: Type.String({ default: 'https://accounts.google.com', format: 'uri' }),
@@ -236,7 +238,9 @@ function toConfig (env: Env) {
     accounts: {
       refreshTokenTtlDays: env.REFRESH_TOKEN_TTL_DAYS,
       passwordMinLength: env.PASSWORD_MIN_LENGTH,
-      signInMaxFailures: env.SIGN_IN_MAX_FAILURES
+      signInMaxFailures: env.SIGN_IN_MAX_FAILURES,
+      personalTokenMaxTtlDays: env.PAT_MAX_TTL_DAYS,
+      personalTokensPerAccount: env.PAT_MAX_PER_ACCOUNT
     },
     containers: {
       provider: env.CLOUD_PROVIDER,

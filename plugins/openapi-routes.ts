@@ -4,7 +4,7 @@ import addFormatsModule from 'ajv-formats'
 import fastJsonStringify from 'fast-json-stringify'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RouteOptions } from 'fastify'
-import { dereference, readSpec, specPath, type Document } from '../openapi/spec.js'
+import { readContract, specPath, type Document } from '../openapi/spec.js'
 import { DomainError } from '../services/errors.js'
 import type { CachePolicy } from './edge-cache.js'
 import { problemTypeBase } from './errors.js'
@@ -47,6 +47,8 @@ export interface Operation {
   deprecation?: { deprecation: string, sunset: string }
   /** It answers `text/event-stream`: plugins/event-streams.ts caps how many are open (429). */
   eventStream: boolean
+  /** `x-session-only: true`: a personal access token is refused (403) whatever its scopes (plugins/auth.ts). */
+  sessionOnly: boolean
 }
 
 /** RFC 9745 `Deprecation` (@epoch seconds) and RFC 8594 `Sunset` (an HTTP date) of a deprecated operation. */
@@ -138,7 +140,8 @@ function indexOperations (document: Record<string, any>): Map<string, Operation>
         cache: op['x-cache'],
         rateLimit: op['x-rate-limit'],
         bodyLimit: op['x-body-limit'],
-        eventStream
+        eventStream,
+        sessionOnly: op['x-session-only'] === true
       })
     }
   }
@@ -287,8 +290,7 @@ async function readDocument (path: string): Promise<{ document: Document, derefe
   const text = await readFile(path, 'utf8')
   let entry = parsed.get(path)
   if (entry?.text !== text) {
-    const document = await readSpec(path)
-    entry = { text, document, dereferenced: await dereference(document) }
+    entry = { text, ...await readContract(path) }
     parsed.set(path, entry)
   }
   // Copies: an app may change its document (the docs' servers), never its neighbours'.
@@ -376,6 +378,7 @@ export default fp(async function openapiRoutesPlugin (app, options: { specPath?:
         config: {
           operationId: operation.operationId,
           secured,
+          ...(operation.sessionOnly ? { sessionOnly: true } : {}),
           ...(operation.eventStream ? { eventStream: true } : {}),
           ...(operation.cache ? { cache: operation.cache } : {}),
           ...(operation.rateLimit ? { rateLimit: rateLimitConfig(this, operation.operationId, operation.rateLimit) } : {})

@@ -1,13 +1,14 @@
 -- The whole assignment of POST /v1/containers in one round trip: Idempotency-Key, the plan (p_terms: billing
 -- enforced, else null), offer, maintenance, one live container per user and app, then a warm container claimed
 -- with SKIP LOCKED (201) or a new one with its start job (202). p_prefer: regions in order of preference (from
--- the client's location; null: the catalog's order). Raises SQLSTATEs FR001-FR010, which
+-- the client's location; null: the catalog's order). p_cluster: a developer's assignment onto that cluster (the
+-- caller checked its scope and that the cluster is active in p_region): never from the warm pool. Raises SQLSTATEs FR001-FR010, which
 -- services/sql-errors.ts turns into problems; raising rolls the whole call back (the Idempotency-Key row too).
 -- The answer is written into the Idempotency-Key row by an upsert on its primary key: an `update ... where`
 -- kept a sequential-scan plan cached from a nearly empty table (see migration T2900).
 create or replace function fractal_assign_container(
   p_user uuid, p_key text, p_request_hash text, p_app text, p_region text, p_dpi integer,
-  p_aes_key text, p_secret_hash text, p_deadline timestamptz, p_terms jsonb, p_prefer text[]
+  p_aes_key text, p_secret_hash text, p_deadline timestamptz, p_terms jsonb, p_prefer text[], p_cluster uuid
 ) returns jsonb language plpgsql as $$
 declare
   v_record idempotency_record;
@@ -88,7 +89,8 @@ begin
 
   update container set user_id = p_user, state = 'in_use', assigned_at = now(), updated_at = now(),
       dpi = coalesce(p_dpi, dpi)
-    where id = (select id from container where app_id = p_app and region_code = v_region
+    where p_cluster is null
+      and id = (select id from container where app_id = p_app and region_code = v_region
                   and state = 'available' and user_id is null
                 order by created_at limit 1 for update skip locked)
     returning * into v_container;
@@ -102,6 +104,11 @@ begin
   end if;
 
   v_created := fractal_create_container(p_user, p_app, v_region, p_dpi, p_aes_key, p_secret_hash, p_deadline);
+  if p_cluster is not null then
+    -- Pinned: the start job places the task on this cluster rather than choosing one.
+    update container set cluster_id = p_cluster where id = (v_created->'container'->>'id')::uuid;
+    v_created := jsonb_set(v_created, '{container,cluster_id}', to_jsonb(p_cluster));
+  end if;
   insert into idempotency_record (user_id, key, request_hash, status, body, headers)
     values (p_user, p_key, p_request_hash, 202,
       jsonb_build_object('containerId', v_created->'container'->>'id', 'jobId', v_created->'job'->>'id'), '{}')

@@ -35,7 +35,9 @@ export function accountDepsOf (app: FastifyInstance): AccountDeps {
       accessTokenTtl: config.jwt.accessTokenTtl,
       refreshTokenTtlDays: config.accounts.refreshTokenTtlDays,
       passwordMinLength: config.accounts.passwordMinLength,
-      signInMaxFailures: config.accounts.signInMaxFailures
+      signInMaxFailures: config.accounts.signInMaxFailures,
+      personalTokenMaxTtlDays: config.accounts.personalTokenMaxTtlDays,
+      personalTokensPerAccount: config.accounts.personalTokensPerAccount
     },
     log: app.log
   }

@@ -1,7 +1,8 @@
 import type { Handlers } from '../../openapi/handler-types.js'
 import * as accounts from '../../services/accounts/accounts.service.js'
+import * as tokens from '../../services/accounts/personal-tokens.service.js'
 import { principalOf } from '../request-context.js'
-import { presentSession, presentUser } from './present.js'
+import { presentPersonalToken, presentSession, presentUser } from './present.js'
 
 export const handlers = {
   async signUp (request, reply) {
@@ -44,6 +45,24 @@ export const handlers = {
 
   async revokeMySession (request, reply) {
     await accounts.revokeMySession(this.db, this.accountDeps, principalOf(request).userId, request.params.sessionId)
+    return reply.code(204).send()
+  },
+
+  async createPersonalToken (request, reply) {
+    const { row, token } = await tokens.createPersonalToken(this.db, this.accountDeps, principalOf(request), request.body)
+    reply.code(201)
+    return { ...presentPersonalToken(row), lastUsedAt: null, revokedAt: null, token }
+  },
+
+  async listMyPersonalTokens (request) {
+    const { limit = 20, cursor } = request.query
+    const page = await tokens.listPersonalTokens(this.db, principalOf(request).userId, { limit, cursor })
+    return { items: page.items.map(presentPersonalToken), nextCursor: page.nextCursor }
+  },
+
+  async revokeMyPersonalToken (request, reply) {
+    const { userId } = principalOf(request)
+    await tokens.revokePersonalToken(this.db, this.accountDeps, userId, request.params.tokenId, userId)
     return reply.code(204).send()
   }
 } satisfies Handlers<'accounts'>

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Handlers } from '../../openapi/handler-types.js'
 import type { Container } from '../../db/types.js'
 import { assignContainer } from '../../services/containers/containers.assignment.js'
+import { ClusterNeedsFleetWrite } from '../../services/containers/containers.errors.js'
 import { containerEvents } from '../../services/containers/containers.events.js'
 import { createGrant, liveGrant, revokeGrant, revokeGrants } from '../../services/containers/containers.grants.js'
 import { stopContainer } from '../../services/containers/containers.lifecycle.js'
@@ -22,9 +23,11 @@ async function reveals (app: FastifyInstance, container: Container, grant?: stri
 
 export const handlers = {
   async assignContainer (request, reply) {
+    const principal = principalOf(request)
+    if (request.body.cluster !== undefined && !principal.scopes.includes('fleet:write')) throw new ClusterNeedsFleetWrite()
     // No region asked for: the nearest one to the client (the edge's geo headers, else its IP).
-    const near = request.body.region ? null : await locateClient(request.headers, request.ip, this.config.containers.geoipLookup)
-    const result = await assignContainer(this.db, this.containerDeps, principalOf(request).userId, request.headers['idempotency-key'], { ...request.body, near })
+    const near = request.body.region || request.body.cluster ? null : await locateClient(request.headers, request.ip, this.config.containers.geoipLookup)
+    const result = await assignContainer(this.db, this.containerDeps, principal.userId, request.headers['idempotency-key'], { ...request.body, near })
     const reveal = await reveals(this, result.container)
     if (result.status === 201) return reply.code(201).send(presentContainer(result.container, { reveal }))
     reply.code(202).header('location', `/v1/jobs/${result.job.id}`)

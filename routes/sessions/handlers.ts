@@ -2,7 +2,7 @@ import type { Handlers } from '../../openapi/handler-types.js'
 import * as accounts from '../../services/accounts/accounts.service.js'
 import { signInWithGoogle } from '../../services/accounts/google.js'
 import { presentTokenPair } from '../accounts/present.js'
-import { principalOf } from '../request-context.js'
+import { sessionOf } from '../request-context.js'
 
 export const handlers = {
   async signIn (request) {
@@ -18,7 +18,7 @@ export const handlers = {
   },
 
   async signOut (request, reply) {
-    await accounts.signOut(this.db, this.accountDeps, principalOf(request))
+    await accounts.signOut(this.db, this.accountDeps, sessionOf(request))
     return reply.code(204).send()
   }
 } satisfies Handlers<'sessions'>

@@ -39,6 +39,12 @@ export interface FractalClientOptions {
   baseUrl: string
   accessToken?: string
   refreshToken?: string
+  /**
+   * A personal access token (`frl_pat_…`, `POST /v1/users/me/tokens`) in place of a session: sent as the
+   * bearer token on every call, never refreshed (an expired or revoked one surfaces as a 401). Not with
+   * `accessToken` or `refreshToken`.
+   */
+  personalAccessToken?: string
   /** Called with every new token pair (sign-in and each refresh): store the refresh token here. */
   onTokens?: (pair: TokenPair) => void | Promise<void>
   fetch?: (input: Request) => Promise<Response>
@@ -123,7 +129,14 @@ export function createFractalClient (options: FractalClientOptions): FractalClie
   const maxRetries = retry.max ?? 2
   const maxDelayMs = retry.maxDelayMs ?? 30_000
   const baseDelayMs = retry.baseDelayMs ?? 500
-  let accessToken = options.accessToken
+  if (options.personalAccessToken !== undefined) {
+    if (options.accessToken !== undefined || options.refreshToken !== undefined) {
+      throw new TypeError('createFractalClient: personalAccessToken replaces a session: pass it without accessToken and refreshToken')
+    }
+    if (!options.personalAccessToken.startsWith('frl_pat_')) throw new TypeError('createFractalClient: personalAccessToken must start with frl_pat_')
+  }
+  // A personal access token is a bearer token without a refresh token: a 401 has nothing to refresh.
+  let accessToken = options.personalAccessToken ?? options.accessToken
   let refreshToken = options.refreshToken
   let refreshing: Promise<boolean> | undefined
 

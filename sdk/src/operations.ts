@@ -4,6 +4,7 @@
 export const bearerOperations: ReadonlySet<string> = new Set([
   'DELETE /v1/admin/clusters/{clusterId}',
   'DELETE /v1/admin/partners/{partnerId}/keys/{keyId}',
+  'DELETE /v1/admin/tokens/{tokenId}',
   'DELETE /v1/containers/{containerId}',
   'DELETE /v1/containers/{containerId}/grants',
   'DELETE /v1/containers/{containerId}/grants/{grantId}',
@@ -11,6 +12,7 @@ export const bearerOperations: ReadonlySet<string> = new Set([
   'DELETE /v1/storage/connections/{provider}',
   'DELETE /v1/users/me',
   'DELETE /v1/users/me/sessions/{sessionId}',
+  'DELETE /v1/users/me/tokens/{tokenId}',
   'GET /v1/admin/audit',
   'GET /v1/admin/clusters',
   'GET /v1/admin/clusters/{clusterId}',
@@ -19,6 +21,7 @@ export const bearerOperations: ReadonlySet<string> = new Set([
   'GET /v1/admin/logs',
   'GET /v1/admin/partners',
   'GET /v1/admin/partners/{partnerId}/keys',
+  'GET /v1/admin/tokens',
   'GET /v1/admin/users',
   'GET /v1/admin/warm-pools',
   'GET /v1/billing/subscription',
@@ -32,6 +35,7 @@ export const bearerOperations: ReadonlySet<string> = new Set([
   'GET /v1/storage/connections',
   'GET /v1/users/me',
   'GET /v1/users/me/sessions',
+  'GET /v1/users/me/tokens',
   'PATCH /v1/admin/clusters/{clusterId}',
   'PATCH /v1/admin/users/{userId}',
   'PATCH /v1/containers/{containerId}',
@@ -51,6 +55,7 @@ export const bearerOperations: ReadonlySet<string> = new Set([
   'POST /v1/jobs/{jobId}/cancel',
   'POST /v1/logs',
   'POST /v1/storage/connections',
+  'POST /v1/users/me/tokens',
   'PUT /v1/admin/maintenance',
   'PUT /v1/admin/warm-pools/{appId}/{region}'
 ])

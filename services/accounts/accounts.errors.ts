@@ -31,3 +31,14 @@ export const GoogleRejected = defineError('unauthorized', 'Google sign-in failed
 export const GoogleEmailUnverified = defineError('conflict', 'Address not verified by Google',
   () => 'An account uses this address, and Google does not say the address is verified. Sign in with the password instead.')
 export const AccountGone = defineError('unauthorized', 'Account gone', () => 'The account of this access token no longer exists. Sign in again.')
+
+// Personal access tokens (services/accounts/personal-tokens.service.ts).
+export const PersonalTokenNotFound = defineError('not_found', 'Token not found', (id: string) => `Personal access token ${id} does not exist.`)
+export const BadTokenScopes = defineError('unprocessable', 'Scopes not accepted', (scopes: string[]) => `A token can only carry scopes you hold; you do not hold ${scopes.join(', ')}.`,
+  (scopes: string[]) => fieldErrors('/body/scopes', `includes ${scopes.join(', ')}, which you do not hold`))
+export const BadTokenExpiry = defineError('unprocessable', 'Expiry not accepted', (reason: string) => `expiresAt ${reason}.`,
+  (reason: string) => fieldErrors('/body/expiresAt', reason))
+export const TooManyPersonalTokens = defineError('unprocessable', 'Too many tokens', (max: number) => `An account may hold ${max} live personal access tokens; revoke one first.`,
+  (max: number) => fieldErrors('/body', `at most ${max} live tokens`))
+/** What only a signed-in session may do: a personal access token is refused (403), whatever its scopes. */
+export const SessionRequired = defineError('forbidden', 'Forbidden', (what: string) => `A personal access token cannot ${what}: sign in.`)

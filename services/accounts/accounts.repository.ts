@@ -18,7 +18,7 @@ export function findAccountByGoogleSubject (db: Db, subject: string) {
   return db.selectFrom('account').selectAll().where('google_subject', '=', subject).where('deleted_at', 'is', null).executeTakeFirst()
 }
 
-export function insertAccount (db: Db, values: { email: string, name: string, password_hash: string | null, role?: Role, email_verified_at?: Date | null, google_subject?: string | null }) {
+export function insertAccount (db: Db, values: { email: string, name: string, password_hash: string | null, role?: Role, email_verified_at?: Date | null, google_subject?: string | null, sign_up_reason?: string | null, referral_code?: string | null }) {
   return db.insertInto('account').values(values).returningAll().executeTakeFirstOrThrow()
 }
 

@@ -9,12 +9,13 @@ import type { Clock } from '../clock.js'
 import type { JobQueue } from '../queue.js'
 import {
   AccountGone, CannotDemoteSelf, CurrentPasswordRequired, EmailTaken, InvalidCredentials, InvalidRefreshToken,
-  NameNotAllowed, ReauthenticationRequired, RefreshTokenReused, SessionNotFound, TokenExpired, TokenInvalid, TokenUsed,
+  NameNotAllowed, ReauthenticationRequired, RefreshTokenReused, SessionNotFound, SessionRequired, TokenExpired, TokenInvalid, TokenUsed,
   TooManyFailures, UserNotFound, WeakPassword, WrongCurrentPassword
 } from './accounts.errors.js'
 import * as repo from './accounts.repository.js'
 import { isProfane } from './names.js'
 import { scopesFor } from './roles.js'
+import { revokeAccountTokens } from './personal-tokens.service.js'
 import { hashToId, newSecret } from '../hashing.js'
 import { hashPassword, passwordProblem, verifyPassword } from './secrets.js'
 
@@ -54,6 +55,8 @@ export interface AccountDeps {
     refreshTokenTtlDays: number
     passwordMinLength: number
     signInMaxFailures: number
+    personalTokenMaxTtlDays: number
+    personalTokensPerAccount: number
   }
   log: { info (obj: object, msg: string): void, warn (obj: object, msg: string): void }
 }
@@ -106,7 +109,7 @@ async function mailExistingOwner (db: Kysely<DB>, deps: AccountDeps, existing: A
  * Sign-up. The answer never says whether the address had an account: an existing owner is mailed instead.
  * The password is hashed either way so both paths take the same time.
  */
-export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string, name: string }) {
+export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email: string, password: string, name: string, reason?: string | undefined, referralCode?: string | undefined }) {
   await checkName(input.name)
   await checkPassword(deps, input.password, '/body/password', input.email)
   const passwordHash = await hashPassword(input.password)
@@ -119,7 +122,9 @@ export async function signUp (db: Kysely<DB>, deps: AccountDeps, input: { email:
   let created: { token: string }
   try {
     created = await db.transaction().execute(async (trx) => {
-      const account = await repo.insertAccount(trx, { email: input.email, name: input.name, password_hash: passwordHash })
+      const account = await repo.insertAccount(trx, {
+        email: input.email, name: input.name, password_hash: passwordHash, sign_up_reason: input.reason?.trim() ?? null, referral_code: input.referralCode ?? null
+      })
       await recordAudit(trx, { action: 'account.sign_up', actorId: account.id, target: { type: 'account', id: account.id } })
       return { token: await mailToken(trx, deps, 'verify_email', account, 24 * hour) }
     })
@@ -334,7 +339,12 @@ export const reauthenticationMinutes = 5
  * owner, not only a bearer of the token: the current password (counted against the same limit as sign-in), or,
  * for the address only, a session that signed in within the last few minutes (an account without a password).
  */
-export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string }, input: { name?: string, email?: string, password?: string, currentPassword?: string }) {
+export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { userId: string, sessionId: string | null, tokenId: string | null }, input: { name?: string, email?: string, password?: string, currentPassword?: string }) {
+  // A personal access token may rename its account, never take it over (issue 23).
+  if (principal.sessionId === null) {
+    if (input.password !== undefined) throw new SessionRequired('change the password')
+    if (input.email !== undefined) throw new SessionRequired('change the e-mail address')
+  }
   const account = await repo.findAccountById(db, principal.userId)
   if (!account) throw new AccountGone()
   if (input.name !== undefined) await checkName(input.name)
@@ -346,7 +356,7 @@ export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { 
   } else if (input.password !== undefined) {
     throw new CurrentPasswordRequired()
   } else if (newEmail) {
-    const session = await repo.findSession(db, principal.sessionId)
+    const session = principal.sessionId === null ? undefined : await repo.findSession(db, principal.sessionId)
     if (!session || session.created_at.getTime() < deps.clock.now() - reauthenticationMinutes * 60_000) throw new ReauthenticationRequired(reauthenticationMinutes)
   }
   let passwordHash: string | undefined
@@ -363,7 +373,7 @@ export async function updateMe (db: Kysely<DB>, deps: AccountDeps, principal: { 
     })
     let revoked: string[] = []
     if (passwordHash) {
-      revoked = await repo.revokeSessions(trx, { accountId: account.id, exceptSessionId: principal.sessionId }, 'password_change')
+      revoked = await repo.revokeSessions(trx, { accountId: account.id, ...(principal.sessionId !== null ? { exceptSessionId: principal.sessionId } : {}) }, 'password_change')
       await recordAudit(trx, { action: 'account.password_changed', actorId: account.id, target: { type: 'account', id: account.id } })
     }
     const token = newEmail ? await mailToken(trx, deps, 'change_email', { id: account.id, email: newEmail }, 24 * hour) : null
@@ -417,7 +427,8 @@ export async function deleteMe (db: Kysely<DB>, deps: AccountDeps, principal: { 
     if (!account) throw new AccountGone()
     await repo.updateAccount(trx, account.id, { deleted_at: new Date(), email: `deleted+${account.id}@invalid`, pending_email: null, google_subject: null, password_hash: null })
     await recordAudit(trx, { action: 'account.deleted', actorId: account.id, target: { type: 'account', id: account.id } })
-    return repo.revokeSessions(trx, { accountId: account.id }, 'account_deleted')
+    const sessions = await repo.revokeSessions(trx, { accountId: account.id }, 'account_deleted')
+    return [...sessions, ...await revokeAccountTokens(trx, account.id, new Date(deps.clock.now()))]
   })
   await deps.cache.invalidate(principal.userId)
   await deps.revocations.revoke(revoked)
@@ -463,7 +474,8 @@ export async function updateUser (db: Kysely<DB>, deps: AccountDeps, actor: { us
     }
     if (input.disabled !== undefined && input.disabled !== (before.disabled_at !== null)) {
       await recordAudit(trx, { ...target, action: input.disabled ? 'user.disabled' : 'user.enabled' })
-      if (input.disabled) revoked = [...revoked, ...await repo.revokeSessions(trx, { accountId: userId }, 'disabled')]
+      // Its sessions and its personal access tokens end (a re-enabled account signs in and makes new tokens).
+      if (input.disabled) revoked = [...revoked, ...await repo.revokeSessions(trx, { accountId: userId }, 'disabled'), ...await revokeAccountTokens(trx, userId, new Date(deps.clock.now()))]
     }
     if (input.partnerId !== undefined && input.partnerId !== before.partner_id) {
       await recordAudit(trx, { ...target, action: 'user.partner_changed', details: { from: before.partner_id, to: input.partnerId } })

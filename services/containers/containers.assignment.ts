@@ -8,7 +8,7 @@ import { Batcher } from '../batcher.js'
 import { hashToId, newSecret } from '../hashing.js'
 import type { JobQueue } from '../queue.js'
 import { problemOf } from '../sql-errors.js'
-import { IdempotencyMismatch } from './containers.errors.js'
+import { ClusterOutsideRegion, IdempotencyMismatch, UnknownCluster } from './containers.errors.js'
 import * as repo from './containers.repository.js'
 import type { ContainerDeps } from './containers.service.js'
 import { rankRegions, type Location } from './geo.js'
@@ -66,6 +66,8 @@ export interface AssignCall {
   deadline: string
   terms: unknown
   prefer: string[] | null
+  /** A developer's assignment onto this cluster (its id): started there, never from the warm pool. */
+  cluster: string | null
 }
 /** Its answer: fractal_assign_container's, or what it raised (rolled back alone). */
 export type AssignAnswer = { ok: AssignOutcome } | { error: { code: string, message: string, detail: string | null } }
@@ -104,17 +106,25 @@ export function assignmentBatcher (db: Kysely<DB>, options: { maxSize: number, m
  */
 export async function assignContainer (
   db: Kysely<DB>, deps: ContainerDeps, userId: string, idempotencyKey: string,
-  input: { app: string, region?: string, dpi?: number, near?: Location | null }
+  input: { app: string, region?: string | undefined, dpi?: number | undefined, near?: Location | null, cluster?: string | undefined }
 ): Promise<Assignment> {
   // A value the batch's jsonb would refuse fails alone, before it joins one (with other users' assignments).
-  if (![idempotencyKey, input.app, input.region, input.dpi].every(storable)) throw new UnstorableValue()
+  if (![idempotencyKey, input.app, input.region, input.dpi, input.cluster].every(storable)) throw new UnstorableValue()
+  // Onto a named cluster (the caller checked the scope): an active one, whose region is the assignment's.
+  let cluster: { id: string, region_code: string } | null = null
+  if (input.cluster !== undefined) {
+    cluster = (await repo.findActiveCluster(db, input.cluster)) ?? null
+    if (!cluster) throw new UnknownCluster(input.cluster)
+    if (input.region !== undefined && input.region !== cluster.region_code) throw new ClusterOutsideRegion(input.cluster, input.region)
+    input = { ...input, region: cluster.region_code, near: null }
+  }
   const secret = newSecret()
   // Near the client: the open regions in order of preference; the function takes the first the plan allows.
   const prefer = !input.region && input.near ? rankRegions(await repo.listOpenOffers(db, input.app), input.near).map((o) => o.region_code) : null
   const call: AssignCall = {
     user: userId,
     key: idempotencyKey,
-    hash: hashToId(JSON.stringify({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null })),
+    hash: hashToId(JSON.stringify({ app: input.app, region: input.region ?? null, dpi: input.dpi ?? null, ...(cluster ? { cluster: cluster.id } : {}) })),
     app: input.app,
     region: input.region ?? null,
     dpi: input.dpi ?? null,
@@ -122,7 +132,8 @@ export async function assignContainer (
     secretHash: hashToId(secret),
     deadline: new Date(Date.now() + deps.startTimeoutMs).toISOString(),
     terms: deps.entitlement?.terms ?? null,
-    prefer
+    prefer,
+    cluster: cluster?.id ?? null
   }
   let answer = deps.assignments ? await deps.assignments.submit(call) : (await runAssignments(db, [call]))[0]!
   // Chosen as a deadlock's victim (against a transaction outside the batches): once more, alone.

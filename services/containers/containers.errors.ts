@@ -14,3 +14,8 @@ export const IdempotencyMismatch = defineError('unprocessable', 'Idempotency-Key
 export const WrongContainerSecret = defineError('unauthorized', 'Unauthorized', () => 'The container secret is not valid for this container.')
 export const AdminOnly = defineError('forbidden', 'Forbidden', (what: string) => `Only admins can ${what}.`)
 export const PoolNotFound = defineError('not_found', 'Warm pool not found', (app: string, region: string) => `App ${app} is not offered in region ${region}.`)
+export const UnknownCluster = defineError('unprocessable', 'Unknown cluster', (cluster: string) => `No active cluster is called ${cluster}.`,
+  () => fieldErrors('/body/cluster', 'is not an active cluster'))
+export const ClusterOutsideRegion = defineError('unprocessable', 'Cluster in another region', (cluster: string, region: string) => `Cluster ${cluster} is not in region ${region}.`,
+  () => fieldErrors('/body/cluster', 'is not in the region asked for'))
+export const ClusterNeedsFleetWrite = defineError('forbidden', 'Forbidden', () => 'Starting a container on a named cluster needs the scope fleet:write.')

@@ -49,10 +49,13 @@ async function clusterName (db: Kysely<DB>, container: Pick<Container, 'cluster_
   return cluster?.name ?? `fractal-${container.region_code}-1`
 }
 
-/** Places the task on the fullest cluster of the region that still has room (bin-packing). */
+/**
+ * Places the task on the fullest cluster of the region that still has room (bin-packing), or on the cluster a
+ * developer pinned it to (`cluster_id` before any task: POST /v1/containers with `cluster`), room or not.
+ */
 async function placeTask (deps: ContainerJobDeps, container: Container, data: StartContainerPayload): Promise<Container | StartOutcome> {
   const { db } = deps
-  const cluster = await repo.chooseCluster(db, container.region_code)
+  const cluster = container.cluster_id ? await repo.findClusterById(db, container.cluster_id) : await repo.chooseCluster(db, container.region_code)
   if (!cluster) return failStart(deps, container, data.jobId, 'no_capacity', `no cluster in ${container.region_code} has room for another container`)
   const offer = await repo.findTaskDefinition(db, container.app_id, container.region_code)
   const { taskArn } = await deps.provider.runTask({

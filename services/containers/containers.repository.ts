@@ -86,6 +86,15 @@ export function liveContainersOf (db: Db, userId: string) {
   return db.selectFrom('container').select(['id']).where('user_id', '=', userId).where('state', 'in', liveStates).execute()
 }
 
+/** An active cluster by id or by name (names are unique per region: the oldest wins across regions). */
+export function findActiveCluster (db: Db, nameOrId: string) {
+  const byId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(nameOrId)
+  return db.selectFrom('cluster').select(['id', 'region_code'])
+    .where(byId ? 'id' : 'name', '=', nameOrId).where('status', '=', 'active')
+    .orderBy('created_at').limit(1)
+    .executeTakeFirst()
+}
+
 export function findClusterById (db: Db, id: string) {
   return db.selectFrom('cluster').select(['id', 'name', 'capacity_provider']).where('id', '=', id).executeTakeFirst()
 }

@@ -75,7 +75,6 @@ t.test('faults › Redis down › fail-closed operations answer 503 with Retry-A
   // Shutting down while Redis is away (SIGTERM during an outage) completes, without an error.
   redis.kill('SIGKILL')
   await once(redis, 'exit')
-  const startedAt = Date.now()
+  // Without a deadline of ours (it would measure the machine): a close that waits for Redis hangs the test.
   await t.resolves(Promise.all([closed.close(), open.close()]), 'both apps close with Redis away')
-  t.ok(Date.now() - startedAt < 5000, 'promptly')
 })

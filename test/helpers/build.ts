@@ -1,5 +1,6 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import tap from 'tap'
 import { buildApp, type BuildOptions } from '../../app.js'
 import { loadConfig, type Config, type Env } from '../../plugins/config.js'
 import { createTestDatabase } from './database.js'
@@ -55,6 +56,28 @@ export async function build (t: Test, overrides: Overrides = {}, options: Omit<B
   const app = await buildApp(config, { ...options, logger: false })
   t.teardown(() => app.close())
   await app.ready()
+  return app
+}
+
+const fileApps = new Map<string, Promise<FastifyInstance>>()
+const clockIds = new WeakMap<NonNullable<BuildOptions['clock']>, number>()
+
+/**
+ * The file's app: one per test file (and per set of overrides and clock), built on first use on its own cloned
+ * database and Redis prefix, and closed when the file's tests end. Building an app and its database costs
+ * 0.3–2 s, so a file builds one and its tests share it: they make their own rows (given(app) makes unique
+ * ones) and never count what the whole database holds. A test that stops the app, or needs an empty
+ * database, calls build(t) instead.
+ */
+export function fileApp (overrides: Overrides = {}, options: Pick<BuildOptions, 'clock'> = {}): Promise<FastifyInstance> {
+  const clock = options.clock
+  if (clock && !clockIds.has(clock)) clockIds.set(clock, clockIds.size + 1)
+  const key = JSON.stringify([overrides, clock ? clockIds.get(clock) : 0])
+  let app = fileApps.get(key)
+  if (!app) {
+    app = build(tap, overrides, options)
+    fileApps.set(key, app)
+  }
   return app
 }
 

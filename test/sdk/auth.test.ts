@@ -100,3 +100,21 @@ t.test('sdk › errors › FractalProblemError carries the problem: status, code
   t.match(missing, { status: 404, code: 'not_found', title: 'Container not found', errors: [] })
   t.match((missing as Error).message, /^Container not found/)
 })
+
+t.test('sdk › personal access token › sent in place of a session, never refreshed; a revoked one surfaces as a 401', async (t) => {
+  const user = await given(app).signedIn()
+  const made = await fetch(`${baseUrl}/v1/users/me/tokens`, {
+    method: 'POST', headers: { 'content-type': 'application/json', ...user.headers }, body: JSON.stringify({ name: 'sdk', scopes: ['account'] })
+  })
+  const { id, token } = await made.json() as { id: string, token: string }
+  const client = createFractalClient({ baseUrl, personalAccessToken: token })
+  t.match(unwrap(await client.GET('/v1/users/me')), { id: user.account.id })
+
+  t.equal((await fetch(`${baseUrl}/v1/users/me/tokens/${id}`, { method: 'DELETE', headers: user.headers })).status, 204)
+  const refreshesBefore = count('POST /v1/sessions/refresh')
+  const err = await client.GET('/v1/users/me').then(unwrap).catch((e: unknown) => e)
+  t.ok(err instanceof FractalProblemError)
+  t.match(err, { status: 401, code: 'unauthorized' })
+  t.equal(count('POST /v1/sessions/refresh') - refreshesBefore, 0, 'nothing to refresh')
+  t.throws(() => createFractalClient({ baseUrl, personalAccessToken: token, refreshToken: user.refreshToken }), TypeError, 'not with a session')
+})

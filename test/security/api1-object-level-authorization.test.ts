@@ -32,7 +32,9 @@ const notOwned: Record<string, string> = {
   createPartnerKey: 'scope admin',
   revokePartnerKey: 'scope admin',
   listLogs: 'scope admin: filters by any user or container by design',
-  listAuditEvents: 'scope admin: filters by any actor by design'
+  listAuditEvents: 'scope admin: filters by any actor by design',
+  listPersonalTokens: 'scope users:read: operators see every account\'s tokens by design',
+  revokePersonalToken: 'scope users:write: operators revoke any account\'s token by design'
 }
 
 type Caller = 'user' | 'container' | 'host' | 'partner'
@@ -84,6 +86,9 @@ t.test('security › object-level authorization › B never reaches A\'s objects
   const aPartner = await f.withKey()
   const bPartner = await f.withKey()
   const aMember = await f.member(aPartner.partner.id)
+  const aTokenRes = await app.inject({ method: 'POST', url: '/v1/users/me/tokens', payload: { name: 'A\'s script', scopes: ['account'] }, headers: a.user.headers })
+  t.equal(aTokenRes.statusCode, 201, 'A made a personal access token')
+  const aToken = aTokenRes.json().id as string
 
   const credentials: Record<Caller, Record<string, string>> = {
     user: b.user.headers,
@@ -100,6 +105,7 @@ t.test('security › object-level authorization › B never reaches A\'s objects
     streamJobEvents: { as: 'user', ids: () => ({ jobId: aJob }), expect: [404] },
     cancelJob: { as: 'user', ids: () => ({ jobId: aJob }), expect: [404] },
     revokeMySession: { as: 'user', ids: () => ({ sessionId: aSession }), expect: [404] },
+    revokeMyPersonalToken: { as: 'user', ids: () => ({ tokenId: aToken }), expect: [404] },
     getLogContent: { as: 'user', ids: () => ({ logId: aLog }), expect: [404] },
     deleteStorageConnection: { as: 'user', ids: () => ({ provider: 'google_drive' }), expect: [404] },
     // B's log must not be filed under A's container.
@@ -131,6 +137,7 @@ t.test('security › object-level authorization › B never reaches A\'s objects
     container: await app.db.selectFrom('container').select(['id', 'state', 'user_id', 'last_ping_at']).where('user_id', '=', a.user.account.id).orderBy('id').execute(),
     job: await app.db.selectFrom('job').select(['id', 'state', 'owner_id']).where('id', '=', aJob).execute(),
     session: await app.db.selectFrom('session').select(['id', 'revoked_at']).where('account_id', '=', a.user.account.id).execute(),
+    token: await app.db.selectFrom('personal_access_token').select(['id', 'revoked_at']).where('account_id', '=', a.user.account.id).execute(),
     storage: await app.db.selectFrom('storage_connection').select(['provider', 'status']).where('user_id', '=', a.user.account.id).execute(),
     host: await app.db.selectFrom('host').select(['id', 'last_heartbeat_at', 'status']).where('id', '=', aHost.hostId).execute(),
     logs: await app.db.selectFrom('log_upload').select(['id', 'user_id']).where('container_id', '=', aContainer).execute()

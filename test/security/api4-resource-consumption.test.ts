@@ -17,10 +17,11 @@ const because = (reason: string, ids: string[]) => { for (const id of ids) exemp
 because('operators only (scopes admin, users:*, fleet:*, catalog:write): few trusted callers, every change audited', [
   'updateRegion', 'listUsers', 'updateUser', 'openQueueDashboard', 'listWarmPools', 'setWarmPoolTarget', 'listClusters',
   'createCluster', 'getCluster', 'updateCluster', 'deleteCluster', 'rollAmi', 'listHosts', 'getFleet', 'listLogs', 'setMaintenance',
-  'listPartners', 'createPartner', 'listPartnerKeys', 'createPartnerKey', 'revokePartnerKey'])
+  'listPartners', 'createPartner', 'listPartnerKeys', 'createPartnerKey', 'revokePartnerKey', 'listPersonalTokens'])
 because('a signed-in user\'s own reads and small writes: bounded by their own rows (paged), one indexed query each', [
   'signOut', 'getMe', 'deleteMe', 'listMySessions', 'revokeMySession', 'listContainers', 'getContainer', 'updateContainer',
-  'stopContainer', 'getJob', 'cancelJob', 'listMyLogs', 'getLogContent', 'getSubscription', 'listStorageConnections', 'deleteStorageConnection'])
+  'stopContainer', 'getJob', 'cancelJob', 'listMyLogs', 'getLogContent', 'getSubscription', 'listStorageConnections', 'deleteStorageConnection',
+  'listMyPersonalTokens'])
 because('a job\'s event stream: one per job the caller owns, closed when the job ends', ['streamJobEvents'])
 because('a container\'s event stream: capped per user by EVENT_STREAMS_PER_USER, closed when the container ends', ['streamContainerEvents'])
 because('the caller is one of our own containers or hosts (its secret), calling on a fixed schedule', ['shutdownContainer', 'pingContainer', 'getProtocolInfo', 'hostHeartbeat'])

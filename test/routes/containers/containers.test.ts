@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
 
-type App = Awaited<ReturnType<typeof build>>
+type App = Awaited<ReturnType<typeof fileApp>>
 
 t.test('getContainer › valid › the owner reads it; its connection info only with a live grant', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { user, container, warm } = await given(app).assignedContainer()
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: user.headers })
   t.equal(res.statusCode, 200)
@@ -17,7 +17,7 @@ t.test('getContainer › valid › the owner reads it; its connection info only 
 })
 
 t.test('getContainer › insufficient permissions › another user gets 404, no token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { container } = await given(app).assignedContainer()
   const stranger = await given(app).signedIn()
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: stranger.headers })
@@ -27,20 +27,20 @@ t.test('getContainer › insufficient permissions › another user gets 404, no 
 })
 
 t.test('getContainer › invalid input › a malformed id is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: '/v1/containers/nope', headers: user.headers })).statusCode, 400)
 })
 
 t.test('getContainer › non-existing › an unknown id is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${randomUUID()}`, headers: user.headers })
   t.equal(res.json().code, 'not_found')
 })
 
 t.test('listContainers › valid › mine only, newest first, paginated', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { user, container } = await given(app).assignedContainer()
   await given(app).assignedContainer()
   const res = await app.inject({ method: 'GET', url: '/v1/containers', query: { limit: '1' }, headers: user.headers })
@@ -50,19 +50,19 @@ t.test('listContainers › valid › mine only, newest first, paginated', async 
 })
 
 t.test('listContainers › insufficient permissions › no token is 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   t.equal((await app.inject({ method: 'GET', url: '/v1/containers' })).statusCode, 401)
 })
 
 t.test('listContainers › invalid input › a bad limit or cursor is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: '/v1/containers', query: { limit: '0' }, headers: user.headers })).statusCode, 400)
   t.equal((await app.inject({ method: 'GET', url: '/v1/containers', query: { cursor: 'abcd' }, headers: user.headers })).json().code, 'bad_request')
 })
 
 t.test('stopContainer › valid › 202 with a job; the worker stops it; stopping again is a done job', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { user, container } = await given(app).assignedContainer()
   const res = await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}`, headers: user.headers })
   t.equal(res.statusCode, 202)
@@ -81,7 +81,7 @@ t.test('stopContainer › valid › 202 with a job; the worker stops it; stoppin
 })
 
 t.test('stopContainer › insufficient permissions › another user cannot stop it (404)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { container } = await given(app).assignedContainer()
   const stranger = await given(app).signedIn()
   t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${container.id}`, headers: stranger.headers })).statusCode, 404)
@@ -90,13 +90,13 @@ t.test('stopContainer › insufficient permissions › another user cannot stop 
 })
 
 t.test('stopContainer › invalid input › a malformed id is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'DELETE', url: '/v1/containers/x', headers: user.headers })).statusCode, 400)
 })
 
 t.test('stopContainer › non-existing › 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'DELETE', url: `/v1/containers/${randomUUID()}`, headers: user.headers })).statusCode, 404)
 })
@@ -109,7 +109,7 @@ async function startedJob (app: App) {
 }
 
 t.test('getJob › valid › the owner (and an admin) read the job', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { user, jobId } = await startedJob(app)
   t.match((await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: user.headers })).json(), { id: jobId, kind: 'start_container', state: 'queued' })
   const admin = await given(app).signedIn({ role: 'admin' })
@@ -117,7 +117,7 @@ t.test('getJob › valid › the owner (and an admin) read the job', async (t) =
 })
 
 t.test('getJob › insufficient permissions › another user gets 404, no token 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const { jobId } = await startedJob(app)
   const stranger = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: stranger.headers })).statusCode, 404)
@@ -125,19 +125,19 @@ t.test('getJob › insufficient permissions › another user gets 404, no token 
 })
 
 t.test('getJob › invalid input › a malformed id is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: '/v1/jobs/x', headers: user.headers })).statusCode, 400)
 })
 
 t.test('getJob › non-existing › an unknown id is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${randomUUID()}`, headers: user.headers })).json().code, 'not_found')
 })
 
 t.test('pingContainer › valid › the container with its secret records a ping', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const res = await app.inject({ method: 'POST', url: `/v1/containers/${warm.id}/ping`, payload: { available: true }, headers: { 'x-container-secret': warm.secret } })
@@ -148,7 +148,7 @@ t.test('pingContainer › valid › the container with its secret records a ping
 })
 
 t.test('pingContainer › insufficient permissions › a wrong secret, another container\'s secret or a user token: 401, nothing changes', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const other = await given(app).warmContainer(offer)
@@ -163,7 +163,7 @@ t.test('pingContainer › insufficient permissions › a wrong secret, another c
 })
 
 t.test('pingContainer › invalid input › a bad body is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const bad = await app.inject({ method: 'POST', url: `/v1/containers/${warm.id}/ping`, payload: { available: 'yes' }, headers: { 'x-container-secret': warm.secret } })
@@ -171,7 +171,7 @@ t.test('pingContainer › invalid input › a bad body is 400', async (t) => {
 })
 
 t.test('pingContainer › non-existing › an unknown container is 401, like a wrong secret (no existence leak)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const unknown = await app.inject({ method: 'POST', url: `/v1/containers/${randomUUID()}/ping`, payload: { available: true }, headers: { 'x-container-secret': warm.secret } })
@@ -179,7 +179,7 @@ t.test('pingContainer › non-existing › an unknown container is 401, like a w
 })
 
 t.test('getProtocolInfo › valid › the container reads its settings with its secret', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${warm.id}/protocol-info`, headers: { 'x-container-secret': warm.secret } })
@@ -188,7 +188,7 @@ t.test('getProtocolInfo › valid › the container reads its settings with its 
 })
 
 t.test('getProtocolInfo › insufficient permissions › no secret, or a user token, is 401', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   const user = await given(app).signedIn()
@@ -197,14 +197,14 @@ t.test('getProtocolInfo › insufficient permissions › no secret, or a user to
 })
 
 t.test('getProtocolInfo › invalid input › a malformed id is 401 (the secret is checked first, and no container has that id)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   t.equal((await app.inject({ method: 'GET', url: '/v1/containers/bad/protocol-info', headers: { 'x-container-secret': warm.secret } })).statusCode, 401)
 })
 
 t.test('getProtocolInfo › non-existing › an unknown container is 401 with any secret', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const warm = await given(app).warmContainer(offer)
   t.equal((await app.inject({ method: 'GET', url: `/v1/containers/${randomUUID()}/protocol-info`, headers: { 'x-container-secret': warm.secret } })).statusCode, 401)
