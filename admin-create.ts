@@ -11,7 +11,11 @@ if (!email || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) {
   process.exit(2)
 }
 const config = loadConfig()
-const { db } = await createDatabase({ ...config.db, dataDir: config.dataDir })
+// With the embedded database, refused while `npm start` holds it (db/data-dir-lock.ts): the write would be lost.
+const { db } = await createDatabase({ ...config.db, dataDir: config.dataDir, baseline: config.db.autoMigrate }).catch((err: Error) => {
+  console.error(`admin:create: ${err.message}`)
+  process.exit(1)
+})
 try {
   if (config.db.autoMigrate) await migrateToLatest(db)
   const { account, created } = await ensureAdmin(db, email, name ?? email.split('@')[0]!)

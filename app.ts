@@ -40,6 +40,7 @@ import hasuraRoutes from './routes/hasura/index.js'
 import systemRoutes from './routes/system/index.js'
 import partnersRoutes from './routes/partners/index.js'
 import partnerRoutes from './routes/partner/index.js'
+import usageFeature from './routes/usage/feature.js'
 
 /**
  * One plugin per feature, in the order they register. A feature registers the spec tags it owns (beside its
@@ -48,12 +49,12 @@ import partnerRoutes from './routes/partner/index.js'
  */
 export const features: FastifyPluginAsync[] = [
   systemRoutes,
-  catalogRoutes,
   accountsFeature, // + sessions, users, newsletter; exposes accountDeletionSteps
   hasuraRoutes,
   billingFeature, // + stripe; exposes the entitlement; adds an account deletion step
   storageFeature, // exposes storageTokens
   containersFeature, // + container-agent; exposes the containers' credential; uses the three above
+  catalogRoutes, // checks task definitions with the containers' cloud provider
   jobsRoutes,
   maintenanceRoutes,
   cacheRoutes,
@@ -62,7 +63,8 @@ export const features: FastifyPluginAsync[] = [
   fleetFeature,
   logsFeature, // containers upload with the containers' credential
   partnersRoutes,
-  partnerRoutes
+  partnerRoutes,
+  usageFeature
 ]
 
 export interface BuildOptions {

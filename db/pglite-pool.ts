@@ -8,7 +8,8 @@ import type { PGlite } from '@electric-sql/pglite'
 export class PGlitePool {
   #waiters: Array<() => void> = []
   #busy = false
-  constructor (private readonly pglite: PGlite) {}
+  /** `onEnd`: after PGlite closed (the data directory's lock is released there). */
+  constructor (private readonly pglite: PGlite, private readonly onEnd: () => Promise<void> = async () => {}) {}
 
   async connect () {
     if (this.#busy) await new Promise<void>((resolve) => this.#waiters.push(resolve))
@@ -32,6 +33,10 @@ export class PGlitePool {
   }
 
   async end () {
-    await this.pglite.close()
+    try {
+      await this.pglite.close()
+    } finally {
+      await this.onEnd()
+    }
   }
 }

@@ -3,8 +3,17 @@ import type { DB } from './types.js'
 import { readPlansFile, upsertPlans } from './plans.js'
 import { apps, regions } from './seed-data.js'
 
+export interface SeedOptions {
+  /**
+   * The warm-pool targets of new offers: as listed (96 containers in all), or `small`: one per app in the
+   * first region, none elsewhere (the embedded default with the simulated cloud, issue 20).
+   */
+  warmPools?: 'full' | 'small'
+}
+
 /** Inserts or refreshes the catalog (regions, apps, where each app is offered). Safe to run again. */
-export async function seedCatalog (db: Kysely<DB>): Promise<{ regions: number, apps: number }> {
+export async function seedCatalog (db: Kysely<DB>, options: SeedOptions = {}): Promise<{ regions: number, apps: number }> {
+  const target = (warm: number, region: string) => options.warmPools === 'small' ? (region === regions[0].code ? Math.min(warm, 1) : 0) : warm
   await db.transaction().execute(async (trx) => {
     await trx.insertInto('region')
       .values(regions.map((r, i) => ({ ...r, sort_order: i })))
@@ -20,7 +29,7 @@ export async function seedCatalog (db: Kysely<DB>): Promise<{ regions: number, a
       .execute()
     await trx.insertInto('app_region')
       .values(apps.flatMap((a) => a.regions.map((region) => ({
-        app_id: a.id, region_code: region, task_definition: `fractal-${a.id}:1`, warm_pool_target: a.warm
+        app_id: a.id, region_code: region, task_definition: `fractal-${a.id}:1`, warm_pool_target: target(a.warm, region)
       }))))
       .onConflict((oc) => oc.columns(['app_id', 'region_code']).doNothing())
       .execute()
@@ -35,9 +44,9 @@ export async function seedCatalog (db: Kysely<DB>): Promise<{ regions: number, a
 }
 
 /** Seeds only an empty catalog: what `npm start` does on a fresh machine. */
-export async function seedIfEmpty (db: Kysely<DB>): Promise<boolean> {
+export async function seedIfEmpty (db: Kysely<DB>, options: SeedOptions = {}): Promise<boolean> {
   const any = await db.selectFrom('region').select('code').limit(1).executeTakeFirst()
   if (any) return false
-  await seedCatalog(db)
+  await seedCatalog(db, options)
   return true
 }

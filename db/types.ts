@@ -21,6 +21,10 @@ export interface AppTable {
   description: string
   icon_url: string
   category: string
+  /** False: out of the catalog (hidden from public reads, no new containers), its rows and history kept. */
+  enabled: Generated<boolean>
+  /** The DPI a container of the app starts with when the client asks for none. */
+  dpi_default: Generated<number>
   /** Overrides of the plans' session limits for this app (issue 22); null: the plan's. */
   session_limits: ColumnType<SessionLimits | null, string | null | undefined, string | null>
   created_at: Timestamp
@@ -30,8 +34,16 @@ export interface AppTable {
 export interface AppRegionTable {
   app_id: string
   region_code: string
+  /** ECS task definition: `family:revision` (pinned) or `family` (the latest active revision at each start). */
   task_definition: string
   warm_pool_target: Generated<number>
+  enabled: Generated<boolean>
+}
+
+/** The plans that include an app. */
+export interface PlanAppTable {
+  plan_id: string
+  app_id: string
 }
 
 export interface DB {
@@ -53,6 +65,7 @@ export interface DB {
   host: HostTable
   storage_connection: StorageConnectionTable
   plan: PlanTable
+  plan_app: PlanAppTable
   billing_customer: BillingCustomerTable
   subscription: SubscriptionTable
   stripe_event: StripeEventTable
@@ -71,6 +84,7 @@ export type NewRegion = Insertable<RegionTable>
 export type RegionUpdate = Updateable<RegionTable>
 export type App = Selectable<AppTable>
 export type NewApp = Insertable<AppTable>
+export type AppUpdate = Updateable<AppTable>
 export type AppRegion = Selectable<AppRegionTable>
 
 export type Role = 'user' | 'developer' | 'admin'
@@ -415,6 +429,8 @@ export interface UsageRecordTable {
   seconds: number
   ended_at: Date
   reported_at: Date | null
+  /** The user's plan when the record was written (a trigger fills it from subscription). */
+  plan_id: Generated<string | null>
 }
 
 export interface StorageConnectionTable {

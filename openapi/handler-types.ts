@@ -22,7 +22,7 @@ type BodyOf<K extends OperationId> = Op<K> extends { requestBody: { content: { '
 
 /** The body type a response declares (JSON, text, or nothing). */
 type ContentOf<R> = R extends { content: infer C }
-  ? C extends { 'application/json': infer B } ? B
+  ? C extends { 'application/json': infer B } ? B | ('text/csv' extends keyof C ? string : never)
     : C extends { 'text/plain': infer T } ? T
       : C extends { 'text/html': infer T } ? T
         : C extends { 'text/event-stream': unknown } ? Readable

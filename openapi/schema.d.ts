@@ -39,7 +39,7 @@ export interface paths {
         head?: never;
         /**
          * Enable or disable a region
-         * @description Operators take a region out of service (or bring it back). Public region and app reads are purged.
+         * @description Operators take a region out of service (or bring it back). Public region and app reads are purged. Audited.
          */
         patch: operations["updateRegion"];
         trace?: never;
@@ -77,6 +77,105 @@ export interface paths {
          * @description One app of the catalog, with the enabled regions where it is offered.
          */
         get: operations["getApp"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/apps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add an app to the catalog
+         * @description A new app, enabled unless `enabled: false`. It is offered nowhere until a region is set for it
+         *     (`PUT /v1/admin/apps/{appId}/regions/{regionCode}`). `plans` lists the plans that include it. The public
+         *     app reads are purged. Audited.
+         */
+        post: operations["createApp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/apps/{appId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                appId: components["schemas"]["AppId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * An app as operators see it
+         * @description Enabled or not, with the plans that include it and, per region, whether it is offered there and the
+         *     ECS task definition it runs (a pinned revision, or `null`: the family's latest at each start).
+         */
+        get: operations["getAdminApp"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change or disable an app
+         * @description Changes the fields given. `enabled: false` takes the app out of the catalog: public reads stop listing it
+         *     (its page answers 404) and no new container of it starts; the containers in use keep running.
+         *     `plans` replaces the list. The public app reads are purged. Audited.
+         */
+        patch: operations["updateApp"];
+        trace?: never;
+    };
+    "/v1/admin/apps/{appId}/regions/{regionCode}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Offer an app in a region, with its task definition
+         * @description Sets the ECS task definition the app runs in the region: a `family` with a pinned `revision`, or
+         *     `revision: null` for the family's latest active revision at each start. The cloud is asked first: a task
+         *     definition it does not have is refused (422). `enabled: false` keeps the setting but stops offering the
+         *     app there. A new revision reaches the warm pool as its containers are recycled (maximum age); a
+         *     container in use is never stopped for it. The public app reads are purged. Audited.
+         */
+        put: operations["setAppRegion"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Container hours, grouped by user, app, region or plan
+         * @description The container time of every user whose container stopped in `[from, to)` (a container's time counts
+         *     when it stops, as in the partner usage), grouped by `groupBy`, ordered by the group's key, one page at
+         *     a time; `totals` cover every page. `Accept: text/csv` answers the page as CSV (a header row, then
+         *     one row per group), with the next page in `Link: <…>; rel="next"`. Plans are the user's plan when the
+         *     time was recorded (`null`: none, a trial).
+         */
+        get: operations["getUsageReport"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1500,7 +1599,9 @@ export interface paths {
         };
         /**
          * Service status
-         * @description Whether each region is up, in maintenance or disabled. Edge-cached for 10 seconds.
+         * @description Whether each region is up, in maintenance or disabled. `status` is `maintenance` during a global
+         *     window, `degraded` while an enabled region is not up, `ok` otherwise: a disabled region (one not
+         *     offered) shows as such but degrades nothing. Edge-cached for 10 seconds.
          */
         get: operations["getStatus"];
         put?: never;
@@ -2253,10 +2354,74 @@ export interface components {
             description: string;
             /** Format: uri */
             iconUrl: string;
-            /** @enum {string} */
-            category: "browser" | "design" | "productivity" | "communication" | "development" | "media";
+            category: components["schemas"]["AppCategory"];
             /** @description Enabled regions where the app is offered. */
             regions: components["schemas"]["RegionCode"][];
+        };
+        AppName: string;
+        AppDescription: string;
+        /** Format: uri */
+        AppIconUrl: string;
+        /** @enum {string} */
+        AppCategory: "browser" | "design" | "productivity" | "communication" | "development" | "media";
+        Dpi: number;
+        /** @description The plans that include the app (plan ids; unknown ones are refused). */
+        AppPlans: string[];
+        /** @description An ECS task definition; `revision` null runs the family's latest active revision at each start. */
+        TaskDefinitionRef: {
+            family: string;
+            revision: number | null;
+        };
+        AdminApp: {
+            id: components["schemas"]["AppId"];
+            name: string;
+            description: string;
+            /** Format: uri */
+            iconUrl: string;
+            category: components["schemas"]["AppCategory"];
+            dpiDefault: components["schemas"]["Dpi"];
+            /** @description False when taken out of the catalog. */
+            enabled: boolean;
+            plans: string[];
+            /** @description Every region the app has a task definition in, enabled or not. */
+            regions: {
+                region: components["schemas"]["RegionCode"];
+                enabled: boolean;
+                taskDefinition: components["schemas"]["TaskDefinitionRef"];
+                warmPoolTarget: number;
+            }[];
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        UsageFigures: {
+            /** @description Distinct users. */
+            users: number;
+            /** @description Containers stopped in the period. */
+            containers: number;
+            seconds: number;
+            /** @description `seconds` in hours, to two decimals. */
+            hours: number;
+        };
+        UsageReport: {
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            /** @enum {string} */
+            groupBy: "user" | "app" | "region" | "plan";
+            totals: components["schemas"]["UsageFigures"];
+            items: {
+                /** @description The user id, app id, region code or plan id (null: no plan). */
+                key: string | null;
+                /** @description The user's e-mail address, or the app's, region's or plan's name. */
+                label: string | null;
+                users: number;
+                containers: number;
+                seconds: number;
+                hours: number;
+            }[];
+            /** @description Pass as `cursor` for the next page; null on the last page. */
+            nextCursor: string | null;
         };
         AppPage: {
             items: components["schemas"]["App"][];
@@ -2949,6 +3114,358 @@ export interface operations {
             404: components["responses"]["NotFound"];
             408: components["responses"]["RequestTimeout"];
             414: components["responses"]["UriTooLong"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    createApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "id": "krita",
+                 *       "name": "Krita",
+                 *       "description": "Digital painting on a cloud GPU.",
+                 *       "iconUrl": "https://cdn.fractal.co/icons/krita.svg",
+                 *       "category": "design",
+                 *       "dpiDefault": 144,
+                 *       "plans": [
+                 *         "pro"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    id: components["schemas"]["AppId"];
+                    name: components["schemas"]["AppName"];
+                    description: components["schemas"]["AppDescription"];
+                    iconUrl: components["schemas"]["AppIconUrl"];
+                    category: components["schemas"]["AppCategory"];
+                    dpiDefault?: components["schemas"]["Dpi"];
+                    plans?: components["schemas"]["AppPlans"];
+                    enabled?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The app, as operators see it. */
+            201: {
+                headers: {
+                    /** @description The app's admin view. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "krita",
+                     *       "name": "Krita",
+                     *       "description": "Digital painting on a cloud GPU.",
+                     *       "iconUrl": "https://cdn.fractal.co/icons/krita.svg",
+                     *       "category": "design",
+                     *       "dpiDefault": 144,
+                     *       "enabled": true,
+                     *       "plans": [
+                     *         "pro"
+                     *       ],
+                     *       "regions": [],
+                     *       "updatedAt": "2026-12-07T14:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminApp"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    getAdminApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                appId: components["schemas"]["AppId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The app. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "chrome",
+                     *       "name": "Google Chrome",
+                     *       "description": "The web browser, streamed with a GPU behind it.",
+                     *       "iconUrl": "https://cdn.fractal.co/icons/chrome.svg",
+                     *       "category": "browser",
+                     *       "dpiDefault": 96,
+                     *       "enabled": true,
+                     *       "plans": [
+                     *         "basic",
+                     *         "pro"
+                     *       ],
+                     *       "regions": [
+                     *         {
+                     *           "region": "us-east-1",
+                     *           "enabled": true,
+                     *           "taskDefinition": {
+                     *             "family": "fractal-chrome",
+                     *             "revision": 7
+                     *           },
+                     *           "warmPoolTarget": 4
+                     *         }
+                     *       ],
+                     *       "updatedAt": "2026-12-07T14:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminApp"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            414: components["responses"]["UriTooLong"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    updateApp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                appId: components["schemas"]["AppId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "enabled": false
+                 *     }
+                 */
+                "application/json": {
+                    name?: components["schemas"]["AppName"];
+                    description?: components["schemas"]["AppDescription"];
+                    iconUrl?: components["schemas"]["AppIconUrl"];
+                    category?: components["schemas"]["AppCategory"];
+                    dpiDefault?: components["schemas"]["Dpi"];
+                    plans?: components["schemas"]["AppPlans"];
+                    enabled?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The app after the change. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "krita",
+                     *       "name": "Krita",
+                     *       "description": "Digital painting on a cloud GPU.",
+                     *       "iconUrl": "https://cdn.fractal.co/icons/krita.svg",
+                     *       "category": "design",
+                     *       "dpiDefault": 144,
+                     *       "enabled": false,
+                     *       "plans": [
+                     *         "pro"
+                     *       ],
+                     *       "regions": [],
+                     *       "updatedAt": "2026-12-07T14:05:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminApp"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    setAppRegion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                appId: components["schemas"]["AppId"];
+                regionCode: components["parameters"]["RegionCode"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "taskDefinition": {
+                 *         "family": "fractal-chrome",
+                 *         "revision": 8
+                 *       }
+                 *     }
+                 */
+                "application/json": {
+                    taskDefinition: components["schemas"]["TaskDefinitionRef"];
+                    /** @description Whether the app is offered here; true when left out. */
+                    enabled?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The app after the change. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "chrome",
+                     *       "name": "Google Chrome",
+                     *       "description": "The web browser, streamed with a GPU behind it.",
+                     *       "iconUrl": "https://cdn.fractal.co/icons/chrome.svg",
+                     *       "category": "browser",
+                     *       "dpiDefault": 96,
+                     *       "enabled": true,
+                     *       "plans": [
+                     *         "basic",
+                     *         "pro"
+                     *       ],
+                     *       "regions": [
+                     *         {
+                     *           "region": "us-east-1",
+                     *           "enabled": true,
+                     *           "taskDefinition": {
+                     *             "family": "fractal-chrome",
+                     *             "revision": 8
+                     *           },
+                     *           "warmPoolTarget": 4
+                     *         }
+                     *       ],
+                     *       "updatedAt": "2026-12-07T14:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminApp"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    getUsageReport: {
+        parameters: {
+            query: {
+                /** @description Start of the period (inclusive). */
+                from: string;
+                /** @description End of the period (exclusive); at most 366 days after `from`. */
+                to: string;
+                groupBy: "user" | "app" | "region" | "plan";
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of the report. */
+            200: {
+                headers: {
+                    /** @description CSV only: the next page (`rel="next"`), when there is one. */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "from": "2026-11-01T00:00:00.000Z",
+                     *       "to": "2026-12-01T00:00:00.000Z",
+                     *       "groupBy": "app",
+                     *       "totals": {
+                     *         "users": 2,
+                     *         "containers": 5,
+                     *         "seconds": 27000,
+                     *         "hours": 7.5
+                     *       },
+                     *       "items": [
+                     *         {
+                     *           "key": "chrome",
+                     *           "label": "Google Chrome",
+                     *           "users": 2,
+                     *           "containers": 4,
+                     *           "seconds": 25200,
+                     *           "hours": 7
+                     *         },
+                     *         {
+                     *           "key": "figma",
+                     *           "label": "Figma",
+                     *           "users": 1,
+                     *           "containers": 1,
+                     *           "seconds": 1800,
+                     *           "hours": 0.5
+                     *         }
+                     *       ],
+                     *       "nextCursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UsageReport"];
+                    /**
+                     * @example key,label,users,containers,seconds,hours
+                     *     chrome,Google Chrome,2,4,25200,7
+                     *     figma,Figma,1,1,1800,0.5
+                     */
+                    "text/csv": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            408: components["responses"]["RequestTimeout"];
+            414: components["responses"]["UriTooLong"];
+            422: components["responses"]["Unprocessable"];
             429: components["responses"]["TooManyRequests"];
             431: components["responses"]["RequestHeaderFieldsTooLarge"];
         };
@@ -6655,15 +7172,8 @@ export interface operations {
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "enabled": true,
-                 *       "region": "eu-west-1",
-                 *       "message": "Upgrading the GPU hosts",
-                 *       "minutes": 30
-                 *     }
-                 */
                 "application/json": {
+                    /** @description true starts a window (for `region`, or global without one); false ends it. */
                     enabled: boolean;
                     region?: components["schemas"]["RegionCode"];
                     message?: string;

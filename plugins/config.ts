@@ -19,6 +19,9 @@ export const EnvSchema = Type.Object({
   DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 0, maximum: 3600000 }),
   DATABASE_AUTO_MIGRATE: Type.Optional(Type.Boolean()),
   DATABASE_SEED: Type.Optional(Type.Boolean()),
+  // The warm-pool targets a seeded catalog gets: as db/seed-data.ts lists them (96 containers), or one per
+  // app in the first region (7). Default: small with the simulated cloud, where nobody uses the 96.
+  DATABASE_SEED_WARM_POOLS: Type.Optional(Type.Unsafe<'full' | 'small'>({ type: 'string', enum: ['full', 'small'] })),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   REDIS_PREFIX: Type.String({ default: 'fractal:', pattern: '^[A-Za-z0-9:_-]*$' }),
   JWT_PRIVATE_KEY: Type.Optional(Type.String({ minLength: 1 })),
@@ -58,7 +61,10 @@ export const EnvSchema = Type.Object({
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ format: 'uri' })),
   OTEL_SERVICE_NAME: Type.Optional(Type.String({ minLength: 1 })),
   OTEL_SDK_DISABLED: Type.Boolean({ default: false }),
-  APP_URL: Type.String({ default: 'http://127.0.0.1:3000', format: 'uri' }),
+  // The client web app, the base of the links in mails (its /verify-email, /password-reset/confirm, ... pages).
+  // Unset: this server's own address (http://HOST:PORT), which serves no such page: embedded mode logs each
+  // mail with the API request its link's page would make (plugins/mail.ts).
+  APP_URL: Type.Optional(Type.String({ format: 'uri' })),
   SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
   MAIL_FROM: Type.String({ default: 'Fractal <no-reply@fractal.co>', minLength: 3 }),
   MAIL_MAX_PER_ADDRESS_PER_HOUR: Type.Integer({ default: 20, minimum: 1, maximum: 10000 }),
@@ -75,6 +81,8 @@ export const EnvSchema = Type.Object({
   GOOGLE_REDIRECT_URIS: Type.String({ default: '' }),
   CLOUD_PROVIDER: Enum(['simulated', 'aws'], 'simulated'),
   SIMULATED_START_MS: Type.Integer({ default: 2000, minimum: 0, maximum: 600000 }),
+  // The task definitions the simulated cloud has, `family:revision` comma-separated (default: fractal-<app>:1 of the seeded apps).
+  SIMULATED_TASK_DEFINITIONS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+:[1-9][0-9]*(,[A-Za-z0-9_-]+:[1-9][0-9]*)*$' })),
   ECS_CONTAINER_NAME: Type.String({ default: 'fractal-container', minLength: 1 }),
   AWS_MAX_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 10 }),
   CONTAINER_START_TIMEOUT_MS: Type.Integer({ default: 600000, minimum: 1000 }),
@@ -121,6 +129,10 @@ export const EnvSchema = Type.Object({
   LOG_RETENTION_DAYS: Type.Integer({ default: 90, minimum: 1, maximum: 3650 }),
   LOG_DOWNLOAD_TTL_S: Type.Integer({ default: 900, minimum: 60, maximum: 604800 }),
   LOG_SPOOL_INTERVAL_MS: Type.Integer({ default: 60000, minimum: 100 }),
+  // Where the daily usage file goes (usage/daily/YYYY-MM-DD.csv): this bucket, else LOG_BUCKET, else DATA_DIR.
+  USAGE_BUCKET: Type.Optional(Type.String({ minLength: 3, maxLength: 63 })),
+  // How often the worker checks that yesterday's usage file is written (it is written once per day).
+  USAGE_REPORT_INTERVAL_MS: Type.Integer({ default: 3600000, minimum: 100 }),
   FLEET_SUBNETS: Type.String({ default: '' }),
   FLEET_SECURITY_GROUPS: Type.String({ default: '', pattern: '^[\\w\\s=,|;-]*$' }),
   FLEET_INSTANCE_PROFILE: Type.Optional(Type.String({ pattern: '^(arn:aws[a-z-]*:iam::\\d{12}:instance-profile/)?[\\w+=,.@/-]{1,128}$' })),
@@ -168,12 +180,17 @@ function pemBlocks (value: string): string[] {
 function toConfig (env: Env) {
   const dataDir = isAbsolute(env.DATA_DIR) ? env.DATA_DIR : resolve(env.DATA_DIR)
   const env_ = env.NODE_ENV
+  // This server as a client on this machine reaches it (a wildcard HOST is reached at the loopback address).
+  const ownUrl = `http://${/^(0\.0\.0\.0|::|\[::\])$/.test(env.HOST) ? '127.0.0.1' : env.HOST.includes(':') ? `[${env.HOST}]` : env.HOST}:${env.PORT}`
+  const appUrl = (env.APP_URL ?? ownUrl).replace(/\/$/, '')
   return {
     env: env_,
     host: env.HOST,
     port: env.PORT,
     logLevel: env.LOG_LEVEL,
     publicUrl: env.PUBLIC_URL ?? null,
+    /** Where this API is reached: PUBLIC_URL, or http://HOST:PORT. */
+    apiUrl: (env.PUBLIC_URL ?? ownUrl).replace(/\/$/, ''),
     dataDir,
     db: {
       url: env.DATABASE_URL ?? null,
@@ -182,7 +199,8 @@ function toConfig (env: Env) {
       // Development migrates on start; production runs `npm run db:migrate` as a release step.
       autoMigrate: env.DATABASE_AUTO_MIGRATE ?? env_ !== 'production',
       // Development fills an empty catalog so a fresh `npm start` has something to show.
-      seedIfEmpty: env.DATABASE_SEED ?? env_ === 'development'
+      seedIfEmpty: env.DATABASE_SEED ?? env_ === 'development',
+      seedWarmPools: env.DATABASE_SEED_WARM_POOLS ?? (env.CLOUD_PROVIDER === 'simulated' ? 'small' as const : 'full' as const)
     },
     redis: { url: env.REDIS_URL ?? null, prefix: env.REDIS_PREFIX },
     jwt: {
@@ -233,7 +251,9 @@ function toConfig (env: Env) {
         : env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/$/, '')}/v1/traces` : null),
       serviceName: env.OTEL_SERVICE_NAME ?? null
     },
-    appUrl: env.APP_URL.replace(/\/$/, ''),
+    appUrl,
+    /** APP_URL was set: mailed links lead to a web app (else to this server, which has no pages for them). */
+    appUrlSet: env.APP_URL !== undefined,
     mail: { smtpUrl: env.SMTP_URL ?? null, from: env.MAIL_FROM, maxPerAddressPerHour: env.MAIL_MAX_PER_ADDRESS_PER_HOUR },
     accounts: {
       refreshTokenTtlDays: env.REFRESH_TOKEN_TTL_DAYS,
@@ -245,6 +265,7 @@ function toConfig (env: Env) {
     containers: {
       provider: env.CLOUD_PROVIDER,
       simulatedStartMs: env.SIMULATED_START_MS,
+      simulatedTaskDefinitions: env.SIMULATED_TASK_DEFINITIONS ? toList(env.SIMULATED_TASK_DEFINITIONS) : null,
       ecsContainerName: env.ECS_CONTAINER_NAME,
       awsMaxAttempts: env.AWS_MAX_ATTEMPTS,
       startTimeoutMs: env.CONTAINER_START_TIMEOUT_MS,
@@ -337,7 +358,7 @@ function toConfig (env: Env) {
       providersJson: env.STORAGE_PROVIDERS ?? null,
       // `kid:base64key,...` (AES-256: 32 bytes each), the first encrypts; none: one key derived from the JWT key.
       tokenKeys: env.STORAGE_TOKEN_KEYS ?? null,
-      clientRedirect: env.STORAGE_CLIENT_REDIRECT ?? `${env.APP_URL.replace(/\/$/, '')}/storage`,
+      clientRedirect: env.STORAGE_CLIENT_REDIRECT ?? `${appUrl}/storage`,
       // OAuth clients of the built-in providers (a provider given in STORAGE_PROVIDERS carries its own).
       clients: {
         google_drive: { clientId: env.STORAGE_GOOGLE_DRIVE_CLIENT_ID ?? null, clientSecret: env.STORAGE_GOOGLE_DRIVE_CLIENT_SECRET ?? null },
@@ -358,6 +379,15 @@ function toConfig (env: Env) {
       downloadTtlS: env.LOG_DOWNLOAD_TTL_S,
       spoolIntervalMs: env.LOG_SPOOL_INTERVAL_MS,
       folder: join(dataDir, 'logs')
+    },
+    usage: {
+      // Its own bucket, or the log bucket (under usage/), reached with the LOG_S3_* settings; DATA_DIR without either.
+      bucket: env.USAGE_BUCKET ?? env.LOG_BUCKET ?? null,
+      s3Region: env.LOG_S3_REGION,
+      s3Endpoint: env.LOG_S3_ENDPOINT ?? null,
+      s3ForcePathStyle: env.LOG_S3_FORCE_PATH_STYLE,
+      reportIntervalMs: env.USAGE_REPORT_INTERVAL_MS,
+      folder: dataDir
     },
     // Test mode validates every response against the spec, not only serialises it.
     validateResponses: env_ === 'test'
@@ -443,6 +473,7 @@ export function embeddedDefaults (config: Config): string[] {
   if (!config.redis.url) used.push('in-process queue, rate-limit store and cache (no REDIS_URL)')
   if (!config.mail.smtpUrl) used.push('mail written to the log (no SMTP_URL)')
   if (!config.jwt.privateKey) used.push(`a generated ES256 key pair in ${config.dataDir}/jwt (no JWT_PRIVATE_KEY)`)
+  if (!config.appUrlSet) used.push(`mailed links lead to ${config.appUrl}, this server (no APP_URL)`)
   return used
 }
 

@@ -13,13 +13,17 @@ declare module 'fastify' {
 }
 
 export default fp(async function dbPlugin (app) {
-  const { db, kind, writes } = await createDatabase({ ...app.config.db, dataDir: app.config.dataDir })
+  const { db, kind, writes, started } = await createDatabase({ ...app.config.db, dataDir: app.config.dataDir, baseline: app.config.db.autoMigrate })
+  if (started?.from === 'baseline') app.log.info('PGlite: a fresh database, made from the migrated baseline (db/baseline)')
+  if (started?.from === 'initdb') app.log.info({ reason: started.reason }, 'PGlite: a fresh database, initialised from scratch (slow: up to tens of seconds)')
   app.decorate('db', db)
   app.decorate('dbWrites', writes)
   app.addHook('onClose', async () => { await db.destroy() })
   if (app.config.db.autoMigrate) {
     await migrateToLatest(db, (line) => app.log.info(line))
   }
-  if (app.config.db.seedIfEmpty && await seedIfEmpty(db)) app.log.info('seeded the empty catalog (DATABASE_SEED)')
+  if (app.config.db.seedIfEmpty && await seedIfEmpty(db, { warmPools: app.config.db.seedWarmPools })) {
+    app.log.info({ warmPools: app.config.db.seedWarmPools }, 'seeded the empty catalog (DATABASE_SEED, DATABASE_SEED_WARM_POOLS)')
+  }
   app.log.debug({ kind }, 'database ready')
 }, { fastify: '5.x', name: 'db', dependencies: ['config'] })

@@ -1,5 +1,6 @@
 // The queue as the domain sees it. plugins/queue.ts implements it on bee-queue (Redis) or in process.
-export const queueFamilies = ['accounts', 'containers', 'fleet', 'logs', 'mail', 'cache-purge'] as const
+// warm-pools: background container starts (refills), apart from the starts users wait for (containers).
+export const queueFamilies = ['accounts', 'containers', 'warm-pools', 'fleet', 'logs', 'mail', 'cache-purge'] as const
 export type QueueFamily = (typeof queueFamilies)[number]
 
 export interface EnqueueOptions {

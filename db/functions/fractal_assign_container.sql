@@ -50,8 +50,9 @@ begin
   end if;
 
   select ar.region_code, r.enabled into v_region, v_enabled
-    from app_region ar join region r on r.code = ar.region_code
-    where ar.app_id = p_app
+    from app_region ar join region r on r.code = ar.region_code join app a on a.id = ar.app_id
+    -- An app disabled, or disabled in a region, is not offered there (FR003).
+    where ar.app_id = p_app and a.enabled and ar.enabled
       and (ar.region_code = p_region or (p_region is null and r.enabled
         and (v_regions is null or ar.region_code = any(v_regions))
         and not exists (select 1 from maintenance m where m.scope = r.code and m.ends_at > now())))

@@ -13,7 +13,8 @@ import { enforceSessionLimits } from '../../services/containers/containers.sessi
 import type { ContainerDeps } from '../../services/containers/containers.service.js'
 import { createHostAgentClient } from '../../services/hosts/agent-client.js'
 import type { Container } from '../../db/types.js'
-import { createSimulatedProvider } from '../../services/containers/provider.js'
+import { createSimulatedProvider, type CloudProvider } from '../../services/containers/provider.js'
+import { apps as seededApps } from '../../db/seed-data.js'
 import containerAgentRoutes from '../container-agent/index.js'
 import containersRoutes from './index.js'
 
@@ -33,6 +34,8 @@ declare module 'fastify' {
      * when there is no valid one (the containers feature's contract: the rate limiter keys by it).
      */
     verifyContainer (request: FastifyRequest): Promise<Container | null>
+    /** The task definition the cloud has under a name, or null (the containers feature's contract: the catalog validates with it). */
+    describeTaskDefinition: CloudProvider['describeTaskDefinition']
   }
 }
 
@@ -55,8 +58,11 @@ export default fp(async function containersFeature (app) {
       // Well inside the reaper's silence limit.
       pingEveryMs: Math.max(50, Math.floor(settings.pingTimeoutMs / 3)),
       // The simulated container pings as a real one would: with the secret it was started with.
-      onRunning: async (id, secret) => ping(app.db, deps, await authenticateContainer(app.db, id, secret), true)
+      onRunning: async (id, secret) => ping(app.db, deps, await authenticateContainer(app.db, id, secret), true),
+      // What the simulated cloud knows: SIMULATED_TASK_DEFINITIONS, or the seeded catalog's (fractal-<app>:1).
+      taskDefinitions: settings.simulatedTaskDefinitions ?? seededApps.map((a) => `fractal-${a.id}:1`)
     })
+  app.decorate('describeTaskDefinition', (region: string, taskDefinition: string) => provider.describeTaskDefinition(region, taskDefinition))
 
   // The host agent hears of each container handed to a user (its start values), through a job with retries.
   const agent = config.hosts.agent

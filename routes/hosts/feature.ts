@@ -1,21 +1,40 @@
 import { createPublicKey } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import { Histogram } from 'prom-client'
 import { Batcher } from '../../services/batcher.js'
 import { WrongHostSecret } from '../../services/hosts/hosts.errors.js'
-import { checkHostSecret, reapDeadHosts, recordHeartbeats, type HeartbeatCall } from '../../services/hosts/hosts.service.js'
+import { newSecret } from '../../services/hashing.js'
+import { checkHostSecret, reapDeadHosts, recordHeartbeats, type HeartbeatCall, type HostSettings } from '../../services/hosts/hosts.service.js'
 import hostsRoutes from './index.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** Concurrent host heartbeats, recorded together (recordHeartbeats); decorated on the hosts feature's context only. */
     heartbeats: Batcher<HeartbeatCall, boolean>
+    /** The handshake's settings: config.hosts, with the embedded bootstrap secret in development; on the hosts feature's context only. */
+    hostSettings: HostSettings
   }
   interface FastifyRequest {
     /** The secret the calling host agent presented (checked by the operation itself). */
     hostSecret: string | null
   }
+}
+
+/**
+ * Development without HOST_BOOTSTRAP_SECRET: the one generated in DATA_DIR/host-bootstrap-secret the first
+ * time and kept across starts, so a host agent (or curl) can shake hands with a fresh `npm start`.
+ */
+async function embeddedBootstrapSecret (dataDir: string): Promise<{ secret: string, file: string }> {
+  const file = join(dataDir, 'host-bootstrap-secret')
+  const kept = (await readFile(file, 'utf8').catch(() => '')).trim()
+  if (kept.length >= 16) return { secret: kept, file }
+  const secret = `embedded-${newSecret()}`
+  await mkdir(dataDir, { recursive: true })
+  await writeFile(file, `${secret}\n`, { mode: 0o600 })
+  return { secret, file }
 }
 
 /**
@@ -33,6 +52,15 @@ export default fp(async function hostsFeature (app) {
       throw new Error('config: AWS_IDENTITY_CERT is not a PEM certificate or public key')
     }
   }
+  let bootstrapSecret = hosts.bootstrapSecret
+  // Only NODE_ENV=development: production (and tests) accept no bootstrap handshake without a real secret.
+  if (bootstrapSecret === null && app.config.env === 'development') {
+    const embedded = await embeddedBootstrapSecret(app.config.dataDir)
+    bootstrapSecret = embedded.secret
+    app.log.warn({ file: embedded.file }, `EMBEDDED ONLY (no HOST_BOOTSTRAP_SECRET): host agents shake hands with the generated bootstrap secret ${bootstrapSecret} ` +
+      '(POST /v1/hosts/handshake, docs/first-hour.md). Production never generates one: set a real HOST_BOOTSTRAP_SECRET there.')
+  }
+  app.decorate('hostSettings', { ...hosts, bootstrapSecret })
   app.decorateRequest('hostSecret', null)
   // The host's secret (X-Host-Secret, or AuthToken in the body as the original agent sent it: so this scheme
   // is checked once the body is parsed, still before it is validated). The heartbeat's UPDATE checks it again.

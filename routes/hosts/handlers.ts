@@ -4,7 +4,7 @@ import * as hosts from '../../services/hosts/hosts.service.js'
 
 export const handlers = {
   async hostHandshake (request, reply) {
-    const { created, credentials } = await hosts.handshake(this.db, this.config.hosts, request.body, {
+    const { created, credentials } = await hosts.handshake(this.db, this.hostSettings, request.body, {
       remoteIp: request.ip, currentSecret: request.headers['x-host-secret'], now: this.clock.now()
     })
     return reply.code(created ? 201 : 200).send(credentials)

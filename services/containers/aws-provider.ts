@@ -1,5 +1,5 @@
 import {
-  DescribeContainerInstancesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RunTaskCommand, StopTaskCommand,
+  DescribeContainerInstancesCommand, DescribeTaskDefinitionCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RunTaskCommand, StopTaskCommand,
   paginateListTasks, type Task
 } from '@aws-sdk/client-ecs'
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2'
@@ -157,6 +157,20 @@ export function createAwsProvider (options: AwsProviderOptions): CloudProvider {
         for (const t of out.tasks ?? []) tasks.push({ taskArn: t.taskArn!, startedBy: t.startedBy ?? null, createdAt: t.createdAt ?? null })
       }
       return tasks
+    },
+
+    async describeTaskDefinition (region, ref) {
+      try {
+        const out = await ecs(region).send(new DescribeTaskDefinitionCommand({ taskDefinition: ref }))
+        const found = out.taskDefinition
+        // An INACTIVE (deregistered) revision is still described, but RunTask refuses it.
+        if (!found?.family || found.revision === undefined || found.status !== 'ACTIVE') return null
+        return { family: found.family, revision: found.revision }
+      } catch (err) {
+        // ECS answers an unknown family or revision with a ClientException ("Unable to describe task definition").
+        if ((err as { name?: string }).name === 'ClientException') return null
+        throw err
+      }
     }
   }
 }

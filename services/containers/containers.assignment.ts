@@ -22,9 +22,19 @@ export interface StartContainerPayload {
   step?: number
   /** Consecutive throttling/5xx answers: the backoff grows with them. */
   transientFailures?: number
+  /** A warm-pool container's start (nobody waits for it): it runs on the warm-pools queue. */
+  warm?: boolean
 }
 
 export const startContainerJob = { family: 'containers', name: 'startContainer' } as const
+/**
+ * The same job for warm-pool refills, on a queue of its own: a user's start never waits behind a backlog
+ * of refills (issue 20: the first start waited 17 s behind 96 of them), and each queue has its workers.
+ */
+export const warmStartContainerJob = { family: 'warm-pools', name: 'startContainer' } as const
+
+/** The queue job a start (or its continuation) goes to. */
+export const startJobOf = (payload: Pick<StartContainerPayload, 'warm'>) => payload.warm ? warmStartContainerJob : startContainerJob
 
 /** What an assignment answered: a warm container (201) or a starting one with its job (202). */
 export type Assignment =
@@ -181,5 +191,5 @@ export async function createStartingContainer (
 }
 
 export function enqueueStart (queue: JobQueue, payload: StartContainerPayload) {
-  return queue.enqueue<StartContainerPayload>(startContainerJob, payload, { jobId: payload.jobId, retries: 3 })
+  return queue.enqueue<StartContainerPayload>(startJobOf(payload), payload, { jobId: payload.jobId, retries: 3 })
 }

@@ -3,7 +3,7 @@ import type { Container, DB } from '../../db/types.js'
 import { hashToId } from '../hashing.js'
 import type { JobDefinition, JobQueue } from '../queue.js'
 import * as repo from './containers.repository.js'
-import { startContainerJob, type StartContainerPayload } from './containers.assignment.js'
+import { startContainerJob, startJobOf, warmStartContainerJob, type StartContainerPayload } from './containers.assignment.js'
 import { completeStartIfPinged, failStart, stopContainerJob, type StopContainerPayload } from './containers.lifecycle.js'
 import { backoffMs, isTransient, type CloudProvider } from './provider.js'
 
@@ -38,7 +38,7 @@ const terminalJob = new Set(['succeeded', 'failed', 'cancelled'])
 async function continueLater (deps: ContainerJobDeps, data: StartContainerPayload, delayMs: number, message: string, transient = false): Promise<StartOutcome> {
   const step = (data.step ?? 0) + 1
   await repo.updateJob(deps.db, data.jobId, { message })
-  await deps.queue.enqueue<StartContainerPayload>(startContainerJob, {
+  await deps.queue.enqueue<StartContainerPayload>(startJobOf(data), {
     ...data, step, transientFailures: transient ? (data.transientFailures ?? 0) + 1 : 0
   }, { jobId: `${data.jobId}:${step}`, delayMs, retries: 3 })
   return { waiting: message }
@@ -201,6 +201,7 @@ async function stopContainer (deps: ContainerJobDeps, data: StopContainerPayload
 export function createContainerJobs (deps: ContainerJobDeps): JobDefinition[] {
   return [
     { ...startContainerJob, handle: (data: StartContainerPayload, ctx) => startContainer(deps, data, ctx.lastAttempt) },
+    { ...warmStartContainerJob, handle: (data: StartContainerPayload, ctx) => startContainer(deps, data, ctx.lastAttempt) },
     { ...stopContainerJob, handle: (data: StopContainerPayload) => stopContainer(deps, data) }
   ]
 }

@@ -8,7 +8,7 @@ import type { JobQueue } from '../queue.js'
 import * as repo from './containers.repository.js'
 import { warmPools } from './containers.warm-pools.js'
 import { recordAudit } from '../audit/audit.service.js'
-import { createStartingContainer, enqueueStart, startContainerJob } from './containers.assignment.js'
+import { createStartingContainer, enqueueStart, startJobOf } from './containers.assignment.js'
 import { failStart, type StartEnder } from './containers.lifecycle.js'
 
 const live = ['creating', 'starting', 'available', 'in_use'] as const
@@ -30,7 +30,7 @@ export async function refillWarmPools (db: Kysely<DB>, deps: { queue: JobQueue, 
     const out = []
     for (const w of wanted) {
       const { container, job } = await createStartingContainer(trx, { user_id: null, app_id: w.app, region_code: w.region, secret: w.secret }, deps.startTimeoutMs)
-      out.push({ containerId: container.id, jobId: job.id, secret: w.secret })
+      out.push({ containerId: container.id, jobId: job.id, secret: w.secret, warm: true })
     }
     return out
   })
@@ -90,7 +90,7 @@ export async function reapStuckJobs (db: Kysely<DB>, deps: StartEnder) {
 export async function resumeStalledStarts (db: Kysely<DB>, deps: { queue: JobQueue }, stalledMs: number) {
   const stalled = await db.selectFrom('job')
     .innerJoin('container', 'container.start_job_id', 'job.id')
-    .select(['job.id as jobId', 'container.id as containerId', 'container.task_arn'])
+    .select(['job.id as jobId', 'container.id as containerId', 'container.task_arn', 'container.user_id'])
     .where('job.kind', '=', 'start_container').where('job.state', 'in', ['queued', 'running'])
     .where((eb) => eb.or([eb('job.needs_enqueue', '=', true), eb('job.updated_at', '<', new Date(Date.now() - stalledMs))]))
     .where('container.state', 'in', ['creating', 'starting'])
@@ -99,7 +99,8 @@ export async function resumeStalledStarts (db: Kysely<DB>, deps: { queue: JobQue
     const secret = s.task_arn ? '' : newSecret()
     if (secret) await repo.updateContainer(db, s.containerId, { secret_hash: hashToId(secret) })
     await repo.updateJob(db, s.jobId, { needs_enqueue: false, message: 'resumed after the queue lost it' })
-    await deps.queue.enqueue(startContainerJob, { containerId: s.containerId, jobId: s.jobId, secret, step: 0 }, { jobId: `${s.jobId}:resume:${Date.now()}`, retries: 3 })
+    const payload = { containerId: s.containerId, jobId: s.jobId, secret, step: 0, ...(s.user_id === null ? { warm: true } : {}) }
+    await deps.queue.enqueue(startJobOf(payload), payload, { jobId: `${s.jobId}:resume:${Date.now()}`, retries: 3 })
   }
   return { resumed: stalled.length }
 }

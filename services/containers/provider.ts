@@ -33,6 +33,18 @@ export interface CloudProvider {
   stopTask (region: string, cluster: string, taskArn: string, reason: string): Promise<void>
   /** Every task of a cluster that is not stopped: the reaper compares them with our rows. */
   listTasks (region: string, cluster: string): Promise<ProviderTask[]>
+  /**
+   * The task definition `family:revision` (pinned) or `family` (its latest active revision) names in a region,
+   * or null when the cloud has no such one (or it is inactive): the catalog refuses to run an app on it.
+   */
+  describeTaskDefinition (region: string, taskDefinition: string): Promise<{ family: string, revision: number } | null>
+}
+
+/** `family` or `family:revision` as ECS names a task definition (families: letters, digits, `-` and `_`, up to 255). */
+export function parseTaskDefinition (ref: string): { family: string, revision: number | null } | null {
+  const match = /^([A-Za-z0-9_-]{1,255})(?::([1-9][0-9]{0,9}))?$/.exec(ref)
+  if (!match) return null
+  return { family: match[1]!, revision: match[2] === undefined ? null : Number(match[2]) }
 }
 
 /** A cloud error worth trying again later: throttling, a 5xx, a timeout. */
@@ -57,8 +69,20 @@ interface SimulatedTask { taskArn: string, cluster: string, containerId: string,
  * The embedded stand-in for ECS: a task runs `startDelayMs` after RunTask; then the "container" pings us
  * through `onRunning` (the containers feature authenticates it with the secret from its environment, as a real one would).
  */
-export function createSimulatedProvider (options: { startDelayMs: number, pingEveryMs?: number, onRunning?: (containerId: string, secret: string) => Promise<void> }): CloudProvider {
+export function createSimulatedProvider (options: {
+  startDelayMs: number
+  pingEveryMs?: number
+  onRunning?: (containerId: string, secret: string) => Promise<void>
+  /** The task definitions the simulated cloud has (`family:revision`), in every region. */
+  taskDefinitions?: readonly string[]
+}): CloudProvider {
   const tasks = new Map<string, SimulatedTask>()
+  const revisions = new Map<string, Set<number>>()
+  for (const known of options.taskDefinitions ?? []) {
+    const parsed = parseTaskDefinition(known)
+    if (!parsed || parsed.revision === null) throw new Error(`simulated provider: ${known} is not family:revision`)
+    revisions.set(parsed.family, (revisions.get(parsed.family) ?? new Set()).add(parsed.revision))
+  }
   const byContainer = new Map<string, string>()
   let next = 0
   const portsOf = (n: number): HostPorts => ({ tcp32262: 40000 + (n % 1000) * 3, udp32263: 40001 + (n % 1000) * 3, tcp32273: 40002 + (n % 1000) * 3 })
@@ -106,6 +130,13 @@ export function createSimulatedProvider (options: { startDelayMs: number, pingEv
     async listTasks (_region, cluster) {
       return [...tasks.values()].filter((t) => t.cluster === cluster && !t.stopped)
         .map((t) => ({ taskArn: t.taskArn, startedBy: t.containerId, createdAt: new Date(t.startedAt) }))
+    },
+    async describeTaskDefinition (_region, ref) {
+      const parsed = parseTaskDefinition(ref)
+      const known = parsed ? revisions.get(parsed.family) : undefined
+      if (!parsed || !known) return null
+      const revision = parsed.revision ?? Math.max(...known)
+      return known.has(revision) ? { family: parsed.family, revision } : null
     }
   }
 }

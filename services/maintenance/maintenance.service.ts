@@ -55,7 +55,11 @@ export async function setMaintenance (
   return { windows: await activeWindows(db), runningJobs: running }
 }
 
-/** Per region: up, in maintenance, or disabled; overall ok, degraded (something is not up) or maintenance. */
+/**
+ * Per region: up, in maintenance, or disabled; overall ok, degraded (an enabled region is not up) or
+ * maintenance. A disabled region is one we do not offer (a fresh install seeds sa-east-1 so): it shows, but
+ * degrades nothing (issue 20).
+ */
 export async function getStatus (db: Kysely<DB>) {
   const [regions, windows] = await Promise.all([
     db.selectFrom('region').select(['code', 'enabled']).orderBy('sort_order').orderBy('code').execute(),
@@ -67,6 +71,7 @@ export async function getStatus (db: Kysely<DB>) {
     const window = global ?? byScope.get(r.code)
     return { code: r.code, status: window ? 'maintenance' as const : r.enabled ? 'up' as const : 'disabled' as const, message: window?.message ?? null }
   })
-  const status = global ? 'maintenance' as const : items.some((r) => r.status !== 'up') ? 'degraded' as const : 'ok' as const
+  const degraded = items.some((r, i) => regions[i]!.enabled && r.status !== 'up')
+  const status = global ? 'maintenance' as const : degraded ? 'degraded' as const : 'ok' as const
   return { status, message: global?.message ?? null, regions: items }
 }

@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { ContainerState, DB, PartnerScope } from '../../db/types.js'
+import { usageInRange } from '../usage/usage.service.js'
 
 type Db = Kysely<DB> | Transaction<DB>
 type Keyset = { createdAt: Date, id: string } | null
@@ -93,12 +94,12 @@ export function listPartnerUsers (db: Db, partnerId: string, page: { limit: numb
 export function partnerUsage (db: Db, partnerId: string, range: { from: Date, to: Date }, user: string | null, page: { limit: number, before: Keyset }) {
   return db
     .with('per_user', (qb) => qb.selectFrom('account')
-      .leftJoin('usage_record', (j) => j.onRef('usage_record.user_id', '=', 'account.id')
-        .on('usage_record.ended_at', '>=', range.from).on('usage_record.ended_at', '<', range.to))
+      // The usage reports' one definition of a period's usage (services/usage).
+      .leftJoin(usageInRange(db, range).as('usage'), 'usage.user_id', 'account.id')
       .select((eb) => [
         'account.id', 'account.email', 'account.name', 'account.created_at',
-        sql<number>`coalesce(sum(usage_record.seconds), 0)::bigint`.as('seconds'),
-        eb.fn.count<number>('usage_record.container_id').as('containers')
+        sql<number>`coalesce(sum(usage.seconds), 0)::bigint`.as('seconds'),
+        eb.fn.count<number>('usage.container_id').as('containers')
       ])
       .where('account.partner_id', '=', partnerId).where('account.deleted_at', 'is', null)
       .$if(user !== null, (q) => q.where('account.id', '=', user!))

@@ -9,6 +9,7 @@ import { hashToId } from '../hashing.js'
 import { looksLikePartnerKey, newPartnerKey } from './partners.keys.js'
 import * as repo from './partners.repository.js'
 import { recordAudit } from '../audit/audit.service.js'
+import { hours } from '../usage/usage.service.js'
 
 const day = 86_400_000
 /** The longest a key may live (and how long it lives when no expiry is given). */
@@ -108,8 +109,6 @@ export function monthRange (month: string | undefined, now = new Date()) {
   const first = (y: number, m: number) => new Date(new Date(0).setUTCFullYear(y, m, 1))
   return { month: `${String(year).padStart(4, '0')}-${String(index).padStart(2, '0')}`, from: first(year, index - 1), to: first(year, index) }
 }
-
-const hours = (seconds: number) => Math.round((seconds / 3600) * 100) / 100
 
 export async function partnerUsage (db: Kysely<DB>, partnerId: string, query: PageQuery & { month?: string, user?: string }) {
   const range = monthRange(query.month)

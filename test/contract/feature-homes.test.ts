@@ -10,6 +10,7 @@ import { testConfig } from '../helpers/build.js'
 /** What features expose on the root instance, and who uses it. */
 const contracts: Record<string, string> = {
   accountDeletionSteps: 'accounts: billing and containers add what deleting an account removes',
+  describeTaskDefinition: 'containers: whether the cloud has a task definition (the catalog validates with it)',
   entitlement: 'billing: a user\'s entitlement',
   entitlementTerms: 'billing: the terms the containers\' assignment decides with',
   grantDeps: 'containers: how connection grants are signed and verified (the hosts feature introspects them)',

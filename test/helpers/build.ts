@@ -61,6 +61,7 @@ export async function build (t: Test, overrides: Overrides = {}, options: Omit<B
 
 const fileApps = new Map<string, Promise<FastifyInstance>>()
 const clockIds = new WeakMap<NonNullable<BuildOptions['clock']>, number>()
+let clockCount = 0
 
 /**
  * The file's app: one per test file (and per set of overrides and clock), built on first use on its own cloned
@@ -71,7 +72,7 @@ const clockIds = new WeakMap<NonNullable<BuildOptions['clock']>, number>()
  */
 export function fileApp (overrides: Overrides = {}, options: Pick<BuildOptions, 'clock'> = {}): Promise<FastifyInstance> {
   const clock = options.clock
-  if (clock && !clockIds.has(clock)) clockIds.set(clock, clockIds.size + 1)
+  if (clock && !clockIds.has(clock)) clockIds.set(clock, ++clockCount)
   const key = JSON.stringify([overrides, clock ? clockIds.get(clock) : 0])
   let app = fileApps.get(key)
   if (!app) {

@@ -32,7 +32,7 @@ t.test('config › an empty environment selects the embedded defaults and says w
   t.equal(config.redis.url, null)
   t.equal(config.db.autoMigrate, true)
   const used = embeddedDefaults(config)
-  t.equal(used.length, 4)
+  t.equal(used.length, 5)
   t.match(used.join('\n'), /PGlite.*in-process queue.*mail written to the log.*generated ES256 key pair/s)
 })
 

@@ -22,6 +22,9 @@ const namesAnObject = (op: WalkedOperation) => op.params.some((p) => p.in === 'p
 const notOwned: Record<string, string> = {
   getApp: 'public catalog: every app is readable by anyone',
   updateRegion: 'shared catalog, scope catalog:write (operators)',
+  getAdminApp: 'shared catalog, scope catalog:write (operators)',
+  updateApp: 'shared catalog, scope catalog:write (operators)',
+  setAppRegion: 'shared catalog, scope catalog:write (operators)',
   updateUser: 'scope users:write: an operator acts on any account by design',
   setWarmPoolTarget: 'shared infrastructure (app × region pool), scope fleet:write',
   getCluster: 'shared infrastructure, scope fleet:read',

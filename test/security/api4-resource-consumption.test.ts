@@ -17,7 +17,7 @@ const because = (reason: string, ids: string[]) => { for (const id of ids) exemp
 because('operators only (scopes admin, users:*, fleet:*, catalog:write): few trusted callers, every change audited', [
   'updateRegion', 'listUsers', 'updateUser', 'openQueueDashboard', 'listWarmPools', 'setWarmPoolTarget', 'listClusters',
   'createCluster', 'getCluster', 'updateCluster', 'deleteCluster', 'rollAmi', 'listHosts', 'getFleet', 'listLogs', 'setMaintenance',
-  'listPartners', 'createPartner', 'listPartnerKeys', 'createPartnerKey', 'revokePartnerKey', 'listPersonalTokens'])
+  'listPartners', 'createPartner', 'listPartnerKeys', 'createPartnerKey', 'revokePartnerKey', 'listPersonalTokens', 'getAdminApp'])
 because('a signed-in user\'s own reads and small writes: bounded by their own rows (paged), one indexed query each', [
   'signOut', 'getMe', 'deleteMe', 'listMySessions', 'revokeMySession', 'listContainers', 'getContainer', 'updateContainer',
   'stopContainer', 'getJob', 'cancelJob', 'listMyLogs', 'getLogContent', 'getSubscription', 'listStorageConnections', 'deleteStorageConnection',

@@ -39,7 +39,9 @@ function addressFields (op: WalkedOperation): string[] {
 const handled: Record<string, string> = {
   'signInWithGoogle /body/redirectUri': 'checked against GOOGLE_REDIRECT_URIS before the code goes to Google\'s token endpoint (config)',
   'hostHandshake /body/ip': 'stored as the host\'s address; the handshake connects to nothing',
-  'listAuditEvents /query/ip': 'a filter compared with the addresses stored in the audit trail'
+  'listAuditEvents /query/ip': 'a filter compared with the addresses stored in the audit trail',
+  'createApp /body/iconUrl': 'stored and shown to clients (https only); the server never fetches it',
+  'updateApp /body/iconUrl': 'as createApp'
 }
 
 /** A TCP listener that counts connections (and answers nothing useful). */
@@ -117,6 +119,16 @@ t.test('security › SSRF › every request field holding an address is known, a
   }
   await settle()
   t.equal(trap.connections(), 0, 'nothing connected to the filter value')
+
+  // createApp, updateApp: an icon URL is stored and shown, never fetched.
+  const operator = await given(app).signedIn({ role: 'developer' })
+  const icon = `https://127.0.0.1:${trap.port}/icon.svg`
+  const created = await app.inject({ method: 'POST', url: '/v1/admin/apps', headers: operator.headers, payload: { id: 'ssrf-icon', name: 'Icon', description: 'An app.', iconUrl: icon, category: 'media' } })
+  t.equal(created.statusCode, 201, 'the app is created with the icon URL')
+  const updated = await app.inject({ method: 'PATCH', url: '/v1/admin/apps/ssrf-icon', headers: operator.headers, payload: { iconUrl: `${icon}?v=2` } })
+  t.equal(updated.statusCode, 200)
+  await settle()
+  t.equal(trap.connections(), 0, 'nothing connected to the icon URL')
 })
 
 t.test('security › open redirect › every redirect the API answers goes to the configured client address, whatever the query says', async (t) => {

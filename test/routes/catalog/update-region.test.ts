@@ -30,6 +30,20 @@ t.test('updateRegion › valid › disables a region, returns it, and purges reg
   t.equal(list.json().items[0].enabled, false, 'the public read shows the change')
 })
 
+t.test('updateRegion › valid › the change is audited: who, what, and the values before', async (t) => {
+  const app = await build(t)
+  const region = await given(app).region({ name: 'Before' })
+  const operator = await given(app).signedIn({ role: 'developer' })
+
+  const res = await patch(app, region.code, { enabled: false, name: 'After' }, operator.headers)
+
+  t.equal(res.statusCode, 200)
+  const audit = await app.db.selectFrom('audit_event').selectAll().where('action', '=', 'region.updated').where('target_id', '=', region.code).execute()
+  t.equal(audit.length, 1)
+  t.equal(audit[0]!.actor_id, operator.account.id)
+  t.same(audit[0]!.details, { changes: { enabled: false, name: 'After' }, before: { enabled: true, name: 'Before' } })
+})
+
 t.test('updateRegion › insufficient permissions › no token, a bad token, an expired one, alg none: 401', async (t) => {
   const app = await build(t)
   const region = await given(app).region()

@@ -84,3 +84,21 @@ t.test('getStatus › valid › a global window puts everything in maintenance; 
   t.match(res.headers['cache-control'], /^public, max-age=10/)
   t.equal(res.headers['surrogate-key'], 'status')
 })
+
+t.test('getStatus › valid › a disabled region shows as disabled but degrades nothing; an enabled one in maintenance does (issue 20)', async (t) => {
+  const app = await build(t)
+  const admin = await given(app).signedIn({ role: 'admin' })
+  const enabled = await given(app).region({ code: 'eu-west-6' })
+  await given(app).region({ code: 'eu-west-7', enabled: false })
+  const fresh = await app.inject({ method: 'GET', url: '/v1/status' })
+  t.equal(fresh.json().status, 'ok', 'a fresh install with a disabled region reads ok')
+  t.match(fresh.json().regions.find((r: { code: string }) => r.code === 'eu-west-7'), { status: 'disabled' })
+
+  await put(app, admin.headers, { enabled: true, region: 'eu-west-7', message: 'Not offered anyway' })
+  const disabledInMaintenance = await app.inject({ method: 'GET', url: '/v1/status' })
+  t.equal(disabledInMaintenance.json().status, 'ok', 'a window on a disabled region degrades nothing')
+
+  await put(app, admin.headers, { enabled: true, region: enabled.code, message: 'Swapping GPUs' })
+  const res = await app.inject({ method: 'GET', url: '/v1/status' })
+  t.equal(res.json().status, 'degraded')
+})

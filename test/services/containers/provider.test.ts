@@ -48,3 +48,13 @@ t.test('provider errors › backoff grows exponentially with jitter, capped', as
     if (attempt > 0) t.ok(new Set(samples).size > 1, 'jittered')
   }
 })
+
+t.test('simulated provider › describeTaskDefinition › knows its list: a pinned revision, or the family\'s latest', async (t) => {
+  const provider = createSimulatedProvider({ startDelayMs: 0, taskDefinitions: ['fractal-chrome:1', 'fractal-chrome:3'] })
+  t.same(await provider.describeTaskDefinition('us-east-1', 'fractal-chrome:3'), { family: 'fractal-chrome', revision: 3 })
+  t.same(await provider.describeTaskDefinition('us-east-1', 'fractal-chrome'), { family: 'fractal-chrome', revision: 3 }, 'the latest')
+  t.equal(await provider.describeTaskDefinition('us-east-1', 'fractal-chrome:2'), null, 'a revision it does not have')
+  t.equal(await provider.describeTaskDefinition('us-east-1', 'fractal-figma'), null, 'a family it does not have')
+  t.equal(await provider.describeTaskDefinition('us-east-1', 'not a name'), null)
+  t.throws(() => createSimulatedProvider({ startDelayMs: 0, taskDefinitions: ['no-revision'] }), /family:revision/)
+})
