@@ -2,7 +2,7 @@
 // which Stripe product and price each maps to is billing's (services/billing/billing.repository.ts).
 import { readFile } from 'node:fs/promises'
 import { sql, type Kysely } from 'kysely'
-import type { DB, Entitlements } from './types.js'
+import type { DB, Entitlements, SessionLimits } from './types.js'
 
 export const plansFile = new URL('./plans.json', import.meta.url)
 
@@ -15,6 +15,8 @@ export interface PlanDefinition {
   trialDays: number
   billedByHour: boolean
   entitlements: Entitlements
+  /** The plan's session limits (issue 22); absent: the configured defaults. */
+  sessionLimits?: SessionLimits
 }
 
 export async function readPlansFile (path: URL | string = plansFile): Promise<PlanDefinition[]> {
@@ -33,6 +35,7 @@ export async function upsertPlans (db: Kysely<DB>, plans: PlanDefinition[]) {
     trial_days: p.trialDays,
     billed_by_hour: p.billedByHour,
     entitlements: JSON.stringify(p.entitlements),
+    session_limits: p.sessionLimits ? JSON.stringify(p.sessionLimits) : null,
     sort_order: i
   }))).onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({
     name: eb.ref('excluded.name'),
@@ -42,6 +45,7 @@ export async function upsertPlans (db: Kysely<DB>, plans: PlanDefinition[]) {
     trial_days: eb.ref('excluded.trial_days'),
     billed_by_hour: eb.ref('excluded.billed_by_hour'),
     entitlements: eb.ref('excluded.entitlements'),
+    session_limits: eb.ref('excluded.session_limits'),
     sort_order: eb.ref('excluded.sort_order'),
     active: true,
     updated_at: sql`now()`

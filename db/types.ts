@@ -25,6 +25,8 @@ export interface AppTable {
   enabled: Generated<boolean>
   /** The DPI a container of the app starts with when the client asks for none. */
   dpi_default: Generated<number>
+  /** Overrides of the plans' session limits for this app (issue 22); null: the plan's. */
+  session_limits: ColumnType<SessionLimits | null, string | null | undefined, string | null>
   created_at: Timestamp
   updated_at: Timestamp
 }
@@ -59,6 +61,7 @@ export interface DB {
   container: ContainerTable
   container_event: ContainerEventTable
   container_session: ContainerSessionTable
+  container_grant: ContainerGrantTable
   host: HostTable
   storage_connection: StorageConnectionTable
   plan: PlanTable
@@ -241,9 +244,41 @@ export interface ContainerTable {
   storage_mounts: Generated<string[]>
   client_connected: Generated<boolean>
   running_at: Date | null
+  /** When the session will end and why, once its client was warned (the session-limits pass); else null. */
+  ends_at: Date | null
+  ending_reason: SessionEndingReason | null
+  /** The last input of the connected client, as the container's pings report it. */
+  last_input_at: Date | null
+  /** When a client last connected or left (client_connected changed). */
+  client_changed_at: Date | null
+  /** When the maximum duration ends (set by the session's first limits pass; extensions move it). */
+  max_ends_at: Date | null
+  /** When a limit ended the session: its usage counts up to then. */
+  session_ended_at: Date | null
   created_at: Timestamp
   updated_at: Timestamp
 }
+
+export type SessionEndingReason = 'max_duration' | 'disconnected' | 'idle'
+
+/** Session limits in seconds (a plan's, or an app's overrides); a missing one is not set here. */
+export interface SessionLimits {
+  maxSessionSeconds?: number | null
+  disconnectTimeoutSeconds?: number | null
+  idleTimeoutSeconds?: number | null
+  /** How far a user may extend the maximum duration in all; 0: no extension. */
+  maxExtensionSeconds?: number | null
+}
+
+export interface ContainerGrantTable {
+  id: Generated<string>
+  container_id: string
+  user_id: string
+  created_at: Date
+  expires_at: Date
+  revoked_at: Date | null
+}
+export type ContainerGrant = Selectable<ContainerGrantTable>
 
 export interface ContainerSessionTable {
   id: Generated<string>
@@ -260,8 +295,13 @@ export interface ContainerEventTable {
   to_state: ContainerState
   job_id: string | null
   reason: string | null
+  kind: Generated<ContainerEventKind>
+  /** The end a session event announces. */
+  ends_at: Date | null
   at: Timestamp
 }
+
+export type ContainerEventKind = 'state' | 'session_warning' | 'session_extended' | 'session_ended'
 
 export interface IdempotencyRecordTable {
   user_id: string
@@ -342,6 +382,7 @@ export interface PlanTable {
   interval: 'month' | 'year'
   trial_days: Generated<number>
   entitlements: ColumnType<Entitlements, string, string>
+  session_limits: ColumnType<SessionLimits | null, string | null | undefined, string | null>
   billed_by_hour: Generated<boolean>
   stripe_product_id: string | null
   stripe_price_id: string | null

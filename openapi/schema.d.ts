@@ -701,7 +701,8 @@ export interface paths {
         /**
          * One of my containers, with its connection info
          * @description Its state, app, region and settings, and how to connect once it runs (`connection`, only ever shown to
-         *     its owner). Another user's container is a 404, like one that does not exist.
+         *     its owner, and only with a live connection grant in `X-Connection-Grant`). Another user's container is
+         *     a 404, like one that does not exist.
          */
         get: operations["getContainer"];
         put?: never;
@@ -719,6 +720,120 @@ export interface paths {
          *     `GET /v1/containers/{containerId}/protocol-info`).
          */
         patch: operations["updateContainer"];
+        trace?: never;
+    };
+    "/v1/containers/{containerId}/extend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Extend the maximum duration of my session
+         * @description Moves the end of the session's maximum duration to `until`, within what the plan allows
+         *     (`maxExtensionSeconds`, in all, past the plan's maximum duration). Idempotent by construction: the
+         *     same `until` again changes nothing and answers the same; an `until` at or before the current end is
+         *     a no-op too (a session is never shortened here). Disconnect and idle timeouts are not extended: input
+         *     and a connected client keep a session alive. A pending `max_duration` warning is withdrawn (`endsAt`
+         *     becomes null) and a `session_extended` event goes out on `GET /v1/containers/{containerId}/events`.
+         *     Audited.
+         *
+         *     `422` (title `Extension not allowed`): the plan allows no extension, or `until` is past the plan's
+         *     limit (the detail names the latest end allowed). A session with no maximum duration has nothing to
+         *     extend: 200, unchanged. `409`: the container holds no session (not `in_use`), or a limit has already
+         *     ended it.
+         */
+        post: operations["extendContainerSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/containers/{containerId}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * My container's changes and session warnings as server-sent events
+         * @description `text/event-stream` of the container's events, oldest first (`data` is a ContainerEvent): `state`
+         *     (its state changed), `session_warning` (a limit will end the session at `endsAt`: `reason` says which
+         *     one; sent `SESSION_WARNING_SECONDS` ahead), `session_extended` (the user extended it) and
+         *     `session_ended` (a limit ended it; the container is stopping). The stream ends once the container is
+         *     `stopped` or `failed`. Event ids are increasing numbers: reconnecting with `Last-Event-ID` sends only
+         *     newer events. A comment line is sent every 15 seconds to keep proxies from closing the stream. Streams
+         *     count against `EVENT_STREAMS_PER_USER` like job streams (429 past it).
+         */
+        get: operations["streamContainerEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/containers/{containerId}/grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A connection grant for my running container
+         * @description What a client needs to connect, for a lifetime it chooses (like a streaming URL): a grant (a JWT
+         *     signed with the key published at `/.well-known/jwks.json`, audience `urn:fractal:container:<id>`,
+         *     `jti` the grant's id) and the connection details, the AES key among them. The AES key is released
+         *     only here, or in `GET /v1/containers/{containerId}` with a live grant in `X-Connection-Grant` (unless
+         *     `CONNECTION_GRANTS_REQUIRED=false`). The client hands `token` to the host agent, which verifies it
+         *     offline with the JWKS, or online with `POST /v1/hosts/{hostId}/grants/introspect` (which also knows
+         *     revocations): see docs/sessions.md.
+         *
+         *     `lifetimeSeconds` within `GRANT_MIN_LIFETIME_SECONDS`..`GRANT_MAX_LIFETIME_SECONDS` (1 s to 7 days by
+         *     default; default `GRANT_DEFAULT_LIFETIME_SECONDS`), else 422. A grant never outlives the session: it
+         *     is good for one container only and dies with it. `409`: the container is not running yet (no
+         *     connection details) or has ended.
+         */
+        post: operations["createConnectionGrant"];
+        /**
+         * Revoke every grant of my container
+         * @description Every live grant of the container stops working at once (introspection answers `active: false`;
+         *     host agents that verify offline must also stop at `exp`, see docs/sessions.md). Idempotent: 204 also
+         *     when none was live. Audited.
+         */
+        delete: operations["revokeConnectionGrants"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/containers/{containerId}/grants/{grantId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke one grant of my container
+         * @description The grant stops working at once. Idempotent (204 for one already revoked or expired). Audited.
+         */
+        delete: operations["revokeConnectionGrant"];
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/jobs/{jobId}": {
@@ -845,7 +960,9 @@ export interface paths {
         /**
          * The container says it is alive, and whether a user is connected
          * @description Sent every few seconds by the streaming container: `available: true` while it waits for a user, `false`
-         *     once one is connected. The first ping marks a starting container ready.
+         *     once one is connected. The first ping marks a starting container ready. While a client is connected,
+         *     `idleSeconds` (or `lastInputAt`) reports its last input: the idle timeout counts from it (a container
+         *     that reports neither is never ended for idleness). See docs/sessions.md.
          */
         post: operations["pingContainer"];
         delete?: never;
@@ -1034,6 +1151,30 @@ export interface paths {
          *     schedule and its containers are failed. The secret comes in `X-Host-Secret` (or `AuthToken`).
          */
         post: operations["hostHeartbeat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/hosts/{hostId}/grants/introspect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Is this connection grant live, for a container on this host?
+         * @description The host agent's online check of a grant a client presents (after RFC 7662): `active: true` with the
+         *     grant's container, user and expiry when its signature verifies, it has not expired or been revoked,
+         *     its container is live and runs on the calling host; otherwise only `active: false` (never why: a
+         *     client probing grants learns nothing). A host agent that verifies offline with the JWKS checks the
+         *     same claims but cannot see revocations: see docs/sessions.md.
+         */
+        post: operations["introspectConnectionGrant"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1917,17 +2058,78 @@ export interface components {
             failureReason: string | null;
             /** @description The cloud storage providers mounted in it (see /v1/storage/connections). */
             storage?: string[];
-            /** @description How to connect, once the container runs; only ever shown to its owner. */
-            connection: null | {
-                ip: string;
-                ports: {
-                    tcp32262: number;
-                    udp32263: number;
-                    tcp32273: number;
-                };
-                /** @description The AES-128 key of the stream, hex. */
-                aesKey: string;
+            /**
+             * @description How to connect, once the container runs; only ever shown to its owner, and (with
+             *     `CONNECTION_GRANTS_REQUIRED`, the default) only with a live connection grant: in a grant's answer
+             *     (`POST /v1/containers/{containerId}/grants`), or here when the request carries the grant's token in
+             *     `X-Connection-Grant`. Otherwise null: `connectable` says whether a grant would give it.
+             */
+            connection: null | components["schemas"]["Connection"];
+            /** @description The container runs for its owner and a connection grant would give its connection details. */
+            connectable?: boolean;
+            /**
+             * Format: date-time
+             * @description When a limit will end the session (set once its client is warned, `SESSION_WARNING_SECONDS` ahead); null otherwise.
+             */
+            endsAt?: string | null;
+            /** @description The limit that ends the session at `endsAt`. */
+            endingReason?: null | components["schemas"]["SessionEndingReason"];
+            /**
+             * Format: date-time
+             * @description When the session's maximum duration ends (extensions included); null when it has none or no session.
+             */
+            maxSessionEndsAt?: string | null;
+        };
+        /**
+         * @description Which limit ends the session: its maximum duration, no client connected for the disconnect timeout, or no input for the idle timeout.
+         * @enum {string}
+         */
+        SessionEndingReason: "max_duration" | "disconnected" | "idle";
+        ContainerEvent: {
+            /** @description Increasing: the event id of the stream. */
+            id: string;
+            /** @enum {string} */
+            kind: "state" | "session_warning" | "session_extended" | "session_ended";
+            fromState: null | components["schemas"]["ContainerState"];
+            toState: components["schemas"]["ContainerState"];
+            /** @description Why: for session events, a SessionEndingReason. */
+            reason: string | null;
+            /**
+             * Format: date-time
+             * @description The end a session event announces.
+             */
+            endsAt: string | null;
+            /** Format: date-time */
+            at: string;
+        };
+        ConnectionGrant: {
+            id: components["schemas"]["Uuid"];
+            containerId: components["schemas"]["Uuid"];
+            /** @description The signed grant (ES256 JWT): give it to the host agent when connecting. */
+            token: string;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            expiresAt: string;
+            connection: components["schemas"]["Connection"];
+        };
+        Connection: {
+            ip: string;
+            ports: {
+                tcp32262: number;
+                udp32263: number;
+                tcp32273: number;
             };
+            /** @description The AES-128 key of the stream, hex. */
+            aesKey: string;
+        };
+        GrantIntrospection: {
+            active: boolean;
+            grantId?: components["schemas"]["Uuid"];
+            containerId?: components["schemas"]["Uuid"];
+            userId?: components["schemas"]["Uuid"];
+            /** Format: date-time */
+            expiresAt?: string;
         };
         /** @example i-0123456789abcdef0 */
         InstanceId: string;
@@ -2074,6 +2276,13 @@ export interface components {
                 hoursPerMonth: number | null;
                 regions: string[] | null;
                 maxDpi: number;
+            };
+            /** @description The session limits of the plan, in seconds (null: no limit; an app may override them). maxExtensionSeconds: how far a user may extend the maximum duration in all (0: not at all). */
+            sessionLimits?: {
+                maxSessionSeconds: number | null;
+                disconnectTimeoutSeconds: number | null;
+                idleTimeoutSeconds: number | null;
+                maxExtensionSeconds: number;
             };
         };
         SubscriptionView: {
@@ -4727,7 +4936,10 @@ export interface operations {
     getContainer: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A live grant of this container (its token): the answer carries `connection` with the AES key. */
+                "X-Connection-Grant"?: string;
+            };
             path: {
                 containerId: components["parameters"]["ContainerId"];
             };
@@ -4890,6 +5102,294 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             414: components["responses"]["UriTooLong"];
             415: components["responses"]["UnsupportedMediaType"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    extendContainerSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                containerId: components["parameters"]["ContainerId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "until": "2026-11-27T21:15:00.000Z"
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * Format: date-time
+                     * @description The new end of the maximum duration.
+                     */
+                    until: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The container, with its session's new limits. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *       "userId": "3c1d119b-2f8f-4e6a-9c8a-8e2f0b8f3c1d",
+                     *       "app": "chrome",
+                     *       "region": "us-east-1",
+                     *       "state": "in_use",
+                     *       "dpi": 144,
+                     *       "useStun": false,
+                     *       "createdAt": "2026-11-27T09:15:00.000Z",
+                     *       "failureReason": null,
+                     *       "storage": [],
+                     *       "connection": null,
+                     *       "endsAt": null,
+                     *       "endingReason": null,
+                     *       "maxSessionEndsAt": "2026-11-27T21:15:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Container"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            /** @description The container holds no session (not in use), or a limit has already ended it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://docs.fractal.co/problems/conflict",
+                     *       "title": "Conflict",
+                     *       "status": 409,
+                     *       "code": "conflict",
+                     *       "detail": "Container 7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15 holds no session to extend (it is stopping)."
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description The plan allows no extension, or not that far. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://docs.fractal.co/problems/unprocessable",
+                     *       "title": "Extension not allowed",
+                     *       "status": 422,
+                     *       "code": "unprocessable",
+                     *       "detail": "Your plan lets this session last until 2026-11-27T21:15:00.000Z at the latest.",
+                     *       "errors": [
+                     *         {
+                     *           "field": "/body/until",
+                     *           "message": "is past the plan's limit"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    streamContainerEvents: {
+        parameters: {
+            query?: never;
+            header?: {
+                "Last-Event-ID"?: string;
+            };
+            path: {
+                containerId: components["parameters"]["ContainerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event stream. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example id: 4182
+                     *     event: session_warning
+                     *     data: {"id":"4182","kind":"session_warning","fromState":"in_use","toState":"in_use","reason":"idle","endsAt":"2026-11-27T10:20:00.000Z","at":"2026-11-27T10:15:00.000Z"}
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            414: components["responses"]["UriTooLong"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    createConnectionGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                containerId: components["parameters"]["ContainerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                /**
+                 * @example {
+                 *       "lifetimeSeconds": 300
+                 *     }
+                 */
+                "application/json": {
+                    /** @description How long the grant is good for (within the configured bounds). */
+                    lifetimeSeconds?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The grant, with the connection details. */
+            201: {
+                headers: {
+                    /** @description The grant (revoke it with DELETE). */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0b7d1c2e-4f5a-4b6c-8d9e-0f1a2b3c4d5e",
+                     *       "containerId": "7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15",
+                     *       "token": "eyJhbGciOiJFUzI1NiIsImtpZCI6IjRmN2Ei…",
+                     *       "createdAt": "2026-11-27T09:20:00.000Z",
+                     *       "expiresAt": "2026-11-27T09:25:00.000Z",
+                     *       "connection": {
+                     *         "ip": "198.51.100.7",
+                     *         "ports": {
+                     *           "tcp32262": 41000,
+                     *           "udp32263": 41001,
+                     *           "tcp32273": 41002
+                     *         },
+                     *         "aesKey": "5f3c9a1e7b2d4c6e8a0f1b3d5e7c9a2b"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ConnectionGrant"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            /** @description The container is not running (yet, or any more). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://docs.fractal.co/problems/conflict",
+                     *       "title": "Conflict",
+                     *       "status": 409,
+                     *       "code": "conflict",
+                     *       "detail": "Container 7d4e2a10-5b3c-4f8e-9a61-2c0d8e7f6b15 is starting: a grant is given once it runs."
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    revokeConnectionGrants: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                containerId: components["parameters"]["ContainerId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    revokeConnectionGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                containerId: components["parameters"]["ContainerId"];
+                grantId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
             431: components["responses"]["RequestHeaderFieldsTooLarge"];
         };
     };
@@ -5119,12 +5619,20 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "available": true
+                 *       "available": false,
+                 *       "idleSeconds": 12
                  *     }
                  */
                 "application/json": {
                     /** @description true: waiting for a user; false: a user is connected. */
                     available: boolean;
+                    /**
+                     * Format: date-time
+                     * @description When the connected client last sent input (keyboard, mouse, gamepad), by the container's clock: the idle timeout counts from it.
+                     */
+                    lastInputAt?: string;
+                    /** @description Seconds since the connected client last sent input (preferred over lastInputAt: no clock skew). */
+                    idleSeconds?: number;
                 };
             };
         };
@@ -5809,6 +6317,48 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             414: components["responses"]["UriTooLong"];
             415: components["responses"]["UnsupportedMediaType"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    introspectConnectionGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                hostId: components["schemas"]["Uuid"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "token": "eyJhbGciOiJFUzI1NiIsImtpZCI6IjRmN2Ei…"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description The grant's token as the client presented it. */
+                    token: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Whether the grant is live, and if so for what. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GrantIntrospection"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
             431: components["responses"]["RequestHeaderFieldsTooLarge"];
         };
     };

@@ -106,6 +106,16 @@ export const EnvSchema = Type.Object({
   }),
   REAP_INTERVAL_MS: Type.Integer({ default: 30000, minimum: 100 }),
   GEOIP_LOOKUP: Type.Boolean({ default: true }),
+  SESSION_MAX_SECONDS: Type.Integer({ default: 43200, minimum: 0, description: 'Longest a session lasts when neither its plan nor its app sets it (0: no limit).' }),
+  SESSION_DISCONNECT_TIMEOUT_SECONDS: Type.Integer({ default: 900, minimum: 0, description: 'How long a held container waits with no client connected, when neither plan nor app sets it (0: no limit).' }),
+  SESSION_IDLE_TIMEOUT_SECONDS: Type.Integer({ default: 3600, minimum: 0, description: 'How long a connected client may send no input, when neither plan nor app sets it (0: no limit).' }),
+  SESSION_MAX_EXTENSION_SECONDS: Type.Integer({ default: 0, minimum: 0, description: 'How far a user may extend the maximum duration in all, when the plan does not say (0: no extension).' }),
+  SESSION_WARNING_SECONDS: Type.Integer({ default: 300, minimum: 0, description: 'How long before a limit ends a session its client is warned (endsAt, a session_warning event).' }),
+  SESSION_LIMITS_INTERVAL_MS: Type.Integer({ default: 15000, minimum: 100, description: 'How often the worker checks the sessions against their limits.' }),
+  CONNECTION_GRANTS_REQUIRED: Type.Boolean({ default: true, description: 'true: the AES key is released only with a live connection grant (POST /v1/containers/{id}/grants); false: also in the owner\'s container view, as before.' }),
+  GRANT_MIN_LIFETIME_SECONDS: Type.Integer({ default: 1, minimum: 1, description: 'Shortest lifetime a connection grant may be asked for.' }),
+  GRANT_MAX_LIFETIME_SECONDS: Type.Integer({ default: 604800, minimum: 1, description: 'Longest lifetime a connection grant may be asked for (7 days).' }),
+  GRANT_DEFAULT_LIFETIME_SECONDS: Type.Integer({ default: 300, minimum: 1, description: 'Lifetime of a connection grant that does not ask for one.' }),
   HOST_BOOTSTRAP_SECRET: Type.Optional(Type.String({ minLength: 16 })),
   AWS_IDENTITY_CERT: Type.Optional(Type.String({ minLength: 1 })),
   // An identity document is accepted for a first handshake only this long after the instance's launch.
@@ -276,7 +286,24 @@ function toConfig (env: Env) {
       warmPoolMaxStarts: env.WARM_POOL_MAX_STARTS,
       warmPoolMaxAgeS: env.WARM_POOL_MAX_AGE_S,
       reapIntervalMs: env.REAP_INTERVAL_MS,
-      geoipLookup: env.GEOIP_LOOKUP
+      geoipLookup: env.GEOIP_LOOKUP,
+      // Issue 22: the defaults of the session limits (plans set theirs, apps override them), in seconds.
+      sessions: {
+        defaults: {
+          maxSessionSeconds: env.SESSION_MAX_SECONDS,
+          disconnectTimeoutSeconds: env.SESSION_DISCONNECT_TIMEOUT_SECONDS,
+          idleTimeoutSeconds: env.SESSION_IDLE_TIMEOUT_SECONDS,
+          maxExtensionSeconds: env.SESSION_MAX_EXTENSION_SECONDS
+        },
+        warningSeconds: env.SESSION_WARNING_SECONDS,
+        intervalMs: env.SESSION_LIMITS_INTERVAL_MS
+      },
+      grants: {
+        required: env.CONNECTION_GRANTS_REQUIRED,
+        minLifetimeSeconds: env.GRANT_MIN_LIFETIME_SECONDS,
+        maxLifetimeSeconds: env.GRANT_MAX_LIFETIME_SECONDS,
+        defaultLifetimeSeconds: Math.min(Math.max(env.GRANT_DEFAULT_LIFETIME_SECONDS, env.GRANT_MIN_LIFETIME_SECONDS), env.GRANT_MAX_LIFETIME_SECONDS)
+      }
     },
     google: {
       clientId: env.GOOGLE_CLIENT_ID ?? null,
@@ -423,6 +450,7 @@ export function loadConfig (env: Record<string, string | undefined> = process.en
   }
   const missing = awsSettingsMissing(parsed)
   if (missing.length > 0) problems.push(`CLOUD_PROVIDER=aws needs ${missing.join(', ')}`)
+  if (parsed.GRANT_MIN_LIFETIME_SECONDS > parsed.GRANT_MAX_LIFETIME_SECONDS) problems.push('GRANT_MIN_LIFETIME_SECONDS must be <= GRANT_MAX_LIFETIME_SECONDS')
   if (problems.length > 0) throw new Error(`invalid configuration: ${problems.join('; ')}`)
   return deepFreeze(toConfig(parsed))
 }

@@ -1,5 +1,6 @@
 import type { Handlers } from '../../openapi/handler-types.js'
 import * as billing from '../../services/billing/billing.service.js'
+import { resolveLimits } from '../../services/containers/containers.sessions.js'
 import { principalOf } from '../request-context.js'
 
 export const handlers = {
@@ -14,7 +15,9 @@ export const handlers = {
         currency: p.currency,
         trialDays: p.trial_days,
         billedByHour: p.billed_by_hour,
-        entitlements: p.entitlements
+        entitlements: p.entitlements,
+        // What the plan's sessions get (the configured defaults where it sets none); apps may override them.
+        sessionLimits: resolveLimits(this.config.containers.sessions.defaults, p.session_limits, null)
       }))
     }
   },

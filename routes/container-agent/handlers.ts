@@ -11,7 +11,8 @@ function callerOf (request: FastifyRequest) {
 
 export const handlers = {
   async pingContainer (request, reply) {
-    await ping(this.db, this.containerDeps, callerOf(request), request.body.available)
+    const { available, idleSeconds, lastInputAt } = request.body
+    await ping(this.db, this.containerDeps, callerOf(request), available, { idleSeconds, lastInputAt: lastInputAt ? new Date(lastInputAt) : undefined, now: this.clock.now() })
     return reply.code(204).send()
   },
 

@@ -7,6 +7,9 @@ import { authenticateContainer, ping } from '../../services/containers/container
 import { assignmentBatcher } from '../../services/containers/containers.assignment.js'
 import { sendStartValues, sendStartValuesJob } from '../../services/containers/containers.host-agent.js'
 import { stopAllOf } from '../../services/containers/containers.lifecycle.js'
+import type { ContainerFeed } from '../../services/containers/containers.events.js'
+import { createGrantTokens, type GrantDeps } from '../../services/containers/containers.grants.js'
+import { enforceSessionLimits } from '../../services/containers/containers.sessions.js'
 import type { ContainerDeps } from '../../services/containers/containers.service.js'
 import { createHostAgentClient } from '../../services/hosts/agent-client.js'
 import type { Container } from '../../db/types.js'
@@ -20,6 +23,13 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Decorated on the containers feature's context only. */
     containerDeps: ContainerDeps
+    /** Container changes for the container event streams of this process (containers feature's context only). */
+    containerFeed: ContainerFeed
+    /**
+     * How connection grants are signed, verified and bounded (the containers feature's contract: the hosts
+     * feature introspects grants with it).
+     */
+    grantDeps: GrantDeps
     /**
      * The calling container of a request (X-Container-Id + X-Container-Secret), verified once per request; null
      * when there is no valid one (the containers feature's contract: the rate limiter keys by it).
@@ -122,6 +132,48 @@ export default fp(async function containersFeature (app) {
     run: () => reapOrphans(app.db, { ...ender, log: app.log }, settings.orphanGraceMs)
   })
 
+  // Session limits (docs/sessions.md): warned ahead, then ended through the usual stop, by the app's clock.
+  const sessions = settings.sessions
+  app.schedules.add({
+    name: 'session-limits',
+    everyMs: sessions.intervalMs,
+    run: () => enforceSessionLimits(app.db, { queue: app.queue, clock: app.clock, ...sessions })
+  })
+
+  // Connection grants: signed with the access tokens' key (the JWKS serves it), for another audience.
+  app.decorate('grantDeps', {
+    clock: app.clock,
+    tokens: createGrantTokens({ privateKey: app.jwtSigningSecret, kid: app.jwks.keys[0]!.kid, issuer: config.jwt.issuer }),
+    bounds: settings.grants
+  } satisfies GrantDeps)
+
+  // The container event streams hear of changes to their container's row: made here at once, made elsewhere
+  // over the broadcast (`containers:changed`), and every resync interval anyway (a message lost meanwhile).
+  const watchers = new Map<string, Set<() => void>>()
+  const notify = (ids: unknown) => {
+    const targets = Array.isArray(ids) ? ids.filter((id): id is string => typeof id === 'string') : [...watchers.keys()]
+    for (const id of targets) for (const listener of watchers.get(id) ?? []) listener()
+  }
+  await app.broadcast.subscribe('containers:changed', notify)
+  app.broadcast.onReconnect(async () => { notify(null) })
+  app.dbWrites.on('container', (ids) => {
+    notify(ids)
+    app.broadcast.publish('containers:changed', ids).catch(() => {})
+  })
+  const resync = setInterval(() => { if (watchers.size > 0) notify(null) }, config.eventStreams.resyncMs)
+  resync.unref()
+  app.addHook('onClose', async () => { clearInterval(resync) })
+  const containerFeed: ContainerFeed = {
+    watch (id, listener) {
+      const set = watchers.get(id) ?? new Set()
+      watchers.set(id, set.add(listener))
+      return () => {
+        set.delete(listener)
+        if (set.size === 0 && watchers.get(id) === set) watchers.delete(id)
+      }
+    }
+  }
+
   // Containers call back with their own secret (X-Container-Secret), for the container named in the path
   // (or, on routes without one, in X-Container-Id). The outcome is kept per request, so the rate limiter
   // (which keys `key: container` operations by the verified container and runs first) and the security
@@ -152,11 +204,12 @@ export default fp(async function containersFeature (app) {
 
   await app.register(async function containersContext (containers) {
     containers.decorate('containerDeps', deps)
+    containers.decorate('containerFeed', containerFeed)
     await containers.register(containersRoutes)
     await containers.register(containerAgentRoutes)
     await containers.register(warmPoolRoutes)
   })
-}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'clock', 'db', 'queue', 'metrics', 'auth', 'accounts', 'schedules', 'billing', 'storage', 'openapi-routes'] })
+}, { fastify: '5.x', name: 'containers', dependencies: ['config', 'db', 'queue', 'metrics', 'auth', 'accounts', 'schedules', 'billing', 'storage', 'openapi-routes', 'broadcast', 'clock'] })
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -88,4 +88,4 @@ export default fp(async function hostsFeature (app) {
   app.schedules.add({ name: 'reap-hosts', everyMs: hosts.reapIntervalMs, run: () => reapDeadHosts(app.db, hosts.deadAfterMs) })
 
   await app.register(hostsRoutes)
-}, { fastify: '5.x', name: 'hosts', dependencies: ['config', 'db', 'metrics', 'auth', 'schedules', 'openapi-routes'], encapsulate: true })
+}, { fastify: '5.x', name: 'hosts', dependencies: ['config', 'db', 'metrics', 'auth', 'schedules', 'openapi-routes', 'containers'], encapsulate: true })

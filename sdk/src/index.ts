@@ -59,6 +59,13 @@ export interface JobEvent {
   data: Job
 }
 
+/** One server-sent event of GET /v1/containers/{id}/events: a state change or a session event (issue 22). */
+export interface ContainerStreamEvent {
+  id: string
+  event: components['schemas']['ContainerEvent']['kind']
+  data: components['schemas']['ContainerEvent']
+}
+
 export interface StreamJobOptions {
   signal?: AbortSignal
   /** Resume after this event id (the stream sends only newer events). */
@@ -107,6 +114,11 @@ export type FractalClient = Client<SdkPaths> & {
   streamJob (jobId: string, options?: StreamJobOptions): AsyncGenerator<JobEvent, void, undefined>
   /** The job once it succeeded; a failed or cancelled job rejects with FractalJobError. */
   waitForJob (jobId: string, options?: WaitForJobOptions): Promise<Job>
+  /**
+   * A container's events as they happen (`state`, `session_warning` with `endsAt`, `session_extended`,
+   * `session_ended`), resuming after dropped connections; ends once the container is stopped or failed.
+   */
+  streamContainer (containerId: string, options?: StreamJobOptions): AsyncGenerator<ContainerStreamEvent, void, undefined>
 }
 
 const terminalEvents = new Set(['succeeded', 'failed', 'cancelled'])
@@ -262,6 +274,43 @@ export function createFractalClient (options: FractalClientOptions): FractalClie
     }
   }
 
+  async function * streamContainer (containerId: string, streamOptions: StreamJobOptions = {}): AsyncGenerator<ContainerStreamEvent, void, undefined> {
+    const { signal } = streamOptions
+    const maxReconnects = streamOptions.maxReconnects ?? 5
+    let delay = streamOptions.reconnectDelayMs ?? 1000
+    let lastEventId = streamOptions.lastEventId
+    let failures = 0
+    while (true) {
+      signal?.throwIfAborted()
+      let error: unknown
+      try {
+        const body = unwrap(await api.GET('/v1/containers/{containerId}/events', {
+          params: { path: { containerId }, header: lastEventId === undefined ? {} : { 'Last-Event-ID': lastEventId } },
+          parseAs: 'stream',
+          ...(signal ? { signal } : {})
+        }))
+        if (!body) throw new FractalProblemError({ status: 502, title: 'Bad gateway', detail: 'The event stream has no body.' })
+        for await (const message of readServerSentEvents(body)) {
+          if (message.retry !== undefined) delay = message.retry
+          if (message.id === undefined) continue
+          lastEventId = message.id
+          failures = 0
+          yield { id: message.id, event: message.event as ContainerStreamEvent['event'], data: JSON.parse(message.data) as ContainerStreamEvent['data'] }
+        }
+        // The server ends the stream once the container has ended; otherwise the connection went away.
+        const container = unwrap(await api.GET('/v1/containers/{containerId}', { params: { path: { containerId } }, ...(signal ? { signal } : {}) }))
+        if (container.state === 'stopped' || container.state === 'failed') return
+        error = new FractalProblemError({ status: 502, title: 'Bad gateway', detail: `The event stream of container ${containerId} kept ending before the container did.` })
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason
+        if (err instanceof FractalProblemError && err.status < 500) throw err
+        error = err
+      }
+      if (++failures > maxReconnects) throw error
+      await sleep(delay, signal)
+    }
+  }
+
   async function waitForJob (jobId: string, waitOptions: WaitForJobOptions = {}): Promise<Job> {
     const { timeoutMs, ...streamOptions } = waitOptions
     const signals = [waitOptions.signal, timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs)].filter((s) => s !== undefined)
@@ -288,6 +337,7 @@ export function createFractalClient (options: FractalClientOptions): FractalClie
     paginate,
     pages,
     streamJob,
+    streamContainer,
     waitForJob
   }
 }

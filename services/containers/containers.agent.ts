@@ -19,14 +19,27 @@ export async function authenticateContainer (db: Kysely<DB>, id: string, secret:
   return container
 }
 
+/** What a ping may report besides `available`, and the time it arrived (the app's clock). */
+export interface PingInput { idleSeconds?: number | undefined, lastInputAt?: Date | undefined, now?: number }
+
 /**
  * A ping: the container is alive. `available` says no client is connected: a change of it writes the
  * logon/logoff history (container_session). A starting container's first ping completes its start.
  */
-export async function ping (db: Kysely<DB>, deps: Pick<ContainerDeps, 'onReady'>, container: Container, available: boolean) {
+export async function ping (db: Kysely<DB>, deps: Pick<ContainerDeps, 'onReady'>, container: Container, available: boolean, input: PingInput = {}) {
   const connected = !available
+  const now = input.now ?? Date.now()
+  // The client's last input, by our clock: `idleSeconds` (no skew) before the container's `lastInputAt`; never
+  // in the future. Only while a client is connected: the idle timeout counts from it (docs/sessions.md).
+  const reported = input.idleSeconds !== undefined ? now - input.idleSeconds * 1000 : input.lastInputAt?.getTime()
+  const lastInput = connected && reported !== undefined && Number.isFinite(reported) ? new Date(Math.min(reported, now)) : undefined
   await db.transaction().execute(async (trx) => {
-    await repo.updateContainer(trx, container.id, { last_ping_at: new Date(), client_connected: connected })
+    await repo.updateContainer(trx, container.id, {
+      last_ping_at: new Date(),
+      client_connected: connected,
+      ...(connected !== container.client_connected ? { client_changed_at: new Date(now) } : {}),
+      ...(lastInput ? { last_input_at: lastInput } : {})
+    })
     if (connected && !container.client_connected) await repo.openSession(trx, container.id, container.user_id)
     if (!connected && container.client_connected) await repo.closeSessions(trx, container.id)
   })

@@ -163,13 +163,15 @@ export function openSession (db: Db, containerId: string, userId: string | null)
   return db.insertInto('container_session').values({ container_id: containerId, user_id: userId }).execute()
 }
 
-/** A held container's time, once (its stop): seconds since it was handed over (or ran, or was made). */
-export function recordUsage (db: Db, container: { id: string, user_id: string | null, assigned_at: Date | null, running_at: Date | null, created_at: Date }) {
+/** A held container's time, once (its stop): seconds since it was handed over (or ran, or was made) until now, or until a limit ended its session. */
+export function recordUsage (db: Db, container: { id: string, user_id: string | null, assigned_at: Date | null, running_at: Date | null, created_at: Date, session_ended_at: Date | null }) {
   const since = container.assigned_at ?? container.running_at ?? container.created_at
+  // A session a limit ended counts up to that end, not to when its stop job got to it.
+  const until = container.session_ended_at ?? new Date()
   return db.insertInto('usage_record').values({
     container_id: container.id,
     user_id: container.user_id!,
-    seconds: Math.max(0, Math.round((Date.now() - since.getTime()) / 1000)),
-    ended_at: new Date()
+    seconds: Math.max(0, Math.round((until.getTime() - since.getTime()) / 1000)),
+    ended_at: until
   }).onConflict((oc) => oc.column('container_id').doNothing()).execute()
 }

@@ -13,6 +13,7 @@ const contracts: Record<string, string> = {
   describeTaskDefinition: 'containers: whether the cloud has a task definition (the catalog validates with it)',
   entitlement: 'billing: a user\'s entitlement',
   entitlementTerms: 'billing: the terms the containers\' assignment decides with',
+  grantDeps: 'containers: how connection grants are signed and verified (the hosts feature introspects them)',
   storageTokens: 'storage: the tokens the containers\' host-agent job mounts',
   verifyContainer: 'containers: the caller the rate limiter keys `key: container` operations by'
 }

@@ -52,8 +52,11 @@ t.test('sdk › flow › sign up, verify from the mail, sign in, get a container
   t.match(done, { id: job.id, kind: 'start_container', state: 'succeeded', progress: 100 })
 
   const running = unwrap(await client.GET('/v1/containers/{containerId}', { params: { path: { containerId: container.id } } }))
-  t.match(running, { id: container.id, state: 'in_use', connection: { ip: /^\d+\.\d+\.\d+\.\d+$/, aesKey: /^[0-9a-f]{32}$/ } })
-  t.ok(running.connection && Object.values(running.connection.ports).every((p) => Number.isInteger(p) && p > 0), 'three host ports')
+  t.match(running, { id: container.id, state: 'in_use', connection: null, connectable: true })
+  // The connection details come with a grant (typed: ConnectionGrant).
+  const grant = unwrap(await client.POST('/v1/containers/{containerId}/grants', { params: { path: { containerId: container.id } }, body: { lifetimeSeconds: 60 } }))
+  t.match(grant, { containerId: container.id, token: String, connection: { ip: /^\d+\.\d+\.\d+\.\d+$/, aesKey: /^[0-9a-f]{32}$/ } })
+  t.ok(Object.values(grant.connection.ports).every((p) => Number.isInteger(p) && p > 0), 'three host ports')
 
   const stopping = unwrap(await client.DELETE('/v1/containers/{containerId}', { params: { path: { containerId: container.id } } }))
   t.match(stopping, { kind: 'stop_container' })

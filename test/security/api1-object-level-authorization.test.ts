@@ -82,6 +82,9 @@ t.test('security › object-level authorization › B never reaches A\'s objects
   const uploaded = await app.inject({ method: 'POST', url: `/v1/logs?sender=client&containerId=${aContainer}`, payload: 'A\'s private log line\n', headers: { ...a.user.headers, 'content-type': 'text/plain' } })
   t.equal(uploaded.statusCode, 202, 'A uploaded a log')
   const aLog = uploaded.json().id as string
+  const granted = await app.inject({ method: 'POST', url: `/v1/containers/${aContainer}/grants`, headers: a.user.headers })
+  t.equal(granted.statusCode, 201, 'A holds a connection grant')
+  const aGrant = granted.json().id as string
   await app.db.insertInto('storage_connection').values({ user_id: a.user.account.id, provider: 'google_drive', account_email: 'a@drive.example.test', access_token: 'sealed', key_id: 'k1' }).execute()
   const handshake = async () => (await app.inject({ method: 'POST', url: '/v1/hosts/handshake', payload: { instanceId: `i-${randomBytes(8).toString('hex')}`, region: a.offer.region, bootstrapSecret } })).json() as { hostId: string, secret: string }
   const aHost = await handshake()
@@ -121,6 +124,13 @@ t.test('security › object-level authorization › B never reaches A\'s objects
     pingContainer: { as: 'container', ids: () => ({ containerId: aContainer }), expect: [401, 403] },
     getProtocolInfo: { as: 'container', ids: () => ({ containerId: aContainer }), expect: [401, 403] },
     hostHeartbeat: { as: 'host', ids: () => ({ hostId: aHost.hostId }), expect: [401] },
+    extendContainerSession: { as: 'user', ids: () => ({ containerId: aContainer }), expect: [404] },
+    streamContainerEvents: { as: 'user', ids: () => ({ containerId: aContainer }), expect: [404] },
+    createConnectionGrant: { as: 'user', ids: () => ({ containerId: aContainer }), expect: [404] },
+    revokeConnectionGrants: { as: 'user', ids: () => ({ containerId: aContainer }), expect: [404] },
+    revokeConnectionGrant: { as: 'user', ids: () => ({ containerId: aContainer, grantId: aGrant }), expect: [404] },
+    // B's host secret with A's host id: not A's credential.
+    introspectConnectionGrant: { as: 'host', ids: () => ({ hostId: aHost.hostId }), expect: [401] },
     getPartnerUsage: { as: 'partner', ids: () => ({ user: aMember.id }), expect: [404] },
     listPartnerContainers: { as: 'partner', ids: () => ({ user: aMember.id }), expect: [404] }
   }

@@ -23,6 +23,7 @@ because('a signed-in user\'s own reads and small writes: bounded by their own ro
   'stopContainer', 'getJob', 'cancelJob', 'listMyLogs', 'getLogContent', 'getSubscription', 'listStorageConnections', 'deleteStorageConnection',
   'listMyPersonalTokens'])
 because('a job\'s event stream: one per job the caller owns, closed when the job ends', ['streamJobEvents'])
+because('a container\'s event stream: capped per user by EVENT_STREAMS_PER_USER, closed when the container ends', ['streamContainerEvents'])
 because('the caller is one of our own containers or hosts (its secret), calling on a fixed schedule', ['shutdownContainer', 'pingContainer', 'getProtocolInfo', 'hostHeartbeat'])
 because('edge-cached public read (x-cache): answered by the CDN, and at the origin by the coalescing cache', ['getStatus', 'getJwks'])
 because('Stripe\'s signed deliveries: refusing one would make Stripe retry it; forged ones stop at the signature check', ['stripeWebhook'])

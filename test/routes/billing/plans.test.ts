@@ -15,9 +15,9 @@ t.test('listPlans › valid › the three plans of db/plans.json with price, int
   t.equal(res.statusCode, 200)
   t.same(res.json(), {
     items: [
-      { id: 'starter', name: 'Starter', price: 900, interval: 'month', currency: 'usd', trialDays: 7, billedByHour: false, entitlements: { concurrentContainers: 1, hoursPerMonth: 40, regions: null, maxDpi: 144 } },
-      { id: 'pro', name: 'Pro', price: 2900, interval: 'month', currency: 'usd', trialDays: 7, billedByHour: false, entitlements: { concurrentContainers: 3, hoursPerMonth: null, regions: null, maxDpi: 288 } },
-      { id: 'pay-as-you-go', name: 'Pay as you go', price: 50, interval: 'month', currency: 'usd', trialDays: 0, billedByHour: true, entitlements: { concurrentContainers: 2, hoursPerMonth: null, regions: null, maxDpi: 288 } }
+      { id: 'starter', name: 'Starter', price: 900, interval: 'month', currency: 'usd', trialDays: 7, billedByHour: false, entitlements: { concurrentContainers: 1, hoursPerMonth: 40, regions: null, maxDpi: 144 }, sessionLimits: { maxSessionSeconds: 14400, disconnectTimeoutSeconds: 600, idleTimeoutSeconds: 1800, maxExtensionSeconds: 0 } },
+      { id: 'pro', name: 'Pro', price: 2900, interval: 'month', currency: 'usd', trialDays: 7, billedByHour: false, entitlements: { concurrentContainers: 3, hoursPerMonth: null, regions: null, maxDpi: 288 }, sessionLimits: { maxSessionSeconds: 43200, disconnectTimeoutSeconds: 1800, idleTimeoutSeconds: 3600, maxExtensionSeconds: 14400 } },
+      { id: 'pay-as-you-go', name: 'Pay as you go', price: 50, interval: 'month', currency: 'usd', trialDays: 0, billedByHour: true, entitlements: { concurrentContainers: 2, hoursPerMonth: null, regions: null, maxDpi: 288 }, sessionLimits: { maxSessionSeconds: 28800, disconnectTimeoutSeconds: 900, idleTimeoutSeconds: 1800, maxExtensionSeconds: 7200 } }
     ]
   })
   t.notMatch(res.body, /price_|prod_|fractal_/, 'no Stripe ids in the public listing')

@@ -19,7 +19,10 @@ t.test('assignContainer › valid › a warm container is handed out at once wit
   const res = await assign(app, user.headers, { app: offer.app, region: offer.region, dpi: 144 })
 
   t.equal(res.statusCode, 201)
-  t.match(res.json(), { id: warm.id, app: offer.app, region: offer.region, state: 'in_use', dpi: 144, connection: { ip: '198.51.100.7', ports: { tcp32262: 41000, udp32263: 41001, tcp32273: 41002 }, aesKey: warm.aes_key } })
+  t.match(res.json(), { id: warm.id, app: offer.app, region: offer.region, state: 'in_use', dpi: 144, connection: null, connectable: true })
+  // The connection details, the AES key among them, come with a connection grant (issue 22).
+  const granted = await app.inject({ method: 'POST', url: `/v1/containers/${warm.id}/grants`, headers: user.headers })
+  t.match(granted.json().connection, { ip: '198.51.100.7', ports: { tcp32262: 41000, udp32263: 41001, tcp32273: 41002 }, aesKey: warm.aes_key })
   t.notMatch(res.body, new RegExp(warm.secret), 'never the container secret')
   const row = await app.db.selectFrom('container').selectAll().where('id', '=', warm.id).executeTakeFirstOrThrow()
   t.equal(row.user_id, user.account.id)
@@ -44,7 +47,9 @@ t.test('assignContainer › valid › with an empty pool a container starts: 202
   t.ok(await until(async () => (await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: user.headers })).json().state === 'succeeded'))
   const read = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: user.headers })
   t.equal(read.statusCode, 200)
-  t.match(read.json(), { state: 'in_use', connection: { ip: /^203\.0\.113\./ } })
+  t.match(read.json(), { state: 'in_use', connection: null, connectable: true })
+  const granted = await app.inject({ method: 'POST', url: `/v1/containers/${container.id}/grants`, headers: user.headers })
+  t.match(granted.json(), { connection: { ip: /^203\.0\.113\./ } }, 'its address comes with a grant')
   const events = await app.db.selectFrom('container_event').select(['from_state', 'to_state']).where('container_id', '=', container.id).orderBy('id').execute()
   t.same(events, [{ from_state: null, to_state: 'creating' }, { from_state: 'creating', to_state: 'starting' }, { from_state: 'starting', to_state: 'in_use' }])
 })

@@ -5,12 +5,15 @@ import { given } from '../../helpers/given.js'
 
 type App = Awaited<ReturnType<typeof fileApp>>
 
-t.test('getContainer › valid › the owner reads it with connection info', async (t) => {
+t.test('getContainer › valid › the owner reads it; its connection info only with a live grant', async (t) => {
   const app = await fileApp()
-  const { user, container } = await given(app).assignedContainer()
+  const { user, container, warm } = await given(app).assignedContainer()
   const res = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: user.headers })
   t.equal(res.statusCode, 200)
-  t.equal(res.json().connection.aesKey, container.connection.aesKey)
+  t.match(res.json(), { id: container.id, connection: null, connectable: true })
+  const { token } = (await app.inject({ method: 'POST', url: `/v1/containers/${container.id}/grants`, headers: user.headers })).json()
+  const granted = await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: { ...user.headers, 'x-connection-grant': token } })
+  t.equal(granted.json().connection.aesKey, warm.aes_key)
 })
 
 t.test('getContainer › insufficient permissions › another user gets 404, no token 401', async (t) => {

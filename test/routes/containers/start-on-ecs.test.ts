@@ -37,7 +37,12 @@ async function onEcs (t: Test, overrides: Overrides = {}, model: EcsModel = ecsM
   model.addCluster(cluster.name)
   const user = await given(app).signedIn()
   const readJob = async (id: string) => (await app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: user.headers })).json()
-  const readContainer = async (id: string) => (await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: user.headers })).json()
+  // Read as the client does: with a connection grant once it runs (the connection details come only with one).
+  const readContainer = async (id: string) => {
+    const grant = await app.inject({ method: 'POST', url: `/v1/containers/${id}/grants`, headers: user.headers })
+    const withGrant = grant.statusCode === 201 ? { 'x-connection-grant': grant.json().token as string } : {}
+    return (await app.inject({ method: 'GET', url: `/v1/containers/${id}`, headers: { ...user.headers, ...withGrant } })).json()
+  }
   const row = (id: string) => app.db.selectFrom('container').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
   /** Asks for a container with an empty pool: 202, and the worker starts it. */
   const start = async (body: object = {}) => {
