@@ -200,19 +200,17 @@ export default fp(async function edgeCachePlugin (app) {
     // Only shared answers are kept at the origin (a private one is per user).
     const keep = shared && routeTtl > 0 && route.method === 'GET'
 
-    // A hit is answered at once (no promise); a miss waits on the one computing it, or on the shared layer.
-    append('onRequest', (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+    // An answer sent here, in the tick of Node's 'request' event, goes out before Node marks the request
+    // complete: plugins/security.ts closes the connection only for a request with a body still to come
+    // (measured when it closed every one: each 304 reconnected, 2.5x the CPU per request).
+    append('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
       const state: RequestState = { generation };
       (request as WithState)[kState] = state
-      if (!keep) return done()
+      if (!keep) return
       const key = request.url
       const cached = store.get(key)
-      if (cached && cached.expires > Date.now()) {
-        // Answered: a callback hook that sends does not call done.
-        serve(request, reply, cached)
-        return
-      }
-      miss(request, reply, state, key).then((served) => { if (!served) done() }, done)
+      if (cached && cached.expires > Date.now()) return serve(request, reply, cached)
+      if (await miss(request, reply, state, key)) return reply
     })
     /** Whether it answered (from another request's computation or the shared layer). */
     const miss = async (request: FastifyRequest, reply: FastifyReply, state: RequestState, key: string): Promise<boolean> => {
