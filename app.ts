@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { isIP } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import authPlugin from './plugins/auth.js'
 import broadcastPlugin from './plugins/broadcast.js'
@@ -80,6 +81,19 @@ export interface BuildOptions {
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 
+/**
+ * TRUST_PROXY for Fastify. A list of plain addresses (the usual load balancer or sidecar) becomes a set
+ * lookup: a list handed to Fastify is compiled by proxy-addr, which parses every hop's address with
+ * ipaddr.js on each read of `request.ip` (several per request: audit context, rate-limit key, log line).
+ * Ranges (CIDR) and proxy-addr's names (loopback, uniquelocal...) keep proxy-addr's own matcher.
+ */
+export function trustProxyOption (list: readonly string[]): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (list.length === 0) return false
+  if (!list.every((entry) => isIP(entry) !== 0)) return [...list]
+  const trusted = new Set(list)
+  return (address) => trusted.has(address) || (address.startsWith('::ffff:') && trusted.has(address.slice(7)))
+}
+
 /** Query parameters that carry credentials (an OAuth code or state, a token, a storage ticket) never reach a log line. */
 const secretParams = /([?&](?:code|state|token|ticket|access_token|refresh_token|id_token|client_secret|code_verifier)=)[^&#]*/gi
 
@@ -116,7 +130,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       const given = req.headers['x-request-id']
       return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID()
     },
-    trustProxy: config.http.trustProxy.length > 0 ? [...config.http.trustProxy] : false,
+    trustProxy: trustProxyOption(config.http.trustProxy),
     bodyLimit: config.http.bodyLimit,
     requestTimeout: config.http.requestTimeoutMs,
     connectionTimeout: config.http.requestTimeoutMs * 2,
@@ -130,9 +144,11 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // Node checks the request timeout this often (30 s by default, so a trickling client outlived it).
     http: { connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(config.http.requestTimeoutMs / 4))) }
   })
-  app.addHook('onSend', async (request, reply, payload) => {
+  // Hooks that do not wait on anything take a callback: an async hook costs a promise (and, with the audit
+  // context's AsyncLocalStorage on, its async hooks) on every request.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id)
-    return payload
+    done(null, payload)
   })
 
   try {

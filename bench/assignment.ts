@@ -13,9 +13,9 @@
 // signed with the server's key): argon2 sign-ins would measure argon2, not assignment.
 import { randomUUID } from 'node:crypto'
 import { Agent, request as httpRequest } from 'node:http'
-import autocannon from 'autocannon'
 import { importPKCS8, SignJWT } from 'jose'
 import pg from 'pg'
+import { load, type PreparedRequest } from './load.js'
 
 export interface AssignmentBenchOptions {
   ours: string
@@ -25,7 +25,7 @@ export interface AssignmentBenchOptions {
   connections: number
   duration: number
   /** Extra per-request headers (X-Forwarded-For spreading, as the other scenarios). */
-  spread: () => Record<string, string>
+  spread: (i: number) => Record<string, string>
   /** false: the throughput part only (a second run against the same database). */
   race?: boolean
   /** false: ours only (a repeated round compares ours with ours). */
@@ -139,10 +139,10 @@ export async function assignmentBench (o: AssignmentBenchOptions): Promise<Assig
       const raceUsers = await createUsers(db, 300, `race-${Date.now()}`)
       await createWarm(db, 100)
       const raceTokens = await tokensFor(o.privateKey, raceUsers)
-      const answers = await Promise.all(raceTokens.map(async (token) => {
+      const answers = await Promise.all(raceTokens.map(async (token, i) => {
         const res = await fetch(`${o.ours}/v1/containers`, {
           method: 'POST',
-          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': randomUUID(), ...o.spread() },
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': randomUUID(), ...o.spread(i) },
           body: JSON.stringify({ app, region })
         })
         await res.arrayBuffer()
@@ -170,38 +170,29 @@ export async function assignmentBench (o: AssignmentBenchOptions): Promise<Assig
     const users = await createUsers(db, supply, `load-${Date.now()}`)
     await createWarm(db, supply)
     const tokens = await tokensFor(o.privateKey, users)
-    let next = 0
-    const run = (url: string) => autocannon({
-      url,
+    // Every request another user with a fresh Idempotency-Key, formatted before the run (bench/load.ts).
+    const requests: PreparedRequest[] = tokens.map((token, i) => ({
       method: 'POST',
-      connections: o.connections,
-      duration: o.duration,
-      requests: [{
-        setupRequest: (request) => ({
-          ...request,
-          headers: {
-            ...request.headers,
-            'content-type': 'application/json',
-            authorization: `Bearer ${tokens[next++ % tokens.length]}`,
-            'idempotency-key': randomUUID(),
-            ...o.spread()
-          },
-          body: JSON.stringify({ app, region })
-        })
-      }]
-    })
-    const bareResult = o.withBare === false ? null : await run(`${o.bare}/v1/containers`)
-    const oursResult = await run(`${o.ours}/v1/containers`)
-    const statusesOf = (result: autocannon.Result) => Object.fromEntries(Object.entries(result.statusCodeStats).map(([s, { count }]) => [s, count]))
-    const statuses = statusesOf(oursResult)
-    const assigned = statuses['201'] ?? 0
+      path: '/v1/containers',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'idempotency-key': randomUUID(), ...o.spread(i) },
+      body: JSON.stringify({ app, region })
+    }))
+    let next = 0
+    const heldBy = async (ids: string[]) => (await db.query<{ n: number }>(
+      "select count(*)::int n from container where app_id = $1 and state = 'in_use' and user_id = any($2::uuid[])", [app, ids])).rows[0]!.n
+    const bareResult = o.withBare === false ? null : await load(o.bare, requests, { connections: o.connections, duration: o.duration })
+    const oursResult = await load(o.ours, requests, { connections: o.connections, duration: o.duration })
+    // wrk counts 2xx/3xx against 4xx/5xx only: the assignments are counted in the database.
+    const assigned = await heldBy(users)
+    next = Math.ceil(oursResult.reqPerSec * o.duration) + 100
+    const statuses = { ...oursResult.statuses, 'in_use after the run': assigned }
     const throughput = {
-      ours: { reqPerSec: oursResult.requests.average, p50: oursResult.latency.p50, p99: oursResult.latency.p99, statuses },
-      bare: { reqPerSec: bareResult?.requests.average ?? 0, p99: bareResult?.latency.p99 ?? 0 },
-      ratio: bareResult ? oursResult.requests.average / Math.max(1, bareResult.requests.average) : 0,
+      ours: { reqPerSec: oursResult.reqPerSec, p50: oursResult.p50, p99: oursResult.p99, statuses },
+      bare: { reqPerSec: bareResult?.reqPerSec ?? 0, p99: bareResult?.p99 ?? 0 },
+      ratio: bareResult ? oursResult.reqPerSec / Math.max(1, bareResult.reqPerSec) : 0,
       assignedPerSec: assigned / o.duration
     }
-    o.log(`throughput: ours ${Math.round(throughput.ours.reqPerSec)} req/s (p50 ${throughput.ours.p50} ms, p99 ${throughput.ours.p99} ms, ${JSON.stringify(statuses)})${bareResult ? `, bare ${Math.round(throughput.bare.reqPerSec)} req/s` : ''}`)
+    o.log(`throughput: ours ${Math.round(throughput.ours.reqPerSec)} req/s, ${Math.round(throughput.assignedPerSec)} assigned/s (p50 ${throughput.ours.p50} ms, p99 ${throughput.ours.p99} ms, ${JSON.stringify(statuses)})${bareResult ? `, bare ${Math.round(throughput.bare.reqPerSec)} req/s` : ''}`)
     // 3. The same, paced: the latency at a given rate, where the run above measures it at saturation (with
     //    N connections always busy, the mean latency is N / throughput whatever the server does).
     let paced: AssignmentBenchResult['paced'] = null
@@ -212,7 +203,7 @@ export async function assignmentBench (o: AssignmentBenchOptions): Promise<Assig
         duration: o.duration,
         connections: o.connections,
         next: () => ({
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[next++ % tokens.length]}`, 'idempotency-key': randomUUID(), ...o.spread() },
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[next++ % tokens.length]}`, 'idempotency-key': randomUUID(), ...o.spread(next) },
           body: JSON.stringify({ app, region })
         })
       })

@@ -161,6 +161,21 @@ export async function rssMb (child: Child): Promise<number | null> {
   }
 }
 
+/**
+ * CPU time (user + system) a process has used so far, in microseconds, null off Linux: CPU per request is
+ * what compares two servers on a machine other work competes for (req/s there measures the competition).
+ */
+export async function cpuUs (child: Child): Promise<number | null> {
+  try {
+    const stat = await readFile(`/proc/${child.process.pid}/stat`, 'utf8')
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 1e6 / 100
+  } catch {
+    return null
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 
 let clientCount = 0

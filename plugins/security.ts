@@ -36,13 +36,20 @@ export const securityHeaders: Readonly<Record<string, string>> = Object.freeze(h
 /** Helmet's security headers, and CORS for the configured origins only (none by default). */
 export default fp(async function securityPlugin (app) {
   const headers = securityHeaders
-  app.addHook('onRequest', async (_request, reply) => { reply.headers(headers) })
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.headers(headers)
+    done()
+  })
   // An answer sent before its request's body arrived (a 429, a 401, a 415 on the headers alone) closes the
   // connection: otherwise Node keeps the socket for the rest of that body, and a client that never sends it
   // holds the connection for the keep-alive timeout (slowloris on the cheapest routes).
-  app.addHook('onSend', async (request, reply, payload) => {
-    if (request.raw.complete === false) reply.header('connection', 'close')
-    return payload
+  // A request without a body has nothing outstanding: Node marks it complete only after its 'request' event,
+  // so an answer sent in the same tick (a cached read answered from onRequest) would close a keep-alive
+  // connection for nothing.
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const raw = request.raw
+    if (raw.complete === false && (raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0')) reply.header('connection', 'close')
+    done(null, payload)
   })
 
   // A function rather than the list: with a list, @fastify/cors leaves out only Access-Control-Allow-Origin
