@@ -5,7 +5,7 @@ import createClient, { type Client, type Middleware } from 'openapi-fetch'
 import { FractalJobError, FractalProblemError, unwrap, type Job } from './errors.js'
 import { bearerOperations, idempotentOperations } from './operations.js'
 import type { components, paths } from './schema.js'
-import { readServerSentEvents } from './sse.js'
+import { readServerSentEvents, type ServerSentEvent } from './sse.js'
 
 export { FractalJobError, FractalProblemError, unwrap }
 export type { Job, Problem, ProblemCode } from './errors.js'
@@ -231,7 +231,17 @@ export function createFractalClient (options: FractalClientOptions): FractalClie
     for await (const page of pages(path, init)) yield * (page as { items: Array<ItemOf<P>> }).items
   }
 
-  async function * streamJob (jobId: string, streamOptions: StreamJobOptions = {}): AsyncGenerator<JobEvent, void, undefined> {
+  /**
+   * An event stream that resumes: reopened with Last-Event-ID after a dropped connection or a 5xx (at most
+   * `maxReconnects` times in a row, `retry` or `reconnectDelayMs` apart), final on a problem the server meant
+   * (4xx). `accept` picks the events to yield and says which one is the last; when the stream ends without
+   * it, `ended` reads the resource: its final event (or none) when it has ended, `false` to resume.
+   */
+  async function * resumable<E extends { id: string }> (what: string, streamOptions: StreamJobOptions, source: {
+    open (lastEventId: string | undefined, signal: AbortSignal | undefined): Promise<ReadableStream<Uint8Array> | null | undefined>
+    accept (message: ServerSentEvent & { id: string }): { event: E, last: boolean } | undefined
+    ended (lastEventId: string | undefined, signal: AbortSignal | undefined): Promise<{ final?: E } | false>
+  }): AsyncGenerator<E, void, undefined> {
     const { signal } = streamOptions
     const maxReconnects = streamOptions.maxReconnects ?? 5
     let delay = streamOptions.reconnectDelayMs ?? 1000
@@ -241,28 +251,26 @@ export function createFractalClient (options: FractalClientOptions): FractalClie
       signal?.throwIfAborted()
       let error: unknown
       try {
-        const body = unwrap(await api.GET('/v1/jobs/{jobId}/events', {
-          params: { path: { jobId }, header: lastEventId === undefined ? {} : { 'Last-Event-ID': lastEventId } },
-          parseAs: 'stream',
-          ...(signal ? { signal } : {})
-        }))
+        const body = await source.open(lastEventId, signal)
         if (!body) throw new FractalProblemError({ status: 502, title: 'Bad gateway', detail: 'The event stream has no body.' })
         for await (const message of readServerSentEvents(body)) {
           if (message.retry !== undefined) delay = message.retry
-          if (message.id === undefined || !['progress', ...terminalEvents].includes(message.event)) continue
+          if (message.id === undefined) continue
+          const accepted = source.accept(message as ServerSentEvent & { id: string })
+          if (!accepted) continue
           lastEventId = message.id
           failures = 0
-          yield { id: message.id, event: message.event as JobEvent['event'], data: JSON.parse(message.data) as Job }
-          if (terminalEvents.has(message.event)) return
+          yield accepted.event
+          if (accepted.last) return
         }
-        // The stream ended without the job's end. Either the connection went away (resume below), or the job
+        // The stream ended without the last event: the connection went away (resume below), or the resource
         // ended with no event newer than ours (the server sends only newer ones): then its state says so.
-        const job = unwrap(await api.GET('/v1/jobs/{jobId}', { params: { path: { jobId } }, ...(signal ? { signal } : {}) }))
-        if (terminalEvents.has(job.state)) {
-          yield { id: lastEventId ?? String(Date.parse(job.updatedAt)), event: job.state as JobEvent['event'], data: job }
+        const end = await source.ended(lastEventId, signal)
+        if (end) {
+          if (end.final) yield end.final
           return
         }
-        error = new FractalProblemError({ status: 502, title: 'Bad gateway', detail: `The event stream of job ${jobId} kept ending before the job did.` })
+        error = new FractalProblemError({ status: 502, title: 'Bad gateway', detail: `The event stream of ${what} kept ending before it did.` })
       } catch (err) {
         if (signal?.aborted) throw signal.reason
         // A problem the server meant (404, 401 after a failed refresh, …) is final; a dropped connection or a 5xx is not.
@@ -274,41 +282,40 @@ export function createFractalClient (options: FractalClientOptions): FractalClie
     }
   }
 
-  async function * streamContainer (containerId: string, streamOptions: StreamJobOptions = {}): AsyncGenerator<ContainerStreamEvent, void, undefined> {
-    const { signal } = streamOptions
-    const maxReconnects = streamOptions.maxReconnects ?? 5
-    let delay = streamOptions.reconnectDelayMs ?? 1000
-    let lastEventId = streamOptions.lastEventId
-    let failures = 0
-    while (true) {
-      signal?.throwIfAborted()
-      let error: unknown
-      try {
-        const body = unwrap(await api.GET('/v1/containers/{containerId}/events', {
-          params: { path: { containerId }, header: lastEventId === undefined ? {} : { 'Last-Event-ID': lastEventId } },
-          parseAs: 'stream',
-          ...(signal ? { signal } : {})
-        }))
-        if (!body) throw new FractalProblemError({ status: 502, title: 'Bad gateway', detail: 'The event stream has no body.' })
-        for await (const message of readServerSentEvents(body)) {
-          if (message.retry !== undefined) delay = message.retry
-          if (message.id === undefined) continue
-          lastEventId = message.id
-          failures = 0
-          yield { id: message.id, event: message.event as ContainerStreamEvent['event'], data: JSON.parse(message.data) as ContainerStreamEvent['data'] }
-        }
-        // The server ends the stream once the container has ended; otherwise the connection went away.
-        const container = unwrap(await api.GET('/v1/containers/{containerId}', { params: { path: { containerId } }, ...(signal ? { signal } : {}) }))
-        if (container.state === 'stopped' || container.state === 'failed') return
-        error = new FractalProblemError({ status: 502, title: 'Bad gateway', detail: `The event stream of container ${containerId} kept ending before the container did.` })
-      } catch (err) {
-        if (signal?.aborted) throw signal.reason
-        if (err instanceof FractalProblemError && err.status < 500) throw err
-        error = err
+  const lastEventHeader = (lastEventId: string | undefined) => lastEventId === undefined ? {} : { 'Last-Event-ID': lastEventId }
+  const withSignal = (signal: AbortSignal | undefined) => signal ? { signal } : {}
+
+  function streamJob (jobId: string, streamOptions: StreamJobOptions = {}): AsyncGenerator<JobEvent, void, undefined> {
+    return resumable<JobEvent>(`job ${jobId}`, streamOptions, {
+      open: async (lastEventId, signal) => unwrap(await api.GET('/v1/jobs/{jobId}/events', {
+        params: { path: { jobId }, header: lastEventHeader(lastEventId) }, parseAs: 'stream', ...withSignal(signal)
+      })),
+      accept: (message) => ['progress', ...terminalEvents].includes(message.event)
+        ? { event: { id: message.id, event: message.event as JobEvent['event'], data: JSON.parse(message.data) as Job }, last: terminalEvents.has(message.event) }
+        : undefined,
+      async ended (lastEventId, signal) {
+        const job = unwrap(await api.GET('/v1/jobs/{jobId}', { params: { path: { jobId } }, ...withSignal(signal) }))
+        if (!terminalEvents.has(job.state)) return false
+        return { final: { id: lastEventId ?? String(Date.parse(job.updatedAt)), event: job.state as JobEvent['event'], data: job } }
       }
-      if (++failures > maxReconnects) throw error
-      await sleep(delay, signal)
-    }
+    })
+  }
+
+  function streamContainer (containerId: string, streamOptions: StreamJobOptions = {}): AsyncGenerator<ContainerStreamEvent, void, undefined> {
+    return resumable<ContainerStreamEvent>(`container ${containerId}`, streamOptions, {
+      open: async (lastEventId, signal) => unwrap(await api.GET('/v1/containers/{containerId}/events', {
+        params: { path: { containerId }, header: lastEventHeader(lastEventId) }, parseAs: 'stream', ...withSignal(signal)
+      })),
+      accept: (message) => ({
+        event: { id: message.id, event: message.event as ContainerStreamEvent['event'], data: JSON.parse(message.data) as ContainerStreamEvent['data'] },
+        last: false
+      }),
+      // The server ends the stream once the container has ended; otherwise the connection went away.
+      async ended (_lastEventId, signal) {
+        const container = unwrap(await api.GET('/v1/containers/{containerId}', { params: { path: { containerId } }, ...withSignal(signal) }))
+        return container.state === 'stopped' || container.state === 'failed' ? {} : false
+      }
+    })
   }
 
   async function waitForJob (jobId: string, waitOptions: WaitForJobOptions = {}): Promise<Job> {
