@@ -1,16 +1,13 @@
 // The S3 log store (a private bucket, or any S3-compatible endpoint). Loaded only when LOG_BUCKET is set.
 import type { Readable } from 'node:stream'
-import { DeleteObjectsCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { DeleteObjectsCommand, GetObjectCommand } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
+import { s3ClientFor, type BucketSettings } from '../s3.js'
 import type { LogStore } from './logs.store.js'
 
-export function createS3Store (options: { bucket: string, region: string, endpoint: string | null, forcePathStyle: boolean }): LogStore {
-  const client = new S3Client({
-    region: options.region,
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    forcePathStyle: options.forcePathStyle
-  })
+export function createS3Store (options: BucketSettings): LogStore {
+  const client = s3ClientFor(options)
   return {
     kind: 's3',
     async put (key, body) {

@@ -1,13 +1,10 @@
 // The daily usage files in a bucket (USAGE_BUCKET, or LOG_BUCKET under usage/). Loaded only when one is set.
-import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
+import { s3ClientFor, type BucketSettings } from '../s3.js'
 import type { UsageStore } from './usage.store.js'
 
-export function createS3UsageStore (options: { bucket: string, region: string, endpoint: string | null, forcePathStyle: boolean }): UsageStore {
-  const client = new S3Client({
-    region: options.region,
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    forcePathStyle: options.forcePathStyle
-  })
+export function createS3UsageStore (options: BucketSettings): UsageStore {
+  const client = s3ClientFor(options)
   return {
     kind: 's3',
     async exists (key) {
