@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely'
+import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely'
 import type { DB } from '../../db/types.js'
 
 type Db = Kysely<DB> | Transaction<DB>
@@ -22,13 +22,14 @@ export function usageInRange (db: Db, range: Range) {
     .where('usage_record.ended_at', '>=', range.from).where('usage_record.ended_at', '<', range.to)
 }
 
-const keyOf: Record<GroupBy, string> = { user: 'u.user_id', app: 'u.app_id', region: 'u.region_code', plan: 'u.plan_id' }
+// Constant fragments (no text from the request reaches the query): groupBy only picks one.
+const keyOf: Record<GroupBy, RawBuilder<unknown>> = { user: sql`u.user_id`, app: sql`u.app_id`, region: sql`u.region_code`, plan: sql`u.plan_id` }
 // What a group's key is shown with: the user's address, the app's, region's or plan's name.
-const labelOf: Record<GroupBy, string> = {
-  user: '(select email from account where id::text = g.key)',
-  app: '(select name from app where id = g.key)',
-  region: '(select name from region where code = g.key)',
-  plan: '(select name from plan where id = g.key)'
+const labelOf: Record<GroupBy, RawBuilder<unknown>> = {
+  user: sql`(select email from account where id::text = g.key)`,
+  app: sql`(select name from app where id = g.key)`,
+  region: sql`(select name from region where code = g.key)`,
+  plan: sql`(select name from plan where id = g.key)`
 }
 
 /**
@@ -36,7 +37,7 @@ const labelOf: Record<GroupBy, string> = {
  * one query: always one row for the totals, with the group columns null when the page is empty.
  */
 export async function usageGroups (db: Db, range: Range, groupBy: GroupBy, page: { limit: number, after: string | null }) {
-  const key = sql.raw(`coalesce(${keyOf[groupBy]}::text, '')`)
+  const key = sql`coalesce(${keyOf[groupBy]}::text, '')`
   const { rows } = await sql<{
     total_users: string,
     total_containers: string,
@@ -56,7 +57,7 @@ export async function usageGroups (db: Db, range: Range, groupBy: GroupBy, page:
       select count(distinct u.user_id) as users, count(*) as containers, coalesce(sum(u.seconds), 0)::bigint as seconds from u
     ),
     page as (
-      select g.key, ${sql.raw(labelOf[groupBy])} as label, g.users, g.containers, g.seconds from groups g
+      select g.key, ${labelOf[groupBy]} as label, g.users, g.containers, g.seconds from groups g
       where ${page.after === null ? sql`true` : sql`g.key > ${page.after}`}
       order by g.key limit ${page.limit}
     )

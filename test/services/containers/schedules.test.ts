@@ -210,7 +210,9 @@ t.test('reap-containers › valid › a start whose queue entry was lost is enqu
   t.match(await worker.schedules.runOnce('reap-containers'), { resumed: 1 })
 
   t.ok(await until(async () => (await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}`, headers: user.headers })).json().state === 'succeeded'), 'the start completes')
-  t.match((await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: user.headers })).json(), { state: 'in_use', connection: { ip: /^203\.0\.113\./ } })
+  t.match((await app.inject({ method: 'GET', url: `/v1/containers/${container.id}`, headers: user.headers })).json(), { state: 'in_use', connectable: true })
+  const row = await app.db.selectFrom('container').select('host_ip').where('id', '=', container.id).executeTakeFirstOrThrow()
+  t.match(row.host_ip, /^203\.0\.113\./, 'on a simulated host (its address reaches the client with a connection grant)')
   t.match(await nextPass(worker, 'reap-containers'), { resumed: 0 }, 'a finished start is not resumed again')
 })
 
