@@ -4,30 +4,17 @@
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { FileMigrationProvider, sql, type Kysely } from 'kysely'
-import pg from 'pg'
 import t, { type Test } from 'tap'
 import { installedPgliteVersion, readBaselineManifest } from '../../db/baseline.js'
 import { createDatabase } from '../../db/database.js'
 import { createMigrator, migrateToLatest } from '../../db/migrator.js'
-import { databaseUrl, urlFor } from '../helpers/env.js'
+import { emptyTestDatabase } from '../helpers/database.js'
 
 const migrationFolder = path.join(import.meta.dirname, '../../db/migrations')
 
 /** A fresh, empty PostgreSQL database, migrated as `npm run db:migrate` migrates one. */
 async function migratedPostgres (t: Test) {
-  const name = `fractal_test_${Date.now()}_bl${Math.random().toString(16).slice(2, 8)}`
-  const admin = new pg.Client({ connectionString: databaseUrl })
-  await admin.connect()
-  await admin.query(`create database "${name}"`)
-  await admin.end()
-  t.teardown(async () => {
-    const c = new pg.Client({ connectionString: databaseUrl })
-    await c.connect()
-    await c.query(`drop database if exists "${name}" with (force)`)
-    await c.end()
-  })
-  const { db } = await createDatabase({ url: urlFor(name), dataDir: '', poolMax: 2 })
-  t.teardown(() => db.destroy())
+  const db = await emptyTestDatabase(t)
   await migrateToLatest(db)
   return db
 }

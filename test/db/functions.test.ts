@@ -6,35 +6,18 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sql } from 'kysely'
-import pg from 'pg'
 import t, { type Test } from 'tap'
 import { createDatabase } from '../../db/database.js'
 import { applyFunctions, functionFiles, functionsFolder, pendingFunctions } from '../../db/functions.js'
 import { migrateToLatest, pendingMigrations } from '../../db/migrator.js'
 import { sqlErrors } from '../../services/sql-errors.js'
-import { createTestDatabase } from '../helpers/database.js'
-import { databaseUrl, urlFor } from '../helpers/env.js'
+import { createTestDatabase, emptyTestDatabase } from '../helpers/database.js'
 
 const migrationsFolder = join(import.meta.dirname, '../../db/migrations')
 const files = functionFiles()
 
 /** A database of its own, empty (no template): as `npm run db:migrate` meets a fresh one. */
-async function emptyDatabase (t: Test) {
-  const name = `fractal_test_${Date.now()}_fn${Math.random().toString(16).slice(2, 8)}`
-  const admin = new pg.Client({ connectionString: databaseUrl })
-  await admin.connect()
-  await admin.query(`create database "${name}"`)
-  await admin.end()
-  t.teardown(async () => {
-    const c = new pg.Client({ connectionString: databaseUrl })
-    await c.connect()
-    await c.query(`drop database if exists "${name}" with (force)`)
-    await c.end()
-  })
-  const { db } = await createDatabase({ url: urlFor(name), dataDir: '', poolMax: 4 })
-  t.teardown(() => db.destroy())
-  return db
-}
+const emptyDatabase = (t: Test) => emptyTestDatabase(t, 4)
 
 /** A clone of the test template: a database migrated, its functions applied. */
 async function migratedDatabase (t: Test, poolMax: number) {
