@@ -683,6 +683,10 @@ export interface paths {
          *     `cluster` (a developer testing a new AMI before a roll; scope `fleet:write`, else 403): the container
          *     is started on that cluster (by name or id), in its region, never taken from a warm pool, whatever the
          *     cluster's spare room. An unknown or inactive cluster, or one outside the `region` asked for, is a 422.
+         *
+         *     With billing enforced, the plan decides: past the trial without a subscription is 402; more containers
+         *     than the plan runs at once is 409; a region, a DPI, or an app the plan does not include is 403 (an app
+         *     whose catalog entry lists plans is offered only on those plans, and the trial has the apps that list none).
          */
         post: operations["assignContainer"];
         delete?: never;

@@ -1,4 +1,4 @@
-import { paymentRequired, PlanForbidsDpi, PlanForbidsRegion, PlanLimit } from './billing/billing.errors.js'
+import { AppNotInPlan, paymentRequired, PlanForbidsDpi, PlanForbidsRegion, PlanLimit } from './billing/billing.errors.js'
 import { AlreadyRunning, AppNotOffered, IdempotencyMismatch, RegionDisabled, UnknownApp } from './containers/containers.errors.js'
 import { DomainError } from './errors.js'
 
@@ -27,7 +27,9 @@ export const sqlErrors: Readonly<Record<string, (raised: Raised, asked: Asked) =
   FR007: (raised) => new PlanLimit(Number(raised.detail)),
   FR008: (raised, asked) => paymentRequired(raised.detail ?? '', asked.appUrl),
   FR009: (raised, asked) => new PlanForbidsRegion(raised.detail ?? asked.region ?? ''),
-  FR010: (raised) => new PlanForbidsDpi(Number(raised.detail))
+  FR010: (raised) => new PlanForbidsDpi(Number(raised.detail)),
+  // detail: the plans that include the app, comma-separated.
+  FR011: (raised, asked) => new AppNotInPlan(asked.app ?? '', (raised.detail ?? '').split(',').filter(Boolean))
 }
 
 /** The problem a database error stands for when one of our functions raised it; any other error as it is. */

@@ -2,7 +2,7 @@
 -- enforced, else null), offer, maintenance, one live container per user and app, then a warm container claimed
 -- with SKIP LOCKED (201) or a new one with its start job (202). p_prefer: regions in order of preference (from
 -- the client's location; null: the catalog's order). p_cluster: a developer's assignment onto that cluster (the
--- caller checked its scope and that the cluster is active in p_region): never from the warm pool. Raises SQLSTATEs FR001-FR010, which
+-- caller checked its scope and that the cluster is active in p_region): never from the warm pool. Raises SQLSTATEs FR001-FR011, which
 -- services/sql-errors.ts turns into problems; raising rolls the whole call back (the Idempotency-Key row too).
 -- The answer is written into the Idempotency-Key row by an upsert on its primary key: an `update ... where`
 -- kept a sequential-scan plan cached from a nearly empty table (see migration T2900).
@@ -13,6 +13,7 @@ create or replace function fractal_assign_container(
 declare
   v_record idempotency_record;
   v_entitled jsonb;
+  v_app_plans text[];
   v_regions text[];
   v_max_live integer;
   v_region text;
@@ -46,6 +47,11 @@ begin
     end if;
     if v_regions is not null and p_region is not null and not (p_region = any(v_regions)) then
       raise exception 'region not in the plan' using errcode = 'FR009', detail = p_region;
+    end if;
+    -- An app with a plan list (plan_app) is offered only to those plans (the trial: apps without a list).
+    select array_agg(plan_id order by plan_id) into v_app_plans from plan_app where app_id = p_app;
+    if v_app_plans is not null and not coalesce(v_entitled->>'plan' = any(v_app_plans), false) then
+      raise exception 'app not in the plan' using errcode = 'FR011', detail = array_to_string(v_app_plans, ',');
     end if;
   end if;
 

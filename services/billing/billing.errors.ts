@@ -10,6 +10,8 @@ export const PlanLimit = defineError('conflict', 'Plan limit reached', (limit: n
   `Your plan runs at most ${limit} container${limit === 1 ? '' : 's'} at once. Stop one, or upgrade.`)
 export const PlanForbidsRegion = defineError('forbidden', 'Not in your plan', (region: string) => `Your plan does not include region ${region}.`)
 export const PlanForbidsDpi = defineError('forbidden', 'Not in your plan', (max: number) => `Your plan streams at up to ${max} DPI.`)
+export const AppNotInPlan = defineError('forbidden', 'Not in your plan', (app: string, plans: string[]) =>
+  `${app} is offered on the ${plans.join(', ')} plan${plans.length === 1 ? '' : 's'}, and yours is not one of them. Change plans: POST /v1/billing/checkout-sessions.`)
 export const NotAnEvent = defineError('bad_request', 'Not a Stripe event', () => 'The signed payload is not a Stripe event (it needs an id and a type).')
 
 /** The reasons fractal_entitlement raises (SQLSTATE FR008: services/sql-errors.ts) as the 402's detail. */

@@ -337,7 +337,8 @@ export async function reportUsage (db: Kysely<DB>, deps: Pick<BillingDeps, 'stri
   return { reported, settled: rows.length }
 }
 
-export interface Entitlement { concurrentContainers: number, regions: string[] | null, maxDpi: number }
+/** plan: the plan's id, null in the trial (or with billing off). */
+export interface Entitlement { plan: string | null, concurrentContainers: number, regions: string[] | null, maxDpi: number }
 
 /** What billing hands the assignment: the terms fractal_entitlement decides with (null: billing off). */
 export const entitlementTerms = (deps: Pick<BillingDeps, 'enforced' | 'trialDays' | 'trialContainers' | 'pastDueGraceDays'>) =>
@@ -351,7 +352,7 @@ export const entitlementTerms = (deps: Pick<BillingDeps, 'enforced' | 'trialDays
  */
 export async function entitlementOf (db: Kysely<DB>, deps: Pick<BillingDeps, 'enforced' | 'trialDays' | 'trialContainers' | 'pastDueGraceDays' | 'appUrl'>, userId: string): Promise<Entitlement> {
   const terms = entitlementTerms(deps)
-  if (!terms) return { concurrentContainers: 1000, regions: null, maxDpi: 480 }
+  if (!terms) return { plan: null, concurrentContainers: 1000, regions: null, maxDpi: 480 }
   try {
     return await repo.entitlementRow<Entitlement>(db, userId, terms)
   } catch (err) {

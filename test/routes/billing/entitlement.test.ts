@@ -165,6 +165,29 @@ t.test('assignContainer › insufficient permissions › a region outside the pl
   t.equal(picked.json().container.region, inside.code, 'not the catalog\'s first region, the plan\'s')
 })
 
+t.test('assignContainer › insufficient permissions › an app listing plans (plan_app) is 403 on another plan and in the trial; its plans and unlisted apps stream', async (t) => {
+  const { app, stripe } = await billingApp(t)
+  app.queue.startWorker(2)
+  const proOnly = await given(app).offer()
+  const open = await given(app).offer()
+  await given(app).warmContainer(proOnly)
+  await given(app).warmContainer(open)
+  await app.db.insertInto('plan_app').values({ plan_id: 'pro', app_id: proOnly.app }).execute()
+  const starter = await subscriber(app, stripe, 'starter')
+  const pro = await subscriber(app, stripe, 'pro')
+  const trial = await given(app).signedIn()
+
+  const refused = await assign(app, starter.headers, { app: proOnly.app })
+  t.equal(refused.statusCode, 403)
+  t.match(refused.headers['content-type'], /application\/problem\+json/)
+  t.match(refused.json(), { code: 'forbidden', title: 'Not in your plan', detail: `${proOnly.app} is offered on the pro plan, and yours is not one of them. Change plans: POST /v1/billing/checkout-sessions.` })
+  t.same(await liveContainers(app, starter.account.id), [], 'nothing handed out, the warm container is still there')
+  t.equal((await assign(app, trial.headers, { app: proOnly.app })).statusCode, 403, 'the trial has the apps that list no plan')
+
+  t.equal((await assign(app, starter.headers, { app: open.app })).statusCode, 201, 'an app listing no plan: every plan')
+  t.equal((await assign(app, pro.headers, { app: proOnly.app })).statusCode, 201, 'a listed plan streams it (the warm one)')
+})
+
 t.test('assignContainer › valid › a subscription change by webhook is seen by the next assignment', async (t) => {
   const { app, stripe, price } = await billingApp(t)
   app.queue.startWorker(2)
@@ -184,10 +207,11 @@ t.test('assignContainer › valid › a subscription change by webhook is seen b
   t.equal(after.statusCode, 402, 'cancelled: at once too')
 })
 
-t.test('assignContainer › valid › billing configured but not enforced (BILLING_ENFORCED=false): no plan check', async (t) => {
+t.test('assignContainer › valid › billing configured but not enforced (BILLING_ENFORCED=false): no plan check, nor the app\'s plan list', async (t) => {
   const { app } = await billingApp(t, { BILLING_ENFORCED: 'false' })
   const offer = await given(app).offer()
   await given(app).warmContainer(offer)
+  await app.db.insertInto('plan_app').values({ plan_id: 'pro', app_id: offer.app }).execute()
   const user = await given(app).signedIn()
   await trialOver(app, user.account.id)
 
