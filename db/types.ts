@@ -483,6 +483,8 @@ export interface WarmPoolTable {
   paused_at: Date | null
   /** Null: WARM_POOL_MAX_AGE_S applies; 0: no maximum. */
   max_age_seconds: number | null
+  /** A forced recycle: the warm containers made before it are replaced as if past the maximum age. */
+  recycle_before: Date | null
   last_pass_at: Date | null
   last_decision: WarmPoolDecision | null
   last_desired: number | null

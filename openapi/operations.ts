@@ -64,6 +64,7 @@ export const operationTags = {
   openQueueDashboard: 'jobs',
   pingContainer: 'container-agent',
   purgeCache: 'cache',
+  recycleWarmPool: 'warm-pools',
   refreshSession: 'sessions',
   requestPasswordReset: 'accounts',
   revokeConnectionGrant: 'containers',

@@ -1055,6 +1055,33 @@ export interface paths {
         patch: operations["updateWarmPool"];
         trace?: never;
     };
+    "/v1/admin/warm-pools/{appId}/{region}/recycle": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replace a warm pool's containers
+         * @description A forced recycle, for a new task definition revision or AMI that should reach the pool before the
+         *     maximum age would bring it: every warm container of the pool made before now is replaced by the
+         *     reconciliation pass as if past its maximum age. Replacements start first and the old containers keep
+         *     serving claims until those are ready, then they are stopped; a container in use is never stopped, and
+         *     one made before the recycle that is still starting is replaced once ready. A paused pool waits until
+         *     it is resumed. Calling it again moves the instant to now. Answers 202 with the pool: `replacing` counts
+         *     the ready containers to replace, `recycleBefore` the instant; `lastPass.reason` tells each pass's
+         *     progress. Audited (`warm_pool.recycled`).
+         */
+        post: operations["recycleWarmPool"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/warm-pools/{appId}/{region}/schedules": {
         parameters: {
             query?: never;
@@ -2381,6 +2408,13 @@ export interface components {
             maxAgeSeconds: number | null;
             /** @description The maximum age in force (0 for none). */
             effectiveMaxAgeSeconds: number;
+            /** @description Ready containers the pass replaces: past the maximum age, or made before the last recycle. */
+            replacing: number;
+            /**
+             * Format: date-time
+             * @description The last forced recycle (`recycleWarmPool`): warm containers made before it are replaced.
+             */
+            recycleBefore: string | null;
             /** @description The schedule in force now, if any. */
             schedule: null | components["schemas"]["WarmPoolSchedule"];
             /** @description The last reconciliation pass over the pool, if any. */
@@ -5744,6 +5778,8 @@ export interface operations {
                      *           "pausedAt": "2026-12-07T11:40:00.000Z",
                      *           "maxAgeSeconds": 3600,
                      *           "effectiveMaxAgeSeconds": 3600,
+                     *           "replacing": 0,
+                     *           "recycleBefore": null,
                      *           "schedule": null,
                      *           "lastPass": {
                      *             "at": "2026-12-07T12:00:15.000Z",
@@ -5816,6 +5852,8 @@ export interface operations {
                      *       "pausedAt": null,
                      *       "maxAgeSeconds": null,
                      *       "effectiveMaxAgeSeconds": 86400,
+                     *       "replacing": 0,
+                     *       "recycleBefore": null,
                      *       "schedule": {
                      *         "id": "7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11",
                      *         "name": "Weekday mornings",
@@ -5901,6 +5939,8 @@ export interface operations {
                      *       "pausedAt": null,
                      *       "maxAgeSeconds": null,
                      *       "effectiveMaxAgeSeconds": 86400,
+                     *       "replacing": 0,
+                     *       "recycleBefore": null,
                      *       "schedule": {
                      *         "id": "7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11",
                      *         "name": "Weekday mornings",
@@ -5924,6 +5964,67 @@ export interface operations {
                      *         "started": 3,
                      *         "stopped": 0,
                      *         "reason": "desired 12 (schedule 7d0c5a52-3f4e-4c1b-9a53-2b1f0e6d8c11); 9 ready, 0 starting: start 3"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WarmPoolCapacity"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            414: components["responses"]["UriTooLong"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            431: components["responses"]["RequestHeaderFieldsTooLarge"];
+        };
+    };
+    recycleWarmPool: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                appId: components["schemas"]["AppId"];
+                region: components["schemas"]["RegionCode"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The recycle is recorded; the reconciliation pass carries it out. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "app": "chrome",
+                     *       "region": "us-east-1",
+                     *       "target": 5,
+                     *       "desired": 5,
+                     *       "available": 5,
+                     *       "ready": 5,
+                     *       "starting": 0,
+                     *       "inUse": 41,
+                     *       "failing": 0,
+                     *       "paused": false,
+                     *       "pausedAt": null,
+                     *       "maxAgeSeconds": null,
+                     *       "effectiveMaxAgeSeconds": 86400,
+                     *       "replacing": 5,
+                     *       "recycleBefore": "2026-12-07T12:01:00.000Z",
+                     *       "schedule": null,
+                     *       "lastPass": {
+                     *         "at": "2026-12-07T12:00:15.000Z",
+                     *         "decision": "steady",
+                     *         "desired": 5,
+                     *         "started": 0,
+                     *         "stopped": 0,
+                     *         "reason": "desired 5 (base target); 5 ready, 0 starting"
                      *       }
                      *     }
                      */

@@ -24,6 +24,13 @@ export const handlers = {
     return presentPool(await pools.updateWarmPool(this.db, principalOf(request).userId, appId, region, request.body, readWith(this)))
   },
 
+  async recycleWarmPool (request, reply) {
+    const { appId, region } = request.params
+    const pool = await pools.recycleWarmPool(this.db, principalOf(request).userId, appId, region, readWith(this))
+    reply.code(202)
+    return presentPool(pool)
+  },
+
   async listWarmPoolSchedules (request) {
     const rows = await pools.listWarmPoolSchedules(this.db, request.params.appId, request.params.region)
     return { items: rows.map(presentSchedule) }

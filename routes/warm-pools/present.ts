@@ -34,6 +34,8 @@ export function presentPool (pool: PoolStatus): Schemas['WarmPoolCapacity'] {
     pausedAt: pool.pausedAt?.toISOString() ?? null,
     maxAgeSeconds: pool.maxAgeSeconds,
     effectiveMaxAgeSeconds: pool.effectiveMaxAgeSeconds,
+    replacing: pool.expired,
+    recycleBefore: pool.recycleBefore?.toISOString() ?? null,
     schedule: pool.schedule ? presentSchedule(pool.schedule) : null,
     lastPass: pool.lastPass ? { ...pool.lastPass, at: pool.lastPass.at.toISOString() } : null
   }

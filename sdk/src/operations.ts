@@ -54,6 +54,7 @@ export const bearerOperations: ReadonlySet<string> = new Set([
   'POST /v1/admin/partners/{partnerId}/keys',
   'POST /v1/admin/queue-dashboard/session',
   'POST /v1/admin/regions/{region}/ami',
+  'POST /v1/admin/warm-pools/{appId}/{region}/recycle',
   'POST /v1/admin/warm-pools/{appId}/{region}/schedules',
   'POST /v1/billing/checkout-sessions',
   'POST /v1/billing/portal-sessions',

@@ -60,10 +60,10 @@ export async function refillWarmPools (db: Kysely<DB>, deps: RefillDeps) {
     const expiredKept = pool.expired - Math.min(pool.expired, surplus)
     const notes = [
       ...(surplus > 0 ? [`stop ${surplus} above the desired count`] : []),
-      ...(pool.expired > 0 ? [`${pool.expired} past the maximum age of ${pool.effectiveMaxAgeSeconds} s${expiredKept > 0 ? `, ${expiredKept} kept until replaced` : ''}`] : []),
+      ...(pool.expired > 0 ? [`${pool.expired} ${expiredWhy(pool)}${expiredKept > 0 ? `, ${expiredKept} kept until replaced` : ''}`] : []),
       ...(starts > 0 ? [`start ${starts}`] : [])
     ]
-    if (surplus > 0) toStop.push({ pool, count: surplus, reason: pool.expired > 0 ? 'warm pool: past its maximum age, replaced' : 'warm pool: above the desired count' })
+    if (surplus > 0) toStop.push({ pool, count: surplus, reason: pool.expired > 0 ? `warm pool: ${pool.recycleBefore ? 'recycled or ' : ''}past its maximum age, replaced` : 'warm pool: above the desired count' })
     for (let i = 0; i < starts; i++) wanted.push({ app: pool.app, region: pool.region, secret: newSecret() })
     const decision = starts > 0 && surplus > 0 ? 'rebalance' : starts > 0 ? 'grow' : surplus > 0 ? 'shrink' : 'steady'
     outcomes.push({ pool, outcome: { decision, desired, started: starts, stopped: surplus, reason: `${base}${notes.length ? ': ' + notes.join('; ') : ''}` } })
@@ -93,6 +93,14 @@ export async function refillWarmPools (db: Kysely<DB>, deps: RefillDeps) {
     await recordPass(db, pool.app, pool.region, now, done === undefined ? outcome : { ...outcome, stopped: done })
   }
   return { started: created.length, stopped }
+}
+
+/** Why a pool's expired containers are: past its maximum age, made before its last forced recycle, or either. */
+function expiredWhy (pool: PoolStatus) {
+  return [
+    ...(pool.effectiveMaxAgeSeconds > 0 ? [`past the maximum age of ${pool.effectiveMaxAgeSeconds} s`] : []),
+    ...(pool.recycleBefore ? [`made before the recycle at ${pool.recycleBefore.toISOString()}`] : [])
+  ].join(' or ')
 }
 
 /**

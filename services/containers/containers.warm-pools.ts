@@ -125,7 +125,7 @@ export interface PoolStatus {
   desired: number
   schedule: WarmPoolSchedule | null
   available: number
-  /** Available ones older than the maximum age (to be replaced). */
+  /** Available ones older than the maximum age, or made before a forced recycle (to be replaced). */
   expired: number
   starting: number
   inUse: number
@@ -134,6 +134,8 @@ export interface PoolStatus {
   pausedAt: Date | null
   maxAgeSeconds: number | null
   effectiveMaxAgeSeconds: number
+  /** The last forced recycle: warm containers made before it are replaced. */
+  recycleBefore: Date | null
   lastPass: { at: Date, decision: WarmPoolDecision, desired: number, started: number, stopped: number, reason: string } | null
 }
 
@@ -163,13 +165,16 @@ export async function poolStatuses (db: Db, options: PoolReadOptions): Promise<P
       'app_region.app_id', 'app_region.region_code', 'app_region.warm_pool_target',
       // A pool is kept only where the region, the app and the app in that region are all enabled.
       sql<boolean>`region.enabled and app.enabled and app_region.enabled`.as('enabled'),
-      'warm_pool.paused', 'warm_pool.paused_at', 'warm_pool.max_age_seconds', 'warm_pool.last_pass_at', 'warm_pool.last_decision',
+      'warm_pool.paused', 'warm_pool.paused_at', 'warm_pool.max_age_seconds', 'warm_pool.recycle_before', 'warm_pool.last_pass_at', 'warm_pool.last_decision',
       'warm_pool.last_desired', 'warm_pool.last_started', 'warm_pool.last_stopped', 'warm_pool.last_reason',
       maxAge.as('max_age'),
       eb.fn.count<string>('container.id').filterWhere((w) => w.and([w('container.state', '=', 'available'), w('container.user_id', 'is', null)])).as('available'),
       eb.fn.count<string>('container.id').filterWhere((w) => w.and([
-        w('container.state', '=', 'available'), w('container.user_id', 'is', null), w(maxAge, '>', 0),
-        w('container.created_at', '<', sql<Date>`${now}::timestamptz - make_interval(secs => ${maxAge})`)
+        w('container.state', '=', 'available'), w('container.user_id', 'is', null),
+        w.or([
+          w.and([w(maxAge, '>', 0), w('container.created_at', '<', sql<Date>`${now}::timestamptz - make_interval(secs => ${maxAge})`)]),
+          w('container.created_at', '<', w.ref('warm_pool.recycle_before'))
+        ])
       ])).as('expired'),
       eb.fn.count<string>('container.id').filterWhere((w) => w.and([w('container.state', 'in', ['creating', 'starting']), w('container.user_id', 'is', null)])).as('starting'),
       eb.fn.count<string>('container.id').filterWhere('container.state', '=', 'in_use').as('in_use'),
@@ -201,6 +206,7 @@ export async function poolStatuses (db: Db, options: PoolReadOptions): Promise<P
       pausedAt: r.paused_at,
       maxAgeSeconds: r.max_age_seconds,
       effectiveMaxAgeSeconds: Number(r.max_age),
+      recycleBefore: r.recycle_before,
       lastPass: r.last_pass_at && r.last_decision
         ? { at: r.last_pass_at, decision: r.last_decision, desired: r.last_desired ?? 0, started: r.last_started ?? 0, stopped: r.last_stopped ?? 0, reason: r.last_reason ?? '' }
         : null
@@ -292,6 +298,25 @@ export async function updateWarmPool (db: Kysely<DB>, actorId: string, app: stri
     }
   })
   return getWarmPool(db, app, region, read)
+}
+
+/**
+ * A forced recycle: every warm container of the pool made before now (the app's clock) is replaced by the
+ * reconciliation pass as if past its maximum age: replacements first, the old ones stopped once those are
+ * ready; a container in use is never stopped. A paused pool waits until resumed. Audited, with how many
+ * ready containers it marks.
+ */
+export async function recycleWarmPool (db: Kysely<DB>, actorId: string, app: string, region: string, read: ReadSettings) {
+  return await db.transaction().execute(async (trx) => {
+    await lockOffer(trx, app, region)
+    await trx.insertInto('warm_pool')
+      .values({ app_id: app, region_code: region, recycle_before: read.now })
+      .onConflict((oc) => oc.columns(['app_id', 'region_code']).doUpdateSet({ recycle_before: read.now, updated_at: sql`now()` }))
+      .execute()
+    const pool = await getWarmPool(trx, app, region, read)
+    await recordAudit(trx, { action: 'warm_pool.recycled', actorId, target: { type: 'warm_pool', id: `${app}/${region}` }, details: { before: read.now.toISOString(), replacing: pool.expired } })
+    return pool
+  })
 }
 
 // ---- schedules ------------------------------------------------------------------------------------------

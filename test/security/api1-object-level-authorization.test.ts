@@ -28,6 +28,7 @@ const notOwned: Record<string, string> = {
   updateUser: 'scope users:write: an operator acts on any account by design',
   setWarmPoolTarget: 'shared infrastructure (app × region pool), scope fleet:write',
   updateWarmPool: 'shared infrastructure (app × region pool), scope fleet:write',
+  recycleWarmPool: 'shared infrastructure (app × region pool), scope fleet:write',
   listWarmPoolSchedules: 'shared infrastructure (a pool\'s schedules), scope fleet:read',
   createWarmPoolSchedule: 'shared infrastructure (a pool\'s schedules), scope fleet:write',
   deleteWarmPoolSchedule: 'shared infrastructure (a pool\'s schedules), scope fleet:write',

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { build } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
+import { TestClock } from '../../helpers/clock.js'
 
 type App = Awaited<ReturnType<typeof build>>
 type Offer = { app: string, region: string }
@@ -51,6 +52,8 @@ t.test('listWarmPools › valid › each pool\'s capacity: desired, available, s
       pausedAt: null,
       maxAgeSeconds: null,
       effectiveMaxAgeSeconds: 86400,
+      replacing: 0,
+      recycleBefore: null,
       schedule: null,
       lastPass: null
     }],
@@ -143,6 +146,67 @@ t.test('updateWarmPool › non-existing › an app not offered in the region is 
   const res = await app.inject({ method: 'PATCH', url: poolUrl({ app: offer.app, region: 'zz-nowhere-1' }), payload: { paused: true }, headers: await operator(app) })
   t.equal(res.statusCode, 404)
   t.match(res.json(), { code: 'not_found' })
+})
+
+t.test('recycleWarmPool › valid › 202 with the instant and the ready containers to replace, audited; again moves the instant', async (t) => {
+  const clock = new TestClock()
+  const app = await build(t, {}, { clock })
+  const offer = await given(app).offer()
+  const dev = await given(app).signedIn({ role: 'developer' })
+  await given(app).warmContainer(offer)
+  await given(app).warmContainer(offer)
+
+  const recycle = async () => {
+    const [before, res, after] = [clock.now(), await app.inject({ method: 'POST', url: `${poolUrl(offer)}/recycle`, headers: dev.headers }), clock.now()]
+    const at = Date.parse(res.json().recycleBefore)
+    t.ok(at >= before && at <= after, 'the instant is now on the app\'s clock')
+    return res
+  }
+  const res = await recycle()
+  t.equal(res.statusCode, 202)
+  t.match(res.json(), { app: offer.app, region: offer.region, available: 2, replacing: 2 })
+  t.match(await auditOf(app, 'warm_pool.recycled'), [{ actor_id: dev.account.id, target_id: `${offer.app}/${offer.region}`, details: { replacing: 2 } }])
+
+  clock.advance(60_000)
+  const again = await recycle()
+  t.equal(again.statusCode, 202)
+  t.ok(Date.parse(again.json().recycleBefore) >= Date.parse(res.json().recycleBefore) + 60_000, 'the instant moves to now')
+  const listed = await app.inject({ method: 'GET', url: `/v1/admin/warm-pools?app=${offer.app}`, headers: dev.headers })
+  t.match(listed.json().items, [{ replacing: 2, recycleBefore: again.json().recycleBefore }], 'the list shows it too')
+})
+
+t.test('recycleWarmPool › insufficient permissions › no token 401, a user or read-only token 403; nothing is recorded', async (t) => {
+  const app = await build(t)
+  const offer = await given(app).offer()
+  const user = await given(app).signedIn()
+  const readOnly = await given(app).token({ role: 'developer', scopes: ['fleet:read'] })
+  const url = `${poolUrl(offer)}/recycle`
+  t.equal((await app.inject({ method: 'POST', url })).statusCode, 401)
+  const forbidden = await app.inject({ method: 'POST', url, headers: user.headers })
+  t.equal(forbidden.statusCode, 403)
+  t.match(forbidden.headers['content-type'], /application\/problem\+json/)
+  t.equal((await app.inject({ method: 'POST', url, headers: bearer(readOnly) })).statusCode, 403)
+  t.same(await app.db.selectFrom('warm_pool').selectAll().execute(), [], 'no recycle written')
+  t.same(await auditOf(app, 'warm_pool.recycled'), [])
+})
+
+t.test('recycleWarmPool › invalid input › a malformed app or region is 400', async (t) => {
+  const app = await build(t)
+  const headers = await operator(app)
+  for (const url of ['/v1/admin/warm-pools/Not_An_App/us-east-1/recycle', '/v1/admin/warm-pools/chrome/US%20EAST/recycle']) {
+    const res = await app.inject({ method: 'POST', url, headers })
+    t.equal(res.statusCode, 400, url)
+    t.match(res.json(), { code: 'validation_failed' })
+  }
+})
+
+t.test('recycleWarmPool › non-existing › an app not offered in the region is 404; nothing is recorded', async (t) => {
+  const app = await build(t)
+  const offer = await given(app).offer()
+  const res = await app.inject({ method: 'POST', url: poolUrl({ app: offer.app, region: 'zz-nowhere-1' }) + '/recycle', headers: await operator(app) })
+  t.equal(res.statusCode, 404)
+  t.match(res.json(), { code: 'not_found' })
+  t.same(await app.db.selectFrom('warm_pool').selectAll().execute(), [])
 })
 
 t.test('createWarmPoolSchedule › valid › a schedule is stored and audited; another beside it is accepted', async (t) => {

@@ -139,6 +139,39 @@ t.test('warm-pools › valid › containers past the maximum age are replaced fi
   t.same(await pass(app), { started: 0, stopped: 0 })
 })
 
+t.test('recycleWarmPool › valid › the pass replaces what was made before the recycle, then stops it; one in use, or made after, never is', async (t) => {
+  const clock = new TestClock()
+  const app = await build(t, { ...slow, WARM_POOL_MAX_AGE_S: '0' }, { clock })
+  const offer = await given(app).offer()
+  await call(app, 'PUT', `/v1/admin/warm-pools/${offer.app}/${offer.region}`, { target: 2 })
+  const old = [await given(app).warmContainer(offer), await given(app).warmContainer(offer)]
+  const holder = await given(app).signedIn()
+  t.equal((await assign(app, holder.headers, offer)).statusCode, 201)
+  const held = await app.db.selectFrom('container').selectAll().where('user_id', '=', holder.account.id).executeTakeFirstOrThrow()
+  const waiting = old.filter((c) => c.id !== held.id)
+  const another = await given(app).warmContainer(offer)
+  t.same(await pass(app), { started: 0, stopped: 0 }, 'no maximum age: a full pool is steady')
+
+  // The recycle instant is the app's clock: a minute on, everything made so far is before it.
+  clock.advance(60_000)
+  t.match(await call(app, 'POST', `/v1/admin/warm-pools/${offer.app}/${offer.region}/recycle`), { replacing: 2 })
+  t.same(await pass(app), { started: 2, stopped: 0 }, 'replacements first: the old ones keep serving meanwhile')
+  t.match(await pool(app, offer), { available: 2, starting: 2, replacing: 2, lastPass: { reason: /2 made before the recycle at \S+, 2 kept until replaced/ } })
+
+  await comeUp(app, offer)
+  // What came up was made "now" on the real clock, before the test clock's recycle: made after it instead.
+  await app.db.updateTable('container').set({ created_at: new Date(clock.now() + 1000) })
+    .where('app_id', '=', offer.app).where('region_code', '=', offer.region).where('id', 'not in', [...waiting.map((c) => c.id), another.id, held.id]).execute()
+  t.same(await pass(app), { started: 0, stopped: 2 }, 'replaced: the old ones are stopped')
+  const states = Object.fromEntries((await app.db.selectFrom('container').select(['id', 'state']).execute()).map((r) => [r.id, r.state]))
+  for (const c of [...waiting, another]) t.match(states[c.id], /^stopp(ing|ed)$/, 'a container made before the recycle is stopped')
+  t.equal(states[held.id], 'in_use', 'the one in use is untouched')
+  t.match(await pool(app, offer), { available: 2, inUse: 1, replacing: 0 })
+  const events = await app.db.selectFrom('container_event').select('reason').where('to_state', '=', 'stopping').execute()
+  t.match(events, [{ reason: /recycled/ }, { reason: /recycled/ }])
+  t.same(await pass(app), { started: 0, stopped: 0 }, 'done: the new ones stay')
+})
+
 t.test('updateWarmPool › concurrency › claims racing a pause: once the pause has answered, no claim takes from the pool', async (t) => {
   const app = await build(t, { ...slow, RATE_LIMIT_ENABLED: 'false' })
   const offer = await given(app).offer()
