@@ -283,7 +283,10 @@ function responseValidator ({ ajv, compile }: SchemaCompiler, operation: Operati
 
 // What every app of the process shares: the parsed document (per file and text) and the validators, each
 // schema compiled once (keyed by its JSON: many operations share a body or a problem shape, and tests and the
-// bench build many apps in one process). Compiling is most of start-up: this is what keeps it short.
+// bench build many apps in one process). Compiling is most of start-up, so a validator or serialiser is
+// compiled when its route first needs it, not at start: a process compiles what it serves (issue 21: start to
+// ready, idle memory). A schema Ajv cannot compile then fails that request (500), and
+// test/contract/spec.test.ts compiles every one, so none reaches a release.
 const parsed = new Map<string, { text: string, document: Document, dereferenced: Document }>()
 
 async function readDocument (path: string): Promise<{ document: Document, dereferenced: Document }> {
@@ -300,7 +303,20 @@ async function readDocument (path: string): Promise<{ document: Document, derefe
 export interface SchemaCompiler { ajv: Ajv, compile (schema: object): ValidateFunction }
 const compilers = new Map<string, SchemaCompiler>()
 
-function sharedAjv (coerceTypes: boolean | 'array'): SchemaCompiler {
+/** A validator that compiles on its first call (Fastify reads `errors` after each call, as from Ajv's). */
+function lazyValidator (make: () => ValidateFunction): ValidateFunction {
+  let validate: ValidateFunction | undefined
+  const wrapper = function validateLazily (this: unknown, data: unknown) {
+    validate ??= make()
+    const valid = validate.call(this, data)
+    wrapper.errors = validate.errors
+    return valid
+  } as ValidateFunction
+  wrapper.errors = null
+  return wrapper
+}
+
+export function sharedAjv (coerceTypes: boolean | 'array'): SchemaCompiler {
   const kind = String(coerceTypes)
   let compiler = compilers.get(kind)
   if (!compiler) {
@@ -310,13 +326,15 @@ function sharedAjv (coerceTypes: boolean | 'array'): SchemaCompiler {
     compiler = {
       ajv,
       compile (schema) {
-        const key = JSON.stringify(schema)
-        let validate = compiled.get(key)
-        if (!validate) {
-          validate = ajv.compile(schema)
-          compiled.set(key, validate)
-        }
-        return validate
+        return lazyValidator(() => {
+          const key = JSON.stringify(schema)
+          let validate = compiled.get(key)
+          if (!validate) {
+            validate = ajv.compile(schema)
+            compiled.set(key, validate)
+          }
+          return validate
+        })
       }
     }
     compilers.set(kind, compiler)
@@ -326,15 +344,20 @@ function sharedAjv (coerceTypes: boolean | 'array'): SchemaCompiler {
 
 const serializers = new Map<string, (data: unknown) => string>()
 
-/** Fastify's own response serialiser (fast-json-stringify), each schema built once per process. */
-function sharedSerializer (schema: object): (data: unknown) => string {
-  const key = JSON.stringify(schema)
-  let serialize = serializers.get(key)
-  if (!serialize) {
-    serialize = fastJsonStringify(schema)
-    serializers.set(key, serialize)
+/** Fastify's own response serialiser (fast-json-stringify), each schema built once per process, on first use. */
+export function sharedSerializer (schema: object): (data: unknown) => string {
+  let serialize: ((data: unknown) => string) | undefined
+  return function serializeLazily (data: unknown) {
+    if (!serialize) {
+      const key = JSON.stringify(schema)
+      serialize = serializers.get(key)
+      if (!serialize) {
+        serialize = fastJsonStringify(schema)
+        serializers.set(key, serialize)
+      }
+    }
+    return serialize(data)
   }
-  return serialize
 }
 
 /**

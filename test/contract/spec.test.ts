@@ -3,7 +3,10 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import fastJsonStringify from 'fast-json-stringify'
 import { parse } from 'yaml'
+import { sharedAjv } from '../../plugins/openapi-routes.js'
+import { fileApp } from '../helpers/build.js'
 import { readDereferencedSpec } from '../../openapi/spec.js'
 
 const root = new URL('../..', import.meta.url).pathname
@@ -69,4 +72,28 @@ t.test('spec › inputs refuse unknown properties (no mass assignment)', async (
     const branches = schema.oneOf ?? [schema]
     for (const branch of branches) t.equal(branch.additionalProperties, false, `${method.toUpperCase()} ${path} body`)
   }
+})
+
+// Issue 21: validators and serialisers compile when a route first needs them (plugins/openapi-routes.ts), so
+// a schema Ajv or fast-json-stringify cannot compile would only fail its first request. Each is compiled here.
+t.test('spec › every request schema compiles with Ajv and every JSON response schema with fast-json-stringify', async (t) => {
+  const app = await fileApp()
+  const bodyAjv = sharedAjv(false)
+  const paramsAjv = sharedAjv('array')
+  let compiled = 0
+  for (const op of app.openapi.operations.values()) {
+    const schema = op.schema as Record<string, any>
+    for (const part of ['params', 'querystring', 'headers'] as const) {
+      if (schema[part]) { paramsAjv.ajv.compile(schema[part]); compiled++ }
+    }
+    for (const content of Object.values<any>(schema.body?.content ?? {})) { bodyAjv.ajv.compile(content.schema); compiled++ }
+    for (const response of Object.values<any>(schema.response ?? {})) {
+      for (const content of Object.values<any>(response.content ?? {})) {
+        fastJsonStringify(content.schema)
+        bodyAjv.ajv.compile(content.schema)
+        compiled += 2
+      }
+    }
+  }
+  t.ok(compiled > app.openapi.operations.size * 3, `${compiled} schemas compiled`)
 })
