@@ -11,10 +11,11 @@
 //
 // Users and containers are written straight into the bench database (accounts without passwords, tokens
 // signed with the server's key): argon2 sign-ins would measure argon2, not assignment.
-import { randomUUID } from 'node:crypto'
+import { createPublicKey, randomUUID } from 'node:crypto'
 import { Agent, request as httpRequest } from 'node:http'
 import { importPKCS8, SignJWT } from 'jose'
 import pg from 'pg'
+import { hashToId } from '../services/hashing.js'
 import { load, type PreparedRequest } from './load.js'
 
 export interface AssignmentBenchOptions {
@@ -46,11 +47,22 @@ export interface AssignmentBenchResult {
 const app = 'chrome'
 const region = 'us-east-1'
 
-export async function tokensFor (privateKey: string, userIds: string[]): Promise<string[]> {
+/**
+ * Access tokens as the server signs them: its key id (the RFC 7638 thumbprint plugins/auth.ts names it by),
+ * and a lifetime within the server's default (900 s): the server refuses a token without its kid or living
+ * longer than its configured lifetime (issue 18). The accounts must exist (a token of a deleted one fails).
+ */
+export async function signAccessTokens (privateKey: string, claims: Array<{ sub: string, role: string, scopes: string[] }>): Promise<string[]> {
   const key = await importPKCS8(privateKey, 'ES256')
-  return Promise.all(userIds.map((sub) => new SignJWT({ role: 'user', scopes: ['account', 'containers'], sid: randomUUID() })
-    .setProtectedHeader({ alg: 'ES256' }).setSubject(sub).setIssuer('https://api.fractal.co').setAudience('fractal')
-    .setIssuedAt().setExpirationTime('1h').sign(key)))
+  const jwk = createPublicKey(privateKey).export({ format: 'jwk' })
+  const kid = hashToId(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }))
+  return Promise.all(claims.map(({ sub, role, scopes }) => new SignJWT({ role, scopes, sid: randomUUID() })
+    .setProtectedHeader({ alg: 'ES256', kid }).setSubject(sub).setIssuer('https://api.fractal.co').setAudience('fractal')
+    .setIssuedAt().setExpirationTime('10m').sign(key)))
+}
+
+export function tokensFor (privateKey: string, userIds: string[]): Promise<string[]> {
+  return signAccessTokens(privateKey, userIds.map((sub) => ({ sub, role: 'user', scopes: ['account', 'containers'] })))
 }
 
 export async function createUsers (db: pg.Client, n: number, tag: string): Promise<string[]> {

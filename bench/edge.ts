@@ -15,8 +15,8 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
-import { importPKCS8, SignJWT } from 'jose'
 import pg from 'pg'
+import { signAccessTokens } from './assignment.js'
 
 export interface EdgeBenchOptions {
   ours: string
@@ -85,11 +85,12 @@ async function wrk (url: string, connections: number, duration: number, dir: str
   return { reqPerSec, p99: p99Ms, failed: non2xx + errors }
 }
 
-async function adminToken (privateKey: string): Promise<string> {
-  const key = await importPKCS8(privateKey, 'ES256')
-  return new SignJWT({ role: 'admin', scopes: ['admin'], sid: randomUUID() })
-    .setProtectedHeader({ alg: 'ES256' }).setSubject(randomUUID()).setIssuer('https://api.fractal.co').setAudience('fractal')
-    .setIssuedAt().setExpirationTime('1h').sign(key)
+/** An admin of the bench database (a token of an account that does not exist is refused). */
+async function adminToken (db: pg.Client, privateKey: string): Promise<string> {
+  const { rows } = await db.query<{ id: string }>(
+    "insert into account (email, name, role, email_verified_at) values ('bench-admin-' || $1 || '@example.test', 'Bench admin', 'admin', now()) returning id", [randomUUID()])
+  const [token] = await signAccessTokens(privateKey, [{ sub: rows[0]!.id, role: 'admin', scopes: ['admin'] }])
+  return token!
 }
 
 /** Transactions committed in the bench database: each of ours' queries is one (autocommit). */
@@ -105,7 +106,7 @@ export async function purgeStorm (o: EdgeBenchOptions): Promise<PurgeStormResult
     const name = new URL(o.databaseUrl).pathname.slice(1)
     const apps = (await db.query<{ id: string }>('select id from app order by id')).rows.map((r) => r.id)
     const paths = ['/v1/apps', '/v1/regions', '/v1/plans', '/v1/status', '/v1/storage/providers', ...apps.map((id) => `/v1/apps/${id}`)]
-    const token = await adminToken(o.privateKey)
+    const token = await adminToken(db, o.privateKey)
     o.log(`purge storm: ${paths.length} distinct public reads, ${o.connections} clients, everything purged every second`)
     // Backends report their counters at most once a second and when idle for a while: settle first.
     await sleep(1500)
