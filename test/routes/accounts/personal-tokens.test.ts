@@ -1,7 +1,7 @@
 // Issue 23: personal access tokens, made by a signed-in user, sent as a bearer token in place of a session.
 import { createHash, randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { TestClock } from '../../helpers/clock.js'
 import { bearer, given } from '../../helpers/given.js'
 
@@ -38,7 +38,7 @@ const auditOf = (app: App, action: string, targetId: string) =>
   app.db.selectFrom('audit_event').selectAll().where('action', '=', action).where('target_id', '=', targetId).execute()
 
 t.test('createPersonalToken › valid › shown once, stored as its SHA-256 only, audited, and accepted as a bearer token', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
 
   const res = await create(app, me.headers, { name: 'Backup script', scopes: ['account', 'containers'] })
@@ -66,7 +66,7 @@ t.test('createPersonalToken › valid › shown once, stored as its SHA-256 only
 })
 
 t.test('createPersonalToken › valid › an operator picks a subset of their scopes; the token is refused elsewhere (403)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const expiresAt = new Date(Date.now() + 7 * day).toISOString()
   const token = await pat(app, admin, { name: 'Fleet dashboard', scopes: ['fleet:read'], expiresAt })
@@ -80,7 +80,7 @@ t.test('createPersonalToken › valid › an operator picks a subset of their sc
 })
 
 t.test('createPersonalToken › valid › a read-only token reads and is refused every write (403)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   const token = await pat(app, me, { name: 'Reader', scopes: ['account', 'containers'], readOnly: true })
   t.equal((await getMe(app, token.headers)).statusCode, 200)
@@ -94,7 +94,7 @@ t.test('createPersonalToken › valid › a read-only token reads and is refused
 })
 
 t.test('createPersonalToken › permissions › no token is 401; a personal access token cannot mint another (403)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   assertProblem(t, await create(app, {}, { name: 'x', scopes: ['account'] }), 401, 'unauthorized')
   const token = await pat(app, me, { scopes: ['account', 'containers'] })
@@ -106,7 +106,7 @@ t.test('createPersonalToken › permissions › no token is 401; a personal acce
 })
 
 t.test('createPersonalToken › invalid input › bad names, scopes beyond the role and expiries; nothing is written', async (t) => {
-  const app = await build(t, { PAT_MAX_TTL_DAYS: '10', RATE_LIMIT_ENABLED: 'false' })
+  const app = await fileApp({ PAT_MAX_TTL_DAYS: '10', RATE_LIMIT_ENABLED: 'false' })
   const me = await given(app).signedIn()
   for (const payload of [{ scopes: ['account'] }, { name: 'x' }, { name: 'x', scopes: [] }, { name: 'x', scopes: ['root'] }, { name: ' ', scopes: ['account'] },
     { name: 'x', scopes: ['account'], readOnly: 'yes' }, { name: 'x', scopes: ['account'], expiresAt: 'tomorrow' }, { name: 'x', scopes: ['account', 'account'] }]) {
@@ -129,7 +129,7 @@ t.test('createPersonalToken › invalid input › bad names, scopes beyond the r
 })
 
 t.test('createPersonalToken › invalid input › at most PAT_MAX_PER_ACCOUNT live tokens (422)', async (t) => {
-  const app = await build(t, { PAT_MAX_PER_ACCOUNT: '2' })
+  const app = await fileApp({ PAT_MAX_PER_ACCOUNT: '2' })
   const me = await given(app).signedIn()
   const first = await pat(app, me)
   await pat(app, me)
@@ -175,7 +175,7 @@ t.test('personal access tokens › use › last use written at most once a minut
 })
 
 t.test('personal access tokens › password and address › a token can rename its account, never change the password, the address, sign out or delete it (403)', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   const token = await pat(app, me, { scopes: ['account'] })
   const patch = (payload: object) => app.inject({ method: 'PATCH', url: '/v1/users/me', payload, headers: token.headers })
@@ -195,7 +195,7 @@ t.test('personal access tokens › password and address › a token can rename i
 })
 
 t.test('personal access tokens › account › a disabled, a deleted or a demoted account stops its tokens at once', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const disabled = await given(app).signedIn()
   const disabledToken = await pat(app, disabled)
@@ -218,7 +218,7 @@ t.test('personal access tokens › account › a disabled, a deleted or a demote
 })
 
 t.test('listMyPersonalTokens › valid › my tokens newest first with their state; paginated; another user\'s are not there', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   const other = await given(app).signedIn()
   await pat(app, other, { name: 'Not mine' })
@@ -239,21 +239,21 @@ t.test('listMyPersonalTokens › valid › my tokens newest first with their sta
 })
 
 t.test('listMyPersonalTokens › permissions › 401 without a token, 403 without the account scope', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   assertProblem(t, await listMine(app, {}), 401, 'unauthorized')
   assertProblem(t, await listMine(app, bearer('frl_pat_000000000000_' + 'a'.repeat(43))), 401, 'unauthorized', 'an unknown PAT')
   assertProblem(t, await listMine(app, bearer(await given(app).token({ scopes: [] }))), 403, 'forbidden')
 })
 
 t.test('listMyPersonalTokens › invalid input › a cursor this API never made and a bad limit are 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   assertProblem(t, await listMine(app, me.headers, '?cursor=bm9wZQ'), 400, 'bad_request')
   assertProblem(t, await listMine(app, me.headers, '?limit=0'), 400, 'validation_failed')
 })
 
 t.test('revokeMyPersonalToken › valid › the token stops at once (even cached); again is 204 and audited once', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   const token = await pat(app, me)
   t.equal((await getMe(app, token.headers)).statusCode, 200, 'in use (and in the per-process cache)')
@@ -270,7 +270,7 @@ t.test('revokeMyPersonalToken › valid › the token stops at once (even cached
 })
 
 t.test('revokeMyPersonalToken › valid › a revocation racing uses: each use is 200 or 401, none after the revocation answered', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   const token = await pat(app, me)
   const uses = Array.from({ length: 20 }, () => getMe(app, token.headers))
@@ -284,7 +284,7 @@ t.test('revokeMyPersonalToken › valid › a revocation racing uses: each use i
 })
 
 t.test('revokeMyPersonalToken › permissions › 401 without a token; another user\'s token is a 404 and keeps working', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   const other = await given(app).signedIn()
   const theirs = await pat(app, other)
@@ -294,13 +294,13 @@ t.test('revokeMyPersonalToken › permissions › 401 without a token; another u
 })
 
 t.test('revokeMyPersonalToken › invalid input › a token id that is not a UUID is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   assertProblem(t, await revokeMine(app, me.headers, 'not-a-uuid'), 400, 'validation_failed')
 })
 
 t.test('revokeMyPersonalToken › not found › an unknown token is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const me = await given(app).signedIn()
   assertProblem(t, await revokeMine(app, me.headers, missing), 404, 'not_found')
 })
@@ -320,20 +320,20 @@ t.test('listPersonalTokens › valid › an admin sees everyone\'s tokens, or on
 })
 
 t.test('listPersonalTokens › permissions › 401 without a token, 403 for a user', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const user = await given(app).signedIn()
   assertProblem(t, await listAll(app, {}), 401, 'unauthorized')
   assertProblem(t, await listAll(app, user.headers), 403, 'forbidden')
 })
 
 t.test('listPersonalTokens › invalid input › a user that is not a UUID is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   assertProblem(t, await listAll(app, admin.headers, '?user=someone'), 400, 'validation_failed')
 })
 
 t.test('revokePersonalToken › valid › an admin revokes anyone\'s token at once; audited as the admin', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   const user = await given(app).signedIn()
   const token = await pat(app, user)
@@ -345,7 +345,7 @@ t.test('revokePersonalToken › valid › an admin revokes anyone\'s token at on
 })
 
 t.test('revokePersonalToken › permissions › 401 without a token, 403 for a developer; the token keeps working', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const developer = await given(app).signedIn({ role: 'developer' })
   const user = await given(app).signedIn()
   const token = await pat(app, user)
@@ -355,13 +355,13 @@ t.test('revokePersonalToken › permissions › 401 without a token, 403 for a d
 })
 
 t.test('revokePersonalToken › invalid input › a token id that is not a UUID is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   assertProblem(t, await revokeAny(app, admin.headers, 'nope'), 400, 'validation_failed')
 })
 
 t.test('revokePersonalToken › not found › an unknown token is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const admin = await given(app).signedIn({ role: 'admin' })
   assertProblem(t, await revokeAny(app, admin.headers, randomUUID()), 404, 'not_found')
 })

@@ -3,7 +3,7 @@
 // reconciliation pass itself: test/services/containers/warm-pool-reconciliation.test.ts.
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
-import { build } from '../../helpers/build.js'
+import { build, fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
 import { TestClock } from '../../helpers/clock.js'
 
@@ -21,7 +21,7 @@ const auditOf = (app: App, action: string) => app.db.selectFrom('audit_event').s
 const schedulesIn = (app: App, o: Offer) => app.db.selectFrom('warm_pool_schedule').selectAll().where('app_id', '=', o.app).where('region_code', '=', o.region).execute()
 
 t.test('listWarmPools › valid › each pool\'s capacity: desired, available, starting, in use, failing, paused, last pass', async (t) => {
-  const app = await build(t, { SIMULATED_START_MS: '600000' })
+  const app = await fileApp({ SIMULATED_START_MS: '600000' })
   const offer = await given(app).offer()
   const headers = await operator(app)
   await app.db.updateTable('app_region').set({ warm_pool_target: 4 }).where('app_id', '=', offer.app).execute()
@@ -68,7 +68,7 @@ t.test('listWarmPools › valid › each pool\'s capacity: desired, available, s
 })
 
 t.test('listWarmPools › valid › paginated by app then region with the cursor codec', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const headers = await operator(app)
   const region = await given(app).region()
   const apps = []
@@ -85,7 +85,7 @@ t.test('listWarmPools › valid › paginated by app then region with the cursor
 })
 
 t.test('listWarmPools › invalid input › a cursor this API did not make is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: '/v1/admin/warm-pools?cursor=bm90LWEtY3Vyc29y', headers: await operator(app) })
   t.equal(res.statusCode, 400)
   t.match(res.json(), { code: 'bad_request' })
@@ -116,7 +116,7 @@ t.test('updateWarmPool › valid › pause, resume and a maximum age are kept, s
 })
 
 t.test('updateWarmPool › insufficient permissions › no token 401, a user or read-only token 403, nothing changes', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const user = await given(app).signedIn()
   const readOnly = await given(app).token({ role: 'developer', scopes: ['fleet:read'] })
@@ -125,11 +125,11 @@ t.test('updateWarmPool › insufficient permissions › no token 401, a user or 
   t.equal(forbidden.statusCode, 403)
   t.match(forbidden.json(), { code: 'forbidden' })
   t.equal((await app.inject({ method: 'PATCH', url: poolUrl(offer), payload: { paused: true }, headers: bearer(readOnly) })).statusCode, 403)
-  t.same(await app.db.selectFrom('warm_pool').selectAll().execute(), [], 'no pool settings written')
+  t.same(await app.db.selectFrom('warm_pool').selectAll().where('app_id', '=', offer.app).execute(), [], 'no pool settings written')
 })
 
 t.test('updateWarmPool › invalid input › an empty body, a wrong type, a negative or huge age, an unknown field are 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const headers = await operator(app)
   for (const payload of [{}, { paused: 'yes' }, { maxAgeSeconds: -1 }, { maxAgeSeconds: 2592001 }, { paused: true, target: 3 }]) {
@@ -137,11 +137,11 @@ t.test('updateWarmPool › invalid input › an empty body, a wrong type, a nega
     t.equal(res.statusCode, 400, JSON.stringify(payload))
     t.match(res.json(), { code: 'validation_failed' })
   }
-  t.same(await app.db.selectFrom('warm_pool').selectAll().execute(), [])
+  t.same(await app.db.selectFrom('warm_pool').selectAll().where('app_id', '=', offer.app).execute(), [])
 })
 
 t.test('updateWarmPool › non-existing › an app not offered in the region is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const res = await app.inject({ method: 'PATCH', url: poolUrl({ app: offer.app, region: 'zz-nowhere-1' }), payload: { paused: true }, headers: await operator(app) })
   t.equal(res.statusCode, 404)
@@ -191,7 +191,7 @@ t.test('recycleWarmPool › insufficient permissions › no token 401, a user or
 })
 
 t.test('recycleWarmPool › invalid input › a malformed app or region is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const headers = await operator(app)
   for (const url of ['/v1/admin/warm-pools/Not_An_App/us-east-1/recycle', '/v1/admin/warm-pools/chrome/US%20EAST/recycle']) {
     const res = await app.inject({ method: 'POST', url, headers })
@@ -201,12 +201,12 @@ t.test('recycleWarmPool › invalid input › a malformed app or region is 400',
 })
 
 t.test('recycleWarmPool › non-existing › an app not offered in the region is 404; nothing is recorded', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const res = await app.inject({ method: 'POST', url: poolUrl({ app: offer.app, region: 'zz-nowhere-1' }) + '/recycle', headers: await operator(app) })
   t.equal(res.statusCode, 404)
   t.match(res.json(), { code: 'not_found' })
-  t.same(await app.db.selectFrom('warm_pool').selectAll().execute(), [])
+  t.same(await app.db.selectFrom('warm_pool').selectAll().where('app_id', '=', offer.app).execute(), [])
 })
 
 t.test('createWarmPoolSchedule › valid › a schedule is stored and audited; another beside it is accepted', async (t) => {
@@ -229,7 +229,7 @@ t.test('createWarmPoolSchedule › valid › a schedule is stored and audited; a
 })
 
 t.test('createWarmPoolSchedule › invalid input › malformed times, days or counts are 400; nothing is stored', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const headers = await operator(app)
   const bad = [
@@ -246,7 +246,7 @@ t.test('createWarmPoolSchedule › invalid input › malformed times, days or co
 })
 
 t.test('createWarmPoolSchedule › invalid input › an overlap is 422 naming the other schedule; so are another time zone and an unknown one', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const headers = await operator(app)
   const first = (await app.inject({ method: 'POST', url: schedulesUrl(offer), payload: { ...mornings, name: 'Weekday mornings' }, headers })).json()
@@ -275,7 +275,7 @@ t.test('createWarmPoolSchedule › invalid input › an overlap is 422 naming th
 })
 
 t.test('createWarmPoolSchedule › insufficient permissions › no token 401, a user or read-only token 403', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const user = await given(app).signedIn()
   const readOnly = await given(app).token({ role: 'developer', scopes: ['fleet:read'] })
@@ -286,14 +286,14 @@ t.test('createWarmPoolSchedule › insufficient permissions › no token 401, a 
 })
 
 t.test('createWarmPoolSchedule › non-existing › a pool that does not exist is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'POST', url: schedulesUrl({ app: 'no-such-app', region: 'us-east-1' }), payload: mornings, headers: await operator(app) })
   t.equal(res.statusCode, 404)
   t.match(res.json(), { code: 'not_found' })
 })
 
 t.test('listWarmPoolSchedules › valid › the pool\'s schedules, oldest first, and only that pool\'s', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const other = await given(app).offer()
   const headers = await operator(app)
@@ -309,7 +309,7 @@ t.test('listWarmPoolSchedules › valid › the pool\'s schedules, oldest first,
 })
 
 t.test('listWarmPoolSchedules › insufficient permissions › no token 401, a user 403', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const user = await given(app).signedIn()
   t.equal((await app.inject({ method: 'GET', url: schedulesUrl(offer) })).statusCode, 401)
@@ -319,14 +319,14 @@ t.test('listWarmPoolSchedules › insufficient permissions › no token 401, a u
 })
 
 t.test('listWarmPoolSchedules › invalid input › a malformed app or region is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const headers = await operator(app)
   t.equal((await app.inject({ method: 'GET', url: '/v1/admin/warm-pools/NOT_AN_APP/us-east-1/schedules', headers })).statusCode, 400)
   t.equal((await app.inject({ method: 'GET', url: '/v1/admin/warm-pools/chrome/nowhere/schedules', headers })).statusCode, 400)
 })
 
 t.test('listWarmPoolSchedules › non-existing › a pool that does not exist is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const res = await app.inject({ method: 'GET', url: schedulesUrl({ app: 'no-such-app', region: 'us-east-1' }), headers: await operator(app) })
   t.equal(res.statusCode, 404)
   t.match(res.json(), { code: 'not_found' })
@@ -347,7 +347,7 @@ t.test('deleteWarmPoolSchedule › valid › the schedule goes, audited; its slo
 })
 
 t.test('deleteWarmPoolSchedule › insufficient permissions › no token 401, a user or read-only token 403; the schedule stays', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const created = (await app.inject({ method: 'POST', url: schedulesUrl(offer), payload: mornings, headers: await operator(app) })).json()
   const user = await given(app).signedIn()
@@ -360,7 +360,7 @@ t.test('deleteWarmPoolSchedule › insufficient permissions › no token 401, a 
 })
 
 t.test('deleteWarmPoolSchedule › invalid input › a schedule id that is not a uuid is 400', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const res = await app.inject({ method: 'DELETE', url: `${schedulesUrl(offer)}/not-a-uuid`, headers: await operator(app) })
   t.equal(res.statusCode, 400)
@@ -368,7 +368,7 @@ t.test('deleteWarmPoolSchedule › invalid input › a schedule id that is not a
 })
 
 t.test('deleteWarmPoolSchedule › non-existing › an unknown schedule, or another pool\'s, is 404', async (t) => {
-  const app = await build(t)
+  const app = await fileApp()
   const offer = await given(app).offer()
   const other = await given(app).offer()
   const headers = await operator(app)
