@@ -74,7 +74,7 @@ export interface paths {
         };
         /**
          * Get one app
-         * @description One app of the catalog, with the enabled regions where it is offered.
+         * @description One app of the catalog, with the enabled regions where it is offered and the plans that include it.
          */
         get: operations["getApp"];
         put?: never;
@@ -2535,6 +2535,8 @@ export interface components {
             category: components["schemas"]["AppCategory"];
             /** @description Enabled regions where the app is offered. */
             regions: components["schemas"]["RegionCode"][];
+            /** @description The plans that include the app (`GET /v1/plans`); empty: every plan and the trial. With billing enforced, `POST /v1/containers` on another plan is a 403. */
+            plans: string[];
         };
         AppName: string;
         AppDescription: string;
@@ -3236,7 +3238,8 @@ export interface operations {
                      *           "regions": [
                      *             "us-east-1",
                      *             "eu-west-1"
-                     *           ]
+                     *           ],
+                     *           "plans": []
                      *         }
                      *       ],
                      *       "nextCursor": null
@@ -3281,7 +3284,8 @@ export interface operations {
                      *       "regions": [
                      *         "us-east-1",
                      *         "eu-west-1"
-                     *       ]
+                     *       ],
+                     *       "plans": []
                      *     }
                      */
                     "application/json": components["schemas"]["App"];

@@ -15,7 +15,8 @@ export function presentApp (row: AppWithRegions): Schemas['App'] {
     description: row.description,
     iconUrl: row.icon_url,
     category: row.category as Schemas['App']['category'],
-    regions: row.regions
+    regions: row.regions,
+    plans: row.plans
   }
 }
 

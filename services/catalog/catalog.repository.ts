@@ -10,6 +10,9 @@ const enabledRegionsOf = (appId: Expression<string>) => sql<string[]>`array(
 
 const appColumns = ['app.id', 'app.name', 'app.description', 'app.icon_url', 'app.category'] as const
 
+// The plans that include an app (plan_app), as one text[] column of the app row; empty: every plan.
+const plansOf = (appId: Expression<string>) => sql<string[]>`array(select pa.plan_id from plan_app pa where pa.app_id = ${appId} order by pa.plan_id)`
+
 export function listRegions (db: Db) {
   return db.selectFrom('region').selectAll().orderBy('sort_order').orderBy('code').execute()
 }
@@ -24,7 +27,7 @@ export function updateRegion (db: Db, code: string, changes: RegionUpdate) {
 
 export function listApps (db: Db, page: { limit: number, afterId: string | null, region: string | null }) {
   return db.selectFrom('app')
-    .select([...appColumns, (eb) => enabledRegionsOf(eb.ref('app.id')).as('regions')])
+    .select([...appColumns, (eb) => enabledRegionsOf(eb.ref('app.id')).as('regions'), (eb) => plansOf(eb.ref('app.id')).as('plans')])
     .where('app.enabled', '=', true)
     .$if(page.afterId !== null, (q) => q.where('app.id', '>', page.afterId!))
     .$if(page.region !== null, (q) => q.where((eb) => eb.exists(
@@ -40,7 +43,7 @@ export function listApps (db: Db, page: { limit: number, afterId: string | null,
 
 export function findApp (db: Db, id: string) {
   return db.selectFrom('app')
-    .select([...appColumns, (eb) => enabledRegionsOf(eb.ref('app.id')).as('regions')])
+    .select([...appColumns, (eb) => enabledRegionsOf(eb.ref('app.id')).as('regions'), (eb) => plansOf(eb.ref('app.id')).as('plans')])
     .where('app.id', '=', id).where('app.enabled', '=', true)
     .executeTakeFirst()
 }
@@ -54,7 +57,7 @@ export function findAdminApp (db: Db, id: string) {
   return db.selectFrom('app')
     .selectAll('app')
     .select([
-      sql<string[]>`array(select pa.plan_id from plan_app pa where pa.app_id = app.id order by pa.plan_id)`.as('plans'),
+      (eb) => plansOf(eb.ref('app.id')).as('plans'),
       sql<AppRegionSetting[]>`coalesce((select json_agg(json_build_object('region', ar.region_code, 'enabled', ar.enabled,
         'task_definition', ar.task_definition, 'warm_pool_target', ar.warm_pool_target) order by r.sort_order, r.code)
         from app_region ar join region r on r.code = ar.region_code where ar.app_id = app.id), '[]'::json)`.as('regions')

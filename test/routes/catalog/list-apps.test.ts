@@ -35,7 +35,7 @@ t.test('listApps › valid › shows each app with the enabled regions it is off
 
   t.equal(res.statusCode, 200)
   t.same(res.json(), {
-    items: [{ id: 'chrome', name: 'Google Chrome', description: 'The chrome app', iconUrl: 'https://cdn.example.test/chrome.svg', category: 'browser', regions: ['eu-west-8'] }],
+    items: [{ id: 'chrome', name: 'Google Chrome', description: 'The chrome app', iconUrl: 'https://cdn.example.test/chrome.svg', category: 'browser', regions: ['eu-west-8'], plans: [] }],
     nextCursor: null
   })
 })
