@@ -11,7 +11,7 @@ import t from 'tap'
 import { buildApp } from '../../app.js'
 import { testConfig } from '../helpers/build.js'
 import { bearer, given } from '../helpers/given.js'
-import { until } from '../helpers/wait.js'
+import { settle, until } from '../helpers/wait.js'
 
 const vclSource = fileURLToPath(new URL('../../deploy/varnish/default.vcl', import.meta.url))
 // In the test copy of the VCL only: /v1/status lives 1 s at the edge instead of the 10 s the app declares,
@@ -362,7 +362,7 @@ async function main (varnishd: string): Promise<void> {
     t.equal(stale.body, cached.body, 'the stale copy')
     t.ok(Number(stale.headers.age) >= statusTtl, `older than its ${statusTtl} s life (Age ${stale.headers.age})`)
     // The stale delivery also started a background refresh (it fails too): let it end before recovering.
-    await until(() => seen('/v1/status') >= before + 2, 2000)
+    await settle(() => seen('/v1/status') >= before + 2, 2000)
 
     origin.failStatus = false
     // Within stale-while-revalidate the stale copy is served while a background fetch refreshes it; then fresh.

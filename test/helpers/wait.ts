@@ -17,6 +17,17 @@ export async function until (check: () => boolean | Promise<boolean>, ms = minim
   return false
 }
 
+/**
+ * Lets something the test does not assert finish (a background refresh, say): polls `check` every 25 ms for at
+ * most `ms`, then goes on whether or not it held. Never for an assertion (that is until()'s job, whose minimum
+ * wait would turn a condition that may never hold into 100 s of nothing: test/edge/varnish.test.ts spent 100 of
+ * its 120 s that way).
+ */
+export async function settle (check: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms
+  while (Date.now() < end && !await check()) await new Promise((resolve) => setTimeout(resolve, 25))
+}
+
 /** Until the worker has sent every queued mail (or given up on it). */
 export function mailDrained (app: FastifyInstance): Promise<boolean> {
   return until(async () => {
