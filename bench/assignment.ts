@@ -11,11 +11,11 @@
 //
 // Users and containers are written straight into the bench database (accounts without passwords, tokens
 // signed with the server's key): argon2 sign-ins would measure argon2, not assignment.
-import { createPublicKey, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { Agent, request as httpRequest } from 'node:http'
 import { importPKCS8, SignJWT } from 'jose'
 import pg from 'pg'
-import { hashToId } from '../services/hashing.js'
+import { keyIdOf } from '../plugins/auth.js'
 import { load, type PreparedRequest } from './load.js'
 
 export interface AssignmentBenchOptions {
@@ -54,8 +54,7 @@ const region = 'us-east-1'
  */
 export async function signAccessTokens (privateKey: string, claims: Array<{ sub: string, role: string, scopes: string[] }>): Promise<string[]> {
   const key = await importPKCS8(privateKey, 'ES256')
-  const jwk = createPublicKey(privateKey).export({ format: 'jwk' })
-  const kid = hashToId(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }))
+  const kid = keyIdOf(privateKey)
   return Promise.all(claims.map(({ sub, role, scopes }) => new SignJWT({ role, scopes, sid: randomUUID() })
     .setProtectedHeader({ alg: 'ES256', kid }).setSubject(sub).setIssuer('https://api.fractal.co').setAudience('fractal')
     .setIssuedAt().setExpirationTime('10m').sign(key)))

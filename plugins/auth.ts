@@ -149,12 +149,17 @@ async function loadKeys (privateKey: string | null, publicKey: string | null, da
   }
 }
 
-/** The public JWK of an ES256 key and its RFC 7638 thumbprint as the key id (a rotated key gets a new kid). */
+/** The key id of an EC key (public or private PEM): its RFC 7638 thumbprint, so a rotated key gets a new kid. */
+export function keyIdOf (key: string): string {
+  const jwk = createPublicKey(key).export({ format: 'jwk' })
+  return hashToId(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }))
+}
+
+/** The public JWK of an ES256 key, with its key id (keyIdOf). */
 function publicJwk (publicKey: string, what: string): components['schemas']['JwkSet']['keys'][number] & { kid: string } {
   const jwk = createPublicKey(publicKey).export({ format: 'jwk' })
   if (jwk.crv !== 'P-256') throw new Error(`auth: ${what} must be an EC P-256 (ES256) key`)
-  const kid = hashToId(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }))
-  return { kty: 'EC', crv: jwk.crv, x: jwk.x!, y: jwk.y!, kid, alg: 'ES256', use: 'sig' }
+  return { kty: 'EC', crv: jwk.crv, x: jwk.x!, y: jwk.y!, kid: keyIdOf(publicKey), alg: 'ES256', use: 'sig' }
 }
 
 /** The kid of a token's header, or null: at most a few headers are ever seen (one per key), so they are kept. */

@@ -8,16 +8,13 @@ export function presentRegion (row: Region): Schemas['Region'] {
   return { code: row.code, name: row.name, enabled: row.enabled, location: { latitude: row.latitude, longitude: row.longitude } }
 }
 
+/** What the public and the operators' views of an app share. */
+function appFields (row: Pick<AppWithRegions, 'id' | 'name' | 'description' | 'icon_url' | 'category' | 'plans'>) {
+  return { id: row.id, name: row.name, description: row.description, iconUrl: row.icon_url, category: row.category as Schemas['App']['category'], plans: row.plans }
+}
+
 export function presentApp (row: AppWithRegions): Schemas['App'] {
-  return {
-    id: row.id,
-    name: row.name,
-    description: row.description,
-    iconUrl: row.icon_url,
-    category: row.category as Schemas['App']['category'],
-    regions: row.regions,
-    plans: row.plans
-  }
+  return { ...appFields(row), regions: row.regions }
 }
 
 /** `family:revision` (pinned) or `family` (latest) as the API spells it. */
@@ -28,14 +25,9 @@ function taskDefinitionOf (ref: string): Schemas['TaskDefinitionRef'] {
 
 export function presentAdminApp (row: AdminAppRow): Schemas['AdminApp'] {
   return {
-    id: row.id,
-    name: row.name,
-    description: row.description,
-    iconUrl: row.icon_url,
-    category: row.category as Schemas['AdminApp']['category'],
+    ...appFields(row),
     dpiDefault: row.dpi_default,
     enabled: row.enabled,
-    plans: row.plans,
     regions: row.regions.map((r) => ({ region: r.region, enabled: r.enabled, taskDefinition: taskDefinitionOf(r.task_definition), warmPoolTarget: r.warm_pool_target })),
     updatedAt: row.updated_at.toISOString()
   }

@@ -3,7 +3,7 @@
 // alone, replaces warm containers past their maximum age without ever stopping one in use; a pause racing
 // claims; /metrics reports the pools.
 import { randomUUID } from 'node:crypto'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { sql } from 'kysely'
 import { build, type Overrides } from '../../helpers/build.js'
@@ -36,6 +36,22 @@ const comeUp = (app: App, o: Offer) => app.db.updateTable('container').set({ sta
   .where('app_id', '=', o.app).where('region_code', '=', o.region).where('user_id', 'is', null).where('state', 'in', ['creating', 'starting']).execute()
 const assign = (app: App, headers: Record<string, string>, o: Offer) =>
   app.inject({ method: 'POST', url: '/v1/containers', payload: { app: o.app, region: o.region }, headers: { ...headers, 'idempotency-key': randomUUID() } })
+
+/**
+ * A pool with a target of 2: two warm containers, one of them then claimed by a user (`held`), so one still
+ * waits (`waiting`), and a third warm one made after the claim (`another`).
+ */
+async function poolOfThreeOneHeld (t: Test, app: App) {
+  const offer = await given(app).offer()
+  await call(app, 'PUT', `/v1/admin/warm-pools/${offer.app}/${offer.region}`, { target: 2 })
+  const old = [await given(app).warmContainer(offer), await given(app).warmContainer(offer)]
+  const holder = await given(app).signedIn()
+  t.equal((await assign(app, holder.headers, offer)).statusCode, 201)
+  const held = await app.db.selectFrom('container').selectAll().where('user_id', '=', holder.account.id).executeTakeFirstOrThrow()
+  const waiting = old.filter((c) => c.id !== held.id)
+  const another = await given(app).warmContainer(offer)
+  return { offer, held, waiting, another }
+}
 
 t.test('warm-pools › valid › the pass follows the schedule in force across a day boundary of its time zone', async (t) => {
   const clock = new TestClock()
@@ -105,14 +121,7 @@ t.test('warm-pools › valid › a paused pool is neither refilled nor claimed f
 t.test('warm-pools › valid › containers past the maximum age are replaced first, then stopped; one in use never is', async (t) => {
   const clock = new TestClock()
   const app = await build(t, { ...slow, WARM_POOL_MAX_AGE_S: '3600' }, { clock })
-  const offer = await given(app).offer()
-  await call(app, 'PUT', `/v1/admin/warm-pools/${offer.app}/${offer.region}`, { target: 2 })
-  const old = [await given(app).warmContainer(offer), await given(app).warmContainer(offer)]
-  const holder = await given(app).signedIn()
-  t.equal((await assign(app, holder.headers, offer)).statusCode, 201)
-  const held = await app.db.selectFrom('container').selectAll().where('user_id', '=', holder.account.id).executeTakeFirstOrThrow()
-  const remaining = old.filter((c) => c.id !== held.id)
-  const another = await given(app).warmContainer(offer)
+  const { offer, held, waiting: remaining, another } = await poolOfThreeOneHeld(t, app)
   // The clock moves two hours on: every container made so far is past the hour.
   clock.advance(2 * 3600_000)
   await app.db.updateTable('container').set({ created_at: sql`created_at - interval '2 hours'` }).where('id', '=', held.id).execute()
@@ -142,14 +151,7 @@ t.test('warm-pools › valid › containers past the maximum age are replaced fi
 t.test('recycleWarmPool › valid › the pass replaces what was made before the recycle, then stops it; one in use, or made after, never is', async (t) => {
   const clock = new TestClock()
   const app = await build(t, { ...slow, WARM_POOL_MAX_AGE_S: '0' }, { clock })
-  const offer = await given(app).offer()
-  await call(app, 'PUT', `/v1/admin/warm-pools/${offer.app}/${offer.region}`, { target: 2 })
-  const old = [await given(app).warmContainer(offer), await given(app).warmContainer(offer)]
-  const holder = await given(app).signedIn()
-  t.equal((await assign(app, holder.headers, offer)).statusCode, 201)
-  const held = await app.db.selectFrom('container').selectAll().where('user_id', '=', holder.account.id).executeTakeFirstOrThrow()
-  const waiting = old.filter((c) => c.id !== held.id)
-  const another = await given(app).warmContainer(offer)
+  const { offer, held, waiting, another } = await poolOfThreeOneHeld(t, app)
   t.same(await pass(app), { started: 0, stopped: 0 }, 'no maximum age: a full pool is steady')
 
   // The recycle instant is the app's clock: a minute on, everything made so far is before it.
