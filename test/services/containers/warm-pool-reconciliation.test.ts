@@ -174,6 +174,29 @@ t.test('recycleWarmPool › valid › the pass replaces what was made before the
   t.same(await pass(app), { started: 0, stopped: 0 }, 'done: the new ones stay')
 })
 
+t.test('recycleWarmPool › concurrency › claims racing the pass that stops recycled containers: no claimed container is stopped', async (t) => {
+  const clock = new TestClock()
+  const app = await build(t, { ...slow, WARM_POOL_MAX_AGE_S: '0' }, { clock })
+  const offer = await given(app).offer()
+  await call(app, 'PUT', `/v1/admin/warm-pools/${offer.app}/${offer.region}`, { target: 4 })
+  for (let i = 0; i < 8; i++) await given(app).warmContainer(offer)
+  clock.advance(60_000)
+  await call(app, 'POST', `/v1/admin/warm-pools/${offer.app}/${offer.region}/recycle`)
+  const users = await Promise.all(Array.from({ length: 8 }, () => given(app).signedIn()))
+
+  // The pass stops the four recycled ones above the target while eight users claim from the pool.
+  const [passed, ...claims] = await Promise.all([pass(app), ...users.map((u) => assign(app, u.headers, offer))])
+
+  t.ok(claims.every((c) => c.statusCode === 201 || c.statusCode === 202), claims.map((c) => c.statusCode).join(','))
+  const rows = await app.db.selectFrom('container').select(['id', 'state', 'user_id']).where('app_id', '=', offer.app).execute()
+  const claimed = rows.filter((r) => r.user_id !== null)
+  t.equal(claimed.length, 8, 'every user holds one container')
+  for (const c of claimed) t.match(c.state, /^(in_use|creating|starting)$/, 'a claimed container is never stopped')
+  const stopped = rows.filter((r) => /^stopp/.test(r.state))
+  t.ok(stopped.every((r) => r.user_id === null), 'only unheld ones were stopped')
+  t.equal(stopped.length, (passed as { stopped: number }).stopped, 'the pass counts what it stopped')
+})
+
 t.test('updateWarmPool › concurrency › claims racing a pause: once the pause has answered, no claim takes from the pool', async (t) => {
   const app = await build(t, { ...slow, RATE_LIMIT_ENABLED: 'false' })
   const offer = await given(app).offer()
