@@ -44,6 +44,8 @@ export async function testConfig (t: Test, overrides: Overrides = {}): Promise<C
     ORIGIN_CACHE_TTL_MS: '0',
     // Start jobs poll the (simulated or mocked) cloud quickly; the simulator pings when its task runs.
     CONTAINER_POLL_MS: '50',
+    // A simulated start takes 100 ms, not the embedded 2 s: a test that needs a slow one sets its own.
+    SIMULATED_START_MS: '100',
     ...overrides
   }
   for (const [key, value] of Object.entries(env)) if (value === '') delete env[key]
