@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import tap from 'tap'
 import { buildApp, type BuildOptions } from '../../app.js'
 import { loadConfig, type Config, type Env } from '../../plugins/config.js'
-import { createTestDatabase } from './database.js'
+import { acquireTestDatabase, createTestDatabase } from './database.js'
 import { redisUrl } from './env.js'
 import { deleteRedisKeys } from './redis.js'
 
@@ -24,17 +24,21 @@ export async function deleteRedisPrefix (prefix: string): Promise<void> {
 
 /** The config of a test app: its own database and Redis prefix, silent logs, responses checked against the spec. */
 export async function testConfig (t: Test, overrides: Overrides = {}): Promise<Config> {
-  const prefix = `test:${randomBytes(6).toString('hex')}:`
   let database: Awaited<ReturnType<typeof createTestDatabase>> | undefined
   if (!('DATABASE_URL' in overrides)) {
     database = await createTestDatabase()
     t.teardown(() => database!.drop())
   }
+  return configFor(t, database?.url, overrides)
+}
+
+function configFor (t: Test, databaseUrl: string | undefined, overrides: Overrides): Config {
+  const prefix = `test:${randomBytes(6).toString('hex')}:`
   t.teardown(() => deleteRedisPrefix(prefix))
   const env: Record<string, string | undefined> = {
     NODE_ENV: 'test',
     LOG_LEVEL: 'silent',
-    DATABASE_URL: database?.url,
+    DATABASE_URL: databaseUrl,
     DATABASE_AUTO_MIGRATE: 'false',
     REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,
@@ -52,11 +56,22 @@ export async function testConfig (t: Test, overrides: Overrides = {}): Promise<C
   return loadConfig(env)
 }
 
-/** A whole app on its own database and Redis prefix, closed when the test ends. */
+/**
+ * A whole app on its own database and Redis prefix, closed when the test ends. Its database comes from the
+ * file's pool (test/helpers/database.ts): emptied to the template's rows after the app is closed, for the next.
+ */
 export async function build (t: Test, overrides: Overrides = {}, options: Omit<BuildOptions, 'logger'> = {}): Promise<FastifyInstance> {
-  const config = await testConfig(t, overrides)
-  const app = await buildApp(config, { ...options, logger: false })
-  t.teardown(() => app.close())
+  const database = 'DATABASE_URL' in overrides ? undefined : await acquireTestDatabase()
+  const built: { app?: FastifyInstance } = {}
+  // One teardown, in order: the app closes (and stops writing) before its database goes back to the pool.
+  t.teardown(async () => {
+    try {
+      await built.app?.close()
+    } finally {
+      await database?.release()
+    }
+  })
+  const app = built.app = await buildApp(configFor(t, database?.url, overrides), { ...options, logger: false })
   await app.ready()
   return app
 }

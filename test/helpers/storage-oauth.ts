@@ -62,9 +62,15 @@ export interface FakeProvider {
 
 const suffix = () => randomBytes(4).toString('hex')
 
+let providerKey: ReturnType<OAuth2Server['issuer']['keys']['generate']> | undefined
+
 export async function startProvider (t: Test, code: string, fields: Partial<ProviderEntry> = {}): Promise<FakeProvider> {
   const server = new OAuth2Server()
-  await server.issuer.keys.generate('RS256')
+  // One RSA key per process for the providers (generating one costs ~110 ms of CPU); none of these tests
+  // verifies a provider's signature.
+  if (providerKey) await server.issuer.keys.add(await providerKey)
+  else providerKey = server.issuer.keys.generate('RS256')
+  await providerKey
   await server.start(0, '127.0.0.1')
   t.teardown(() => server.stop())
   const issuer = server.issuer.url!
