@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Kysely, PostgresDialect } from 'kysely'
+import { Kysely, PostgresDialect } from './kysely.js'
 import pg from 'pg'
 import { CommittedWrites } from './committed-writes.js'
 import type { DB } from './types.js'

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from './kysely.js'
 
 /**
  * The SQL functions the code calls (db/functions/<name>.sql, one `create or replace function <name>` each) are

@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { FileMigrationProvider, Migrator, sql, type Kysely, type MigrationProvider, type MigrationResultSet } from 'kysely'
+import type { Kysely, MigrationProvider, MigrationResultSet } from 'kysely'
+import { FileMigrationProvider, Migrator, sql } from './kysely.js'
 import { applyFunctions, pendingFunctions } from './functions.js'
 
 const migrationFolder = fileURLToPath(new URL('./migrations', import.meta.url))

@@ -1,7 +1,8 @@
 // The plans of db/plans.json and how they land in the database (the seed and npm run stripe:sync use it);
 // which Stripe product and price each maps to is billing's (services/billing/billing.repository.ts).
 import { readFile } from 'node:fs/promises'
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from './kysely.js'
 import type { DB, Entitlements, SessionLimits } from './types.js'
 
 export const plansFile = new URL('./plans.json', import.meta.url)

@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from './kysely.js'
 import type { DB } from './types.js'
 import { readPlansFile, upsertPlans } from './plans.js'
 import { apps, regions } from './seed-data.js'

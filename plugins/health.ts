@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { sql } from 'kysely'
+import { sql } from '../db/kysely.js'
 import type { FastifyRequest } from 'fastify'
 import { pendingMigrations } from '../db/migrator.js'
 import { DomainError } from '../services/errors.js'

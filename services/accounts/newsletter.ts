@@ -1,5 +1,6 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB } from '../../db/types.js'
 import { defineError } from '../errors.js'
 import { sendMail } from '../mail/mail.service.js'

@@ -1,6 +1,7 @@
 // Billing's queries: plans, Stripe customers, subscriptions, stored Stripe events and usage records.
 // One function per query; the service opens transactions and passes `trx` where several go together.
-import { sql, type Kysely, type Transaction } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB, SubscriptionStatus } from '../../db/types.js'
 
 type Db = Kysely<DB> | Transaction<DB>

@@ -1,4 +1,5 @@
-import { sql, type Expression, type Kysely, type SqlBool, type Transaction } from 'kysely'
+import type { Expression, Kysely, SqlBool, Transaction } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { AppUpdate, DB, NewApp, RegionUpdate } from '../../db/types.js'
 
 type Db = Kysely<DB> | Transaction<DB>

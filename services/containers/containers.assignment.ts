@@ -1,7 +1,8 @@
 // Assignment: a user gets a container for an app, warm from a pool (201) or started by a job (202), in
 // one round trip of fractal_assign_container(s), batched with concurrent assignments.
 import { randomBytes } from 'node:crypto'
-import { sql, type Kysely, type Transaction } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { Container, DB, Job } from '../../db/types.js'
 import { UnstorableValue, storable } from '../errors.js'
 import { Batcher } from '../batcher.js'

@@ -3,7 +3,8 @@
 // (audience the container, `jti` the row), which the host agent verifies with the JWKS or by introspection.
 import { createPublicKey } from 'node:crypto'
 import { createSigner, createVerifier } from 'fast-jwt'
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { Container, ContainerGrant, DB } from '../../db/types.js'
 import { recordAudit } from '../audit/audit.service.js'
 import type { Clock } from '../clock.js'

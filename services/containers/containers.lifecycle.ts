@@ -1,6 +1,7 @@
 // The lifecycle of a container after its assignment: how a start ends (completed by its first ping, or
 // failed), and stops (the user's, the container's own, a cluster's, an account's).
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { Container, DB, Job } from '../../db/types.js'
 import * as repo from './containers.repository.js'
 import type { CloudProvider } from './provider.js'

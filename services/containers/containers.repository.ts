@@ -1,4 +1,5 @@
-import { sql, type Kysely, type Transaction, type Updateable } from 'kysely'
+import type { Kysely, Transaction, Updateable } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { ContainerState, ContainerTable, DB, JobTable } from '../../db/types.js'
 
 type Db = Kysely<DB> | Transaction<DB>

@@ -1,7 +1,8 @@
 // The worker's schedules for containers: keep warm pools full, reap what died or got stuck, and stop
 // tasks that run in the cloud without a container of ours. Each is one pass, safe to run again at any
 // time; plugins/schedules.ts runs them under a Redis lock so one worker at a time does.
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB } from '../../db/types.js'
 import { hashToId, newSecret } from '../hashing.js'
 import type { JobQueue } from '../queue.js'

@@ -2,7 +2,8 @@
 // and an idle timeout (a client connected, no input), set per plan, overridden per app, with configured
 // defaults. The worker's pass (enforceSessionLimits) warns a session's client ahead of its end, then ends it
 // through the usual stop; the user may extend the maximum duration within the plan's allowance.
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { Container, DB, SessionEndingReason, SessionLimits } from '../../db/types.js'
 import { recordAudit } from '../audit/audit.service.js'
 import type { Clock } from '../clock.js'

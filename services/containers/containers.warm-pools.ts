@@ -1,7 +1,8 @@
 // Warm pools: per app and region, how many ready unheld containers to keep (the base target, or the
 // schedule in force), what is there now, the pool's own settings (paused, maximum age) and the outcome of
 // the last reconciliation pass (refillWarmPools in containers.schedules.ts). docs/warm-pools.md.
-import { sql, type Kysely, type Transaction } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB, WarmPoolDecision, WarmPoolSchedule, Weekday } from '../../db/types.js'
 import { recordAudit } from '../audit/audit.service.js'
 import { defineError, fieldErrors } from '../errors.js'

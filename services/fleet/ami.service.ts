@@ -3,7 +3,8 @@
 // refresh of the group, followed until it ends. The region's current AMI changes at once (new clusters use
 // it); each cluster's when its refresh succeeds. A failed refresh stops the roll: the clusters after it keep
 // their AMI and their child jobs are cancelled.
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB, Job } from '../../db/types.js'
 import { isTransient } from '../containers/provider.js'
 import { defineError } from '../errors.js'

@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { Cluster, ClusterSteps, DB } from '../../db/types.js'
 import { isTransient } from '../containers/provider.js'
 import type { JobDefinition, JobQueue } from '../queue.js'

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { Cluster, ClusterStatus, ClusterSteps, DB, Job } from '../../db/types.js'
 import { stopContainersOfCluster } from '../containers/containers.lifecycle.js'
 import { decodeKeyset, pageOf } from '../pagination.js'

@@ -3,7 +3,8 @@
 // active cluster that is empty, old enough, and not needed for the capacity: deleted. Hosts scale in
 // within a cluster only when empty: ECS managed scaling with termination protection decides that. Every
 // decision is a fleet_decision row, shown by GET /v1/admin/fleet.
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB } from '../../db/types.js'
 import { warmPools } from '../containers/containers.warm-pools.js'
 import { createCluster, deleteCluster, type ClusterDeps } from './clusters.service.js'

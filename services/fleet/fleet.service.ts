@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB, HostStatus } from '../../db/types.js'
 import { warmPools } from '../containers/containers.warm-pools.js'
 import { decodeKeyset, pageOf } from '../pagination.js'

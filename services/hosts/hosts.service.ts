@@ -1,6 +1,7 @@
 import { createVerify, timingSafeEqual } from 'node:crypto'
 import { isIP } from 'node:net'
-import { sql, type Kysely, type Transaction } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB } from '../../db/types.js'
 import type { Batcher } from '../batcher.js'
 import { UnstorableValue, storable } from '../errors.js'

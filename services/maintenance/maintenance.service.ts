@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB } from '../../db/types.js'
 import type { CacheInvalidator } from '../cache/cache.js'
 import { DomainError, defineError } from '../errors.js'

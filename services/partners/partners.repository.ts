@@ -1,4 +1,5 @@
-import { sql, type Kysely, type Transaction } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { ContainerState, DB, PartnerScope } from '../../db/types.js'
 import { usageInRange } from '../usage/usage.service.js'
 

@@ -1,6 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB } from '../../db/types.js'
 import { defineError } from '../errors.js'
 import { hashToId, newSecret } from '../hashing.js'

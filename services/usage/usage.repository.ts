@@ -1,4 +1,5 @@
-import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely'
+import type { Kysely, RawBuilder, Transaction } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import type { DB } from '../../db/types.js'
 
 type Db = Kysely<DB> | Transaction<DB>

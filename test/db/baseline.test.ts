@@ -3,7 +3,8 @@
 // the migrations: the schema it gives is the one they give on PostgreSQL, and migrations written after it run.
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
-import { FileMigrationProvider, sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { FileMigrationProvider, sql } from '../../db/kysely.js'
 import t, { type Test } from 'tap'
 import { installedPgliteVersion, readBaselineManifest } from '../../db/baseline.js'
 import { createDatabase } from '../../db/database.js'

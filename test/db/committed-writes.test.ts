@@ -1,6 +1,6 @@
 // The database tells which job rows were updated once the update is committed: what feeds the job event
 // streams of every process, whatever code path wrote the row.
-import { sql } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import t from 'tap'
 import { createDatabase, type Database } from '../../db/database.js'
 import type { UpdatedIds } from '../../db/committed-writes.js'

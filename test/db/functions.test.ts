@@ -5,7 +5,7 @@
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { sql } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import t, { type Test } from 'tap'
 import { createDatabase } from '../../db/database.js'
 import { applyFunctions, functionFiles, functionsFolder, pendingFunctions } from '../../db/functions.js'

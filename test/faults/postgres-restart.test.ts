@@ -5,7 +5,7 @@
 // start job, a start job committed but never queued).
 import { randomBytes, randomUUID } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
-import { sql } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import pg from 'pg'
 import t from 'tap'
 import { createDatabase } from '../../db/database.js'

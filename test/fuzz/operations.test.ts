@@ -18,7 +18,7 @@
 import { createHmac, createPrivateKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import fc from 'fast-check'
-import { sql } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import pg from 'pg'
 import Stripe from 'stripe'
 import t, { type Test } from 'tap'

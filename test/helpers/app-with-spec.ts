@@ -5,9 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { parse, stringify } from 'yaml'
-import { buildApp } from '../../app.js'
 import { specPath } from '../../openapi/spec.js'
-import { testConfig, type Overrides } from './build.js'
+import { build, type Overrides, type testConfig } from './build.js'
 
 export type SpecTest = Parameters<typeof testConfig>[0]
 export type Document = Record<string, any>
@@ -20,8 +19,5 @@ export async function appWithSpec (t: SpecTest, change: (document: Document) => 
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'openapi.yaml')
   await writeFile(file, stringify(document))
-  const app = await buildApp(await testConfig(t, overrides), { logger: false, specPath: file })
-  t.teardown(() => app.close())
-  await app.ready()
-  return app
+  return build(t, overrides, { specPath: file })
 }

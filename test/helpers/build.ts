@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import tap from 'tap'
 import { buildApp, type BuildOptions } from '../../app.js'
 import { loadConfig, type Config, type Env } from '../../plugins/config.js'
-import { acquireTestDatabase, createTestDatabase } from './database.js'
+import { acquireTestDatabase } from './database.js'
 import { redisUrl } from './env.js'
 import { deleteRedisKeys } from './redis.js'
 
@@ -24,11 +24,9 @@ export async function deleteRedisPrefix (prefix: string): Promise<void> {
 
 /** The config of a test app: its own database and Redis prefix, silent logs, responses checked against the spec. */
 export async function testConfig (t: Test, overrides: Overrides = {}): Promise<Config> {
-  let database: Awaited<ReturnType<typeof createTestDatabase>> | undefined
-  if (!('DATABASE_URL' in overrides)) {
-    database = await createTestDatabase()
-    t.teardown(() => database!.drop())
-  }
+  const database = 'DATABASE_URL' in overrides ? undefined : await acquireTestDatabase()
+  // Teardowns run last-registered first: whatever the caller builds on this config is closed before.
+  if (database) t.teardown(() => database.release())
   return configFor(t, database?.url, overrides)
 }
 
@@ -63,7 +61,7 @@ function configFor (t: Test, databaseUrl: string | undefined, overrides: Overrid
 export async function build (t: Test, overrides: Overrides = {}, options: Omit<BuildOptions, 'logger'> = {}): Promise<FastifyInstance> {
   const database = 'DATABASE_URL' in overrides ? undefined : await acquireTestDatabase()
   const built: { app?: FastifyInstance } = {}
-  // One teardown, in order: the app closes (and stops writing) before its database goes back to the pool.
+  // One teardown, in this order: the app closes (and stops writing) before its database goes back to the pool.
   t.teardown(async () => {
     try {
       await built.app?.close()

@@ -3,7 +3,7 @@
 // committed job updates over the broadcast plugin: a changed job is read once per process, not per stream.
 import { randomUUID } from 'node:crypto'
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
-import { Kysely, PostgresDialect } from 'kysely'
+import { Kysely, PostgresDialect } from '../../db/kysely.js'
 import pg from 'pg'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'

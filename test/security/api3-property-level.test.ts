@@ -6,7 +6,7 @@
 // `email_verified`, `partnerId`, `createdAt`...) in the body of any operation that does not declare them are
 // refused with 400 naming the field, and nothing in the database changes. (spec.test.ts checks statically
 // that request bodies say additionalProperties: false; this sends them.)
-import { sql } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import t from 'tap'
 import { build } from '../helpers/build.js'
 import { given } from '../helpers/given.js'

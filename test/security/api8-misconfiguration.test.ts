@@ -4,7 +4,7 @@
 // dependency that throws included), TRACE echoes nothing, and nothing says what the server runs.
 // (test/plugins/request.test.ts has the headers of one public read and the basic allow-list; errors.test.ts
 // the 500 of a route outside the spec.)
-import { sql } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import t from 'tap'
 import { build } from '../helpers/build.js'
 import { given } from '../helpers/given.js'

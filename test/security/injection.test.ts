@@ -6,7 +6,7 @@
 // allow-listed safe uses.
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { sql } from 'kysely'
+import { sql } from '../../db/kysely.js'
 import t from 'tap'
 import { build } from '../helpers/build.js'
 import { given } from '../helpers/given.js'

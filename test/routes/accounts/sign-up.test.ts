@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { sql } from 'kysely'
+import { sql } from '../../../db/kysely.js'
 import type { ParsedMail } from 'mailparser'
 import t from 'tap'
 import { build, fileApp } from '../../helpers/build.js'

@@ -1,6 +1,6 @@
 import { createServer } from 'node:net'
 import { setTimeout } from 'node:timers/promises'
-import { sql } from 'kysely'
+import { sql } from '../../../db/kysely.js'
 import t from 'tap'
 import { build, fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'

@@ -1,6 +1,6 @@
 import { createPublicKey, verify } from 'node:crypto'
 import t from 'tap'
-import { Kysely, PostgresDialect } from 'kysely'
+import { Kysely, PostgresDialect } from '../../../db/kysely.js'
 import pg from 'pg'
 import { buildApp } from '../../../app.js'
 import { createMigrator, migrateToLatest } from '../../../db/migrator.js'

@@ -3,7 +3,7 @@
 // The simulated cloud is enough for most; the ECS model (test/helpers/ecs-model.ts) shows what is stopped.
 import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
-import { sql } from 'kysely'
+import { sql } from '../../../db/kysely.js'
 import type { StopTaskCommandInput } from '@aws-sdk/client-ecs'
 import { awsSettings } from '../../helpers/aws.js'
 import { build, type Overrides } from '../../helpers/build.js'

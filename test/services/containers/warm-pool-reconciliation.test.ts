@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
-import { sql } from 'kysely'
+import { sql } from '../../../db/kysely.js'
 import { build, type Overrides } from '../../helpers/build.js'
 import { TestClock } from '../../helpers/clock.js'
 import { until } from '../../helpers/wait.js'
