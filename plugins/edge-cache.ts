@@ -122,7 +122,13 @@ export default fp(async function edgeCachePlugin (app) {
   }
   const toShared = (url: string, rep: Representation, ttlS: number) => {
     if (!shared || ttlS <= 0) return
-    shared.set(sharedKey(url), { body: rep.body, etag: rep.etag, contentType: rep.contentType, tags: rep.tags }, ttlS, sharedRefs(rep.tags))
+    const key = sharedKey(url)
+    const storedAt = generation
+    shared.set(key, { body: rep.body, etag: rep.etag, contentType: rep.contentType, tags: rep.tags }, ttlS, sharedRefs(rep.tags))
+      // async-cache-dedupe writes the value, then (after a read) its tag references: a purge in between finds
+      // no reference and leaves the copy for its whole TTL. A purge this process saw meanwhile (its own, or
+      // another's through the broadcast) removes it once stored.
+      .then(async () => { if (generation !== storedAt) await shared.remove(key) })
       .catch((err: unknown) => app.log.warn({ err }, 'shared cache unavailable: not stored'))
   }
 
