@@ -60,10 +60,10 @@ t.test('edge cache › an update invalidates its tags here and in another proces
   t.match(afterA.body, /After/, 'this process dropped its copy')
   t.not(afterA.headers.etag, beforeA.headers.etag)
   let afterB = await b.inject({ method: 'GET', url: '/v1/regions' })
-  for (let i = 0; i < 40 && !/After/.test(afterB.body); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 25))
+  await until(async () => {
     afterB = await b.inject({ method: 'GET', url: '/v1/regions' })
-  }
+    return /After/.test(afterB.body)
+  })
   t.match(afterB.body, /After/, 'the other process dropped its copy through Redis')
   t.equal((await a.queue.counts('cache-purge')).waiting, 1, 'one purge job for the edge')
 })

@@ -87,10 +87,10 @@ t.test('bearer › security › a sign-out in one process is honoured by the oth
 
   t.equal((await a.inject({ method: 'DELETE', url: '/v1/sessions/current', headers: user.headers })).statusCode, 204)
   let status = 200
-  for (let i = 0; i < 40 && status === 200; i++) {
+  await until(async () => {
     status = (await b.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).statusCode
-    if (status === 200) await new Promise((resolve) => setTimeout(resolve, 25))
-  }
+    return status !== 200
+  })
   t.equal(status, 401, 'the other process learnt of it through Redis')
 
   const c = await buildApp(config, { logger: false })
@@ -105,9 +105,9 @@ t.test('getMe › valid › a change made through one process shows at once in a
   t.equal((await b.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).json().name, 'Before', 'b caches the account')
   t.equal((await a.inject({ method: 'PATCH', url: '/v1/users/me', payload: { name: 'After' }, headers: user.headers })).statusCode, 200)
   let name = 'Before'
-  for (let i = 0; i < 40 && name === 'Before'; i++) {
+  await until(async () => {
     name = (await b.inject({ method: 'GET', url: '/v1/users/me', headers: user.headers })).json().name
-    if (name === 'Before') await new Promise((resolve) => setTimeout(resolve, 25))
-  }
+    return name !== 'Before'
+  })
   t.equal(name, 'After')
 })

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import t from 'tap'
 import { fileApp } from '../../helpers/build.js'
 import { given } from '../../helpers/given.js'
+import { until } from '../../helpers/wait.js'
 
 type App = Awaited<ReturnType<typeof fileApp>>
 
@@ -69,10 +70,10 @@ t.test('stopContainer › valid › 202 with a job; the worker stops it; stoppin
   t.equal(res.headers.location, `/v1/jobs/${res.json().id}`)
   app.queue.startWorker(1)
   let state = ''
-  for (let i = 0; i < 200 && state !== 'stopped'; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 25))
+  await until(async () => {
     state = (await app.db.selectFrom('container').select('state').where('id', '=', container.id).executeTakeFirstOrThrow()).state
-  }
+    return state === 'stopped'
+  })
   t.equal(state, 'stopped')
   const job = await app.inject({ method: 'GET', url: `/v1/jobs/${res.json().id}`, headers: user.headers })
   t.match(job.json(), { state: 'succeeded', progress: 100 })

@@ -2,6 +2,7 @@
 import t from 'tap'
 import { build, fileApp } from '../../helpers/build.js'
 import { bearer, given } from '../../helpers/given.js'
+import { until } from '../../helpers/wait.js'
 
 type App = Awaited<ReturnType<typeof build>>
 const adminToken = (app: App) => given(app).token({ role: 'admin', scopes: ['admin'] })
@@ -43,7 +44,7 @@ t.test('openQueueDashboard › valid › a failed job is visible in its queue, w
   app.queue.define({ family: 'mail', name: 'alwaysFails', handle: async () => { throw new Error('SMTP said no') } })
   await app.queue.enqueue({ family: 'mail', name: 'alwaysFails' }, { to: 'x@example.test' }, { jobId: 'fails-once', retries: 0 })
   app.queue.startWorker(1)
-  for (let i = 0; i < 100 && (await app.queue.counts('mail')).failed < 1; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.ok(await until(async () => (await app.queue.counts('mail')).failed >= 1), 'the job failed')
   const failed = await page(app, '/admin/queues/fractal/mail/failed', bearer(await adminToken(app)))
   t.equal(failed.statusCode, 200)
   t.match(failed.body, 'fails-once', 'the failed job is listed')
