@@ -59,19 +59,21 @@ function configFor (t: Test, databaseUrl: string | undefined, overrides: Overrid
  * file's pool (test/helpers/database.ts): emptied to the template's rows after the app is closed, for the next.
  */
 export async function build (t: Test, overrides: Overrides = {}, options: Omit<BuildOptions, 'logger'> = {}): Promise<FastifyInstance> {
-  const database = 'DATABASE_URL' in overrides ? undefined : await acquireTestDatabase()
-  const built: { app?: FastifyInstance } = {}
-  // One teardown, in this order: the app closes (and stops writing) before its database goes back to the pool.
-  t.teardown(async () => {
-    try {
-      await built.app?.close()
-    } finally {
-      await database?.release()
-    }
-  })
-  const app = built.app = await buildApp(configFor(t, database?.url, overrides), { ...options, logger: false })
+  const config = await testConfig(t, overrides)
+  const app = await buildApp(config, { ...options, logger: false })
+  t.teardown(() => app.close())
   await app.ready()
   return app
+}
+
+/** Two apps on one database and one Redis prefix, as two processes of a deployment (web and worker, two webs). */
+export async function twoProcesses (t: Test, overrides: Overrides = {}): Promise<{ a: FastifyInstance, b: FastifyInstance, config: Config }> {
+  const config = await testConfig(t, overrides)
+  const a = await buildApp(config, { logger: false })
+  const b = await buildApp(config, { logger: false })
+  t.teardown(() => Promise.all([a.close(), b.close()]))
+  await Promise.all([a.ready(), b.ready()])
+  return { a, b, config }
 }
 
 const fileApps = new Map<string, Promise<FastifyInstance>>()

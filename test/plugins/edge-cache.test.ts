@@ -1,6 +1,5 @@
 import t from 'tap'
-import { buildApp } from '../../app.js'
-import { build, testConfig } from '../helpers/build.js'
+import { build, twoProcesses } from '../helpers/build.js'
 import { bearer, given } from '../helpers/given.js'
 import { freePort, hasRedisServer, startRedis } from '../helpers/redis-server.js'
 import { settle, until } from '../helpers/wait.js'
@@ -42,11 +41,7 @@ t.test('edge cache › concurrent identical reads compute once', async (t) => {
 })
 
 t.test('edge cache › an update invalidates its tags here and in another process sharing Redis, and queues an edge purge', async (t) => {
-  const config = await testConfig(t, { ORIGIN_CACHE_TTL_MS: '60000' })
-  const a = await buildApp(config, { logger: false })
-  const b = await buildApp(config, { logger: false })
-  t.teardown(() => Promise.all([a.close(), b.close()]))
-  await Promise.all([a.ready(), b.ready()])
+  const { a, b } = await twoProcesses(t, { ORIGIN_CACHE_TTL_MS: '60000' })
   await given(a).region({ code: 'eu-east-9', name: 'Before' })
 
   const beforeA = await a.inject({ method: 'GET', url: '/v1/regions' })
@@ -94,11 +89,7 @@ t.test('edge cache › a 304 carries the cache metadata only (RFC 9110), whether
 })
 
 t.test('edge cache › shared layer: a second process serves what the first computed from Redis, without a query; a purge drops it there too', async (t) => {
-  const config = await testConfig(t, { ORIGIN_CACHE_TTL_MS: '60000', SHARED_CACHE_TTL_MS: '60000' })
-  const a = await buildApp(config, { logger: false })
-  const b = await buildApp(config, { logger: false })
-  t.teardown(() => Promise.all([a.close(), b.close()]))
-  await Promise.all([a.ready(), b.ready()])
+  const { a, b } = await twoProcesses(t, { ORIGIN_CACHE_TTL_MS: '60000', SHARED_CACHE_TTL_MS: '60000' })
   await given(a).region({ code: 'eu-sharedx-1', name: 'Shared before' })
   let bQueries = 0
   const original = b.db.selectFrom.bind(b.db)
@@ -129,11 +120,7 @@ t.test('edge cache › shared layer: a purge between storing a copy and storing 
   // async-cache-dedupe writes the value, reads the key's references, then writes them: a purge in between
   // found no reference to the copy (seen on a loaded CI run). The SMEMBERS of that read is held here until the
   // purge is done, at the Redis client, so the order is certain.
-  const config = await testConfig(t, { ORIGIN_CACHE_TTL_MS: '60000', SHARED_CACHE_TTL_MS: '60000' })
-  const a = await buildApp(config, { logger: false })
-  const b = await buildApp(config, { logger: false })
-  t.teardown(() => Promise.all([a.close(), b.close()]))
-  await Promise.all([a.ready(), b.ready()])
+  const { a, b } = await twoProcesses(t, { ORIGIN_CACHE_TTL_MS: '60000', SHARED_CACHE_TTL_MS: '60000' })
   await given(a).region({ code: 'eu-window-1', name: 'Window before' })
   let release!: () => void
   const held = new Promise<void>((resolve) => { release = resolve })

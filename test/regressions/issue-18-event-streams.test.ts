@@ -7,28 +7,15 @@ import { Kysely, PostgresDialect } from '../../db/kysely.js'
 import pg from 'pg'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from '../../app.js'
 import type { DB } from '../../db/types.js'
 import { updateJob } from '../../services/containers/containers.repository.js'
-import { build, testConfig } from '../helpers/build.js'
+import { build, twoProcesses } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
 import { until } from '../helpers/wait.js'
-
-type Test = Parameters<typeof build>[0]
 
 async function listen (app: FastifyInstance) {
   await app.listen({ port: 0, host: '127.0.0.1' })
   return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
-}
-
-/** Two apps on one database and one Redis prefix, like a web process and a worker. */
-async function twoProcesses (t: Test, overrides: Parameters<typeof testConfig>[1] = {}) {
-  const config = await testConfig(t, overrides)
-  const a = await buildApp(config, { logger: false })
-  const b = await buildApp(config, { logger: false })
-  t.teardown(() => Promise.all([a.close(), b.close()]))
-  await Promise.all([a.ready(), b.ready()])
-  return [a, b] as const
 }
 
 interface Stream {
@@ -127,7 +114,7 @@ t.test('streamJobEvents › valid › 30 concurrent streams of one user: exactly
 })
 
 t.test('streamJobEvents › valid › the per-user cap holds across processes sharing Redis', async (t) => {
-  const [a, b] = await twoProcesses(t, { EVENT_STREAMS_PER_USER: '5' })
+  const { a, b } = await twoProcesses(t, { EVENT_STREAMS_PER_USER: '5' })
   const [baseA, baseB] = [await listen(a), await listen(b)]
   const user = await given(a).signedIn()
   const url = `/v1/jobs/${(await queuedJob(a, user)).id}/events`
@@ -142,7 +129,7 @@ t.test('streamJobEvents › valid › the per-user cap holds across processes sh
 })
 
 t.test('streamJobEvents › valid › EVENT_STREAMS_PER_PROCESS caps one process whoever asks; another process still takes streams', async (t) => {
-  const [a, b] = await twoProcesses(t, { EVENT_STREAMS_PER_PROCESS: '3', EVENT_STREAMS_PER_USER: '5' })
+  const { a, b } = await twoProcesses(t, { EVENT_STREAMS_PER_PROCESS: '3', EVENT_STREAMS_PER_USER: '5' })
   const [baseA, baseB] = [await listen(a), await listen(b)]
   const one = await given(a).signedIn()
   const two = await given(a).signedIn()
@@ -163,7 +150,7 @@ t.test('streamJobEvents › valid › EVENT_STREAMS_PER_PROCESS caps one process
 })
 
 t.test('streamJobEvents › valid › progress and the end written by another process reach every stream, with one read of the job per change for all of them', async (t) => {
-  const [web, worker] = await twoProcesses(t, { EVENT_STREAMS_PER_USER: '5', JOB_EVENTS_RESYNC_MS: '600000' })
+  const { a: web, b: worker } = await twoProcesses(t, { EVENT_STREAMS_PER_USER: '5', JOB_EVENTS_RESYNC_MS: '600000' })
   const base = await listen(web)
   const user = await given(web).signedIn()
   const job = await queuedJob(web, user)
@@ -191,7 +178,7 @@ t.test('streamJobEvents › valid › progress and the end written by another pr
 })
 
 t.test('streamJobEvents › valid › a start job run by a worker process streams to the web process until it succeeds', async (t) => {
-  const [web, worker] = await twoProcesses(t, { SIMULATED_START_MS: '200', JOB_EVENTS_RESYNC_MS: '600000' })
+  const { a: web, b: worker } = await twoProcesses(t, { SIMULATED_START_MS: '200', JOB_EVENTS_RESYNC_MS: '600000' })
   const base = await listen(web)
   const offer = await given(web).offer()
   const user = await given(web).signedIn()
@@ -351,7 +338,7 @@ t.test('streamJobEvents › non-existing › a 404 answer gives its place back',
 })
 
 t.test('streamJobEvents › valid › shutting down ends the open streams and gives their places back before Redis closes', async (t) => {
-  const [web, other] = await twoProcesses(t, { JOB_EVENTS_RESYNC_MS: '600000' })
+  const { a: web, b: other } = await twoProcesses(t, { JOB_EVENTS_RESYNC_MS: '600000' })
   const base = await listen(web)
   const user = await given(web).signedIn()
   const url = `/v1/jobs/${(await queuedJob(web, user)).id}/events`

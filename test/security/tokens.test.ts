@@ -2,20 +2,11 @@
 import { createHmac, createSign, generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
 import { buildApp } from '../../app.js'
-import { build, fileApp, testConfig, testKeys } from '../helpers/build.js'
+import { build, fileApp, testKeys, twoProcesses } from '../helpers/build.js'
 import { given } from '../helpers/given.js'
 import { until } from '../helpers/wait.js'
 
 /** Two apps on one database and one Redis prefix: two web processes of one deployment. */
-async function twoProcesses (t: Parameters<typeof testConfig>[0]) {
-  const config = await testConfig(t)
-  const a = await buildApp(config, { logger: false })
-  const b = await buildApp(config, { logger: false })
-  t.teardown(() => Promise.all([a.close(), b.close()]))
-  await Promise.all([a.ready(), b.ready()])
-  return { a, b, config }
-}
-
 const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
 
 function es256 (header: object, claims: object, privateKey: string) {
